@@ -1,0 +1,69 @@
+"""The one ``circuitft`` entry point.
+
+Subcommands dispatch to small modules under :mod:`circuitft.commands` that are imported lazily, so
+``circuitft tasks list`` does not pay for importing Lightning or TransformerLens:
+
+- ``fit`` / ``validate`` / ``test``: LightningCLI training (``circuitft.commands.train``)
+- ``sweep``: many training runs from one config (``circuitft.commands.sweep``)
+- ``circuit``: EAP-IG on one model/adapter (``circuitft.commands.circuit``)
+- ``tasks``: list and generate task data (``circuitft.commands.tasks``)
+- ``bench``: benchmarks (``circuitft.commands.bench``)
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+from circuitft.errors import CircuitftError
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "fit": ("circuitft.commands.train", "fit a LoRA adapter over a stream of tasks (LightningCLI)"),
+    "validate": ("circuitft.commands.train", "validate a model on every task (LightningCLI)"),
+    "test": ("circuitft.commands.train", "test a model on every task (LightningCLI)"),
+    "sweep": ("circuitft.commands.sweep", "run a list of training runs (e.g. all ordered task pairs)"),
+    "circuit": ("circuitft.commands.circuit", "find a circuit with EAP-IG and evaluate it"),
+    "tasks": ("circuitft.commands.tasks", "list built-in tasks or generate task data"),
+    "bench": ("circuitft.commands.bench", "benchmarks (EAP-IG against the plain-transformers floor)"),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: circuitft COMMAND [ARGS]", "", "commands:"]
+    lines += [f"  {name:<10} {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += ["", "Run `circuitft COMMAND --help` for the options of a command."]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit status (also used as the console-script entry point)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0 if args else 2
+    name, rest = args[0], args[1:]
+    if name in ("-V", "--version"):
+        from circuitft import __version__
+
+        print(__version__)
+        return 0
+    if name not in COMMANDS:
+        print(f"error: unknown command {name!r}; valid commands: {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    module = importlib.import_module(COMMANDS[name][0])
+    try:
+        status = module.main(name, rest)
+    except CircuitftError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    return int(status or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

