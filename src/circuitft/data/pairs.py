@@ -171,7 +171,9 @@ def tokenize_pairs(
         kept.append(row)
         seqs.append((clean, corrupted, len(clean), answer, wrong))
     if not kept:
-        raise DataError(f"{where}all {len(rows)} rows of task {task!r} have clean/corrupted length mismatches")
+        raise DataError(
+            f"{where}all {len(rows)} rows of task {task!r} have clean/corrupted length mismatches"
+        )
 
     n, t = len(kept), max(p + len(a) for _, _, p, a, _ in seqs)
     a_max = max(len(a) for *_, a, _ in seqs)

@@ -196,3 +196,36 @@ def _first(config: Any, *names: str) -> int:
         if value is not None:
             return int(value)
     raise ValueError(f"model config has none of {names}")
+
+
+class Graph:
+    """A model's edge graph with scores and a circuit, as dense tensors.
+
+    - ``scores``: [n_forward, n_backward] float32, the attribution score of each edge (0 off the real mask)
+    - ``in_graph``: [n_forward, n_backward] bool, the circuit's edges (always within ``cfg.real_edge_mask``)
+    - ``nodes_in_graph``: [n_forward + 1] bool, the circuit's nodes in :attr:`GraphConfig.node_names` order
+    - ``meta``: how the scores were made (method, metric, ig_steps, step convention, ...)
+    """
+
+    def __init__(self, cfg: GraphConfig) -> None:
+        self.cfg = cfg
+        self.scores = torch.zeros(cfg.n_forward, cfg.n_backward, dtype=torch.float32)
+        self.in_graph = torch.zeros(cfg.n_forward, cfg.n_backward, dtype=torch.bool)
+        self.nodes_in_graph = torch.zeros(cfg.n_forward + 1, dtype=torch.bool)
+        self.meta: dict[str, Any] = {}
+
+    @classmethod
+    def from_model(cls, model: Any) -> Graph:
+        """An empty graph shaped like a Hugging Face model (or anything with ``.config``)."""
+        return cls(GraphConfig.from_hf_config(model.config))
+
+    @property
+    def n_edges(self) -> int:
+        """Number of real edges."""
+        return self.cfg.n_edges
+
+    def full(self) -> Graph:
+        """Put every real edge and every node in the circuit (the unpruned model); returns self."""
+        self.in_graph = self.cfg.real_edge_mask.clone()
+        self.nodes_in_graph[:] = True
+        return self

@@ -62,7 +62,9 @@ def load_model(spec: str, dtype: torch.dtype = torch.float32, seed: int = 0) -> 
     path = Path(spec).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():
-            raise ModelSpecError(f"model folder {path} has no config.json (expected a Hugging Face model folder)")
+            raise ModelSpecError(
+                f"model folder {path} has no config.json (expected a Hugging Face model folder)"
+            )
         return _from_pretrained(str(path), spec, dtype, local_only=True)
     if "/" not in spec or spec.startswith((".", "/", "~")):
         raise ModelSpecError(

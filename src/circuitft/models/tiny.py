@@ -55,7 +55,11 @@ def build_tokenizer(folder: Path) -> PreTrainedTokenizerFast:
         vocab.setdefault(tok, len(vocab))
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.Punctuation()]
+        [
+            pre_tokenizers.WhitespaceSplit(),
+            pre_tokenizers.Digits(individual_digits=True),
+            pre_tokenizers.Punctuation(),
+        ]
     )
     tok.decoder = decoders.WordPiece(prefix="##", cleanup=False)
     tok.post_processor = processors.TemplateProcessing(
