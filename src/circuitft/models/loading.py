@@ -74,6 +74,35 @@ def load_model(spec: str, dtype: torch.dtype = torch.float32, seed: int = 0) -> 
     return _from_pretrained(spec, spec, dtype, local_only=os.environ.get("HF_HUB_OFFLINE") == "1")
 
 
+def load_tokenizer(spec: str) -> PreTrainedTokenizerBase:
+    """Only the tokenizer of ``spec`` (cheap: no weights are loaded except for a first GGUF conversion)."""
+    if spec in tiny_specs():
+        return build_tokenizer(cache_dir() / "tiny-tokenizer")
+    if spec == EMBEDDED:
+        folder = cache_dir() / "smollm2-135m"
+        if not (folder / "tokenizer.json").exists():
+            return _load_embedded(torch.float32).tokenizer
+        source, local_only = str(folder), True
+    else:
+        path = Path(spec).expanduser()
+        if path.exists():
+            source, local_only = str(path), True
+        elif "/" in spec and not spec.startswith((".", "/", "~")):
+            source, local_only = spec, os.environ.get("HF_HUB_OFFLINE") == "1"
+        else:
+            raise ModelSpecError(
+                f"unknown model spec {spec!r}: not a built-in ({', '.join(model_specs())}), "
+                "an existing folder, or a hub name like 'owner/name'"
+            )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
+    except (OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelSpecError(f"cannot load the tokenizer of {spec!r} ({first[:200]})") from None
+    _ensure_pad(tokenizer)
+    return tokenizer
+
+
 def _from_pretrained(source: str, spec: str, dtype: torch.dtype, local_only: bool) -> LoadedModel:
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
