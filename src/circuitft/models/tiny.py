@@ -31,6 +31,7 @@ Solve the following and respond with only final answer in base : = + - * / % # ~
 When went to store gave a drink The war lasted from year to 17 18 19 Mary John Alice Bob Tom Sarah
 James Emma David Anna Paul Laura Mark Lisa Peter Kate shop park school office beach market kitchen
 garden book ball pen apple cup key gift letter then and was is of it In
+Then After While were at expedition project strike drought famine
 """.split()
 _NAMES = ["tiny-gpt2", "tiny-llama", "tiny-qwen2", "tiny-neox"]
 
@@ -102,5 +103,22 @@ def build_tiny_model(name: str, vocab_size: int, seed: int = 0) -> PreTrainedMod
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = cls(cfg)
+        _randomize_biases_and_norms(model)
     model.config.architectures = [cls.__name__]
     return model.eval()
+
+
+def _randomize_biases_and_norms(model: torch.nn.Module) -> None:
+    """Give biases and norm gains random values (HF initialises them to 0 and 1).
+
+    With all-zero biases and unit norms a tiny model would hide bugs in how attribution handles the
+    attention output bias, q/k/v biases or the norms; random values make such bugs change the numbers.
+    """
+    with torch.no_grad():
+        for module in model.modules():
+            is_norm = isinstance(module, torch.nn.LayerNorm) or type(module).__name__.endswith("RMSNorm")
+            for name, param in module.named_parameters(recurse=False):
+                if is_norm and name == "weight":
+                    param.normal_(1.0, 0.2)
+                elif name == "bias":
+                    param.normal_(0.0, 0.1)

@@ -1,0 +1,193 @@
+"""``circuitft tasks``: list the built-in tasks, show rows, write seeded task files, check user files.
+
+- ``circuitft tasks list``
+- ``circuitft tasks show NAME [--n 5] [--seed 0] [--param key=value ...]``
+- ``circuitft tasks make NAME --n N --seed S [--out FILE.csv|.jsonl] [--model SPEC] [--param key=value ...]``
+- ``circuitft tasks check FILE --model SPEC [--no-bos]``
+
+``make`` prints CSV to stdout when there is no ``--out`` (the same arguments give the same bytes) and
+writes ``--out`` atomically; with ``--model`` rows whose clean/corrupted prompts tokenize to different
+lengths are resampled and the count is reported on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from circuitft.data.rows import PromptRow
+from circuitft.errors import ConfigError
+
+COLUMNS = ("clean", "corrupted", "answer", "wrong")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises a one-line ConfigError instead of printing usage and exiting."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise ConfigError(f"{self.prog}: {message}")
+
+
+def _build_parser(prog: str) -> argparse.ArgumentParser:
+    parser = _Parser(prog=prog, description="List built-in tasks, generate task data, check task files.")
+    sub = parser.add_subparsers(dest="action", required=True, parser_class=_Parser, metavar="ACTION")
+    sub.add_parser("list", help="built-in tasks with a one-line description")
+
+    def task_args(p: argparse.ArgumentParser, n_default: int | None) -> None:
+        p.add_argument("name", metavar="NAME", help="task name (see `circuitft tasks list`)")
+        p.add_argument("--n", type=int, default=n_default, required=n_default is None, help="number of rows")
+        p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+        p.add_argument(
+            "--param", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+            help="task parameter, e.g. lo=1 hi=9 (see `circuitft tasks show NAME`)",
+        )  # fmt: skip
+
+    show = sub.add_parser("show", help="describe a task and print a few rows")
+    task_args(show, 5)
+    make = sub.add_parser("make", help="generate rows as CSV (stdout) or to --out FILE.csv|.jsonl")
+    task_args(make, None)
+    make.add_argument("--out", type=Path, help="output file (.csv or .jsonl), written atomically")
+    make.add_argument("--model", help="model spec whose tokenizer the rows must fit (resamples mismatches)")
+    make.add_argument("--no-bos", action="store_true", help="with --model: do not prepend BOS")
+    check = sub.add_parser("check", help="validate a task file against a model's tokenizer")
+    check.add_argument("file", metavar="FILE", help="CSV, JSONL, dataset folder or hf:NAME")
+    check.add_argument("--model", required=True, help="model spec whose tokenizer to check against")
+    check.add_argument("--no-bos", action="store_true", help="do not prepend BOS")
+    return parser
+
+
+def main(name: str, argv: Sequence[str]) -> int:
+    """Run ``circuitft tasks ...``; returns the exit status (user errors raise CircuitftError)."""
+    parser = _build_parser(f"circuitft {name}")
+    try:
+        args = parser.parse_args(list(argv))
+    except SystemExit as exit_:  # --help
+        return int(exit_.code or 0)
+    if args.action == "list":
+        return _list()
+    if args.action == "show":
+        return _show(args)
+    if args.action == "make":
+        return _make(args)
+    return _check(args)
+
+
+def _params(pairs: Sequence[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in pairs:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--param {item!r}: expected KEY=VALUE")
+        out[key.strip()] = value
+    return out
+
+
+def _check_n(n: int) -> None:
+    if n <= 0:
+        raise ConfigError(f"--n must be a positive integer, got {n}")
+
+
+def _list() -> int:
+    from circuitft.data.tasks import describe, task_names
+
+    names = task_names()
+    width = max(len(n) for n in names)
+    for n in names:
+        print(f"{n:<{width}}  {describe(n)}")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from circuitft.data.tasks import describe, get_task, make_rows, task_params
+
+    spec = get_task(args.name)
+    _check_n(args.n)
+    rows = make_rows(spec.name, args.n, args.seed, **_params(args.param))
+    print(f"{spec.name}: {describe(spec.name)}")
+    print("parameters: " + "; ".join(f"{k}: {v}" for k, v in task_params(spec.name).items()))
+    for i, row in enumerate(rows, start=1):
+        print(f"\n[{i}] clean:     {row.clean!r}")
+        print(f"    corrupted: {row.corrupted!r}")
+        print(f"    answer:    {row.answer!r}   wrong: {row.wrong!r}")
+    return 0
+
+
+def _make(args: argparse.Namespace) -> int:
+    from circuitft.data.tasks import get_task, make_pairs, make_rows
+
+    spec = get_task(args.name)
+    _check_n(args.n)
+    params = _params(args.param)
+    fmt = "csv"
+    if args.out is not None:
+        fmt = args.out.suffix.lower().lstrip(".")
+        if fmt not in ("csv", "jsonl"):
+            raise ConfigError(f"--out {args.out}: the file name must end in .csv or .jsonl")
+    if args.model:
+        from circuitft.models.loading import load_tokenizer
+
+        spec.resolve(params)  # bad parameters fail before a tokenizer is loaded
+        tokenizer = load_tokenizer(args.model)
+        pairs = make_pairs(spec.name, tokenizer, args.n, args.seed, False if args.no_bos else None, **params)
+        rows, note = pairs.rows, f"{pairs.n_dropped} rows resampled (clean/corrupted token lengths differed)"
+        note += f" for {args.model}; longest sequence {pairs.max_len} tokens"
+    else:
+        rows = make_rows(spec.name, args.n, args.seed, **params)
+        note = "0 rows resampled (no --model given: token lengths not checked)"
+    text = to_jsonl(rows) if fmt == "jsonl" else to_csv(rows)
+    if args.out is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        print(f"{spec.name}: {len(rows)} rows, seed {args.seed}; {note}", file=sys.stderr)
+    else:
+        write_atomic(args.out, text)
+        print(f"{spec.name}: wrote {len(rows)} rows to {args.out}; {note}", file=sys.stderr)
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from circuitft.data.sources import load_pairs
+    from circuitft.models.loading import load_tokenizer
+
+    tokenizer = load_tokenizer(args.model)
+    pairs = load_pairs(args.file, tokenizer, prepend_bos=False if args.no_bos else None, on_mismatch="error")
+    print(
+        f"{args.file}: {len(pairs)} rows OK for {args.model} (clean and corrupted prompts of equal token "
+        f"length; longest sequence {pairs.max_len} tokens)"
+    )
+    return 0
+
+
+def to_csv(rows: Sequence[PromptRow]) -> str:
+    """Rows as CSV text with header ``clean,corrupted,answer,wrong`` and ``\\n`` line ends."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    for row in rows:
+        writer.writerow([row.clean, row.corrupted, row.answer, row.wrong or ""])
+    return buf.getvalue()
+
+
+def to_jsonl(rows: Sequence[PromptRow]) -> str:
+    """Rows as JSON Lines (one object per row, non-ASCII kept as is)."""
+    return "".join(json.dumps(row.to_dict(), ensure_ascii=False) + "\n" for row in rows)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` via a temporary file in the same folder and ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

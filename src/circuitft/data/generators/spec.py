@@ -1,0 +1,78 @@
+"""What a built-in task is: a name, a one-line rule, typed parameters and a seeded row drawer."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from circuitft.data.rows import PromptRow
+from circuitft.errors import DataError
+
+# How many draws one row may take before the task's parameters are declared unusable.
+MAX_DRAWS = 1000
+
+Drawer = Callable[[random.Random, int, Mapping[str, Any]], PromptRow]
+
+
+@dataclass(frozen=True)
+class Param:
+    """A task parameter: its type, default (``None``: the task computes one) and a one-line help."""
+
+    type: type
+    default: Any
+    help: str
+    choices: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A built-in task.
+
+    ``draw(rng, slot, params)`` returns row number ``slot`` using only ``rng`` (so a row stream is
+    reproducible from the seed); ``check(params)`` raises :class:`DataError` for unusable parameters.
+    """
+
+    name: str
+    rule: str
+    draw: Drawer
+    params: Mapping[str, Param] = field(default_factory=dict)
+    check: Callable[[Mapping[str, Any]], None] | None = None
+    defaults: Callable[[dict[str, Any]], None] | None = None  # fills parameters whose default is None
+
+    def resolve(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """Validated, typed parameters: defaults plus ``given`` (values may be strings, as from the CLI)."""
+        unknown = sorted(set(given) - set(self.params))
+        if unknown:
+            valid = ", ".join(self.params) or "none"
+            raise DataError(f"task {self.name}: unknown parameter {unknown[0]!r} (valid parameters: {valid})")
+        out: dict[str, Any] = {}
+        for key, p in self.params.items():
+            value = given.get(key, p.default)
+            if value is not None:
+                value = _coerce(self.name, key, value, p)
+            out[key] = value
+        if self.defaults is not None:
+            self.defaults(out)
+        if self.check is not None:
+            self.check(out)
+        return out
+
+
+def _coerce(task: str, key: str, value: Any, p: Param) -> Any:
+    if p.type is int:
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise DataError(f"task {task}: parameter {key!r} must be an integer, got {value!r}")
+        try:
+            value = int(value)
+        except ValueError:
+            raise DataError(f"task {task}: parameter {key!r} must be an integer, got {value!r}") from None
+    elif p.type is str:
+        if not isinstance(value, str):
+            raise DataError(f"task {task}: parameter {key!r} must be a string, got {value!r}")
+    if p.choices is not None and value not in p.choices:
+        raise DataError(
+            f"task {task}: parameter {key!r} must be one of {', '.join(p.choices)}, got {value!r}"
+        )
+    return value
