@@ -1,0 +1,61 @@
+"""Edge attribution patching with integrated gradients (EAP-IG) on circuitft models.
+
+- :mod:`circuitft.eap.graph`: :class:`Graph` / :class:`GraphConfig`, the edge graph as dense tensors
+- :mod:`circuitft.eap.select`: choosing a circuit (top-n, top fraction, threshold, greedy) and pruning
+- :mod:`circuitft.eap.io`: reference-compatible JSON and compact safetensors files
+- :mod:`circuitft.eap.overlap`: Jaccard, edge change, node change between circuits
+- :mod:`circuitft.eap.attribute`, :mod:`circuitft.eap.evaluate`, :mod:`circuitft.eap.metrics`: scoring
+  edges and evaluating circuits on a model
+
+Names are imported lazily on first use (``from circuitft.eap import Graph``), so importing the package is
+cheap and does not need the attribution modules. ``circuitft.eap.select`` and ``circuitft.eap.overlap``
+are the submodules; their main functions are exported as ``select_circuit`` and ``circuit_overlap``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS: dict[str, str | tuple[str, str]] = {
+    "Graph": "circuitft.eap.graph",
+    "GraphConfig": "circuitft.eap.graph",
+    "select_circuit": ("circuitft.eap.select", "select"),
+    "prune": "circuitft.eap.select",
+    "apply_topn": "circuitft.eap.select",
+    "apply_threshold": "circuitft.eap.select",
+    "apply_greedy": "circuitft.eap.select",
+    "load_graph": "circuitft.eap.io",
+    "save_graph": "circuitft.eap.io",
+    "read_json": "circuitft.eap.io",
+    "write_json": "circuitft.eap.io",
+    "read_safetensors": "circuitft.eap.io",
+    "write_safetensors": "circuitft.eap.io",
+    "check_compatible": "circuitft.eap.io",
+    "circuit_overlap": ("circuitft.eap.overlap", "overlap"),
+    "jaccard": "circuitft.eap.overlap",
+    "edge_jaccard": "circuitft.eap.overlap",
+    "node_jaccard": "circuitft.eap.overlap",
+    "top_k_edges": "circuitft.eap.overlap",
+    "edge_change": "circuitft.eap.overlap",
+    "node_change": "circuitft.eap.overlap",
+    "attribute": "circuitft.eap.attribute",
+    "METHODS": "circuitft.eap.attribute",
+    "evaluate": "circuitft.eap.evaluate",
+    "faithfulness": "circuitft.eap.evaluate",
+    "METRICS": "circuitft.eap.metrics",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    target = _EXPORTS.get(name)
+    if target is None:
+        raise AttributeError(f"module 'circuitft.eap' has no attribute {name!r}")
+    module, attr = target if isinstance(target, tuple) else (target, name)
+    return getattr(importlib.import_module(module), attr)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

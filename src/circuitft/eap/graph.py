@@ -20,6 +20,8 @@ from typing import Any
 
 import torch
 
+from circuitft.errors import DataError
+
 
 @dataclass(frozen=True)
 class GraphConfig:
@@ -30,6 +32,14 @@ class GraphConfig:
     n_kv_heads: int | None = None  # None or == n_heads: no grouped-query attention
     parallel_attn_mlp: bool = False
     d_model: int = 0
+
+    def __post_init__(self) -> None:
+        if self.n_layers < 1 or self.n_heads < 1:
+            raise ValueError(
+                f"a graph needs n_layers >= 1 and n_heads >= 1, got {self.n_layers}, {self.n_heads}"
+            )
+        if self.n_kv_heads is not None and (self.n_kv_heads < 1 or self.n_heads % self.n_kv_heads):
+            raise ValueError(f"n_heads={self.n_heads} is not a multiple of n_kv_heads={self.n_kv_heads}")
 
     @property
     def groups(self) -> int:
@@ -189,6 +199,100 @@ class GraphConfig:
         """Name of edge (forward index ``src``, backward index ``dst``)."""
         return f"{self.forward_names[src]}->{self.backward_names[dst]}"
 
+    # ---- grouped-query ownership --------------------------------------------------------------------
+    @cached_property
+    def head_group(self) -> torch.Tensor:
+        """[n_heads] long: the key/value group each query head reads (``h // (H/G)``, as HF ``repeat_kv``)."""
+        return torch.arange(self.n_heads) // (self.n_heads // self.groups)
+
+    @cached_property
+    def destination_owners(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(dst, node)`` pairs: destination ``dst`` is an input of node ``node`` (into :attr:`node_names`).
+
+        Unlike :attr:`destination_node`, a grouped k/v destination is listed once for *every* head of its
+        group (all of them read it). Without GQA this is exactly one pair per destination.
+        """
+        dst, node = [], []
+        for layer in range(self.n_layers):
+            for h in range(self.n_heads):
+                g = int(self.head_group[h])
+                for d in (self.q_index(layer, h), self.k_index(layer, g), self.v_index(layer, g)):
+                    dst.append(d)
+                    node.append(self.head_index(layer, h))
+            dst.append(self.mlp_in_index(layer))
+            node.append(self.mlp_index(layer))
+        dst.append(self.logits_index)
+        node.append(self.n_forward)
+        return torch.tensor(dst, dtype=torch.long), torch.tensor(node, dtype=torch.long)
+
+    # ---- real edges in canonical order and name lookup -----------------------------------------------
+    @cached_property
+    def edge_coords(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(src, dst)`` long tensors of the real edges in canonical order (row-major over the mask).
+
+        ``graph.scores[graph.cfg.real_edge_mask]`` lists the scores in this same order.
+        """
+        src, dst = self.real_edge_mask.nonzero(as_tuple=True)
+        return src, dst
+
+    @cached_property
+    def edge_names(self) -> list[str]:
+        """Names of the real edges in canonical order (built once per shape; ~0.5 s for 1.6M edges)."""
+        bwd = self.backward_names
+        # prev_index is non-decreasing, so source s feeds exactly the destinations from its first one on.
+        first = torch.searchsorted(self.prev_index, torch.arange(self.n_forward), right=True).tolist()
+        names: list[str] = []
+        for s, name in enumerate(self.forward_names):
+            prefix = name + "->"
+            names += [prefix + b for b in bwd[first[s] :]]
+        return names
+
+    @cached_property
+    def forward_lookup(self) -> dict[str, int]:
+        """Source name -> forward index."""
+        return {name: i for i, name in enumerate(self.forward_names)}
+
+    @cached_property
+    def backward_lookup(self) -> dict[str, int]:
+        """Destination name -> backward index."""
+        return {name: i for i, name in enumerate(self.backward_names)}
+
+    @cached_property
+    def node_lookup(self) -> dict[str, int]:
+        """Node name -> index into :attr:`node_names`."""
+        return {name: i for i, name in enumerate(self.node_names)}
+
+    def edge_index(self, names: list[str], where: str = "") -> tuple[torch.Tensor, torch.Tensor]:
+        """``(src, dst)`` indices of edge ``names``; :class:`DataError` naming the first unknown one."""
+        fwd, bwd = self.forward_lookup, self.backward_lookup
+        src = torch.empty(len(names), dtype=torch.long)
+        dst = torch.empty(len(names), dtype=torch.long)
+        s_list: list[int] = [0] * len(names)
+        d_list: list[int] = [0] * len(names)
+        for i, name in enumerate(names):
+            a, sep, b = name.partition("->")
+            s, d = fwd.get(a), bwd.get(b)
+            if not sep or s is None or d is None:
+                raise DataError(f"{where}unknown edge {name!r} for a graph with {self.describe()}")
+            s_list[i], d_list[i] = s, d
+        src[:], dst[:] = torch.tensor(s_list, dtype=torch.long), torch.tensor(d_list, dtype=torch.long)
+        bad = (src >= self.prev_index[dst]).nonzero()
+        if len(bad):
+            name = names[int(bad[0])]
+            raise DataError(f"{where}unknown edge {name!r} (its source is not upstream of its destination)")
+        return src, dst
+
+    def describe(self) -> str:
+        """The shape in words, for error messages."""
+        kv = f", n_kv_heads={self.n_kv_heads}" if self.grouped else ""
+        return f"n_layers={self.n_layers}, n_heads={self.n_heads}{kv}, parallel_attn_mlp={self.parallel_attn_mlp}"
+
+    def same_edges(self, other: GraphConfig) -> bool:
+        """Whether ``other`` has exactly the same edges (``d_model`` is not compared)."""
+        return (self.n_layers, self.n_heads, self.groups, self.parallel_attn_mlp) == (
+            other.n_layers, other.n_heads, other.groups, other.parallel_attn_mlp,
+        )  # fmt: skip
+
 
 def _first(config: Any, *names: str) -> int:
     for name in names:
@@ -204,7 +308,13 @@ class Graph:
     - ``scores``: [n_forward, n_backward] float32, the attribution score of each edge (0 off the real mask)
     - ``in_graph``: [n_forward, n_backward] bool, the circuit's edges (always within ``cfg.real_edge_mask``)
     - ``nodes_in_graph``: [n_forward + 1] bool, the circuit's nodes in :attr:`GraphConfig.node_names` order
+      (the last one, ``logits``, is always in)
+    - ``node_scores``: optional [n_forward + 1] float32 node scores (NaN where unscored), else None
     - ``meta``: how the scores were made (method, metric, ig_steps, step convention, ...)
+
+    Selection (:mod:`circuitft.eap.select`) and files (:mod:`circuitft.eap.io`) are also reachable as
+    methods: :meth:`select`, :meth:`apply_topn`, :meth:`apply_threshold`, :meth:`apply_greedy`,
+    :meth:`prune`, :meth:`to_json` / :meth:`from_json`, :meth:`save` / :meth:`load`.
     """
 
     def __init__(self, cfg: GraphConfig) -> None:
@@ -212,6 +322,8 @@ class Graph:
         self.scores = torch.zeros(cfg.n_forward, cfg.n_backward, dtype=torch.float32)
         self.in_graph = torch.zeros(cfg.n_forward, cfg.n_backward, dtype=torch.bool)
         self.nodes_in_graph = torch.zeros(cfg.n_forward + 1, dtype=torch.bool)
+        self.nodes_in_graph[-1] = True  # logits
+        self.node_scores: torch.Tensor | None = None
         self.meta: dict[str, Any] = {}
 
     @classmethod
@@ -219,13 +331,128 @@ class Graph:
         """An empty graph shaped like a Hugging Face model (or anything with ``.config``)."""
         return cls(GraphConfig.from_hf_config(model.config))
 
+    def __repr__(self) -> str:
+        return (
+            f"Graph({self.cfg.describe()}, edges {self.count_edges()}/{self.n_edges}, "
+            f"nodes {self.count_nodes()}/{self.cfg.n_forward})"
+        )
+
     @property
     def n_edges(self) -> int:
         """Number of real edges."""
         return self.cfg.n_edges
+
+    @property
+    def real_edge_mask(self) -> torch.Tensor:
+        """[n_forward, n_backward] bool: which (source, destination) pairs are edges."""
+        return self.cfg.real_edge_mask
+
+    def count_edges(self) -> int:
+        """Number of edges in the circuit."""
+        return int((self.in_graph & self.cfg.real_edge_mask).sum())
+
+    def count_nodes(self) -> int:
+        """Number of nodes in the circuit, not counting ``logits`` (as the reference library counts)."""
+        return int(self.nodes_in_graph[: self.cfg.n_forward].sum())
 
     def full(self) -> Graph:
         """Put every real edge and every node in the circuit (the unpruned model); returns self."""
         self.in_graph = self.cfg.real_edge_mask.clone()
         self.nodes_in_graph[:] = True
         return self
+
+    def reset(self) -> Graph:
+        """Empty the circuit (scores and meta are kept; ``logits`` stays in); returns self."""
+        self.in_graph.zero_()
+        self.nodes_in_graph.zero_()
+        self.nodes_in_graph[-1] = True
+        return self
+
+    def copy(self) -> Graph:
+        """An independent copy (tensors cloned, meta deep-copied)."""
+        import copy
+
+        other = Graph(self.cfg)
+        other.scores, other.in_graph = self.scores.clone(), self.in_graph.clone()
+        other.nodes_in_graph = self.nodes_in_graph.clone()
+        other.node_scores = None if self.node_scores is None else self.node_scores.clone()
+        other.meta = copy.deepcopy(self.meta)
+        return other
+
+    # ---- edges by name ------------------------------------------------------------------------------
+    def edge_scores(self) -> torch.Tensor:
+        """[n_edges] scores of the real edges in canonical order (:attr:`GraphConfig.edge_names`)."""
+        return self.scores[self.cfg.real_edge_mask]
+
+    def edges_in_graph(self) -> list[str]:
+        """Names of the circuit's edges, in canonical order."""
+        src, dst = (self.in_graph & self.cfg.real_edge_mask).nonzero(as_tuple=True)
+        fwd, bwd = self.cfg.forward_names, self.cfg.backward_names
+        return [f"{fwd[s]}->{bwd[d]}" for s, d in zip(src.tolist(), dst.tolist(), strict=True)]
+
+    def nodes_in_graph_names(self) -> list[str]:
+        """Names of the circuit's nodes (``logits`` included)."""
+        return [self.cfg.node_names[i] for i in self.nodes_in_graph.nonzero().flatten().tolist()]
+
+    def score_of(self, names: str | list[str]) -> torch.Tensor:
+        """Scores of edges given by name (:class:`DataError` on an unknown name)."""
+        src, dst = self.cfg.edge_index([names] if isinstance(names, str) else list(names))
+        return self.scores[src, dst]
+
+    # ---- selection (circuitft.eap.select) ---------------------------------------------------------------
+    def select(self, **kwargs: Any) -> Graph:
+        """See :func:`circuitft.eap.select.select`."""
+        from circuitft.eap.select import select
+
+        return select(self, **kwargs)
+
+    def apply_topn(self, n: int, absolute: bool = True, prune: bool = True) -> Graph:
+        """Keep the ``n`` highest-scoring real edges (see :func:`circuitft.eap.select.apply_topn`)."""
+        from circuitft.eap.select import apply_topn
+
+        return apply_topn(self, n, absolute=absolute, prune=prune)
+
+    def apply_threshold(self, threshold: float, absolute: bool = True, prune: bool = True) -> Graph:
+        """Keep edges scoring at least ``threshold`` (see :func:`circuitft.eap.select.apply_threshold`)."""
+        from circuitft.eap.select import apply_threshold
+
+        return apply_threshold(self, threshold, absolute=absolute, prune=prune)
+
+    def apply_greedy(self, n: int, absolute: bool = True, prune: bool = True) -> Graph:
+        """Greedy selection from the logits up (see :func:`circuitft.eap.select.apply_greedy`)."""
+        from circuitft.eap.select import apply_greedy
+
+        return apply_greedy(self, n, absolute=absolute, prune=prune)
+
+    def prune(self) -> Graph:
+        """Drop dangling nodes and edges (see :func:`circuitft.eap.select.prune`)."""
+        from circuitft.eap.select import prune
+
+        return prune(self)
+
+    # ---- files (circuitft.eap.io) -------------------------------------------------------------------
+    def to_json(self, path: Any) -> None:
+        """Write the reference-compatible JSON (see :func:`circuitft.eap.io.write_json`)."""
+        from circuitft.eap.io import write_json
+
+        write_json(self, path)
+
+    @classmethod
+    def from_json(cls, path: Any, cfg: GraphConfig | None = None) -> Graph:
+        """Read a JSON graph (see :func:`circuitft.eap.io.read_json`)."""
+        from circuitft.eap.io import read_json
+
+        return read_json(path, cfg)
+
+    def save(self, path: Any) -> None:
+        """Write the compact safetensors form (see :func:`circuitft.eap.io.write_safetensors`)."""
+        from circuitft.eap.io import write_safetensors
+
+        write_safetensors(self, path)
+
+    @classmethod
+    def load(cls, path: Any, cfg: GraphConfig | None = None) -> Graph:
+        """Read a graph file by suffix, ``.json`` or ``.safetensors`` (see :func:`circuitft.eap.io.load_graph`)."""
+        from circuitft.eap.io import load_graph
+
+        return load_graph(path, cfg)

@@ -1,0 +1,317 @@
+"""Graph files: the reference library's JSON and a compact safetensors form. All writes are atomic.
+
+JSON (hannamw/EAP-IG ``to_json`` / ``from_json`` shape, readable by that library for non-GQA graphs)::
+
+    {"cfg": {"n_layers", "n_heads", "parallel_attn_mlp", "d_model"[, "n_kv_heads" when grouped]},
+     "nodes": {name: {"in_graph": bool[, "score": float]}},     # every node, logits included
+     "edges": {name: {"score": float, "in_graph": bool}},       # EVERY edge, in or out of the circuit
+     "meta": {...}}                                             # circuitft's addition (method, metric, ...)
+
+Reading accepts files that list only some edges (unlisted edges score 0, out of the circuit), a
+``null`` score (read as 0, as Xu0615/FinetuneCircuits does), and ignores neuron entries.
+
+safetensors: tensors ``edge_scores`` [n_edges] float32 and ``edge_in_graph`` [n_edges] bool over the
+real edges in canonical order (``cfg.real_edge_mask`` row-major, the order of
+:attr:`GraphConfig.edge_names`), ``nodes_in_graph`` [n_forward + 1] bool, optional ``node_scores``;
+metadata ``format`` = ``circuitft.graph``, ``version``, ``cfg`` (JSON) and ``meta`` (JSON).
+
+Every reader takes an optional ``cfg``: the shape of the model the graph is used with. A file made for
+another shape raises :class:`DataError` naming the first edge of the file that the model lacks (or the
+first model edge the file lacks).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from circuitft.eap.graph import Graph, GraphConfig
+from circuitft.errors import DataError
+
+FORMAT = "circuitft.graph"
+VERSION = "1"
+REQUIRED_KEYS = ("cfg", "nodes", "edges")
+
+
+# ---- dispatch -----------------------------------------------------------------------------------------
+def save_graph(graph: Graph, path: str | os.PathLike[str]) -> None:
+    """Write ``graph`` as JSON (``.json``) or safetensors (``.safetensors``), by suffix."""
+    path = Path(path)
+    if path.suffix == ".json":
+        write_json(graph, path)
+    elif path.suffix == ".safetensors":
+        write_safetensors(graph, path)
+    else:
+        raise DataError(f"{path}: unknown graph file suffix {path.suffix!r} (use .json or .safetensors)")
+
+
+def load_graph(path: str | os.PathLike[str], cfg: GraphConfig | None = None) -> Graph:
+    """Read a ``.json`` or ``.safetensors`` graph; with ``cfg``, check it fits that model shape."""
+    path = Path(path)
+    if path.suffix == ".json":
+        return read_json(path, cfg)
+    if path.suffix == ".safetensors":
+        return read_safetensors(path, cfg)
+    raise DataError(f"{path}: unknown graph file suffix {path.suffix!r} (use .json or .safetensors)")
+
+
+# ---- JSON ---------------------------------------------------------------------------------------------
+def cfg_dict(cfg: GraphConfig) -> dict[str, Any]:
+    """``cfg`` as the reference library writes it, plus ``n_kv_heads`` when grouped."""
+    d: dict[str, Any] = {
+        "n_layers": cfg.n_layers,
+        "n_heads": cfg.n_heads,
+        "parallel_attn_mlp": cfg.parallel_attn_mlp,
+        "d_model": cfg.d_model,
+    }
+    if cfg.grouped:
+        d["n_kv_heads"] = cfg.n_kv_heads
+    return d
+
+
+def write_json(graph: Graph, path: str | os.PathLike[str]) -> None:
+    """Write every node and every edge (score, in_graph) in the reference JSON shape, atomically."""
+    cfg = graph.cfg
+    edges_in = (graph.in_graph & cfg.real_edge_mask)[cfg.real_edge_mask].tolist()
+    scores = graph.scores[cfg.real_edge_mask].tolist()
+    node_scores = None if graph.node_scores is None else graph.node_scores.tolist()
+
+    def write(f: Any) -> None:
+        f.write('{"cfg": ' + json.dumps(cfg_dict(cfg)) + ',\n"nodes": {\n')
+        nodes = graph.nodes_in_graph.tolist()
+        nodes[-1] = True  # logits
+        lines = []
+        for i, name in enumerate(cfg.node_names):
+            entry = {"in_graph": bool(nodes[i])}
+            if node_scores is not None and not math.isnan(node_scores[i]):
+                entry["score"] = node_scores[i]
+            lines.append(f"{json.dumps(name)}: {json.dumps(entry)}")
+        f.write(",\n".join(lines) + '\n},\n"edges": {\n')
+        flag = ("false", "true")
+        chunk: list[str] = []
+        for i, name in enumerate(cfg.edge_names):
+            chunk.append(f'"{name}": {{"score": {_num(scores[i])}, "in_graph": {flag[edges_in[i]]}}}')
+            if len(chunk) == 65536:
+                f.write(",\n".join(chunk) + ",\n")
+                chunk = []
+        f.write(",\n".join(chunk) + '\n},\n"meta": ' + json.dumps(graph.meta, default=str) + "}\n")
+
+    def save(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            write(f)
+
+    atomic_write(path, save)
+
+
+def read_json(path: str | os.PathLike[str], cfg: GraphConfig | None = None) -> Graph:
+    """Read a JSON graph (ours or the reference library's); see the module docstring."""
+    path = Path(path)
+    where = f"{path}: "
+    try:
+        with open(path, encoding="utf-8") as f:
+            d = json.load(f)
+    except FileNotFoundError:
+        raise DataError(f"{path}: graph file not found") from None
+    except json.JSONDecodeError as err:
+        raise DataError(
+            f"{path}: not valid JSON ({err.msg} at line {err.lineno} column {err.colno})"
+        ) from None
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not a UTF-8 text file ({err.reason} at byte {err.start})") from None
+    if not isinstance(d, dict):
+        raise DataError(f"{path}: expected a JSON object with keys cfg, nodes, edges")
+    for key in REQUIRED_KEYS:
+        if key not in d:
+            raise DataError(f"{path}: missing top-level key {key!r} (a graph file needs cfg, nodes, edges)")
+        if not isinstance(d[key], dict):
+            raise DataError(f"{path}: top-level key {key!r} must be a JSON object")
+    file_cfg = _parse_cfg(d["cfg"], where)
+    edges: dict[str, Any] = d["edges"]
+    names = list(edges)
+    if cfg is not None and not (cfg.same_edges(file_cfg) and _same_d_model(cfg, file_cfg)):
+        _raise_mismatch(where, file_cfg, cfg, names)
+    graph = Graph(cfg or file_cfg)
+    if names == graph.cfg.edge_names:  # every edge in canonical order (our own files): no parsing
+        src, dst = graph.cfg.edge_coords
+    else:
+        src, dst = graph.cfg.edge_index(names, where)
+    scores, flags = [], []
+    for name, entry in edges.items():
+        if not isinstance(entry, dict) or "in_graph" not in entry or "score" not in entry:
+            raise DataError(f"{where}edge {name!r} needs an object with 'score' and 'in_graph'")
+        score = entry["score"]
+        if score is not None and (isinstance(score, bool) or not isinstance(score, int | float)):
+            raise DataError(f"{where}edge {name!r}: score must be a number, got {score!r}")
+        scores.append(0.0 if score is None else float(score))
+        flags.append(bool(entry["in_graph"]))
+    graph.scores[src, dst] = torch.tensor(scores, dtype=torch.float32)
+    graph.in_graph[src, dst] = torch.tensor(flags, dtype=torch.bool)
+    _read_nodes(graph, d["nodes"], where)
+    meta = d.get("meta", {})
+    graph.meta = dict(meta) if isinstance(meta, dict) else {}
+    return graph
+
+
+def _read_nodes(graph: Graph, nodes: dict[str, Any], where: str) -> None:
+    lookup = graph.cfg.node_lookup
+    node_scores = torch.full((graph.cfg.n_forward + 1,), math.nan)
+    any_score = False
+    for name, entry in nodes.items():
+        i = lookup.get(name)
+        if i is None:
+            raise DataError(f"{where}unknown node {name!r} for a graph with {graph.cfg.describe()}")
+        if isinstance(entry, bool):  # older files: {name: bool}
+            graph.nodes_in_graph[i] = entry
+            continue
+        if not isinstance(entry, dict):
+            raise DataError(f"{where}node {name!r} needs an object with 'in_graph'")
+        graph.nodes_in_graph[i] = bool(entry.get("in_graph", False))
+        if entry.get("score") is not None:
+            node_scores[i] = float(entry["score"])
+            any_score = True
+    graph.nodes_in_graph[-1] = True
+    graph.node_scores = node_scores if any_score else None
+
+
+# ---- safetensors --------------------------------------------------------------------------------------
+def write_safetensors(graph: Graph, path: str | os.PathLike[str]) -> None:
+    """Write the compact form (real edges only; see module docstring), atomically."""
+    from safetensors.torch import save_file
+
+    cfg = graph.cfg
+    mask = cfg.real_edge_mask
+    tensors = {
+        "edge_scores": graph.scores[mask].float().contiguous(),
+        "edge_in_graph": (graph.in_graph & mask)[mask].contiguous(),
+        "nodes_in_graph": graph.nodes_in_graph.clone(),
+    }
+    if graph.node_scores is not None:
+        tensors["node_scores"] = graph.node_scores.float().clone()
+    metadata = {
+        "format": FORMAT,
+        "version": VERSION,
+        "cfg": json.dumps(cfg.to_dict()),
+        "meta": json.dumps(graph.meta, default=str),
+    }
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata))
+
+
+def read_safetensors(path: str | os.PathLike[str], cfg: GraphConfig | None = None) -> Graph:
+    """Read the compact form written by :func:`write_safetensors`."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    where = f"{path}: "
+    if not path.is_file():
+        raise DataError(f"{path}: graph file not found")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError, ValueError) as err:
+        raise DataError(f"{path}: not a readable safetensors file ({str(err).splitlines()[0]})") from None
+    if metadata.get("format") != FORMAT:
+        raise DataError(f"{path}: not a circuitft graph file (metadata format {metadata.get('format')!r})")
+    for key in ("edge_scores", "edge_in_graph", "nodes_in_graph"):
+        if key not in tensors:
+            raise DataError(f"{path}: missing tensor {key!r}")
+    try:
+        file_cfg = _parse_cfg(json.loads(metadata.get("cfg", "")), where)
+        meta = json.loads(metadata.get("meta", "{}"))
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path}: corrupt metadata ({err.msg})") from None
+    if cfg is not None and not (cfg.same_edges(file_cfg) and _same_d_model(cfg, file_cfg)):
+        _raise_mismatch(where, file_cfg, cfg, file_cfg.edge_names)
+    graph = Graph(cfg or file_cfg)
+    mask = graph.cfg.real_edge_mask
+    n_edges, n_nodes = graph.n_edges, graph.cfg.n_forward + 1
+    shapes = {"edge_scores": (n_edges,), "edge_in_graph": (n_edges,), "nodes_in_graph": (n_nodes,)}
+    if "node_scores" in tensors:
+        shapes["node_scores"] = (n_nodes,)
+    for key, shape in shapes.items():
+        if tuple(tensors[key].shape) != shape:
+            raise DataError(f"{path}: tensor {key!r} has shape {tuple(tensors[key].shape)}, expected {shape}")
+    graph.scores[mask] = tensors["edge_scores"].float()
+    graph.in_graph[mask] = tensors["edge_in_graph"].bool()
+    graph.nodes_in_graph = tensors["nodes_in_graph"].bool().clone()
+    graph.nodes_in_graph[-1] = True
+    graph.node_scores = tensors["node_scores"].float() if "node_scores" in tensors else None
+    graph.meta = meta if isinstance(meta, dict) else {}
+    return graph
+
+
+# ---- checks -------------------------------------------------------------------------------------------
+def check_compatible(graph: Graph, cfg: GraphConfig, where: str = "graph") -> None:
+    """Raise :class:`DataError` unless ``graph`` has exactly the edges of a model shaped ``cfg``."""
+    if not (cfg.same_edges(graph.cfg) and _same_d_model(cfg, graph.cfg)):
+        _raise_mismatch(f"{where}: ", graph.cfg, cfg, graph.cfg.edge_names)
+
+
+def _same_d_model(a: GraphConfig, b: GraphConfig) -> bool:
+    return not a.d_model or not b.d_model or a.d_model == b.d_model
+
+
+def _raise_mismatch(where: str, file_cfg: GraphConfig, cfg: GraphConfig, names: list[str]) -> None:
+    """DataError naming the first edge of ``names`` absent from ``cfg`` (or the first missing one)."""
+    fwd, bwd, prev = cfg.forward_lookup, cfg.backward_lookup, cfg.prev_index
+    shape = f"graph has {file_cfg.describe()}, model has {cfg.describe()}"
+    for name in names:
+        a, _, b = name.partition("->")
+        s, d = fwd.get(a), bwd.get(b)
+        if s is None or d is None or s >= int(prev[d]):
+            raise DataError(f"{where}edge {name!r} is not in the model's graph ({shape})")
+    present = set(names)
+    for name in cfg.edge_names:
+        if name not in present:
+            raise DataError(f"{where}the model's edge {name!r} is missing from the graph ({shape})")
+    raise DataError(f"{where}graph does not match the model: d_model {file_cfg.d_model} vs {cfg.d_model}")
+
+
+def _parse_cfg(raw: Any, where: str) -> GraphConfig:
+    if not isinstance(raw, dict):
+        raise DataError(f"{where}'cfg' must be an object with n_layers, n_heads, parallel_attn_mlp, d_model")
+    for key in ("n_layers", "n_heads"):
+        if key not in raw:
+            raise DataError(f"{where}'cfg' lacks {key!r}")
+    try:
+        return GraphConfig.from_dict(raw)
+    except (TypeError, ValueError) as err:
+        raise DataError(f"{where}bad 'cfg' ({err})") from None
+
+
+def _num(x: float) -> str:
+    """A float as JSON text (``NaN`` / ``Infinity`` as Python's json module writes them)."""
+    if math.isfinite(x):
+        return repr(x)
+    return "NaN" if math.isnan(x) else ("Infinity" if x > 0 else "-Infinity")
+
+
+def atomic_write(path: str | os.PathLike[str], saver: Callable[[str], None]) -> None:
+    """Call ``saver(tmp)`` on a temporary path in the same folder, then ``os.replace`` it onto ``path``.
+
+    Readers never see a half-written file; on failure the temporary file is removed.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        saver(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

@@ -1,0 +1,183 @@
+"""How much two circuits share: pure functions on graphs and edge/node sets (no model, no I/O).
+
+An edge set is a bool mask [n_forward, n_backward] (as ``graph.in_graph``), a node set a bool mask
+[n_forward + 1] (as ``graph.nodes_in_graph``); a Python ``set`` of names works wherever two sets are
+compared. Node sets leave ``logits`` out (it is in every circuit, so it would only inflate agreement).
+Graphs compared with each other must have the same edges (same model shape); circuits of different tasks
+on one model compare directly.
+
+Measures (``prior-work.md`` section 3):
+
+- Jaccard ``|A ∩ B| / |A ∪ B|`` (1.0 for two empty sets), of circuit edges, circuit nodes or top-k sets;
+- edge change (mech-interp-ft): ``1 - |T_prev ∩ T_curr| / k``, T the top-k edges by ``|score|``,
+  k = ``int(0.05 * n_edges)`` by default;
+- node change (mech-interp-ft): ``|N_prev Δ N_curr| / |N_prev|`` over circuit nodes (NaN if N_prev is empty).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from circuitft.eap.graph import Graph
+from circuitft.errors import ConfigError, DataError
+
+Set = torch.Tensor | set | frozenset
+DEFAULT_FRAC = 0.05
+
+
+def circuit_edges(graph: Graph) -> torch.Tensor:
+    """[n_forward, n_backward] bool: the circuit's (real) edges."""
+    return graph.in_graph & graph.cfg.real_edge_mask
+
+
+def circuit_nodes(graph: Graph) -> torch.Tensor:
+    """[n_forward + 1] bool: the circuit's nodes, ``logits`` left out."""
+    nodes = graph.nodes_in_graph.clone()
+    nodes[-1] = False
+    return nodes
+
+
+def top_k_edges(
+    graph: Graph, k: int | None = None, absolute: bool = True, frac: float = DEFAULT_FRAC
+) -> torch.Tensor:
+    """[n_forward, n_backward] bool: the ``k`` best real edges by ``|score|`` (default ``int(frac * n_edges)``).
+
+    No pruning: this is the raw top-k set the prior work compares. Ties are broken by edge position, so
+    equal inputs always give equal sets.
+    """
+    k = default_k(graph, k, frac)
+    rank = graph.scores.abs() if absolute else graph.scores.clone()
+    rank = rank.float().nan_to_num(nan=-math.inf).masked_fill(~graph.cfg.real_edge_mask, -math.inf)
+    # stable descending sort: ties keep canonical order (topk's tie order is unspecified)
+    order = torch.sort(rank.flatten(), descending=True, stable=True).indices[:k]
+    mask = torch.zeros(rank.numel(), dtype=torch.bool)
+    mask[order] = True
+    return mask.view_as(rank)
+
+
+def default_k(graph: Graph, k: int | None = None, frac: float = DEFAULT_FRAC) -> int:
+    """``k`` if given (checked), else ``int(frac * n_edges)``."""
+    if k is None:
+        k = int(frac * graph.n_edges)
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= graph.n_edges:
+        raise ConfigError(f"k must be an integer in [1, {graph.n_edges}], got {k!r}")
+    return k
+
+
+def jaccard(a: Set, b: Set) -> float:
+    """``|a ∩ b| / |a ∪ b|`` of two masks or two Python sets (1.0 when both are empty)."""
+    inter, union = _inter_union(a, b)
+    return 1.0 if union == 0 else inter / union
+
+
+def edge_jaccard(a: Graph, b: Graph) -> float:
+    """Jaccard of the two circuits' edge sets."""
+    _check_same(a, b)
+    return jaccard(circuit_edges(a), circuit_edges(b))
+
+
+def node_jaccard(a: Graph, b: Graph) -> float:
+    """Jaccard of the two circuits' node sets (``logits`` left out)."""
+    _check_same(a, b)
+    return jaccard(circuit_nodes(a), circuit_nodes(b))
+
+
+def top_k_jaccard(a: Graph, b: Graph, k: int | None = None, frac: float = DEFAULT_FRAC) -> float:
+    """Jaccard of the top-k edge sets by ``|score|`` (the prior work's cross-task overlap)."""
+    _check_same(a, b)
+    k = default_k(a, k, frac)
+    return jaccard(top_k_edges(a, k), top_k_edges(b, k))
+
+
+def edge_change(prev: Graph, curr: Graph, k: int | None = None, frac: float = DEFAULT_FRAC) -> float:
+    """``1 - |T_prev ∩ T_curr| / k`` with T the top-k edges by ``|score|`` (0 = same set, 1 = disjoint)."""
+    _check_same(prev, curr)
+    k = default_k(prev, k, frac)
+    inter = int((top_k_edges(prev, k) & top_k_edges(curr, k)).sum())
+    return 1.0 - inter / k
+
+
+def node_change(prev: Graph | Set, curr: Graph | Set) -> float:
+    """``|N_prev Δ N_curr| / |N_prev|`` over circuit nodes (NaN when ``N_prev`` is empty)."""
+    if isinstance(prev, Graph) and isinstance(curr, Graph):
+        _check_same(prev, curr)
+    a = circuit_nodes(prev) if isinstance(prev, Graph) else prev
+    b = circuit_nodes(curr) if isinstance(curr, Graph) else curr
+    inter, union = _inter_union(a, b)
+    size = _size(a)
+    return math.nan if size == 0 else (union - inter) / size
+
+
+def edge_flips(prev: Graph, curr: Graph) -> dict[str, int]:
+    """Circuit edges added and removed from ``prev`` to ``curr`` (FinetuneCircuits' count of changes)."""
+    _check_same(prev, curr)
+    a, b = circuit_edges(prev), circuit_edges(curr)
+    return {"added": int((b & ~a).sum()), "removed": int((a & ~b).sum()), "kept": int((a & b).sum())}
+
+
+def overlap(a: Graph, b: Graph, k: int | None = None, frac: float = DEFAULT_FRAC) -> dict[str, Any]:
+    """All measures between two circuits (e.g. two checkpoints, or two tasks on one model), as a dict."""
+    _check_same(a, b)
+    k = default_k(a, k, frac)
+    ea, eb = circuit_edges(a), circuit_edges(b)
+    na, nb = circuit_nodes(a), circuit_nodes(b)
+    return {
+        "edge_jaccard": jaccard(ea, eb),
+        "node_jaccard": jaccard(na, nb),
+        "top_k": k,
+        "top_k_jaccard": top_k_jaccard(a, b, k),
+        "edge_change": edge_change(a, b, k),
+        "node_change": node_change(na, nb),
+        "edges_a": int(ea.sum()),
+        "edges_b": int(eb.sum()),
+        "edges_shared": int((ea & eb).sum()),
+        "nodes_a": int(na.sum()),
+        "nodes_b": int(nb.sum()),
+        "nodes_shared": int((na & nb).sum()),
+    }
+
+
+def pairwise(
+    graphs: Mapping[str, Graph], measure: str = "edge_jaccard", **kwargs: Any
+) -> dict[str, dict[str, float]]:
+    """``{name_a: {name_b: value}}`` of one measure between every pair of circuits (e.g. across tasks).
+
+    ``measure``: ``edge_jaccard``, ``node_jaccard``, ``top_k_jaccard``, ``edge_change`` or ``node_change``.
+    """
+    funcs = {
+        "edge_jaccard": edge_jaccard,
+        "node_jaccard": node_jaccard,
+        "top_k_jaccard": top_k_jaccard,
+        "edge_change": edge_change,
+        "node_change": node_change,
+    }
+    if measure not in funcs:
+        raise ConfigError(f"unknown overlap measure {measure!r}; valid: {', '.join(funcs)}")
+    func = funcs[measure]
+    return {a: {b: float(func(ga, gb, **kwargs)) for b, gb in graphs.items()} for a, ga in graphs.items()}
+
+
+def _check_same(a: Graph, b: Graph) -> None:
+    if not a.cfg.same_edges(b.cfg):
+        raise DataError(
+            f"cannot compare circuits of different models: {a.cfg.describe()} vs {b.cfg.describe()}"
+        )
+
+
+def _size(x: Set) -> int:
+    return int(x.sum()) if isinstance(x, torch.Tensor) else len(x)
+
+
+def _inter_union(a: Set, b: Set) -> tuple[int, int]:
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+        if a.shape != b.shape:
+            raise DataError(f"cannot compare sets of different shapes {tuple(a.shape)} and {tuple(b.shape)}")
+        a, b = a.bool(), b.bool()
+        return int((a & b).sum()), int((a | b).sum())
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        raise TypeError("compare two masks or two Python sets, not one of each")
+    return len(a & b), len(a | b)
