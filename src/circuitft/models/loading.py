@@ -66,12 +66,8 @@ def load_model(spec: str, dtype: torch.dtype = torch.float32, seed: int = 0) -> 
                 f"model folder {path} has no config.json (expected a Hugging Face model folder)"
             )
         return _from_pretrained(str(path), spec, dtype, local_only=True)
-    if "/" not in spec or spec.startswith((".", "/", "~")):
-        raise ModelSpecError(
-            f"unknown model spec {spec!r}: not a built-in ({', '.join(model_specs())}), "
-            "an existing folder, or a hub name like 'owner/name'"
-        )
-    return _from_pretrained(spec, spec, dtype, local_only=os.environ.get("HF_HUB_OFFLINE") == "1")
+    _check_hub_name(spec)
+    return _from_pretrained(spec, spec, dtype, local_only=_offline())
 
 
 def load_tokenizer(spec: str) -> PreTrainedTokenizerBase:
@@ -87,31 +83,49 @@ def load_tokenizer(spec: str) -> PreTrainedTokenizerBase:
         path = Path(spec).expanduser()
         if path.exists():
             source, local_only = str(path), True
-        elif "/" in spec and not spec.startswith((".", "/", "~")):
-            source, local_only = spec, os.environ.get("HF_HUB_OFFLINE") == "1"
         else:
-            raise ModelSpecError(
-                f"unknown model spec {spec!r}: not a built-in ({', '.join(model_specs())}), "
-                "an existing folder, or a hub name like 'owner/name'"
-            )
+            _check_hub_name(spec)
+            source, local_only = spec, _offline()
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
-    except (OSError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ModelSpecError(f"cannot load the tokenizer of {spec!r} ({first[:200]})") from None
+    except (OSError, ValueError, KeyError) as err:
+        raise ModelSpecError(f"cannot load the tokenizer of {spec!r} ({_first_line(err)})") from None
     _ensure_pad(tokenizer)
     return tokenizer
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _check_hub_name(spec: str) -> None:
+    """Raise for a spec that is neither a built-in, an existing folder nor an 'owner/name' hub name."""
+    if spec.startswith((".", "/", "~", os.sep)):
+        raise ModelSpecError(f"model folder {spec} does not exist")
+    if spec.count("/") != 1 or not all(spec.split("/")):
+        raise ModelSpecError(
+            f"unknown model spec {spec!r}: not a built-in ({', '.join(model_specs())}), "
+            "an existing folder, or a hub name like 'owner/name'"
+        )
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return (text.splitlines()[0] if text else type(err).__name__)[:200]
 
 
 def _from_pretrained(source: str, spec: str, dtype: torch.dtype, local_only: bool) -> LoadedModel:
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, local_files_only=local_only)
-    except (OSError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ModelSpecError(
-            f"cannot load model {spec!r}: not in the local Hugging Face cache and no network ({first[:200]})"
-        ) from None
+    except (OSError, ValueError, KeyError) as err:
+        if Path(source).is_dir():
+            where = f"cannot load model folder {source}"
+        elif local_only:
+            where = f"cannot load model {spec!r}: not in the local Hugging Face cache (HF_HUB_OFFLINE is set)"
+        else:
+            where = f"cannot load model {spec!r} from the Hugging Face hub"
+        raise ModelSpecError(f"{where} ({_first_line(err)})") from None
     tok_dir = Path(source) if Path(source).is_dir() else _save_tokenizer(tokenizer, spec)
     _ensure_pad(tokenizer)
     return LoadedModel(model.eval(), tokenizer, spec, tok_dir)

@@ -15,10 +15,10 @@ def merged_copy(model: torch.nn.Module, dtype: torch.dtype | None = torch.float3
     or gives wrong logits; see ``platform.md``). ``dtype`` None keeps the model's dtype.
     """
     clone = copy.deepcopy(model)
-    if hasattr(clone, "merge_and_unload"):  # peft.PeftModel
-        clone = clone.merge_and_unload()
-    if dtype is not None:
+    if dtype is not None:  # cast first, so a bf16 adapter is merged in float32 precision
         clone = clone.to(dtype)
+    if hasattr(clone, "merge_and_unload"):  # peft.PeftModel
+        clone = clone.merge_and_unload()  # keep the returned base model (platform.md section 3)
     clone.eval()
     for p in clone.parameters():
         p.requires_grad_(False)

@@ -76,7 +76,11 @@ def build_tokenizer(folder: Path) -> PreTrainedTokenizerFast:
 
 def build_tiny_model(name: str, vocab_size: int, seed: int = 0) -> PreTrainedModel:
     """A tiny random model of the given family; weights depend only on ``seed``."""
-    common = dict(vocab_size=vocab_size, bos_token_id=2, eos_token_id=3, pad_token_id=0)
+    # initializer_range 0.2 (HF default 0.02): with 0.02 a tiny model attends uniformly, so query/key paths
+    # would carry no signal and tests of attribution through them would pass vacuously.
+    common = dict(
+        vocab_size=vocab_size, bos_token_id=2, eos_token_id=3, pad_token_id=0, initializer_range=0.2
+    )
     if name == "tiny-gpt2":
         cfg = GPT2Config(n_layer=2, n_head=4, n_embd=32, n_positions=128, **common)
         cls = GPT2LMHeadModel
