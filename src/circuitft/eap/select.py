@@ -48,20 +48,9 @@ def select(
 
     Raises :class:`ConfigError` when no option or several are given or a value is out of range.
     """
-    given = {
-        k: v
-        for k, v in (
-            ("top_n", top_n),
-            ("top_frac", top_frac),
-            ("threshold", threshold),
-            ("greedy_n", greedy_n),
-        )
-        if v is not None
-    }
-    if not given:
-        raise ConfigError("choose a circuit size: one of top_n, top_frac, threshold, greedy_n")
-    if len(given) > 1:
-        raise ConfigError(f"give only one of top_n, top_frac, threshold, greedy_n (got {', '.join(given)})")
+    given = check_selection(
+        graph.n_edges, top_n=top_n, top_frac=top_frac, threshold=threshold, greedy_n=greedy_n
+    )
     if top_n is not None:
         apply_topn(graph, top_n, absolute=absolute, prune=prune)
     elif top_frac is not None:
@@ -73,6 +62,36 @@ def select(
     (option, value), = given.items()  # fmt: skip
     graph.meta["selection"] = {"option": option, "value": value, "absolute": absolute, "prune": prune}
     return graph
+
+
+def check_selection(
+    n_edges: int | None,
+    top_n: int | None = None,
+    top_frac: float | None = None,
+    threshold: float | None = None,
+    greedy_n: int | None = None,
+) -> dict[str, float]:
+    """Validate selection options without selecting (e.g. before an expensive attribution).
+
+    Returns ``{option: value}`` for the one option given; raises :class:`ConfigError` otherwise. With
+    ``n_edges`` None only the model-independent checks run (sign, range), not the bound by the edge count.
+    """
+    options = {"top_n": top_n, "top_frac": top_frac, "threshold": threshold, "greedy_n": greedy_n}
+    given = {k: v for k, v in options.items() if v is not None}
+    if not given:
+        raise ConfigError("choose a circuit size: one of top_n, top_frac, threshold, greedy_n")
+    if len(given) > 1:
+        raise ConfigError(f"give only one of top_n, top_frac, threshold, greedy_n (got {', '.join(given)})")
+    for option in ("top_n", "greedy_n"):
+        if option in given:
+            _check_n(given[option], n_edges, option)  # type: ignore[arg-type]
+    if top_frac is not None:
+        n_from_frac(top_frac, n_edges if n_edges is not None else 1 << 62)
+    if threshold is not None and (
+        isinstance(threshold, bool) or not isinstance(threshold, Real) or math.isnan(threshold)
+    ):
+        raise ConfigError(f"threshold must be a number, got {threshold!r}")
+    return given
 
 
 def n_from_frac(top_frac: float, n_edges: int) -> int:
@@ -169,10 +188,10 @@ prune_graph = prune  # alias usable where a parameter named ``prune`` shadows th
 
 
 # ---- helpers ----------------------------------------------------------------------------------------
-def _check_n(n: int, n_edges: int, option: str) -> None:
+def _check_n(n: int, n_edges: int | None, option: str) -> None:
     if isinstance(n, bool) or not isinstance(n, Integral) or n < 1:
         raise ConfigError(f"{option} must be a positive integer, got {n!r}")
-    if n > n_edges:
+    if n_edges is not None and n > n_edges:
         raise ConfigError(f"{option} {n} exceeds the {n_edges} edges of the graph")
 
 

@@ -1,0 +1,298 @@
+"""``circuitft circuit``: score every edge of one model with EAP(-IG), select a circuit, evaluate it.
+
+    circuitft circuit --model SPEC [--adapter DIR | --ckpt FILE] --data FILE --method M [--ig_steps N]
+        [--metric kl] [--batch_size B] [--prepend_bos true|false] [--top_n N | --top_frac F | ...]
+        [--seed S] --out DIR
+
+Writes ``DIR/graph.json`` (every edge with its score; ``in_graph`` marks the circuit, the reference
+library's format), ``DIR/graph.safetensors`` (the same, compact) and ``DIR/metrics.json`` (faithfulness,
+accuracies, sizes, settings, seconds). Every option, the data file and its tokenization are checked before
+the model is run; the outputs are written to a temporary folder and moved into ``DIR`` at the end, so a
+failed run leaves nothing under ``DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from circuitft.errors import ConfigError
+
+DEFAULT_TOP_FRAC = 0.05
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises a one-line ConfigError instead of printing usage and exiting."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise ConfigError(f"{self.prog}: {message}")
+
+
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("true", "1", "yes"):
+        return True
+    if value in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def build_parser(prog: str = "circuitft circuit") -> argparse.ArgumentParser:
+    """The command's argument parser."""
+    p = _Parser(prog=prog, description="Find a circuit with EAP(-IG) on one model and evaluate it.")
+    p.add_argument("--model", help="model spec (built-in name, folder or hub name); optional with --ckpt")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--adapter", type=Path, help="peft LoRA adapter folder to merge into the model")
+    src.add_argument("--ckpt", type=Path, help="circuitft training checkpoint (.ckpt) with a LoRA adapter")
+    p.add_argument("--data", required=True, help="task rows: CSV/TSV/JSONL file, dataset folder or hf:NAME")
+    p.add_argument("--task", help="task name recorded in the outputs (default: the data file's stem)")
+    p.add_argument("--limit", type=int, help="use only the first N rows")
+    p.add_argument("--method", required=True, help="attribution method, e.g. EAP-IG-inputs, EAP, exact")
+    p.add_argument("--ig_steps", type=int, default=5, help="integrated-gradient steps (default 5)")
+    p.add_argument("--metric", default="kl", help="task metric: kl (default), logit_diff, prob_diff, logprob")
+    p.add_argument("--batch_size", type=int, default=8, help="examples per batch (default 8)")
+    p.add_argument(
+        "--prepend_bos", type=_bool, help="prepend BOS to prompts (default: if the tokenizer has one)"
+    )
+    p.add_argument(
+        "--on_mismatch", choices=("drop", "error"), default="drop",
+        help="rows whose clean/corrupted prompts tokenize to different lengths: drop (default) or error",
+    )  # fmt: skip
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--top_n", type=int, help="keep the N best edges by |score| (before pruning)")
+    size.add_argument(
+        "--top_frac", type=float, help=f"keep this fraction of edges (default {DEFAULT_TOP_FRAC})"
+    )
+    size.add_argument("--threshold", type=float, help="keep edges with |score| >= T")
+    size.add_argument("--greedy_n", type=int, help="greedy selection of N edges from the logits up")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def main(name: str, argv: Sequence[str]) -> int:
+    """Run ``circuitft circuit``; returns the exit status (user errors raise CircuitftError)."""
+    parser = build_parser(f"circuitft {name}")
+    try:
+        args = parser.parse_args(list(argv))
+    except SystemExit as exit_:  # --help
+        return int(exit_.code or 0)
+    metrics = run(args)
+    keys = ("n_edges", "n_nodes", "faithfulness", "kl_faithfulness_pct", "model_accuracy", "circuit_accuracy")
+    print(" ".join(f"{k}={_fmt(metrics.get(k))}" for k in keys) + f" -> {args.out}")
+    return 0
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Validate, attribute, select, evaluate, write; returns the metrics written to ``metrics.json``."""
+    import torch
+
+    from circuitft.eap.attribute import attribute, check_method
+    from circuitft.eap.evaluate import evaluate, faithfulness
+    from circuitft.eap.graph import Graph
+    from circuitft.eap.io import write_json, write_safetensors
+    from circuitft.eap.metrics import check_metric, validate_pairs
+    from circuitft.eap.select import check_selection, select
+
+    start = time.perf_counter()
+    # ---- cheap checks: options, files ------------------------------------------------------------
+    check_method(args.method)
+    check_metric(args.metric)
+    if args.ig_steps < 1:
+        raise ConfigError(f"--ig_steps must be at least 1, got {args.ig_steps}")
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch_size must be positive, got {args.batch_size}")
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError(f"--limit must be positive, got {args.limit}")
+    sizes = {k: getattr(args, k) for k in ("top_n", "top_frac", "threshold", "greedy_n")}
+    if all(v is None for v in sizes.values()):
+        sizes["top_frac"] = DEFAULT_TOP_FRAC
+    check_selection(None, **sizes)
+    if args.model is None and args.ckpt is None:
+        raise ConfigError("give --model SPEC (or --ckpt FILE, which names its model)")
+    if args.adapter is not None and not (args.adapter / "adapter_config.json").is_file():
+        raise ConfigError(f"--adapter {args.adapter}: not a peft adapter folder (no adapter_config.json)")
+    if args.ckpt is not None and not args.ckpt.is_file():
+        raise ConfigError(f"--ckpt {args.ckpt}: file not found")
+    if args.out.exists() and not args.out.is_dir():
+        raise ConfigError(f"--out {args.out} exists and is not a folder")
+    device = _device(args.device)
+
+    # ---- data: rows and tokenization (before loading model weights) ------------------------------
+    from circuitft.data.pairs import tokenize_pairs
+    from circuitft.data.sources import load_rows
+
+    rows = load_rows(args.data, limit=args.limit)
+    spec = args.model or _ckpt_model_spec(args.ckpt)
+    tokenizer = _tokenizer(spec)
+    task = args.task or _task_name(args.data)
+    pairs = tokenize_pairs(rows, tokenizer, task, args.prepend_bos, args.on_mismatch, source=str(args.data))
+    validate_pairs(pairs, args.metric)
+    print(
+        f"{args.data}: {len(rows)} rows, {pairs.n_dropped} dropped for clean/corrupted token-length "
+        f"mismatch, {len(pairs)} used",
+        file=sys.stderr,
+    )
+
+    # ---- model -----------------------------------------------------------------------------------
+    model = _analysis_model(args, spec).to(device)
+    graph = Graph.from_model(model)
+    check_selection(graph.n_edges, **sizes)
+
+    # ---- attribute, select, evaluate ---------------------------------------------------------------
+    torch.manual_seed(args.seed)
+    graph = attribute(
+        model, graph, pairs, method=args.method, metric=args.metric, ig_steps=args.ig_steps,
+        batch_size=args.batch_size, progress=not args.quiet,
+    )  # fmt: skip
+    select(graph, **sizes)
+    result = evaluate(
+        model, graph, pairs, metric=args.metric, batch_size=args.batch_size, progress=not args.quiet
+    )
+    scores = faithfulness(result)
+    seconds = time.perf_counter() - start
+    graph.meta.update(
+        seed=args.seed, data=str(args.data), model_spec=spec, adapter=_str(args.adapter), ckpt=_str(args.ckpt),
+        prepend_bos=args.prepend_bos, n_dropped=pairs.n_dropped,
+    )  # fmt: skip
+    metrics: dict[str, Any] = {
+        **{k: _plain(v) for k, v in scores.items()},
+        "n_edges": graph.count_edges(),
+        "n_nodes": graph.count_nodes(),
+        "n_edges_total": graph.n_edges,
+        "selection": graph.meta.get("selection"),
+        "method": args.method,
+        "metric": args.metric,
+        "ig_steps": args.ig_steps if "IG" in args.method else None,
+        "n_examples": len(pairs),
+        "n_dropped": pairs.n_dropped,
+        "task": task,
+        "model": spec,
+        "adapter": _str(args.adapter),
+        "ckpt": _str(args.ckpt),
+        "data": str(args.data),
+        "seed": args.seed,
+        "device": str(device),
+        "seconds": round(seconds, 3),
+    }
+
+    # ---- write everything to a temporary folder, then move it into --out ---------------------------
+    def write(folder: Path) -> None:
+        write_json(graph, folder / "graph.json")
+        write_safetensors(graph, folder / "graph.safetensors")
+        (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+
+    _write_folder(args.out, write)
+    return metrics
+
+
+# ---- helpers --------------------------------------------------------------------------------------------
+def _device(text: str) -> Any:
+    import torch
+
+    if text == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise ConfigError(f"--device {text!r} is not a device (cpu, cuda, cuda:N, auto)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {text}: CUDA is not available on this machine")
+    return device
+
+
+def _ckpt_model_spec(path: Path) -> str:
+    from circuitft.training.checkpoint import load_checkpoint_file
+
+    hp = load_checkpoint_file(path).get("hyper_parameters") or {}
+    if "model" not in hp:
+        raise ConfigError(f"--ckpt {path}: not a circuitft checkpoint (no model in its hyper-parameters)")
+    return str(hp["model"])
+
+
+def _tokenizer(spec: str) -> Any:
+    from circuitft.models.loading import load_tokenizer
+
+    return load_tokenizer(spec)
+
+
+def _analysis_model(args: argparse.Namespace, spec: str) -> Any:
+    """The merged, frozen float32 model: base + ``--adapter`` or the ``--ckpt`` adapter."""
+    from circuitft.models import load_model
+    from circuitft.models.merge import merged_copy
+
+    if args.ckpt is not None:
+        from circuitft.training.checkpoint import model_from_checkpoint
+
+        loaded = model_from_checkpoint(args.ckpt)
+        if args.model and loaded.spec != args.model:
+            raise ConfigError(
+                f"--ckpt {args.ckpt} was trained on {loaded.spec!r}, not --model {args.model!r}"
+            )
+        return merged_copy(loaded.model)
+    loaded = load_model(spec)
+    if args.adapter is None:
+        return merged_copy(loaded.model)
+    from peft import PeftModel
+
+    try:
+        peft_model = PeftModel.from_pretrained(loaded.model, str(args.adapter))
+    except (ValueError, RuntimeError, KeyError, OSError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"--adapter {args.adapter}: does not fit model {spec!r} ({first})") from None
+    return merged_copy(peft_model)
+
+
+def _task_name(data: str) -> str:
+    return data.split(":", 1)[1] if data.startswith("hf:") else Path(data).stem
+
+
+def _write_folder(out: Path, write: Any) -> None:
+    """Write into a fresh temporary sibling of ``out``, then move it (or its files) into place."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        mask = os.umask(0o022)
+        os.umask(mask)
+        tmp.chmod(0o777 & ~mask)  # mkdtemp makes it private; the result should be an ordinary folder
+        write(tmp)
+        if not out.exists():
+            os.replace(tmp, out)
+            return
+        for item in tmp.iterdir():  # existing folder: replace our files one by one, keep the others
+            os.replace(item, out / item.name)
+        tmp.rmdir()
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-safe scalar: tensors to Python numbers, NaN/inf to None (strict JSON has neither)."""
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+__all__ = ["build_parser", "main", "run"]
