@@ -1,0 +1,201 @@
+"""Site maps: layout of q/k/v chunks, source capture, and destination gradients against brute-force autograd."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from circuitft.eap.attribute import analysis_mode
+from circuitft.eap.graph import Graph
+from circuitft.eap.patching import (
+    GradCollector,
+    capture_sources,
+    head_outputs,
+    hooked,
+    norm_backward,
+    norm_stats,
+)
+from circuitft.eap.sites import model_sites
+from circuitft.errors import ConfigError
+
+ARCHS = ["tiny-gpt2", "tiny-llama", "tiny-neox", "tiny-qwen2"]
+
+
+def _ids(seed: int = 0, b: int = 2, t: int = 6, vocab: int = 60) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(4, vocab, (b, t), generator=g)
+
+
+def test_unsupported_architecture_is_one_line_config_error():
+    fake = torch.nn.Linear(2, 2)
+    fake.config = SimpleNamespace(model_type="t5", architectures=["T5ForConditionalGeneration"])
+    with pytest.raises(ConfigError) as err:
+        model_sites(fake)
+    assert "t5" in str(err.value) and "llama" in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("name", ARCHS)
+def test_site_shapes_match_graph_config(tiny, name):
+    model = tiny(name).model
+    sites = model_sites(model)
+    cfg = Graph.from_model(model).cfg
+    assert (sites.n_layers, sites.n_heads, sites.n_kv_heads) == (cfg.n_layers, cfg.n_heads, cfg.groups)
+    assert sites.parallel_attn_mlp == cfg.parallel_attn_mlp == (name == "tiny-neox")
+    for ls in sites.layers:
+        slots = torch.cat([p.slots for p in ls.projections])
+        assert sorted(slots.tolist()) == list(range(sites.attn_slots))
+
+
+@pytest.mark.parametrize("name", ARCHS)
+def test_projection_chunks_follow_the_models_qkv_layout(tiny, name):
+    """Perturb one output chunk at one position and watch which heads/positions of z change.
+
+    q of head h: only head h, only that position (nothing at position 0: a single key gets all the
+    attention). k of group g: heads of group g at positions >= 1 only. v: those heads from that position on.
+    """
+    model = tiny(name).model
+    sites = model_sites(model)
+    h, g, dh = sites.n_heads, sites.n_kv_heads, sites.head_dim
+    ls = sites.layers[0]
+    ids = _ids(t=4)
+    z: list[torch.Tensor] = []
+    hook_z = ls.out_proj.register_forward_pre_hook(lambda m, a: z.append(a[0].detach().clone()))
+    with torch.no_grad(), hooked([hook_z]):
+        model(input_ids=ids)
+        base = z.pop()
+        for proj in ls.projections:
+            for j, slot in enumerate(proj.slots.tolist()):
+                kind, idx = (
+                    ("q", slot) if slot < h else ("k", slot - h) if slot < h + g else ("v", slot - h - g)
+                )
+                heads = {idx} if kind == "q" else set(range(idx * h // g, (idx + 1) * h // g))
+                for pos in (0, 1):
+
+                    def bump(m, a, out, j=j, pos=pos):
+                        out = out.clone()
+                        out.view(*out.shape[:2], -1, dh)[:, pos, j] += 3.0
+                        return out
+
+                    with hooked([proj.module.register_forward_hook(bump)]):
+                        model(input_ids=ids)
+                    diff = (z.pop() - base).abs().reshape(*base.shape[:2], h, dh).amax(dim=(0, 3)) > 1e-6
+                    changed = {(p, hh) for p, hh in diff.nonzero().tolist()}
+                    if kind == "q":
+                        expect = set() if pos == 0 else {(1, hh) for hh in heads}
+                    elif kind == "k":
+                        expect = {(p, hh) for p in (1, 2, 3) for hh in heads}  # never position 0
+                    else:
+                        expect = {(p, hh) for p in range(pos, 4) for hh in heads}
+                    assert changed == expect, (name, kind, idx, pos)
+
+
+@pytest.mark.parametrize("name", ARCHS)
+def test_sources_sum_to_the_final_norm_input(tiny, name):
+    """Sum of all sources + position embeddings + attention output biases == residual before the final norm."""
+    model = tiny(name).model
+    with torch.no_grad():  # non-zero biases so that the bookkeeping is visible
+        for n, p in model.named_parameters():
+            if n.endswith("bias"):
+                p.normal_(0, 0.5)
+    sites = model_sites(model)
+    cfg = Graph.from_model(model).cfg
+    ids = _ids()
+    delta = torch.zeros(cfg.n_forward, *ids.shape, sites.d_model)
+    resid: list[torch.Tensor] = []
+    handles = capture_sources(sites, cfg, delta, "set")
+    handles.append(sites.final_norm.register_forward_pre_hook(lambda m, a: resid.append(a[0].detach())))
+    with torch.no_grad(), hooked(handles):
+        model(input_ids=ids)
+    total = delta.sum(0)
+    for ls in sites.layers:
+        if ls.out_proj.bias is not None:
+            total = total + ls.out_proj.bias
+    if name == "tiny-gpt2":
+        total = total + model.transformer.wpe(torch.arange(ids.shape[1]))
+    assert torch.allclose(total, resid[0], atol=1e-5)
+    # each head's write equals its slice of the output projection
+    z = torch.randn(2, 3, sites.n_heads * sites.head_dim)
+    ls = sites.layers[0]
+    bias = 0 if ls.out_proj.bias is None else ls.out_proj.bias
+    assert torch.allclose(head_outputs(z, ls.out_weight).sum(0) + bias, ls.out_proj(z), atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["rms", "layer"])
+def test_norm_backward_matches_autograd(kind):
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 8, dtype=torch.float64, requires_grad=True)
+    gamma = torch.randn(8, dtype=torch.float64)
+    u = torch.randn(5, 2, 3, 8, dtype=torch.float64)  # five cotangents at once
+    if kind == "rms":
+        y = gamma * x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6)
+    else:
+        y = torch.nn.functional.layer_norm(x, (8,), gamma, None, 1e-5)
+    r, n = norm_stats(x.detach(), kind, 1e-6 if kind == "rms" else 1e-5)
+    mine = norm_backward(u, r, n, gamma, kind)
+    for i in range(5):
+        (ref,) = torch.autograd.grad(y, x, u[i], retain_graph=True)
+        assert torch.allclose(mine[i], ref, atol=1e-10)
+
+
+def _reference_destination_grads(model, sites, cfg, embeds, loss_fn) -> torch.Tensor:
+    """Brute force: every destination input is an explicit copy x + z_v of the residual (z_v a zero leaf)."""
+    b, t, d = embeds.shape
+    leaves = torch.zeros(cfg.n_backward, b, t, d, dtype=embeds.dtype, requires_grad=True)
+    saved: dict[int, torch.Tensor] = {}
+    handles = []
+    for layer, ls in enumerate(sites.layers):
+        base = layer * cfg.layer_width
+
+        def save(m, a, layer=layer):
+            saved[layer] = a[0]
+
+        def per_dest(m, a, out, layer=layer, ls=ls, base=base):
+            proj = next(p for p in ls.projections if p.module is m)
+            chunks = []
+            for j, slot in enumerate(proj.slots.tolist()):
+                x_v = saved[layer] + leaves[base + slot]
+                full = m.forward(ls.attn_norm.forward(x_v))
+                chunks.append(full.view(b, t, -1, sites.head_dim)[:, :, j])
+            return torch.stack(chunks, 2).reshape(b, t, -1)
+
+        def add_leaf(m, a, col=cfg.mlp_in_index(layer)):
+            return (a[0] + leaves[col],)
+
+        handles.append(ls.attn_norm.register_forward_pre_hook(save))
+        handles += [p.module.register_forward_hook(per_dest) for p in ls.projections]
+        handles.append(ls.mlp_norm.register_forward_pre_hook(add_leaf))
+    handles.append(
+        sites.final_norm.register_forward_pre_hook(lambda m, a: (a[0] + leaves[cfg.logits_index],))
+    )
+    with hooked(handles):
+        loss = loss_fn(model(inputs_embeds=embeds.requires_grad_(True)).logits)
+        (grads,) = torch.autograd.grad(loss, leaves)
+    return grads
+
+
+@pytest.mark.parametrize("name", ARCHS)
+def test_destination_grads_equal_autograd_through_per_head_copies(tiny, name):
+    model = tiny(name).model.double()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() >= 2:
+                p.mul_(4.0)  # a less uniform model: larger, more varied gradients
+    sites = model_sites(model)
+    cfg = Graph.from_model(model).cfg
+    ids = _ids(1)
+    weights = torch.randn(*ids.shape, model.config.vocab_size, dtype=torch.float64)
+    loss_fn = lambda logits: (torch.log_softmax(logits, -1) * weights).sum()  # noqa: E731
+    with analysis_mode(model):
+        embeds = sites.embed(ids).detach()
+        ref = _reference_destination_grads(model, sites, cfg, embeds.clone(), loss_fn)
+        acc = torch.zeros_like(ref)
+        with hooked(GradCollector(sites, cfg, acc).hooks()):
+            loss_fn(model(inputs_embeds=embeds.clone().requires_grad_(True)).logits).backward()
+    assert ref.abs().amax() > 1e-3
+    # Llama-style RMSNorm normalises in float32 even in a float64 model, hence the looser tolerance there
+    tol = 1e-9 if sites.norm_kind == "layer" else 1e-5
+    for v in range(cfg.n_backward):
+        err = float((acc[v] - ref[v]).abs().amax())
+        assert err <= tol * float(ref.abs().amax()), (cfg.backward_names[v], err)
