@@ -182,6 +182,7 @@ def test_task_list_contains_all_prior_work_tasks():
         (lambda: make_rows("ioi", 5, 0), r"did you mean IOI"),
         (lambda: make_rows("Add", 0, 0), r"positive integer, got 0"),
         (lambda: make_rows("Add", -2, 0), r"positive integer, got -2"),
+        (lambda: make_rows("Add", 2, None), r"the seed must be an integer, got None"),
         (
             lambda: make_rows("Add", 5, 0, foo=1),
             r"task Add: unknown parameter 'foo' \(valid parameters: lo, hi",

@@ -56,9 +56,11 @@ def describe(name: str) -> str:
     return f"{spec.rule}. e.g. {cut(row.clean)!r} -> {row.answer!r} (corrupted {cut(row.corrupted)!r})"
 
 
-def _check_n(n: int) -> None:
+def _check_n(n: int, seed: int) -> None:
     if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
         raise DataError(f"the number of rows must be a positive integer, got {n!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise DataError(f"the seed must be an integer, got {seed!r}")
 
 
 def make_rows(name: str, n: int, seed: int, **params: Any) -> list[PromptRow]:
@@ -68,7 +70,7 @@ def make_rows(name: str, n: int, seed: int, **params: Any) -> list[PromptRow]:
     unknown tasks or parameters raise :class:`DataError`.
     """
     spec = get_task(name)
-    _check_n(n)
+    _check_n(n, seed)
     resolved = spec.resolve(params)
     rng = random.Random(seed)
     return [spec.draw(rng, slot, resolved) for slot in range(n)]
@@ -89,7 +91,7 @@ def make_pairs(
     :func:`make_rows`. Raises :class:`DataError` after :data:`MAX_RESAMPLES_PER_ROW` mismatches in a row.
     """
     spec = get_task(name)
-    _check_n(n)
+    _check_n(n, seed)
     resolved = spec.resolve(params)
     rng = random.Random(seed)
 
