@@ -140,3 +140,19 @@ def test_from_hf_config(tiny) -> None:
     assert GraphConfig.from_hf_config(tiny("tiny-llama").model.config).grouped
     neox = Graph.from_model(tiny("tiny-neox").model)
     assert neox.cfg.parallel_attn_mlp and neox.cfg.n_layers == 2
+
+
+def test_package_exports_are_lazy() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, circuitft.eap as eap\n"
+        "assert 'circuitft.eap.attribute' not in sys.modules and 'circuitft.eap.select' not in sys.modules\n"
+        "from circuitft.eap import Graph, select_circuit, circuit_overlap, load_graph\n"
+        "import circuitft.eap.select as sel\n"
+        "assert select_circuit is sel.select and callable(circuit_overlap) and Graph.__name__ == 'Graph'\n"
+        "from circuitft.eap import select\n"
+        "assert select is sel  # the submodule, not shadowed by the function\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
