@@ -1,0 +1,6 @@
+"""Lightning callbacks that live in the package so they import when circuitft is installed."""
+
+from circuitft.callbacks.circuit import CircuitCallback
+from circuitft.callbacks.records import CircuitRecord, RecordLog
+
+__all__ = ["CircuitCallback", "CircuitRecord", "RecordLog"]

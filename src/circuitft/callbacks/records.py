@@ -1,0 +1,66 @@
+"""CircuitRecord: one (checkpoint step, task) circuit analysis, and the ``metrics.jsonl`` log that holds them.
+
+The log is keyed by ``(step, task)``: writing a record that already exists replaces it, so a resumed run
+that re-analyses a step after a crash leaves each record exactly once. Every write rewrites the file
+atomically (temp file + rename).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class CircuitRecord:
+    """What the circuit callback found for one task at one training step (read by reports)."""
+
+    step: int
+    task: str
+    trained_task: str  # the task being trained at that step
+    method: str
+    metric: str
+    ig_steps: int
+    n_examples: int
+    graph_path: str  # relative to the circuits folder
+    metrics: dict[str, float] = field(default_factory=dict)  # faithfulness, accuracies, sizes
+    overlap: dict[str, float] = field(default_factory=dict)  # vs. the previous step of the same task
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict."""
+        return asdict(self)
+
+
+class RecordLog:
+    """The ``metrics.jsonl`` file of a run's circuits folder."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    def read(self) -> list[dict[str, Any]]:
+        """All records, sorted by (step, task)."""
+        if not self.path.exists():
+            return []
+        rows = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        return sorted(rows, key=lambda r: (r["step"], r["task"]))
+
+    def put(self, records: list[CircuitRecord]) -> None:
+        """Add or replace records (keyed by step and task), atomically."""
+        by_key = {(r["step"], r["task"]): r for r in self.read()}
+        for rec in records:
+            by_key[(rec.step, rec.task)] = rec.to_dict()
+        rows = [by_key[k] for k in sorted(by_key)]
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.writelines(json.dumps(r, sort_keys=True) + "\n" for r in rows)
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise

@@ -1,0 +1,104 @@
+"""CircuitCallback inside a real (tiny) sequential fit: files, records, TensorBoard scalars, resume."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import lightning as L
+import pytest
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from circuitft.callbacks import CircuitCallback, RecordLog
+from circuitft.callbacks.records import CircuitRecord
+from circuitft.errors import ConfigError
+
+TASKS = [
+    {"task": "AddSub", "steps": 4, "n_train": 16, "n_val": 4, "params": {"lo": 0, "hi": 9}},
+    {"task": "AddSubInv", "steps": 4, "n_train": 16, "n_val": 4, "params": {"lo": 0, "hi": 9}},
+]
+
+
+def _fit(root: Path, ckpt_path: str | None = None, max_steps: int = -1, **cb_kwargs):
+    from circuitft.data.stream import TaskStreamDataModule
+    from circuitft.training.module import LoRAModule
+
+    L.seed_everything(0)
+    module = LoRAModule(model="tiny-gpt2", lora_r=4, lr=1e-3)
+    dm = TaskStreamDataModule(tasks=TASKS, batch_size=4, seed=0)
+    cb = CircuitCallback(n_examples=4, batch_size=4, ig_steps=2, top_frac=0.2, **cb_kwargs)
+    trainer = L.Trainer(
+        default_root_dir=root, accelerator="cpu", devices=1, max_steps=max_steps,
+        logger=TensorBoardLogger(root, name="", version=0), enable_progress_bar=False,
+        enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
+        callbacks=[ModelCheckpoint(dirpath=root / "ckpt", every_n_train_steps=2, save_last=True,
+                                   save_top_k=-1), cb],
+    )  # fmt: skip
+    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+    return trainer, cb
+
+
+def test_circuits_at_every_checkpoint_step(tmp_path: Path) -> None:
+    trainer, cb = _fit(tmp_path)
+    root = Path(trainer.log_dir) / "circuits"
+    records = RecordLog(root / "metrics.jsonl").read()
+    keys = [(r["step"], r["task"]) for r in records]
+    assert keys == sorted(set(keys)), "each (step, task) is recorded once"
+    # Step 0 (base model) and the first task's steps analyse only the tasks seen so far.
+    assert [t for s, t in keys if s in (0, 2, 4)] == ["AddSub"] * 3
+    assert [t for s, t in keys if s in (6, 8)] == ["AddSub", "AddSubInv"] * 2
+    for r in records:
+        assert (root / r["graph_path"]).is_file()
+        assert math.isfinite(r["metrics"]["kl_faithfulness_pct"]) or r["metrics"]["model_accuracy"] >= 0
+        assert 0 < r["metrics"]["n_edges"] <= 0.2 * 110 + 1
+    later = [r for r in records if r["task"] == "AddSub" and r["step"] > 0]
+    assert all("edge_change" in r["overlap"] for r in later), "overlap with the previous step is recorded"
+    # TensorBoard got the scalars.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(Path(trainer.log_dir))).Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert "circuit/AddSub/faithfulness" in tags and "circuit/AddSubInv/circuit_accuracy" in tags
+    assert "circuit_overlap/AddSub~AddSubInv/edge_jaccard" in tags
+    assert [e.step for e in acc.Scalars("circuit/AddSub/kl_faithfulness_pct")] == [0, 2, 4, 6, 8]
+
+
+def test_resume_does_not_duplicate(tmp_path: Path) -> None:
+    full, _ = _fit(tmp_path / "full")
+    _fit(tmp_path / "cut", max_steps=5)
+    resumed, cb = _fit(tmp_path / "cut", ckpt_path=str(tmp_path / "cut" / "ckpt" / "last.ckpt"))
+    a = RecordLog(Path(full.log_dir) / "circuits" / "metrics.jsonl").read()
+    b = RecordLog(Path(resumed.log_dir) / "circuits" / "metrics.jsonl").read()
+    assert [(r["step"], r["task"]) for r in a] == [(r["step"], r["task"]) for r in b]
+    for x, y in zip(a, b, strict=True):
+        assert x["metrics"]["n_edges"] == y["metrics"]["n_edges"]
+        assert x["metrics"]["faithfulness"] == pytest.approx(
+            y["metrics"]["faithfulness"], abs=1e-4, nan_ok=True
+        )
+
+
+def test_record_log_replaces_by_key(tmp_path: Path) -> None:
+    log = RecordLog(tmp_path / "m.jsonl")
+    rec = CircuitRecord(3, "A", "A", "EAP-IG-inputs", "kl", 5, 4, "step3/A.safetensors", {"x": 1.0})
+    log.put([rec])
+    rec.metrics = {"x": 2.0}
+    log.put([rec, CircuitRecord(1, "B", "A", "EAP", "kl", 5, 4, "p", {})])
+    rows = log.read()
+    assert [(r["step"], r["task"]) for r in rows] == [(1, "B"), (3, "A")]
+    assert rows[1]["metrics"] == {"x": 2.0}
+    assert all(json.loads(line) for line in (tmp_path / "m.jsonl").read_text().splitlines())
+
+
+@pytest.mark.parametrize(
+    "kwargs, fragment",
+    [
+        ({"method": "nope"}, "EAP-IG-inputs"),
+        ({"every_n_steps": 0}, "every_n_steps"),
+        ({"tasks": "some"}, "tasks"),
+    ],
+)
+def test_bad_settings(kwargs: dict, fragment: str) -> None:
+    with pytest.raises(ConfigError, match=fragment):
+        CircuitCallback(**kwargs)
