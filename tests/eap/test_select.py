@@ -210,15 +210,22 @@ def test_top_frac_one_and_nan_scores() -> None:
 
 
 def test_pythia_2_8b_build_select_prune_under_a_second() -> None:
+    """Build + top 5% + prune on the 1.6M-edge shape. Timed as CPU time of one thread (best of three), so
+    other jobs sharing the machine do not count; unloaded, wall time is about 0.15-0.3 s on 2 cores."""
     scores = torch.randn(1057, 3105)
-    best = float("inf")
-    for _ in range(3):  # best of three: the CI machine is shared
-        start = time.perf_counter()
-        cfg = GraphConfig(32, 32, parallel_attn_mlp=True, d_model=2560)
-        g = Graph(cfg)
-        g.scores = scores
-        select(g, top_frac=0.05)
-        best = min(best, time.perf_counter() - start)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        best = float("inf")
+        for _ in range(3):
+            start = time.process_time()
+            cfg = GraphConfig(32, 32, parallel_attn_mlp=True, d_model=2560)
+            g = Graph(cfg)
+            g.scores = scores
+            select(g, top_frac=0.05)
+            best = min(best, time.process_time() - start)
+    finally:
+        torch.set_num_threads(threads)
     assert cfg.n_edges == 1_591_857
     assert 0 < g.count_edges() <= 79_592
-    assert best < 1.0, f"build + top_frac + prune took {best:.2f} s"
+    assert best < 1.0, f"build + top_frac + prune took {best:.2f} s of CPU time"
