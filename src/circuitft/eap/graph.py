@@ -349,7 +349,7 @@ class Graph:
 
     def count_edges(self) -> int:
         """Number of edges in the circuit."""
-        return int((self.in_graph & self.cfg.real_edge_mask).sum())
+        return int((self.in_graph.cpu() & self.cfg.real_edge_mask).sum())
 
     def count_nodes(self) -> int:
         """Number of nodes in the circuit, not counting ``logits`` (as the reference library counts)."""
@@ -382,11 +382,11 @@ class Graph:
     # ---- edges by name ------------------------------------------------------------------------------
     def edge_scores(self) -> torch.Tensor:
         """[n_edges] scores of the real edges in canonical order (:attr:`GraphConfig.edge_names`)."""
-        return self.scores[self.cfg.real_edge_mask]
+        return self.scores.detach().cpu()[self.cfg.real_edge_mask]
 
     def edges_in_graph(self) -> list[str]:
         """Names of the circuit's edges, in canonical order."""
-        src, dst = (self.in_graph & self.cfg.real_edge_mask).nonzero(as_tuple=True)
+        src, dst = (self.in_graph.cpu() & self.cfg.real_edge_mask).nonzero(as_tuple=True)
         fwd, bwd = self.cfg.forward_names, self.cfg.backward_names
         return [f"{fwd[s]}->{bwd[d]}" for s, d in zip(src.tolist(), dst.tolist(), strict=True)]
 

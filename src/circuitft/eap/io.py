@@ -79,13 +79,13 @@ def cfg_dict(cfg: GraphConfig) -> dict[str, Any]:
 def write_json(graph: Graph, path: str | os.PathLike[str]) -> None:
     """Write every node and every edge (score, in_graph) in the reference JSON shape, atomically."""
     cfg = graph.cfg
-    edges_in = (graph.in_graph & cfg.real_edge_mask)[cfg.real_edge_mask].tolist()
-    scores = graph.scores[cfg.real_edge_mask].tolist()
-    node_scores = None if graph.node_scores is None else graph.node_scores.tolist()
+    edges_in = (graph.in_graph.cpu() & cfg.real_edge_mask)[cfg.real_edge_mask].tolist()
+    scores = graph.scores.detach().cpu()[cfg.real_edge_mask].tolist()
+    node_scores = None if graph.node_scores is None else graph.node_scores.cpu().tolist()
 
     def write(f: Any) -> None:
         f.write('{"cfg": ' + json.dumps(cfg_dict(cfg)) + ',\n"nodes": {\n')
-        nodes = graph.nodes_in_graph.tolist()
+        nodes = graph.nodes_in_graph.cpu().tolist()
         nodes[-1] = True  # logits
         lines = []
         for i, name in enumerate(cfg.node_names):
@@ -188,12 +188,12 @@ def write_safetensors(graph: Graph, path: str | os.PathLike[str]) -> None:
     cfg = graph.cfg
     mask = cfg.real_edge_mask
     tensors = {
-        "edge_scores": graph.scores[mask].float().contiguous(),
-        "edge_in_graph": (graph.in_graph & mask)[mask].contiguous(),
-        "nodes_in_graph": graph.nodes_in_graph.clone(),
+        "edge_scores": graph.scores.detach().cpu()[mask].float().contiguous(),
+        "edge_in_graph": (graph.in_graph.cpu() & mask)[mask].contiguous(),
+        "nodes_in_graph": graph.nodes_in_graph.cpu().clone(),
     }
     if graph.node_scores is not None:
-        tensors["node_scores"] = graph.node_scores.float().clone()
+        tensors["node_scores"] = graph.node_scores.detach().cpu().float().clone()
     metadata = {
         "format": FORMAT,
         "version": VERSION,

@@ -31,12 +31,12 @@ DEFAULT_FRAC = 0.05
 
 def circuit_edges(graph: Graph) -> torch.Tensor:
     """[n_forward, n_backward] bool: the circuit's (real) edges."""
-    return graph.in_graph & graph.cfg.real_edge_mask
+    return graph.in_graph.cpu() & graph.cfg.real_edge_mask
 
 
 def circuit_nodes(graph: Graph) -> torch.Tensor:
     """[n_forward + 1] bool: the circuit's nodes, ``logits`` left out."""
-    nodes = graph.nodes_in_graph.clone()
+    nodes = graph.nodes_in_graph.cpu().clone()
     nodes[-1] = False
     return nodes
 
@@ -50,7 +50,8 @@ def top_k_edges(
     equal inputs always give equal sets.
     """
     k = default_k(graph, k, frac)
-    rank = graph.scores.abs() if absolute else graph.scores.clone()
+    scores = graph.scores.detach().cpu()
+    rank = scores.abs() if absolute else scores.clone()
     rank = rank.float().nan_to_num(nan=-math.inf).masked_fill(~graph.cfg.real_edge_mask, -math.inf)
     # stable descending sort: ties keep canonical order (topk's tie order is unspecified)
     order = torch.sort(rank.flatten(), descending=True, stable=True).indices[:k]

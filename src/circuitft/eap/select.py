@@ -161,7 +161,7 @@ def apply_greedy(graph: Graph, n: int, absolute: bool = True, prune: bool = True
             node_in[s] = True
             for dd in inputs[s]:
                 open_destination(dd)
-    keep = torch.zeros_like(graph.in_graph)
+    keep = torch.zeros(rank.shape, dtype=torch.bool)
     keep[torch.tensor(chosen_src, dtype=torch.long), torch.tensor(chosen_dst, dtype=torch.long)] = True
     graph.in_graph = keep
     graph.nodes_in_graph = torch.tensor(node_in, dtype=torch.bool)
@@ -175,7 +175,7 @@ def prune(graph: Graph) -> Graph:
     anything; writes ``in_graph`` and ``nodes_in_graph`` and returns ``graph``.
     """
     cfg = graph.cfg
-    edges = graph.in_graph & cfg.real_edge_mask
+    edges = graph.in_graph.cpu() & cfg.real_edge_mask
     reach, coreach = _reachable(cfg, edges), _coreachable(cfg, edges)
     nodes = reach & coreach
     nodes[-1] = True
@@ -197,7 +197,7 @@ def _check_n(n: int, n_edges: int | None, option: str) -> None:
 
 def _ranking(graph: Graph, absolute: bool) -> torch.Tensor:
     """Scores used for ranking, with -inf off the real-edge mask."""
-    scores = graph.scores.float()
+    scores = graph.scores.detach().float().cpu()
     if torch.isnan(scores).any():
         raise DataError(f"graph has {int(torch.isnan(scores).sum())} NaN scores; cannot select a circuit")
     rank = scores.abs() if absolute else scores.clone()
@@ -206,7 +206,7 @@ def _ranking(graph: Graph, absolute: bool) -> torch.Tensor:
 
 def _finish(graph: Graph, keep: torch.Tensor, prune: bool) -> Graph:
     """Set the circuit to edges ``keep`` (within the real mask) and its nodes; prune if asked."""
-    graph.in_graph = keep & graph.cfg.real_edge_mask
+    graph.in_graph = keep.cpu() & graph.cfg.real_edge_mask
     if prune:
         return prune_graph(graph)
     graph.nodes_in_graph = _nodes_with_in_and_out(graph.cfg, graph.in_graph)
