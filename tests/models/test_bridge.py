@@ -271,3 +271,17 @@ def test_embedded_model_bridge_with_lora(default_cache):
     with torch.no_grad():
         got = bridge(ids)
     torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_bridge_on_cuda(lora_tiny):
+    loaded, peft_model = lora_tiny("tiny-llama")
+    ids = random_ids(len(loaded.tokenizer))
+    with torch.no_grad():
+        expected = peft_model(ids).logits
+    bridge = to_bridge(peft_model, loaded.tokenizer, loaded.tokenizer_dir, device="cuda")
+    assert next(bridge.parameters()).device.type == "cuda"
+    assert next(peft_model.parameters()).device.type == "cpu"  # the training model stays where it was
+    with torch.no_grad():
+        got = bridge(ids.cuda()).cpu()
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
