@@ -112,6 +112,30 @@ def test_gqa_model_default_size_and_adapter(tmp_path: Path, data: Path, tiny) ->
     assert json.loads((outs["lora"] / "metrics.json").read_text())["adapter"] == str(tmp_path / "adapter")
 
 
+def test_ckpt_and_adapter_give_the_same_circuit(tmp_path: Path, data: Path, tiny) -> None:
+    from circuitft.training.checkpoint import wrap_lora
+
+    peft_model = wrap_lora(tiny("tiny-gpt2").model, r=2, alpha=4.0, dropout=0.0)
+    trainable = {n: p for n, p in peft_model.named_parameters() if p.requires_grad}
+    with torch.no_grad():
+        for p in trainable.values():
+            p.normal_(0, 0.3, generator=torch.Generator().manual_seed(p.numel()))
+    hp = {"model": "tiny-gpt2", "model_seed": 0, "lora_r": 2, "lora_alpha": 4.0, "target_modules": "auto"}
+    state = {f"model.{n}": p.detach().clone() for n, p in trainable.items()}
+    torch.save({"hyper_parameters": hp, "state_dict": state}, tmp_path / "last.ckpt")
+    peft_model.save_pretrained(tmp_path / "adapter")
+    common = ("--data", data, "--method", "EAP", "--metric", "logprob", "--top_n", "20")
+    assert run("--ckpt", tmp_path / "last.ckpt", *common, "--out", tmp_path / "a") == 0
+    assert (
+        run("--model", "tiny-gpt2", "--adapter", tmp_path / "adapter", *common, "--out", tmp_path / "b") == 0
+    )
+    assert run("--model", "tiny-gpt2", *common, "--out", tmp_path / "c") == 0
+    a, b, c = (Graph.load(tmp_path / x / "graph.safetensors") for x in "abc")
+    assert torch.allclose(a.scores, b.scores, rtol=1e-4, atol=1e-7) and torch.equal(a.in_graph, b.in_graph)
+    assert not torch.allclose(a.scores, c.scores, rtol=1e-2)
+    assert json.loads((tmp_path / "a" / "metrics.json").read_text())["model"] == "tiny-gpt2"
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
