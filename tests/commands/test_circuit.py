@@ -48,7 +48,7 @@ def run(*args: str | Path) -> int:
 
 def test_writes_graph_and_metrics(tmp_path: Path, data: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "out"
-    common = ("--model", "tiny-gpt2", "--data", data, "--method", "EAP-IG-inputs", "--ig_steps", "3")
+    common = ("--model", "tiny-gpt2", "--data", data, "--method", "EAP-IG-inputs", "--ig_steps", "2")
     assert run(*common, "--batch_size", "4", "--top_n", "30", "--seed", "1", "--out", out) == 0
     captured = capsys.readouterr()
     assert "6 rows, 0 dropped" in captured.err and "n_edges=" in captured.out
@@ -57,7 +57,7 @@ def test_writes_graph_and_metrics(tmp_path: Path, data: Path, capsys: pytest.Cap
     metrics = json.loads((out / "metrics.json").read_text())
     for key in KEYS:
         assert key in metrics, key
-    assert metrics["method"] == "EAP-IG-inputs" and metrics["ig_steps"] == 3 and metrics["n_examples"] == 6
+    assert metrics["method"] == "EAP-IG-inputs" and metrics["ig_steps"] == 2 and metrics["n_examples"] == 6
     assert 0 < metrics["n_edges"] <= 30 and metrics["n_edges_total"] == 110  # tiny-gpt2: 2 layers x 4 heads
     assert 0 <= metrics["model_accuracy"] <= 1 and metrics["clean_metric"] == 0.0  # KL of clean vs itself
 
@@ -73,11 +73,15 @@ def test_writes_graph_and_metrics(tmp_path: Path, data: Path, capsys: pytest.Cap
     top30 = g_json.edge_scores().abs().sort(descending=True).values[29]
     assert (g_json.scores[g_json.in_graph].abs() >= top30).all()
 
-    # same run again into the existing folder: same scores (deterministic), other files kept
+    # a second run into the existing folder replaces our three files and keeps the others
     (out / "notes.txt").write_text("mine")
-    assert run(*common, "--batch_size", "4", "--top_n", "30", "--seed", "1", "--out", out) == 0
+    assert (
+        run("--model", "tiny-gpt2", "--data", data, "--method", "EAP", "--metric", "logprob", "--out", out)
+        == 0
+    )
     assert (out / "notes.txt").read_text() == "mine"
-    assert torch.allclose(load_graph(out / "graph.safetensors").scores, g_st.scores, atol=1e-6)
+    assert json.loads((out / "metrics.json").read_text())["method"] == "EAP"
+    assert not torch.allclose(load_graph(out / "graph.safetensors").scores, g_st.scores)
 
 
 def test_gqa_model_default_size_and_adapter(tmp_path: Path, data: Path, tiny) -> None:
