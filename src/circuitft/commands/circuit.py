@@ -130,7 +130,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     device = _device(args.device)
 
     # ---- data: rows and tokenization (before loading model weights) ------------------------------
-    from circuitft.data.pairs import tokenize_pairs
+    from circuitft.data.pairs import default_prepend_bos, tokenize_pairs
     from circuitft.data.sources import load_rows
 
     rows = load_rows(args.data, limit=args.limit)
@@ -139,6 +139,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     task = args.task or _task_name(args.data)
     pairs = tokenize_pairs(rows, tokenizer, task, args.prepend_bos, args.on_mismatch, source=str(args.data))
     validate_pairs(pairs, args.metric)
+    prepend_bos = args.prepend_bos if args.prepend_bos is not None else default_prepend_bos(tokenizer)
     print(
         f"{args.data}: {len(rows)} rows, {pairs.n_dropped} dropped for clean/corrupted token-length "
         f"mismatch, {len(pairs)} used",
@@ -164,7 +165,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     seconds = time.perf_counter() - start
     graph.meta.update(
         seed=args.seed, data=str(args.data), model_spec=spec, adapter=_str(args.adapter), ckpt=_str(args.ckpt),
-        prepend_bos=args.prepend_bos, n_dropped=pairs.n_dropped,
+        prepend_bos=prepend_bos, n_dropped=pairs.n_dropped,
     )  # fmt: skip
     metrics: dict[str, Any] = {
         **{k: _plain(v) for k, v in scores.items()},
@@ -175,6 +176,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "method": args.method,
         "metric": args.metric,
         "ig_steps": args.ig_steps if "IG" in args.method else None,
+        "step_convention": graph.meta.get("step_convention"),
+        "kl_reduction": graph.meta.get("kl_reduction"),
         "n_examples": len(pairs),
         "n_dropped": pairs.n_dropped,
         "task": task,
@@ -183,6 +186,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "ckpt": _str(args.ckpt),
         "data": str(args.data),
         "seed": args.seed,
+        "prepend_bos": prepend_bos,
         "device": str(device),
         "seconds": round(seconds, 3),
     }

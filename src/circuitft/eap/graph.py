@@ -265,8 +265,6 @@ class GraphConfig:
     def edge_index(self, names: list[str], where: str = "") -> tuple[torch.Tensor, torch.Tensor]:
         """``(src, dst)`` indices of edge ``names``; :class:`DataError` naming the first unknown one."""
         fwd, bwd = self.forward_lookup, self.backward_lookup
-        src = torch.empty(len(names), dtype=torch.long)
-        dst = torch.empty(len(names), dtype=torch.long)
         s_list: list[int] = [0] * len(names)
         d_list: list[int] = [0] * len(names)
         for i, name in enumerate(names):
@@ -275,7 +273,7 @@ class GraphConfig:
             if not sep or s is None or d is None:
                 raise DataError(f"{where}unknown edge {name!r} for a graph with {self.describe()}")
             s_list[i], d_list[i] = s, d
-        src[:], dst[:] = torch.tensor(s_list, dtype=torch.long), torch.tensor(d_list, dtype=torch.long)
+        src, dst = torch.tensor(s_list, dtype=torch.long), torch.tensor(d_list, dtype=torch.long)
         bad = (src >= self.prev_index[dst]).nonzero()
         if len(bad):
             name = names[int(bad[0])]
