@@ -13,6 +13,7 @@ from model_helpers import random_ids
 
 from circuitft.errors import ModelSpecError
 from circuitft.models import load_model, load_tokenizer, loading, model_specs
+from circuitft.models.files import atomic_folder
 from circuitft.models.tiny import tiny_specs
 
 TINY_LAYOUT = {  # (class, layers, heads, key/value heads)
@@ -170,14 +171,14 @@ def test_atomic_save_crash_leaves_nothing(tmp_path):
         raise RuntimeError("disk full")
 
     with pytest.raises(RuntimeError, match="disk full"):
-        loading._atomic_save(crashing_writer, target)
+        atomic_folder(crashing_writer, target)
     assert not target.exists()
     assert list(target.parent.iterdir()) == []  # no temp folder left behind
 
-    loading._atomic_save(lambda folder: (Path(folder) / "config.json").write_text("{}"), target)
+    atomic_folder(lambda folder: (Path(folder) / "config.json").write_text("{}"), target)
     assert (target / "config.json").read_text() == "{}"
     # A second writer that loses the race keeps the first one's folder.
-    loading._atomic_save(lambda folder: (Path(folder) / "config.json").write_text("[]"), target)
+    atomic_folder(lambda folder: (Path(folder) / "config.json").write_text("[]"), target)
     assert (target / "config.json").read_text() == "{}"
     assert [p.name for p in target.parent.iterdir()] == ["model"]
 
@@ -237,3 +238,16 @@ def test_embedded_smollm2(default_cache):
         next_id = loaded.model(**enc).logits[0, -1].argmax().item()
     assert tok.decode([next_id]).strip() == "Paris"  # real weights, not random ones
     assert load_tokenizer("smollm2-135m").get_vocab() == tok.get_vocab()
+
+
+def test_tokenizer_built_concurrently(tmp_path):
+    """DDP ranks may build the tiny tokenizer at the same moment: every caller gets a complete one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from circuitft.models.tiny import build_tokenizer
+
+    folder = tmp_path / "tok"
+    with ThreadPoolExecutor(4) as pool:
+        toks = list(pool.map(lambda _: build_tokenizer(folder), range(8)))
+    assert all(t.get_vocab() == toks[0].get_vocab() for t in toks)
+    assert [p.name for p in tmp_path.iterdir()] == ["tok"]

@@ -24,7 +24,8 @@ from typing import Literal
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from circuitft.models.loading import _atomic_save, cache_dir, tokenizer_from
+from circuitft.models.files import atomic_folder
+from circuitft.models.loading import cache_dir, tokenizer_from
 from circuitft.models.merge import merged_copy
 
 QKV = Literal["q", "k", "v"]
@@ -94,7 +95,7 @@ def _saved_tokenizer_folder(tokenizer: PreTrainedTokenizerBase) -> Path:
             digest.update(f.read_bytes())
     folder = cache_dir() / "tokenizers" / f"saved-{digest.hexdigest()[:16]}"
     if not (folder / "tokenizer_config.json").is_file():
-        _atomic_save(lambda d: tokenizer.save_pretrained(d), folder)
+        atomic_folder(lambda d: tokenizer.save_pretrained(d), folder)
     return folder
 
 

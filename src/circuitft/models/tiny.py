@@ -24,6 +24,8 @@ from transformers import (
     Qwen2ForCausalLM,
 )
 
+from circuitft.models.files import atomic_folder
+
 SPECIAL_TOKENS = ["<pad>", "<unk>", "<bos>", "<eos>"]
 # Words used by the built-in task prompts; everything else maps to <unk>.
 _WORDS = """
@@ -69,8 +71,7 @@ def build_tokenizer(folder: Path) -> PreTrainedTokenizerFast:
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", unk_token="<unk>", pad_token="<pad>"
     )
-    folder.mkdir(parents=True, exist_ok=True)
-    fast.save_pretrained(str(folder))
+    atomic_folder(fast.save_pretrained, folder)  # DDP ranks may build it at the same time
     return PreTrainedTokenizerFast.from_pretrained(str(folder))
 
 
