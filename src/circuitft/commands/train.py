@@ -1,0 +1,174 @@
+"""``circuitft fit|validate|test``: LightningCLI over LoRAModule and TaskStreamDataModule.
+
+Every output of a run lives under ``--trainer.default_root_dir``: ``config.yaml`` (rewritten on resume),
+``hparams.yaml`` and TensorBoard events directly in it, checkpoints in ``checkpoints/``. Defaults: a
+TensorBoardLogger writing there, a ModelCheckpoint (``checkpoint.*`` options) that keeps ``last.ckpt``, a
+checkpoint at the end of every task and every ``checkpoint.every_n_train_steps``, a progress bar and
+``seed_everything: 0``. ``--ckpt_path last`` resumes after any crash.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from circuitft.errors import ConfigError
+
+TB_LOGGER = "lightning.pytorch.loggers.TensorBoardLogger"
+DEFAULT_ROOT = "runs/default"
+
+
+def _config_paths(argv: Sequence[str]) -> list[str]:
+    paths = []
+    for i, arg in enumerate(argv):
+        if arg in ("--config", "-c") and i + 1 < len(argv):
+            paths.append(argv[i + 1])
+        elif arg.startswith("--config="):
+            paths.append(arg.split("=", 1)[1])
+    return paths
+
+
+def check_config_files(argv: Sequence[str]) -> None:
+    """One-line errors for a missing, unreadable or non-mapping ``--config`` file."""
+    import yaml
+
+    for p in _config_paths(argv):
+        path = Path(p)
+        if not path.is_file():
+            raise ConfigError(f"config file {p} does not exist")
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise ConfigError(f"config file {p}:{where}: malformed YAML ({problem})") from None
+        if data is not None and not isinstance(data, dict):
+            raise ConfigError(f"config file {p}: expected a mapping of options, got {type(data).__name__}")
+
+
+def _cli_class() -> type:
+    from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+    from circuitft.training.checkpoint import TaskCheckpoint, check_compatible
+
+    class CircuitftCLI(LightningCLI):
+        """LightningCLI with circuitft defaults, an always-on ModelCheckpoint and early checkpoint checks."""
+
+        def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+            parser.add_lightning_class_args(TaskCheckpoint, "checkpoint")
+            parser.set_defaults(
+                {
+                    "checkpoint.save_last": True,
+                    "checkpoint.save_top_k": -1,
+                    "checkpoint.filename": "step{step:06d}",
+                    "checkpoint.auto_insert_metric_name": False,
+                }
+            )
+
+        def _parse_ckpt_path(self) -> None:
+            # Lightning would silently replace the model config by the checkpoint's; refuse a mismatch instead.
+            sub = self.config.get("subcommand")
+            if not sub:
+                return
+            cfg = self.config[sub]
+            ckpt = cfg.get("ckpt_path")
+            if not ckpt:
+                return
+            path = _resolve_ckpt(ckpt, cfg)
+            if path is not None:
+                check_compatible(path, dict(cfg.model))
+
+        def before_instantiate_classes(self) -> None:
+            cfg = self.config[self.subcommand] if self.subcommand else self.config
+            root = cfg.trainer.get("default_root_dir") or DEFAULT_ROOT
+            tasks = cfg.get("data", {}).get("tasks") if cfg.get("data") else None
+            if tasks and cfg.trainer.get("max_epochs") is None:
+                cfg.trainer.max_epochs = len(tasks)  # one epoch per task
+            loggers = cfg.trainer.get("logger")
+            for lg in loggers if isinstance(loggers, list) else [loggers]:
+                init = getattr(lg, "init_args", None)
+                if init is not None and getattr(lg, "class_path", "").endswith("TensorBoardLogger"):
+                    if not init.get("save_dir"):
+                        init.save_dir = root
+
+    return CircuitftCLI
+
+
+def _resolve_ckpt(ckpt: str, cfg: Any) -> Path | None:
+    """The file ``--ckpt_path`` names (``last``: newest ``last*.ckpt`` in the checkpoint folder), or None."""
+    if ckpt in ("best", "hpc", "registry"):
+        return None
+    if ckpt == "last":
+        dirpath = cfg.get("checkpoint", {}).get("dirpath") if cfg.get("checkpoint") else None
+        folder = Path(dirpath or Path(cfg.trainer.get("default_root_dir") or DEFAULT_ROOT) / "checkpoints")
+        found = sorted(folder.glob("last*.ckpt"), key=lambda p: p.stat().st_mtime)
+        return found[-1] if found else None
+    path = Path(ckpt)
+    if not path.is_file():
+        raise ConfigError(f"--ckpt_path {ckpt}: no such checkpoint file")
+    return path
+
+
+def trainer_defaults() -> dict[str, Any]:
+    """Trainer defaults of ``circuitft fit`` (a config or the command line overrides each)."""
+    return {
+        "default_root_dir": DEFAULT_ROOT,
+        "logger": {"class_path": TB_LOGGER, "init_args": {"save_dir": "", "name": "", "version": "", "default_hp_metric": False}},
+        "num_sanity_val_steps": 0,
+        "reload_dataloaders_every_n_epochs": 1,
+        "log_every_n_steps": 1,
+        "enable_progress_bar": True,
+    }
+
+
+def run_cli(argv: Sequence[str]) -> Any:
+    """Run LightningCLI on ``argv`` (subcommand first); returns the CLI object."""
+    from circuitft.data.stream import TaskStreamDataModule
+    from circuitft.training.module import LoRAModule
+
+    check_config_files(argv)
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
+    cls = _cli_class()
+    return cls(
+        LoRAModule,
+        TaskStreamDataModule,
+        args=list(argv),
+        seed_everything_default=0,
+        trainer_defaults=trainer_defaults(),
+        save_config_kwargs={"overwrite": True},
+        parser_kwargs={"default_env": True, "exit_on_error": False},
+        auto_configure_optimizers=False,
+    )
+
+
+def main(name: str, argv: Sequence[str]) -> int:
+    """Entry point of ``circuitft fit|validate|test``."""
+    from jsonargparse import ArgumentError
+
+    args = [name, *argv]
+    try:
+        run_cli(args)
+    except ArgumentError as err:
+        raise ConfigError(_one_line(str(err))) from None
+    except SystemExit as err:
+        return int(err.code or 0) if isinstance(err.code, int) else 2
+    return 0
+
+
+def _one_line(msg: str) -> str:
+    lines = [ln.strip() for ln in msg.strip().splitlines() if ln.strip()]
+    if not lines:
+        return "invalid arguments"
+    head = lines[0]
+    # jsonargparse nests the cause ("Problem with given class_path ...: - Key 'x' ..."); keep the gist.
+    detail = next((ln for ln in lines[1:] if "not expected" in ln or "does not" in ln or "Key" in ln), "")
+    return f"{head} {detail}".strip()[:400] if detail and detail not in head else head[:400]
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main(sys.argv[1], sys.argv[2:]))

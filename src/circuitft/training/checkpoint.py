@@ -1,0 +1,218 @@
+"""LoRA adapters and adapter-only Lightning checkpoints.
+
+A circuitft checkpoint holds the trainable (LoRA) weights and the training state, not the frozen base
+weights: :func:`model_from_checkpoint` rebuilds the base model from the spec in ``hyper_parameters``, wraps
+it with the same adapter and loads the weights. A checkpoint whose adapter does not fit the model raises a
+one-line :class:`ConfigError`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+from transformers import PreTrainedModel
+
+from circuitft.errors import ConfigError
+from circuitft.models.loading import LoadedModel, load_model
+
+CKPT_KEY = "circuitft"
+# Model families whose default targets are not "every linear layer".
+_DEFAULT_TARGETS = {
+    "gpt_neox": ["query_key_value"],  # peft's default for GPT-NeoX, as in the prior work
+    "gpt2": ["c_attn", "c_proj", "c_fc"],
+}
+MODEL_KEYS = ("model", "model_seed", "lora_r", "lora_alpha", "target_modules")
+
+
+def default_targets(model: PreTrainedModel) -> list[str] | str:
+    """LoRA target modules for ``model``'s family: fused QKV for GPT-NeoX, attention+MLP for GPT-2,
+    every linear layer (``all-linear``) for Llama, Qwen2 and the rest."""
+    return _DEFAULT_TARGETS.get(getattr(model.config, "model_type", ""), "all-linear")
+
+
+def wrap_lora(
+    model: PreTrainedModel,
+    r: int,
+    alpha: float | None,
+    dropout: float,
+    target_modules: str | list[str] = "auto",
+) -> PeftModel:
+    """``model`` with a fresh peft LoRA adapter (base weights frozen); bad settings raise ConfigError."""
+    if r <= 0:
+        raise ConfigError(f"model.lora_r must be positive, got {r}")
+    if not 0.0 <= dropout < 1.0:
+        raise ConfigError(f"model.lora_dropout must be in [0, 1), got {dropout}")
+    targets = default_targets(model) if target_modules == "auto" else target_modules
+    if isinstance(targets, str) and targets != "all-linear":
+        targets = [t.strip() for t in targets.split(",") if t.strip()]
+    cfg = LoraConfig(
+        r=r,
+        lora_alpha=alpha if alpha is not None else 2 * r,
+        lora_dropout=dropout,
+        target_modules=targets,
+        bias="none",
+        task_type="CAUSAL_LM",
+        fan_in_fan_out=getattr(model.config, "model_type", "") == "gpt2",
+    )
+    try:
+        return get_peft_model(model, cfg)
+    except ValueError as err:
+        first = str(err).strip().splitlines()[0]
+        raise ConfigError(f"model.target_modules {target_modules!r} do not fit the model: {first}") from None
+
+
+def adapter_signature(module: torch.nn.Module) -> dict[str, Any]:
+    """What a checkpoint must agree on: model spec, adapter settings, and every trainable tensor's shape."""
+    hp = dict(getattr(module, "hparams", {}))
+    return {
+        **{k: hp.get(k) for k in MODEL_KEYS},
+        "shapes": {n: list(p.shape) for n, p in module.named_parameters() if p.requires_grad},
+    }
+
+
+def _describe(hp: dict[str, Any]) -> str:
+    return f"model {hp.get('model')!r} LoRA r={hp.get('lora_r')} targets={hp.get('target_modules')!r}"
+
+
+def check_adapter_state(checkpoint: dict[str, Any], module: torch.nn.Module, source: str = "the checkpoint") -> None:
+    """Raise ConfigError unless ``checkpoint``'s adapter tensors match ``module``'s trainable parameters."""
+    ours = adapter_signature(module)
+    hp = checkpoint.get("hyper_parameters", {}) or {}
+    theirs = {n: list(t.shape) for n, t in checkpoint.get("state_dict", {}).items()}
+    if set(theirs) != set(ours["shapes"]) or any(theirs[k] != ours["shapes"][k] for k in theirs):
+        missing = sorted(set(ours["shapes"]) - set(theirs))
+        extra = sorted(set(theirs) - set(ours["shapes"]))
+        shape = sorted(k for k in set(theirs) & set(ours["shapes"]) if theirs[k] != ours["shapes"][k])
+        detail = (
+            f"{len(missing)} adapter tensors missing, {len(extra)} unexpected, {len(shape)} of another shape"
+        )
+        raise ConfigError(
+            f"{source} does not fit this model: it was made for {_describe(hp)}, this run uses "
+            f"{_describe(ours)} ({detail})"
+        )
+    if hp.get("model") is not None and hp.get("model") != ours.get("model"):
+        raise ConfigError(
+            f"{source} was made for model {hp.get('model')!r}, this run uses {ours.get('model')!r}"
+        )
+
+
+def load_checkpoint_file(path: str | Path) -> dict[str, Any]:
+    """``torch.load(weights_only=True)`` with one-line errors for a missing or unreadable file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"checkpoint {path} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling/zip error is a bad file
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ConfigError(f"checkpoint {path} cannot be read ({first[:160]})") from None
+
+
+def check_compatible(path: str | Path, model_args: dict[str, Any]) -> None:
+    """Before a run starts: refuse a checkpoint made for another model spec or adapter settings."""
+    ckpt = load_checkpoint_file(path)
+    hp = ckpt.get("hyper_parameters") or {}
+    if "model" not in hp:
+        raise ConfigError(f"checkpoint {path} is not a circuitft LoRA checkpoint (no model hyper-parameters)")
+    diff = [k for k in MODEL_KEYS if k in model_args and hp.get(k) != model_args[k]]
+    if diff:
+        parts = ", ".join(f"{k}={hp.get(k)!r} (config: {model_args[k]!r})" for k in diff)
+        raise ConfigError(f"checkpoint {path} was made with a different model/adapter: {parts}")
+
+
+def model_from_checkpoint(path: str | Path, dtype: torch.dtype | None = None) -> LoadedModel:
+    """A peft-wrapped model carrying the adapter weights of a circuitft Lightning checkpoint.
+
+    The base model is loaded from the spec stored in the checkpoint's ``hyper_parameters``; ``dtype`` None
+    uses the stored dtype. Returns a :class:`LoadedModel` in eval mode.
+    """
+    from circuitft.training.module import DTYPES
+
+    ckpt = load_checkpoint_file(path)
+    hp = ckpt.get("hyper_parameters") or {}
+    if "model" not in hp or "lora_r" not in hp:
+        raise ConfigError(f"checkpoint {path} is not a circuitft LoRA checkpoint (no model hyper-parameters)")
+    dt = dtype if dtype is not None else DTYPES.get(hp.get("dtype", "float32"), torch.float32)
+    loaded = load_model(hp["model"], dt, seed=int(hp.get("model_seed", 0)))
+    peft_model = wrap_lora(
+        loaded.model, int(hp["lora_r"]), hp.get("lora_alpha"), 0.0, hp.get("target_modules", "auto")
+    )
+    prefix = "model."
+    state = {k[len(prefix) :]: v for k, v in ckpt.get("state_dict", {}).items() if k.startswith(prefix)}
+    ours = {n: p for n, p in peft_model.named_parameters() if p.requires_grad}
+    bad = sorted(set(state) ^ set(ours)) or sorted(k for k in state if state[k].shape != ours[k].shape)
+    if bad:
+        raise ConfigError(
+            f"checkpoint {path}: its adapter does not fit {hp['model']!r} with LoRA r={hp['lora_r']} "
+            f"(first mismatching tensor: {bad[0]})"
+        )
+    with torch.no_grad():
+        for k, t in state.items():
+            ours[k].copy_(t.to(ours[k].dtype))
+    peft_model.eval()
+    for p in peft_model.parameters():
+        p.requires_grad_(False)
+    return LoadedModel(peft_model, loaded.tokenizer, loaded.spec, loaded.tokenizer_dir)
+
+
+def _task_checkpoint_class() -> type:
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    class TaskCheckpoint(ModelCheckpoint):
+        """ModelCheckpoint that also saves at the end of every task of the stream (one task = one epoch),
+        on top of ``every_n_train_steps``; ``save_last`` keeps ``last.ckpt`` for ``--ckpt_path last``."""
+
+        def __init__(self, *args: Any, save_at_task_end: bool = True, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.save_at_task_end = save_at_task_end
+
+        def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+            super().on_train_epoch_end(trainer, pl_module)
+            if self.save_at_task_end and not self._should_skip_saving_checkpoint(trainer):
+                candidates = self._monitor_candidates(trainer)
+                self._save_topk_checkpoint(trainer, candidates)
+                self._save_last_checkpoint(trainer, candidates)
+
+    return TaskCheckpoint
+
+
+TaskCheckpoint = _task_checkpoint_class()
+
+
+def purge_events_from(log_dir: str | Path, step: int) -> int:
+    """Drop the scalar/summary events at ``step`` or later from the TensorBoard files in ``log_dir``.
+
+    Called when a run resumes from a checkpoint made at global step ``step``, before it logs anything: what
+    the interrupted run logged from that step on is redone by the resumed run, so every step appears once
+    (what was logged at earlier steps, including a validation right after the checkpoint, is not redone
+    and stays). Files are rewritten atomically. Returns the number of events dropped.
+    """
+    import os
+    import tempfile
+
+    from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
+    from tensorboard.compat.proto import event_pb2
+
+    dropped = 0
+    for path in sorted(Path(log_dir).glob("events.out.tfevents.*")):
+        records = list(RawEventFileLoader(str(path)).Load())
+        keep = []
+        for r in records:
+            e = event_pb2.Event.FromString(r)
+            if e.step < step or not e.HasField("summary"):
+                keep.append(r)
+        if len(keep) == len(records):
+            continue
+        dropped += len(records) - len(keep)
+        fd, tmp = tempfile.mkstemp(prefix=".purge.", dir=path.parent)
+        with os.fdopen(fd, "wb") as fh:
+            from tensorboard.summary.writer.record_writer import RecordWriter
+
+            writer = RecordWriter(fh)
+            for r in keep:
+                writer.write(r)
+        os.replace(tmp, path)
+    return dropped

@@ -1,0 +1,242 @@
+"""LoRAModule: a model spec wrapped with a peft LoRA adapter, trained with the loss on answer tokens only.
+
+Logs ``train/loss`` (and ``train/lr``, ``train/task``) every step and, at each validation, ``val/<task>/loss``
+(mean cross-entropy per answer token) and ``val/<task>/acc`` (greedy exact match: the teacher-forced argmax
+equals every answer token) for each validated task, plus ``val/loss`` and ``val/acc`` averaged over them.
+Checkpoints hold only the adapter (trainable parameters) and the training state; the frozen base weights
+are rebuilt from the spec in the hyper-parameters (see :mod:`circuitft.training.checkpoint`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torchmetrics import MeanMetric
+
+from circuitft.data.pairs import PairBatch
+from circuitft.errors import ConfigError
+from circuitft.models.loading import load_model
+from circuitft.training import optim
+from circuitft.training.checkpoint import (
+    CKPT_KEY,
+    adapter_signature,
+    check_adapter_state,
+    purge_events_from,
+    wrap_lora,
+)
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def answer_logits(logits: torch.Tensor, batch: PairBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(logits at answer positions [N, V], answer tokens [N], example of each [N])``."""
+    ex, pos, tok = batch.answer_index()
+    return logits[ex, pos], tok, ex
+
+
+def answer_loss(logits: torch.Tensor, batch: PairBatch) -> torch.Tensor:
+    """Mean cross-entropy over the answer tokens only (prompt and padding carry no loss)."""
+    sel, tok, _ = answer_logits(logits, batch)
+    return F.cross_entropy(sel.float(), tok)
+
+
+def exact_match(logits: torch.Tensor, batch: PairBatch) -> torch.Tensor:
+    """Per example: 1.0 when the teacher-forced argmax equals every answer token, else 0.0."""
+    sel, tok, ex = answer_logits(logits, batch)
+    wrong = torch.zeros(len(batch), device=logits.device)
+    wrong.index_add_(0, ex, (sel.argmax(-1) != tok).float())
+    return (wrong == 0).float()
+
+
+class LoRAModule(L.LightningModule):
+    """LoRA fine-tuning of ``model`` over a task stream (see module docstring).
+
+    Args:
+        model: model spec (``smollm2-135m``, ``tiny-gpt2``, a folder, a hub name).
+        dtype: weights dtype of the base model (``float32``, ``bfloat16``, ``float16``).
+        model_seed: seed of the tiny random models' weights.
+        lora_r, lora_alpha, lora_dropout: adapter rank, scaling numerator (default ``2 * r``) and dropout.
+        target_modules: ``auto`` (GPT-NeoX: fused ``query_key_value``; GPT-2: ``c_attn,c_proj,c_fc``;
+            others: every linear layer), ``all-linear``, or a list of module names.
+        lr, weight_decay: AdamW settings of the first task.
+        lr_schedule, warmup_steps: schedule inside each task (constant, linear or cosine decay).
+        fresh_optimizer_per_task: clear AdamW state when a task starts (the prior work's fresh Trainer).
+        later_tasks_lr_scale: learning rate of tasks after the first relative to ``lr`` (1 = reset).
+    """
+
+    def __init__(
+        self,
+        model: str = "tiny-gpt2",
+        dtype: str = "float32",
+        model_seed: int = 0,
+        lora_r: int = 16,
+        lora_alpha: float | None = None,
+        lora_dropout: float = 0.0,
+        target_modules: str | list[str] = "auto",
+        lr: float = 2e-4,
+        weight_decay: float = 0.0,
+        lr_schedule: str = "constant",
+        warmup_steps: int = 0,
+        fresh_optimizer_per_task: bool = True,
+        later_tasks_lr_scale: float = 1.0,
+    ) -> None:
+        super().__init__()
+        if dtype not in DTYPES:
+            raise ConfigError(f"model.dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+        optim.check_policy(lr, weight_decay, lr_schedule, warmup_steps, later_tasks_lr_scale)
+        self.save_hyperparameters()
+        self.strict_loading = False  # checkpoints carry the adapter only
+        loaded = load_model(model, DTYPES[dtype], seed=model_seed)
+        self.model = wrap_lora(loaded.model, lora_r, lora_alpha, lora_dropout, target_modules).train()
+        self.tokenizer = loaded.tokenizer
+        self.tokenizer_dir = loaded.tokenizer_dir
+        self.spec = model
+        self.trainable_keys = {n for n, p in self.named_parameters() if p.requires_grad}
+        self.val_loss = torch.nn.ModuleList()
+        self.val_acc = torch.nn.ModuleList()
+        self.task_names: list[str] = []
+        self._opt_task = 0  # task whose optimizer state the optimizer holds
+        self._rng_to_restore: dict[str, Any] | None = None
+        self._resumed_step: int | None = None
+
+    # ---- model ------------------------------------------------------------------------------------------
+    def forward(self, batch: PairBatch) -> torch.Tensor:
+        """Logits of the clean sequences (prompt + teacher-forced answer)."""
+        return self.model(input_ids=batch.clean_ids, attention_mask=batch.attention_mask).logits
+
+    def setup(self, stage: str) -> None:
+        """One loss and one accuracy metric per task of the stream (identical on every rank)."""
+        dm = self.trainer.datamodule if self.trainer is not None else None
+        names = list(getattr(dm, "names", []) or ["task"])
+        if names != self.task_names:
+            self.task_names = names
+            self.val_loss = torch.nn.ModuleList(MeanMetric() for _ in names)
+            self.val_acc = torch.nn.ModuleList(MeanMetric() for _ in names)
+
+    def _task_steps(self) -> list[int]:
+        dm = self.trainer.datamodule
+        if dm is None or not hasattr(dm, "task_steps"):
+            raise ConfigError("LoRAModule trains with a TaskStreamDataModule (data: tasks: ...)")
+        return dm.task_steps()
+
+    # ---- training ---------------------------------------------------------------------------------------
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        """Loss on the answer tokens of one batch of the current task."""
+        b: PairBatch = batch["batch"]
+        loss = answer_loss(self(b), b)
+        n = len(b)
+        self.log("train/loss", loss, prog_bar=True, batch_size=n)
+        self.log("train/task", float(batch["task_idx"]), batch_size=n)
+        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=n)
+        return loss
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        """AdamW on the adapter; the LR at each step follows :func:`optim.lr_multiplier` (per-task policy)."""
+        hp = self.hparams
+        params = [p for p in self.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
+        steps = self._task_steps()
+        mult = lambda s: optim.lr_multiplier(  # noqa: E731
+            s, steps, hp.lr_schedule, hp.warmup_steps, hp.later_tasks_lr_scale
+        )
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, mult)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def on_train_start(self) -> None:
+        """Restore the RNG state of a resumed checkpoint (dropout continues as if never interrupted)."""
+        if self._rng_to_restore is not None:
+            torch.set_rng_state(self._rng_to_restore["cpu"])
+            if torch.cuda.is_available() and self._rng_to_restore.get("cuda") is not None:
+                torch.cuda.set_rng_state(self._rng_to_restore["cuda"])
+            self._rng_to_restore = None
+
+    def on_train_batch_start(self, batch: dict[str, Any], batch_idx: int) -> None:
+        """First batch of a new task: clear the optimizer state when the policy asks for a fresh optimizer.
+
+        Keyed on the batch's task rather than on epoch hooks: Lightning skips ``on_train_epoch_start`` when it
+        resumes from a checkpoint saved on the last batch of a task.
+        """
+        task = int(batch["task_idx"])
+        if task != self._opt_task:
+            if self.hparams.fresh_optimizer_per_task:
+                for opt in self.trainer.optimizers:
+                    optim.clear_state(opt)
+            self._opt_task = task
+
+    # ---- validation -------------------------------------------------------------------------------------
+    def _eval_step(self, batch: dict[str, Any]) -> None:
+        b: PairBatch = batch["batch"]
+        logits = self(b)
+        sel, tok, _ = answer_logits(logits, b)
+        losses = F.cross_entropy(sel.float(), tok, reduction="none")
+        i = batch["task_idx"]
+        self.val_loss[i].update(losses)
+        self.val_acc[i].update(exact_match(logits, b))
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        """Accumulate per-task loss and exact-match accuracy."""
+        self._eval_step(batch)
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        """As validation."""
+        self._eval_step(batch)
+
+    def _log_eval(self, prefix: str) -> None:
+        dm = self.trainer.datamodule
+        tasks = dm.val_task_indices() if hasattr(dm, "val_task_indices") else range(len(self.task_names))
+        losses, accs = [], []
+        for i in tasks:
+            loss, acc = self.val_loss[i].compute(), self.val_acc[i].compute()  # synced across ranks
+            self.val_loss[i].reset()
+            self.val_acc[i].reset()
+            name = self.task_names[i]
+            self.log(f"{prefix}/{name}/loss", loss)
+            self.log(f"{prefix}/{name}/acc", acc)
+            losses.append(loss)
+            accs.append(acc)
+        if losses:
+            self.log(f"{prefix}/loss", torch.stack(losses).mean(), prog_bar=prefix == "val")
+            self.log(f"{prefix}/acc", torch.stack(accs).mean(), prog_bar=prefix == "val")
+
+    def on_validation_epoch_end(self) -> None:
+        """Log ``val/<task>/{loss,acc}`` for each validated task and their means."""
+        self._log_eval("val")
+
+    def on_test_epoch_end(self) -> None:
+        """Log ``test/<task>/{loss,acc}``."""
+        self._log_eval("test")
+
+    # ---- checkpoints ------------------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep only the adapter weights; record the adapter's signature, optimizer task and RNG state."""
+        sd = checkpoint["state_dict"]
+        for key in [k for k in sd if k not in self.trainable_keys]:
+            del sd[key]
+        checkpoint[CKPT_KEY] = {
+            "signature": adapter_signature(self),
+            "optimizer_task": self._opt_task,
+            "rng": {
+                "cpu": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state() if torch.cuda.is_available() else None,
+            },
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse a checkpoint of another model or adapter shape; restore the optimizer task and RNG."""
+        check_adapter_state(checkpoint, self)
+        extra = checkpoint.get(CKPT_KEY, {})
+        self._opt_task = int(extra.get("optimizer_task", 0))
+        self._rng_to_restore = extra.get("rng")
+        self._resumed_step = int(checkpoint.get("global_step", 0))
+
+    def on_fit_start(self) -> None:
+        """On resume, drop events the interrupted run logged after its checkpoint (each step logged once)."""
+        step, self._resumed_step = self._resumed_step, None
+        if step is None or self.trainer.state.fn.value != "fit" or not self.trainer.is_global_zero:
+            return
+        for logger in self.trainer.loggers:
+            if type(logger).__name__ == "TensorBoardLogger" and logger.log_dir:
+                purge_events_from(logger.log_dir, step)
