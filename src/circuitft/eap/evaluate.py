@@ -72,12 +72,8 @@ def evaluate(
             delta = torch.empty(cfg.n_forward, b, t, sites.d_model, dtype=dtype, device=device)
             with hooked(capture_sources(sites, cfg, delta, "set")):
                 corr = kept_logits(model, index, input_ids=batch.corrupted_ids, attention_mask=mask)
-            patcher = Patcher(sites, cfg, notin, delta)
-            if patcher.any:
-                with hooked(patcher.hooks()):
-                    circ = kept_logits(model, index, input_ids=batch.clean_ids, attention_mask=mask)
-            else:
-                circ = clean
+            with hooked(Patcher(sites, cfg, notin, delta).hooks()):
+                circ = kept_logits(model, index, input_ids=batch.clean_ids, attention_mask=mask)
             lp_clean, lp_corr, lp_circ = (torch.log_softmax(wide(x), -1) for x in (clean, corr, circ))
             out["clean"].append(metric_values(metric, clean, index, lp_clean))
             out["corr"].append(metric_values(metric, corr, index, lp_clean))
