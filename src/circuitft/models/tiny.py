@@ -38,6 +38,14 @@ Then After While were at expedition project strike drought famine
 _NAMES = ["tiny-gpt2", "tiny-llama", "tiny-qwen2", "tiny-neox"]
 
 
+def tokenizer_folder_name() -> str:
+    """Cache folder name of the tiny tokenizer, keyed by its vocabulary (a changed word list gets a new folder)."""
+    import hashlib
+
+    words = SPECIAL_TOKENS + list(string.digits) + _WORDS + list(string.ascii_letters)
+    return "tiny-tokenizer-" + hashlib.sha256("\n".join(words).encode()).hexdigest()[:12]
+
+
 def tiny_specs() -> list[str]:
     """The names of the built-in tiny models."""
     return list(_NAMES)
