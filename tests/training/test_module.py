@@ -33,7 +33,9 @@ class Record(L.Callback):
         pl_module.on_train_batch_start(batch, batch_idx)  # the module's hook runs after callbacks'
         opt = trainer.optimizers[0]
         steps = [float(s["step"]) for s in opt.state.values() if "step" in s]
-        self.rows.append((trainer.global_step, batch["task_idx"], opt.param_groups[0]["lr"], max(steps, default=0)))
+        self.rows.append(
+            (trainer.global_step, batch["task_idx"], opt.param_groups[0]["lr"], max(steps, default=0))
+        )
 
 
 class Crash(L.Callback):
@@ -101,7 +103,15 @@ def test_default_targets_per_family():
 
     assert targets("tiny-neox") == ["query_key_value"]
     assert targets("tiny-gpt2") == ["c_attn", "c_fc", "c_proj"]
-    assert targets("tiny-llama") == ["down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", "v_proj"]
+    assert targets("tiny-llama") == [
+        "down_proj",
+        "gate_proj",
+        "k_proj",
+        "o_proj",
+        "q_proj",
+        "up_proj",
+        "v_proj",
+    ]
 
 
 def test_fit_switches_tasks_with_fresh_optimizer_and_scaled_lr(tmp_path):
@@ -135,7 +145,9 @@ def test_checkpoint_holds_adapter_only_and_reloads(tmp_path):
     ids = torch.tensor([[2, 5, 6, 7, 8]])
     module.eval()
     with torch.no_grad():
-        assert torch.allclose(loaded.model(input_ids=ids).logits, module.model(input_ids=ids).logits, atol=1e-6)
+        assert torch.allclose(
+            loaded.model(input_ids=ids).logits, module.model(input_ids=ids).logits, atol=1e-6
+        )
     other = LoRAModule(model="tiny-llama", lora_r=8)
     with pytest.raises(ConfigError, match="does not fit"):
         check_adapter_state(ckpt, other)

@@ -117,7 +117,10 @@ def trainer_defaults() -> dict[str, Any]:
     """Trainer defaults of ``circuitft fit`` (a config or the command line overrides each)."""
     return {
         "default_root_dir": DEFAULT_ROOT,
-        "logger": {"class_path": TB_LOGGER, "init_args": {"save_dir": "", "name": "", "version": "", "default_hp_metric": False}},
+        "logger": {
+            "class_path": TB_LOGGER,
+            "init_args": {"save_dir": "", "name": "", "version": "", "default_hp_metric": False},
+        },
         "num_sanity_val_steps": 0,
         "reload_dataloaders_every_n_epochs": 1,
         "log_every_n_steps": 1,

@@ -120,10 +120,21 @@ class TaskStreamDataModule(L.LightningDataModule):
             where = f"data.tasks[{i}] ({name})"
             if (t.steps is None) == (t.epochs is None):
                 raise ConfigError(f"{where}: give exactly one of steps or epochs")
-            if t.steps is not None and t.steps <= 0 or t.epochs is not None and t.epochs <= 0:
-                raise ConfigError(f"{where}: steps/epochs must be positive, got {t.steps or t.epochs}")
+            size = t.steps if t.steps is not None else t.epochs
+            if size <= 0:
+                kind = "steps" if t.steps is not None else "epochs"
+                raise ConfigError(f"{where}: {kind} must be positive, got {size}")
             if t.n_train <= 0 or t.n_val < 0:
                 raise ConfigError(f"{where}: n_train must be positive and n_val >= 0")
+        if any(t.source is None for t in self.tasks):
+            from circuitft.data.tasks import get_task
+
+            for i, t in enumerate(self.tasks):
+                if t.source is None:
+                    try:
+                        get_task(t.task).resolve(t.params)
+                    except DataError as err:
+                        raise DataError(f"data.tasks[{i}] ({self.names[i]}): {err}") from None
         dupes = sorted({n for n in self.names if self.names.count(n) > 1})
         if dupes:
             raise ConfigError(f"data.tasks: duplicate task names {dupes}; set a distinct `name` for each")

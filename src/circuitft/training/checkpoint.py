@@ -77,7 +77,9 @@ def _describe(hp: dict[str, Any]) -> str:
     return f"model {hp.get('model')!r} LoRA r={hp.get('lora_r')} targets={hp.get('target_modules')!r}"
 
 
-def check_adapter_state(checkpoint: dict[str, Any], module: torch.nn.Module, source: str = "the checkpoint") -> None:
+def check_adapter_state(
+    checkpoint: dict[str, Any], module: torch.nn.Module, source: str = "the checkpoint"
+) -> None:
     """Raise ConfigError unless ``checkpoint``'s adapter tensors match ``module``'s trainable parameters."""
     ours = adapter_signature(module)
     hp = checkpoint.get("hyper_parameters", {}) or {}

@@ -1,0 +1,146 @@
+"""`circuitft fit|validate`: quick.yaml end to end, run-folder layout, one-line errors, resume, DDP."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from circuitft.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+QUICK = str(REPO / "configs" / "quick.yaml")
+
+
+def fit(root: Path, *extra: str) -> int:
+    return main(["fit", "--config", QUICK, "--trainer.default_root_dir", str(root),
+                 "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false", *extra])  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("quick")
+    assert fit(root) == 0
+    return root
+
+
+def test_quick_yaml_writes_everything_under_the_run_folder(quick_run):
+    names = sorted(p.name for p in (quick_run / "checkpoints").iterdir())
+    assert names == ["last.ckpt", "step000003.ckpt", "step000006.ckpt", "step000009.ckpt", "step000012.ckpt"]
+    assert (quick_run / "config.yaml").is_file() and (quick_run / "hparams.yaml").is_file()
+    assert list(quick_run.glob("events.out.tfevents.*"))
+    ckpt = torch.load(quick_run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["global_step"] == 12 and ckpt["TaskStreamDataModule"]["task_idx"] == 1
+    assert all(".lora_" in k for k in ckpt["state_dict"])
+
+
+def test_validate_from_checkpoint(quick_run, capsys):
+    ckpt = str(quick_run / "checkpoints" / "last.ckpt")
+    rc = main(["validate", "--config", QUICK, "--trainer.default_root_dir", str(quick_run),
+               "--trainer.enable_progress_bar", "false", "--ckpt_path", ckpt])  # fmt: skip
+    assert rc == 0
+    assert "val/AddSubInv/acc" in capsys.readouterr().out
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "args, expect",
+    [
+        (["--config", "missing.yaml"], "config file missing.yaml does not exist"),
+        (["--config", QUICK, "--model.bogus", "1"], "bogus"),
+        (["--config", QUICK, "--data.tasks", '[{"task": "Nope", "steps": 2}]'], "unknown task 'Nope'"),
+        (["--config", QUICK, "--data.tasks", '[{"task": "AddSub", "steps": 0}]'], "steps must be positive"),
+        (["--config", QUICK, "--model.model", "no-such-model"], "unknown model spec"),
+    ],
+)
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, args, expect):
+    root = tmp_path / "run"
+    rc = main(["fit", *args, "--trainer.default_root_dir", str(root)])
+    assert rc == 2
+    assert expect in _one_error_line(capsys)
+    assert not root.exists()
+
+
+def test_malformed_and_unknown_keys_in_config_file(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  lr: [1\n")
+    assert main(["fit", "--config", str(bad)]) == 2
+    assert "malformed YAML" in _one_error_line(capsys)
+    bad.write_text("modle:\n  lr: 1\n")
+    assert main(["fit", "--config", str(bad)]) == 2
+    assert "modle" in _one_error_line(capsys)
+
+
+def test_checkpoint_of_another_adapter_is_refused_before_anything_is_written(quick_run, capsys):
+    config = (quick_run / "config.yaml").read_text()
+    rc = fit(quick_run, "--model.lora_r", "8", "--ckpt_path", "last")
+    assert rc == 2
+    assert "lora_r=4 (config: 8)" in _one_error_line(capsys)
+    assert (quick_run / "config.yaml").read_text() == config
+
+
+def test_print_config(capsys):
+    assert main(["fit", "--config", QUICK, "--print_config"]) == 0
+    out = capsys.readouterr().out
+    assert "default_root_dir: runs/quick" in out and "task: AddSub" in out
+
+
+def _subprocess_fit(root: Path, *extra: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    cmd = [sys.executable, "-m", "circuitft", "fit", "--config", QUICK, "--trainer.default_root_dir", str(root),
+           "--trainer.enable_progress_bar", "false", *extra]  # fmt: skip
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+
+
+def _raw_scalars(root: Path) -> list[tuple[str, int, float]]:
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    out = []
+    for f in sorted(root.glob("events.out.tfevents.*")):
+        for e in EventFileLoader(str(f)).Load():
+            for v in e.summary.value:
+                out.append((v.tag, e.step, v.tensor.float_val[0] if v.HasField("tensor") else v.simple_value))
+    return out
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_equals_uninterrupted(tmp_path):
+    whole, crashed = tmp_path / "whole", tmp_path / "crashed"
+    assert _subprocess_fit(whole).returncode == 0
+    r = _subprocess_fit(crashed, "--trainer.callbacks+=tests.training.killer.KillAtStep",
+                        "--trainer.callbacks.step", "8")  # fmt: skip
+    assert r.returncode == -9, r.stderr[-2000:]  # SIGKILL: no cleanup, last.ckpt is from step 6
+    r = _subprocess_fit(crashed, "--ckpt_path", "last")  # resumes into the same folder (config overwritten)
+    assert r.returncode == 0, r.stderr[-2000:]
+    a = torch.load(whole / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    b = torch.load(crashed / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
+    sa, sb = _raw_scalars(whole), _raw_scalars(crashed)
+    keys = lambda s: sorted((t, st) for t, st, _ in s)  # noqa: E731
+    assert keys(sb) == keys(sa)  # same logged steps, none twice
+    own = [k for k in keys(sb) if k[0] != "epoch"]  # Lightning itself logs `epoch` twice at validation steps
+    assert len(set(own)) == len(own)
+    va, vb = dict(((t, st), v) for t, st, v in sa), dict(((t, st), v) for t, st, v in sb)
+    assert all(abs(va[k] - vb[k]) < 1e-4 for k in va)
+
+
+@pytest.mark.slow
+@pytest.mark.ddp
+def test_two_process_ddp_on_cpu(tmp_path):
+    root = tmp_path / "ddp"
+    r = _subprocess_fit(root, "--trainer.devices", "2", "--trainer.strategy", "ddp")
+    assert r.returncode == 0, r.stderr[-3000:]
+    ckpt = torch.load(root / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["global_step"] == 12
+    assert ckpt["TaskStreamDataModule"]["tasks"] == ["AddSub", "AddSubInv"]
