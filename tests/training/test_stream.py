@@ -77,12 +77,21 @@ def test_bad_task_lists(tasks, match):
 
 
 def test_unknown_task_names_the_stage():
-    dm = TaskStreamDataModule(tasks=[TaskConfig(task="AddSubb", steps=2)])
-    dm.tokenizer = load_tokenizer("tiny-gpt2")
     with pytest.raises(DataError, match=r"data.tasks\[0\].*unknown task 'AddSubb'"):
-        dm.setup("fit")
+        TaskStreamDataModule(tasks=[TaskConfig(task="AddSubb", steps=2)])
+    with pytest.raises(DataError, match=r"data.tasks\[0\].*unknown parameter 'low'"):
+        TaskStreamDataModule(tasks=[TaskConfig(task="AddSub", steps=2, params={"low": 1})])
 
 
 def test_epochs_convert_to_steps():
     dm = _dm(tasks=[{"task": "Add", "epochs": 2, "n_train": 10, "n_val": 2, "params": {"lo": 0, "hi": 9}}])
     assert dm.task_steps() == [5]  # ceil(2 * 10 / 4)
+
+
+def test_csv_source_task_split_in_file_order(tmp_path):
+    f = tmp_path / "mine.csv"
+    rows = ["clean,corrupted,answer"] + [f"{a}+{b}=,{a}+{(b + 1) % 10}=,{a + b}" for a in range(4) for b in range(3)]
+    f.write_text("\n".join(rows) + "\n")
+    dm = _dm(tasks=[{"task": "mine", "source": str(f), "steps": 2, "n_val": 4}])
+    assert (len(dm.task_pairs("mine", "train")), len(dm.task_pairs("mine", "val"))) == (8, 4)
+    assert dm.task_pairs("mine", "val").rows[0].clean == "2+2="
