@@ -90,7 +90,9 @@ def test_epochs_convert_to_steps():
 
 def test_csv_source_task_split_in_file_order(tmp_path):
     f = tmp_path / "mine.csv"
-    rows = ["clean,corrupted,answer"] + [f"{a}+{b}=,{a}+{(b + 1) % 10}=,{a + b}" for a in range(4) for b in range(3)]
+    rows = ["clean,corrupted,answer"] + [
+        f"{a}+{b}=,{a}+{(b + 1) % 10}=,{a + b}" for a in range(4) for b in range(3)
+    ]
     f.write_text("\n".join(rows) + "\n")
     dm = _dm(tasks=[{"task": "mine", "source": str(f), "steps": 2, "n_val": 4}])
     assert (len(dm.task_pairs("mine", "train")), len(dm.task_pairs("mine", "val"))) == (8, 4)
