@@ -202,3 +202,14 @@ def test_grouped_kv_scores_equal_the_sum_over_an_ungrouped_copy(tiny):
         assert torch.allclose(s[:, gc.mlp_in_index(layer)], u[:, uc.mlp_in_index(layer)], atol=tol)
     assert torch.allclose(s[:, gc.logits_index], u[:, uc.logits_index], atol=tol)
     assert s[:, gc.k_index(1, 0)].abs().max() > 0
+
+
+def test_attribute_works_under_no_grad_and_inference_mode(tiny):
+    loaded = tiny("tiny-gpt2")
+    model = loaded.model
+    pairs = tokenize_pairs(digit_rows(4), loaded.tokenizer, "add")
+    ref = scores(model, pairs, "EAP-IG-inputs", ig_steps=2).scores
+    with torch.no_grad():
+        assert torch.equal(scores(model, pairs, "EAP-IG-inputs", ig_steps=2).scores, ref)
+    with torch.inference_mode():
+        assert torch.equal(scores(model, pairs, "EAP-IG-inputs", ig_steps=2).scores, ref)

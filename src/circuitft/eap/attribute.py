@@ -106,8 +106,9 @@ class BatchRuns:
 
 
 def _grad_pass(model, runs: BatchRuns, embeds: torch.Tensor) -> None:
-    embeds = embeds.detach().requires_grad_(True)
-    runs.loss(model, embeds).backward()
+    with torch.enable_grad():  # callers may hold torch.no_grad(); attribute() also leaves inference mode
+        embeds = embeds.detach().requires_grad_(True)
+        runs.loss(model, embeds).backward()
 
 
 def _passes_inputs(model, runs: BatchRuns, method: str, steps: int) -> int:
@@ -166,18 +167,20 @@ def _passes_activations(model, sites: ModelSites, runs: BatchRuns, steps: int) -
 
 
 def _contract(scores: torch.Tensor, cfg: GraphConfig, delta: torch.Tensor, acc: torch.Tensor) -> None:
-    """scores[:prev(v), v] += sum_{b,t,d} delta[u] * acc[v], one matrix product per layer."""
+    """scores[u, v] += sum_{b,t,d} delta[u] * acc[v] for every edge u -> v (and some non-edges, masked later).
+
+    Layers are taken in groups of about sqrt(L): one matrix product per group over the rows upstream of the
+    group's last MLP, so delta is read a few times instead of once per layer.
+    """
     d_flat = delta.reshape(delta.shape[0], -1)
     a_flat = acc.reshape(acc.shape[0], -1)
-    w = cfg.layer_width
-    for layer in range(cfg.n_layers):
-        prev = cfg.attn_prev(layer)
-        cols = slice(layer * w, layer * w + w - 1)
-        scores[:prev, cols] += (d_flat[:prev] @ a_flat[cols].T).to(scores)
-        col = cfg.mlp_in_index(layer)
-        mprev = cfg.mlp_prev(layer)
-        scores[:mprev, col] += (d_flat[:mprev] @ a_flat[col]).to(scores)
-    scores[:, cfg.logits_index] += (d_flat @ a_flat[cfg.logits_index]).to(scores)
+    w, n_layers = cfg.layer_width, cfg.n_layers
+    step = max(1, round(n_layers**0.5))
+    for first in range(0, n_layers, step):
+        last = min(n_layers, first + step)
+        rows = cfg.mlp_prev(last - 1) if last < n_layers else cfg.n_forward
+        cols = slice(first * w, last * w + (1 if last == n_layers else 0))
+        scores[:rows, cols] += (d_flat[:rows] @ a_flat[cols].T).to(scores)
 
 
 def _exact(
@@ -204,7 +207,8 @@ def _exact(
         b, t = batch.clean_ids.shape
         corrupted = torch.empty(cfg.n_forward, b, t, sites.d_model, dtype=dtype, device=device)
         with torch.no_grad():
-            with hooked(capture_sources(sites, cfg, corrupted, "set")):
+            resid: dict = {}
+            with hooked(capture_sources(sites, cfg, corrupted, "set", resid)):
                 kept_logits(model, index, input_ids=batch.corrupted_ids, attention_mask=batch.attention_mask)
             clean_logits = kept_logits(
                 model, index, input_ids=batch.clean_ids, attention_mask=batch.attention_mask
@@ -214,7 +218,7 @@ def _exact(
             notin = torch.zeros(cfg.n_forward, cfg.n_backward, dtype=torch.bool)
             for i, (u, v) in enumerate(edges):
                 notin[u, v] = True
-                patcher = Patcher(sites, cfg, notin, corrupted.clone())
+                patcher = Patcher(sites, cfg, notin, corrupted.clone(), resid)
                 with hooked(patcher.hooks()):
                     logits = kept_logits(
                         model, index, input_ids=batch.clean_ids, attention_mask=batch.attention_mask
@@ -259,7 +263,7 @@ def attribute(
     device = model_device(model)
     dtype = torch.float64 if next(model.parameters()).dtype == torch.float64 else torch.float32
     n_batches = (len(pairs) + batch_size - 1) // batch_size
-    with analysis_mode(model):
+    with analysis_mode(model), torch.inference_mode(False):
         if method == "exact":
             scores = _exact(model, sites, cfg, pairs, metric, batch_size, progress, dtype)
             passes = 0
@@ -268,13 +272,14 @@ def attribute(
             passes = 0
             for batch in tqdm(pairs.batches(batch_size), total=n_batches, disable=not progress, desc=method):
                 runs = BatchRuns(model, sites, cfg, batch.to(device), metric, dtype)
-                acc = torch.zeros(cfg.n_backward, *runs.delta.shape[1:], dtype=dtype, device=device)
-                with hooked(GradCollector(sites, cfg, acc).hooks()):
+                acc = torch.empty(cfg.n_backward, *runs.delta.shape[1:], dtype=dtype, device=device)
+                collector = GradCollector(sites, cfg, acc)
+                with hooked(collector.hooks()):
                     if method == "EAP-IG-activations":
                         passes = _passes_activations(model, sites, runs, ig_steps)
                     else:
                         passes = _passes_inputs(model, runs, method, ig_steps)
-                _contract(scores, cfg, runs.delta, acc)
+                _contract(scores, cfg, runs.delta, collector.finish())
                 del runs, acc
             scores /= len(pairs) * passes
     graph.scores = (scores * cfg.real_edge_mask).float()

@@ -70,9 +70,10 @@ def evaluate(
             b, t = batch.clean_ids.shape
             clean = kept_logits(model, index, input_ids=batch.clean_ids, attention_mask=mask)
             delta = torch.empty(cfg.n_forward, b, t, sites.d_model, dtype=dtype, device=device)
-            with hooked(capture_sources(sites, cfg, delta, "set")):
+            resid: dict = {}
+            with hooked(capture_sources(sites, cfg, delta, "set", resid)):
                 corr = kept_logits(model, index, input_ids=batch.corrupted_ids, attention_mask=mask)
-            with hooked(Patcher(sites, cfg, notin, delta).hooks()):
+            with hooked(Patcher(sites, cfg, notin, delta, resid).hooks()):
                 circ = kept_logits(model, index, input_ids=batch.clean_ids, attention_mask=mask)
             lp_clean, lp_corr, lp_circ = (torch.log_softmax(wide(x), -1) for x in (clean, corr, circ))
             out["clean"].append(metric_values(metric, clean, index, lp_clean))
