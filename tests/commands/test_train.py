@@ -40,10 +40,12 @@ def test_quick_yaml_writes_everything_under_the_run_folder(quick_run):
 
 def test_validate_from_checkpoint(quick_run, capsys):
     ckpt = str(quick_run / "checkpoints" / "last.ckpt")
+    config = (quick_run / "config.yaml").read_text()
     rc = main(["validate", "--config", QUICK, "--trainer.default_root_dir", str(quick_run),
                "--trainer.enable_progress_bar", "false", "--ckpt_path", ckpt])  # fmt: skip
     assert rc == 0
     assert "val/AddSubInv/acc" in capsys.readouterr().out
+    assert (quick_run / "config.yaml").read_text() == config  # validate leaves the run's config alone
 
 
 def _one_error_line(capsys) -> str:

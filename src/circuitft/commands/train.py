@@ -137,6 +137,9 @@ def run_cli(argv: Sequence[str]) -> Any:
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
     cls = _cli_class()
+    extra: dict[str, Any] = {}
+    if argv and argv[0] != "fit":
+        extra["save_config_callback"] = None  # validate/test must not rewrite the run's config.yaml
     return cls(
         LoRAModule,
         TaskStreamDataModule,
@@ -146,6 +149,7 @@ def run_cli(argv: Sequence[str]) -> Any:
         save_config_kwargs={"overwrite": True},
         parser_kwargs={"default_env": True, "exit_on_error": False},
         auto_configure_optimizers=False,
+        **extra,
     )
 
 
