@@ -168,6 +168,14 @@ class TaskStreamDataModule(L.LightningDataModule):
             # One epoch per task; loaders rebuilt each epoch (task i = epoch i).
             self.trainer.fit_loop.max_epochs = len(self.tasks)
             self.trainer.reload_dataloaders_every_n_epochs = 1
+            every = self.trainer.val_check_interval
+            _, _, accum = self._world()
+            shortest = min(self.task_steps()) * accum
+            if isinstance(every, int) and every > shortest:
+                raise ConfigError(
+                    f"trainer.val_check_interval ({every}) is larger than the shortest task ({shortest} batches); "
+                    "use at most that, or a fraction such as 0.5"
+                )
 
     def _build(self, i: int) -> dict[str, PromptPairs]:
         t, name = self.tasks[i], self.names[i]
