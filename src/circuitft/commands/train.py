@@ -82,6 +82,12 @@ def _cli_class() -> type:
             if path is not None:
                 check_compatible(path, dict(cfg.model))
 
+        def before_fit(self) -> None:
+            # before the trainer touches the run folder (the logger writes on any failure)
+            self.datamodule.check_val_interval(
+                self.trainer.val_check_interval, int(self.trainer.accumulate_grad_batches)
+            )
+
         def before_instantiate_classes(self) -> None:
             cfg = self.config[self.subcommand] if self.subcommand else self.config
             root = cfg.trainer.get("default_root_dir") or DEFAULT_ROOT

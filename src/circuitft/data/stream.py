@@ -168,14 +168,7 @@ class TaskStreamDataModule(L.LightningDataModule):
             # One epoch per task; loaders rebuilt each epoch (task i = epoch i).
             self.trainer.fit_loop.max_epochs = len(self.tasks)
             self.trainer.reload_dataloaders_every_n_epochs = 1
-            every = self.trainer.val_check_interval
-            _, _, accum = self._world()
-            shortest = min(self.task_steps()) * accum
-            if isinstance(every, int) and every > shortest:
-                raise ConfigError(
-                    f"trainer.val_check_interval ({every}) is larger than the shortest task ({shortest} batches); "
-                    "use at most that, or a fraction such as 0.5"
-                )
+            self.check_val_interval(self.trainer.val_check_interval, self._world()[2])
 
     def _build(self, i: int) -> dict[str, PromptPairs]:
         t, name = self.tasks[i], self.names[i]
@@ -207,6 +200,17 @@ class TaskStreamDataModule(L.LightningDataModule):
             "train": pairs.subset(range(n_train)),
             "val": pairs.subset(range(n_train, n_train + n_val)) if n_val else pairs.subset([]),
         }
+
+    def check_val_interval(self, every: Any, accumulate: int = 1) -> None:
+        """ConfigError when an integer ``val_check_interval`` exceeds the batches of the shortest task."""
+        steps = [t.steps for t in self.tasks if t.steps is not None]
+        if self._pairs:
+            steps = self.task_steps()
+        if isinstance(every, int) and steps and every > min(steps) * accumulate:
+            raise ConfigError(
+                f"trainer.val_check_interval ({every}) is larger than the shortest task "
+                f"({min(steps) * accumulate} batches); use at most that, or a fraction such as 0.5"
+            )
 
     def task_pairs(self, name: str, split: Literal["train", "val"] = "val") -> PromptPairs:
         """The PromptPairs of task ``name`` (``split`` "train" or "val"); call after ``setup``."""
