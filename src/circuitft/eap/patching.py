@@ -278,11 +278,14 @@ class _PatchedInputs:
         self.complement = len(in_rows) < len(out_rows)
         rows = in_rows if self.complement else out_rows
         block = ~columns if self.complement else columns
-        # read the row range in place with zero weights in its gaps: a gather would copy those rows first
         lo, hi = (int(rows[0]), int(rows[-1]) + 1) if len(rows) else (0, 0)
-        self.rows = slice(lo, hi)
-        self.weights = block[lo:hi].T.to(dtype)  # [U, r]
-        self.n_rows = hi - lo
+        self.rows: slice | torch.Tensor = slice(lo, hi)
+        if 2 * len(rows) < hi - lo:  # sparse rows: gather them; else read the range in place (zero weights)
+            self.rows = rows
+            self.weights = block[rows].T.to(dtype)  # [U, r]
+        else:
+            self.weights = block[lo:hi].T.to(dtype)
+        self.n_rows = self.weights.shape[1]
 
     def __call__(self, x: torch.Tensor, delta: torch.Tensor, resid: dict) -> torch.Tensor:
         """[U, B, T, d] patched inputs given the current residual x [B, T, d]."""
@@ -290,7 +293,7 @@ class _PatchedInputs:
         start = resid[self.key][None] if self.complement else x[None]
         if not self.n_rows:
             return start.expand(u, *x.shape).to(x.dtype)
-        rows = delta[self.rows]
+        rows = delta[self.rows] if isinstance(self.rows, slice) else delta.index_select(0, self.rows)
         part = (self.weights @ rows.reshape(rows.shape[0], -1)).reshape(u, *x.shape)
         return (start - part if self.complement else start + part).to(x.dtype)
 
