@@ -14,6 +14,17 @@ DEFAULT_CACHE = Path(os.environ.get("CIRCUITFT_CACHE", Path.home() / ".cache" / 
 
 
 @pytest.fixture(autouse=True, scope="session")
+def _one_thread():
+    """Tiny models run far faster on one thread than on two contended ones (CI has 2 cores)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True, scope="session")
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory):
     """Tiny models and tokenizers are cached in a per-session folder, not in the user's cache."""
     old = os.environ.get("CIRCUITFT_CACHE")

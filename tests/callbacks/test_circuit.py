@@ -97,6 +97,7 @@ def test_record_log_replaces_by_key(tmp_path: Path) -> None:
         ({"method": "nope"}, "EAP-IG-inputs"),
         ({"every_n_steps": 0}, "every_n_steps"),
         ({"tasks": "some"}, "tasks"),
+        ({"dtype": "int8"}, "bfloat16"),
     ],
 )
 def test_bad_settings(kwargs: dict, fragment: str) -> None:

@@ -47,6 +47,7 @@ class CircuitCallback(Callback):
         top_frac, top_n: circuit size (exactly one; default 5% of the edges, as in the prior work).
         at_start: also analyse the model before any training (step 0).
         save_json: also write the reference library's ``graph.json`` next to each safetensors file.
+        dtype: attribution buffers, ``float32`` (default) or ``bfloat16`` (half the memory).
         dirname: folder under the run's log dir.
     """
 
@@ -65,6 +66,7 @@ class CircuitCallback(Callback):
         save_json: bool = False,
         dirname: str = "circuits",
         progress: bool = False,
+        dtype: str | None = None,
     ) -> None:
         from circuitft.eap.attribute import check_method
         from circuitft.eap.metrics import check_metric
@@ -79,6 +81,10 @@ class CircuitCallback(Callback):
             raise ConfigError(f"CircuitCallback every_n_steps must be positive, got {every_n_steps}")
         if n_examples <= 0 or batch_size <= 0 or ig_steps <= 0:
             raise ConfigError("CircuitCallback n_examples, batch_size and ig_steps must be positive")
+        from circuitft.eap.attribute import BUFFER_DTYPES
+
+        if dtype is not None and dtype not in BUFFER_DTYPES:
+            raise ConfigError(f"CircuitCallback dtype {dtype!r} is not one of {', '.join(BUFFER_DTYPES)}")
         if isinstance(tasks, str) and tasks not in ("seen", "all"):
             raise ConfigError(
                 f"CircuitCallback tasks must be 'seen', 'all' or a list of names, got {tasks!r}"
@@ -88,6 +94,7 @@ class CircuitCallback(Callback):
         self.n_examples, self.batch_size = n_examples, batch_size
         self.top_frac, self.top_n = top_frac, top_n
         self.at_start, self.save_json, self.dirname, self.progress = at_start, save_json, dirname, progress
+        self.dtype = dtype
         self._done: set[int] = set()
         self._root: Path | None = None
 
@@ -185,11 +192,19 @@ class CircuitCallback(Callback):
             graph = Graph.from_model(model)
             attribute(
                 model, graph, pairs, method=self.method, metric=self.metric, ig_steps=self.ig_steps,
-                batch_size=self.batch_size, progress=self.progress,
+                batch_size=self.batch_size, progress=self.progress, dtype=self.dtype,
             )  # fmt: skip
             select(graph, top_n=self.top_n, top_frac=self.top_frac)
             summary = faithfulness(
-                evaluate(model, graph, pairs, metric=self.metric, batch_size=self.batch_size, progress=False)
+                evaluate(
+                    model,
+                    graph,
+                    pairs,
+                    metric=self.metric,
+                    batch_size=self.batch_size,
+                    progress=False,
+                    dtype=self.dtype,
+                )
             )
             summary["n_edges"] = float(graph.in_graph.sum())
             summary["n_nodes"] = float(graph.nodes_in_graph.sum())

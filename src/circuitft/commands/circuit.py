@@ -61,6 +61,9 @@ def build_parser(prog: str = "circuitft circuit") -> argparse.ArgumentParser:
     p.add_argument("--metric", default="kl", help="task metric: kl (default), logit_diff, prob_diff, logprob")
     p.add_argument("--batch_size", type=int, default=8, help="examples per batch (default 8)")
     p.add_argument(
+        "--dtype", default=None, help="attribution buffers: float32 (default) or bfloat16 (half the memory)"
+    )
+    p.add_argument(
         "--prepend_bos", type=_bool, help="prepend BOS to prompts (default: if the tokenizer has one)"
     )
     p.add_argument(
@@ -98,7 +101,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """Validate, attribute, select, evaluate, write; returns the metrics written to ``metrics.json``."""
     import torch
 
-    from circuitft.eap.attribute import attribute, check_method
+    from circuitft.eap.attribute import BUFFER_DTYPES, attribute, check_method
     from circuitft.eap.evaluate import evaluate, faithfulness
     from circuitft.eap.graph import Graph
     from circuitft.eap.io import write_json, write_safetensors
@@ -113,6 +116,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise ConfigError(f"--ig_steps must be at least 1, got {args.ig_steps}")
     if args.batch_size < 1:
         raise ConfigError(f"--batch_size must be positive, got {args.batch_size}")
+    if args.dtype is not None and args.dtype not in BUFFER_DTYPES:
+        raise ConfigError(f"--dtype {args.dtype!r} is not one of {', '.join(BUFFER_DTYPES)}")
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit must be positive, got {args.limit}")
     sizes = {k: getattr(args, k) for k in ("top_n", "top_frac", "threshold", "greedy_n")}
@@ -155,12 +160,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     torch.manual_seed(args.seed)
     graph = attribute(
         model, graph, pairs, method=args.method, metric=args.metric, ig_steps=args.ig_steps,
-        batch_size=args.batch_size, progress=not args.quiet,
+        batch_size=args.batch_size, progress=not args.quiet, dtype=args.dtype,
     )  # fmt: skip
     select(graph, **sizes)
     result = evaluate(
-        model, graph, pairs, metric=args.metric, batch_size=args.batch_size, progress=not args.quiet
-    )
+        model, graph, pairs, metric=args.metric, batch_size=args.batch_size, progress=not args.quiet,
+        dtype=args.dtype,
+    )  # fmt: skip
     scores = faithfulness(result)
     seconds = time.perf_counter() - start
     graph.meta.update(

@@ -65,6 +65,29 @@ def analysis_mode(model: torch.nn.Module) -> Iterator[None]:
         model.train(training)
 
 
+BUFFER_DTYPES = {
+    "float32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+    "float64": torch.float64,
+}
+
+
+def buffer_dtype(model: torch.nn.Module, dtype: torch.dtype | str | None) -> torch.dtype:
+    """dtype of the activation-difference and gradient buffers.
+
+    None: float32 (float64 for a float64 model). ``bfloat16`` halves the buffers' memory; scores are still
+    summed in float64, but each difference and gradient carries bfloat16's ~3 significant digits.
+    """
+    if dtype is None:
+        return torch.float64 if next(model.parameters()).dtype == torch.float64 else torch.float32
+    if isinstance(dtype, str):
+        if dtype not in BUFFER_DTYPES:
+            raise ConfigError(f"unknown dtype {dtype!r}; valid: {', '.join(BUFFER_DTYPES)}")
+        return BUFFER_DTYPES[dtype]
+    return dtype
+
+
 def model_device(model: torch.nn.Module) -> torch.device:
     """The device of the model's first parameter."""
     return next(model.parameters()).device
@@ -244,6 +267,7 @@ def attribute(
     ig_steps: int = 5,
     batch_size: int = 8,
     progress: bool = True,
+    dtype: torch.dtype | str | None = None,
 ) -> Graph:
     """Fill ``graph.scores`` (float32, mean over examples) and ``graph.meta``; returns ``graph``.
 
@@ -261,7 +285,7 @@ def attribute(
     cfg = graph.cfg
     check_graph(sites, cfg)
     device = model_device(model)
-    dtype = torch.float64 if next(model.parameters()).dtype == torch.float64 else torch.float32
+    dtype = buffer_dtype(model, dtype)
     n_batches = (len(pairs) + batch_size - 1) // batch_size
     with analysis_mode(model), torch.inference_mode(False):
         if method == "exact":
@@ -294,6 +318,7 @@ def attribute(
         passes_per_batch=passes,
         n_examples=len(pairs),
         batch_size=batch_size,
+        buffer_dtype=str(dtype).removeprefix("torch."),
         task=pairs.task,
         model=str(getattr(model.config, "name_or_path", "") or type(model).__name__),
     )

@@ -15,7 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from circuitft.data.pairs import PromptPairs
-from circuitft.eap.attribute import analysis_mode, kept_logits, model_device
+from circuitft.eap.attribute import analysis_mode, buffer_dtype, kept_logits, model_device
 from circuitft.eap.graph import Graph
 from circuitft.eap.metrics import AnswerIndex, correct, kl_rows, metric_values, validate_pairs, wide
 from circuitft.eap.patching import Patcher, capture_sources, hooked
@@ -49,6 +49,7 @@ def evaluate(
     metric: str = "kl",
     batch_size: int = 8,
     progress: bool = True,
+    dtype: torch.dtype | str | None = None,
 ) -> EvalResult:
     """Evaluate the circuit ``graph.in_graph`` on ``pairs`` (see module docstring); the graph is not modified."""
     validate_pairs(pairs, metric)
@@ -58,7 +59,7 @@ def evaluate(
     cfg = graph.cfg
     check_graph(sites, cfg)
     device = model_device(model)
-    dtype = torch.float64 if next(model.parameters()).dtype == torch.float64 else torch.float32
+    dtype = buffer_dtype(model, dtype)
     notin = (cfg.real_edge_mask & ~graph.in_graph.cpu()).to(device)
     out: dict[str, list[torch.Tensor]] = {k: [] for k in ("clean", "corr", "circ", "mc", "cc", "klc", "klk")}
     n_batches = (len(pairs) + batch_size - 1) // batch_size

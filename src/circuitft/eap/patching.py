@@ -345,7 +345,7 @@ class Patcher:
             if len(slots):
                 columns, inverse = torch.unique(block[:, slots], dim=1, return_inverse=True)
                 group_of_slot = dict(zip(slots.tolist(), inverse.tolist(), strict=True))
-                plans = [_ProjectionPatch(p, group_of_slot, dt) for p in ls.projections]
+                plans = [_ProjectionPatch(p, group_of_slot, p.weight.dtype) for p in ls.projections]
                 self._attn.append((_PatchedInputs(columns, ("attn", layer), dt), plans))
             else:
                 self._attn.append(None)
