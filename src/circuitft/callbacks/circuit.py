@@ -15,7 +15,8 @@ touched), and for each task (``seen`` so far, ``all`` in the stream, or a list):
 
 Under DDP the analysis runs on rank 0 while the other ranks wait at a barrier (raise the process-group
 timeout for long analyses, see the README). Attribution is deterministic, so a resumed run rewrites the
-same files and records (keyed by step and task), never twice.
+same files and records (keyed by step and task), never twice: a run resumed from a checkpoint step
+re-analyses that step from the restored weights.
 """
 
 from __future__ import annotations
@@ -114,8 +115,15 @@ class CircuitCallback(Callback):
         self._root = Path(log_dir) / self.dirname
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Analyse the untuned model (step 0) when starting a fresh run."""
-        if self.at_start and trainer.global_step == 0:
+        """Analyse the untuned model (step 0) of a fresh run, or the checkpoint step a run resumes from.
+
+        On resume the restored weights are those of the checkpoint's step, so the analysis reproduces the
+        same files and records; ``circuitft fit --ckpt_path`` drops the crashed run's TensorBoard events from
+        that step on, so the scalars are logged once.
+        """
+        step = trainer.global_step
+        n = self._interval(trainer)
+        if (step == 0 and self.at_start) or (step > 0 and n and step % n == 0):
             self._analyse(trainer, pl_module)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
@@ -250,12 +258,3 @@ class CircuitCallback(Callback):
             if p.parent.name[4:].isdigit() and int(p.parent.name[4:]) < step
         )
         return reader(earlier[-1][1], cfg) if earlier else None
-
-    # ---- state --------------------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        """Steps already analysed (so a resumed run does not analyse them twice)."""
-        return {"done": sorted(self._done)}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore the analysed steps."""
-        self._done = set(state_dict.get("done", []))
