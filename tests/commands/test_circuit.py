@@ -188,3 +188,57 @@ def test_bad_input_one_line_exit_2_nothing_written(
 def test_help(capsys: pytest.CaptureFixture) -> None:
     assert main(["circuit", "--help"]) == 0
     assert "--top_frac" in capsys.readouterr().out
+
+
+def test_graph_option_re_evaluates_a_saved_graph(tmp_path: Path, data: Path) -> None:
+    first = tmp_path / "first"
+    assert (
+        run(
+            "--model",
+            "tiny-gpt2",
+            "--data",
+            data,
+            "--method",
+            "EAP-IG-inputs",
+            "--top_n",
+            "30",
+            "--out",
+            first,
+        )
+        == 0
+    )
+    again = tmp_path / "again"
+    assert run("--model", "tiny-gpt2", "--data", data, "--graph", first / "graph.json", "--out", again) == 0
+    m1, m2 = (json.loads((p / "metrics.json").read_text()) for p in (first, again))
+    for key in ("n_edges", "n_nodes", "faithfulness", "circuit_accuracy", "kl_faithfulness_pct"):
+        assert m1[key] == pytest.approx(m2[key], rel=1e-5), key
+    assert m2["method"] == "EAP-IG-inputs" and m2["graph"].endswith("graph.json")
+    smaller = tmp_path / "smaller"
+    assert run("--model", "tiny-gpt2", "--data", data, "--graph", first / "graph.safetensors", "--top_n", "10",
+               "--out", smaller) == 0  # fmt: skip
+    assert json.loads((smaller / "metrics.json").read_text())["n_edges"] <= 10
+
+
+@pytest.mark.parametrize(
+    ("make", "extra", "message"),
+    [
+        ("other_model", (), r"does not (fit|match)|first|edge"),
+        ("corrupt", (), r"broken\.json"),
+        ("ok", ("--method", "EAP"), "not both"),
+        (None, (), "give --method"),
+    ],
+)
+def test_graph_option_bad_input(tmp_path: Path, data: Path, capsys, make, extra, message) -> None:
+    path = tmp_path / "broken.json"
+    if make == "corrupt":
+        path.write_text('{"cfg": {"n_layers": 2,')
+    elif make in ("other_model", "ok"):
+        model = "tiny-llama" if make == "other_model" else "tiny-gpt2"
+        assert run("--model", model, "--data", data, "--method", "EAP", "--out", tmp_path / "g") == 0
+        path = tmp_path / "g" / "graph.json"
+    args = ("--graph", path) if make else ()
+    out = tmp_path / "out"
+    assert run("--model", "tiny-gpt2", "--data", data, *args, *extra, "--out", out) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: ") and re.search(message, err), err
+    assert not out.exists()

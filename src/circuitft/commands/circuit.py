@@ -56,7 +56,12 @@ def build_parser(prog: str = "circuitft circuit") -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="task rows: CSV/TSV/JSONL file, dataset folder or hf:NAME")
     p.add_argument("--task", help="task name recorded in the outputs (default: the data file's stem)")
     p.add_argument("--limit", type=int, help="use only the first N rows")
-    p.add_argument("--method", required=True, help="attribution method, e.g. EAP-IG-inputs, EAP, exact")
+    p.add_argument("--method", help="attribution method, e.g. EAP-IG-inputs, EAP, exact (not with --graph)")
+    p.add_argument(
+        "--graph", type=Path,
+        help="evaluate a saved graph (graph.json, reference format, or .safetensors) instead of attributing; "
+        "its circuit is used unless a size option (--top_n, ...) reselects from its scores",
+    )  # fmt: skip
     p.add_argument("--ig_steps", type=int, default=5, help="integrated-gradient steps (default 5)")
     p.add_argument("--metric", default="kl", help="task metric: kl (default), logit_diff, prob_diff, logprob")
     p.add_argument("--batch_size", type=int, default=8, help="examples per batch (default 8)")
@@ -110,7 +115,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     start = time.perf_counter()
     # ---- cheap checks: options, files ------------------------------------------------------------
-    check_method(args.method)
+    saved = None
+    if args.graph is not None:
+        from circuitft.eap.io import load_graph
+
+        if args.method is not None:
+            raise ConfigError(
+                "give either --method (attribute) or --graph FILE (evaluate a saved graph), not both"
+            )
+        if not args.graph.is_file():
+            raise ConfigError(f"--graph {args.graph}: file not found")
+        saved = load_graph(args.graph)  # a corrupt or malformed file fails here, before any model work
+    elif args.method is None:
+        raise ConfigError("give --method M (e.g. EAP-IG-inputs) or --graph FILE to evaluate a saved graph")
+    else:
+        check_method(args.method)
     check_metric(args.metric)
     if args.ig_steps < 1:
         raise ConfigError(f"--ig_steps must be at least 1, got {args.ig_steps}")
@@ -121,7 +140,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit must be positive, got {args.limit}")
     sizes = {k: getattr(args, k) for k in ("top_n", "top_frac", "threshold", "greedy_n")}
-    if all(v is None for v in sizes.values()):
+    resize = any(v is not None for v in sizes.values())
+    if not resize:
         sizes["top_frac"] = DEFAULT_TOP_FRAC
     check_selection(None, **sizes)
     if args.model is None and args.ckpt is None:
@@ -158,11 +178,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     # ---- attribute, select, evaluate ---------------------------------------------------------------
     torch.manual_seed(args.seed)
-    graph = attribute(
-        model, graph, pairs, method=args.method, metric=args.metric, ig_steps=args.ig_steps,
-        batch_size=args.batch_size, progress=not args.quiet, dtype=args.dtype,
-    )  # fmt: skip
-    select(graph, **sizes)
+    if saved is not None:
+        from circuitft.eap.io import check_compatible
+
+        check_compatible(saved, graph.cfg, where=f"--graph {args.graph}")
+        graph = saved
+        if resize or not bool(graph.in_graph.any()):
+            select(graph, **sizes)
+    else:
+        graph = attribute(
+            model, graph, pairs, method=args.method, metric=args.metric, ig_steps=args.ig_steps,
+            batch_size=args.batch_size, progress=not args.quiet, dtype=args.dtype,
+        )  # fmt: skip
+        select(graph, **sizes)
     result = evaluate(
         model, graph, pairs, metric=args.metric, batch_size=args.batch_size, progress=not args.quiet,
         dtype=args.dtype,
@@ -179,9 +207,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "n_nodes": graph.count_nodes(),
         "n_edges_total": graph.n_edges,
         "selection": graph.meta.get("selection"),
-        "method": args.method,
+        "method": args.method or graph.meta.get("method"),
+        "graph": _str(args.graph),
         "metric": args.metric,
-        "ig_steps": args.ig_steps if "IG" in args.method else None,
+        "ig_steps": graph.meta.get("ig_steps")
+        if saved is not None
+        else (args.ig_steps if "IG" in args.method else None),
         "step_convention": graph.meta.get("step_convention"),
         "kl_reduction": graph.meta.get("kl_reduction"),
         "n_examples": len(pairs),
