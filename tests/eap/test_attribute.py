@@ -15,15 +15,6 @@ from circuitft.eap.graph import Graph
 from circuitft.errors import ConfigError, DataError
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one intra-op thread is much faster than two under CPU contention (many tiny ops)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def digit_rows(n: int = 16, seed: int = 0) -> list[PromptRow]:
     """ "a + b =" with the second operand corrupted; answer (a+b) mod 10, wrong = the corrupted sum."""
     rng = random.Random(seed)

@@ -17,15 +17,6 @@ from circuitft.errors import ConfigError
 ARCHS = ["tiny-gpt2", "tiny-llama", "tiny-neox", "tiny-qwen2"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one intra-op thread is much faster than two under CPU contention (many tiny ops)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def digit_rows(n: int = 10, seed: int = 0) -> list[PromptRow]:
     rng = random.Random(seed)
     rows = []

@@ -26,15 +26,6 @@ def tok(tiny):
     return tiny("tiny-gpt2").tokenizer
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one intra-op thread is much faster than two under CPU contention (many tiny ops)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def _pairs(tok, rows):
     return tokenize_pairs(rows, tok, "t")
 

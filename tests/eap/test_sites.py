@@ -23,15 +23,6 @@ from circuitft.errors import ConfigError
 ARCHS = ["tiny-gpt2", "tiny-llama", "tiny-neox", "tiny-qwen2"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one intra-op thread is much faster than two under CPU contention (many tiny ops)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def _ids(seed: int = 0, b: int = 2, t: int = 6, vocab: int = 60) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return torch.randint(4, vocab, (b, t), generator=g)
