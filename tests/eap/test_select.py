@@ -229,3 +229,19 @@ def test_pythia_2_8b_build_select_prune_under_a_second() -> None:
     assert cfg.n_edges == 1_591_857
     assert 0 < g.count_edges() <= 79_592
     assert best < 1.0, f"build + top_frac + prune took {best:.2f} s of CPU time"
+
+
+def test_topn_breaks_ties_in_canonical_order_like_top_k_edges() -> None:
+    from circuitft.eap.overlap import top_k_edges
+    from circuitft.eap.select import apply_topn
+
+    g = Graph(GraphConfig(2, 4))
+    g.scores = g.cfg.real_edge_mask.float()  # every real edge ties ...
+    g.scores[3, 20] = 2.0  # ... except one clear winner
+    apply_topn(g, 5, prune=False)
+    assert torch.equal(g.in_graph, top_k_edges(g, 5))
+    assert bool(g.in_graph[3, 20])
+    first_real = (
+        g.cfg.real_edge_mask.flatten().nonzero().flatten()[:4]
+    )  # the ties taken: the first by position
+    assert g.in_graph.flatten()[first_real].all()

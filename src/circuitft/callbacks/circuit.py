@@ -214,8 +214,8 @@ class CircuitCallback(Callback):
                     dtype=self.dtype,
                 )
             )
-            summary["n_edges"] = float(graph.in_graph.sum())
-            summary["n_nodes"] = float(graph.nodes_in_graph.sum())
+            summary["n_edges"] = float(graph.count_edges())
+            summary["n_nodes"] = float(graph.count_nodes())  # without logits, as the reference counts
             graph.meta.update(step=step, task=task, trained_task=trained, n_examples=len(pairs))
             rel = f"{step_dir.name}/{task}.safetensors"
             save_graph(graph, self._root / rel)

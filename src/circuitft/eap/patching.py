@@ -143,7 +143,11 @@ class _ProjectionGrad:
         self.order = None if order.tolist() == list(range(self.n)) else order
         w = proj.weight[order].to(dtype)  # [n, dh, d]
         wg = w * norm.weight.detach().to(dtype)
-        bias = torch.zeros(w.shape[:2], dtype=dtype) if proj.bias is None else proj.bias[order].to(dtype)
+        bias = (
+            torch.zeros(w.shape[:2], dtype=dtype, device=w.device)
+            if proj.bias is None
+            else proj.bias[order].to(dtype)
+        )
         if kind == "layer":
             wg = wg - wg.mean(-1, keepdim=True)  # folds LayerNorm's mean subtraction into the weights
             if getattr(norm, "bias", None) is not None:

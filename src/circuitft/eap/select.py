@@ -108,8 +108,11 @@ def apply_topn(graph: Graph, n: int, absolute: bool = True, prune: bool = True) 
     """Keep the ``n`` highest-ranked real edges (ties broken by position); returns ``graph``."""
     _check_n(n, graph.n_edges, "top_n")
     rank = _ranking(graph, absolute)
-    keep = torch.zeros(rank.numel(), dtype=torch.bool)
-    keep[torch.topk(rank.flatten(), n, sorted=False).indices] = True
+    flat = rank.flatten()
+    kth = torch.topk(flat, n, sorted=False).values.min()
+    keep = flat > kth  # strictly better than the n-th best ...
+    ties = (flat == kth).nonzero().flatten()[: n - int(keep.sum())]
+    keep[ties] = True  # ... then the ties in canonical order (as overlap.top_k_edges' stable sort)
     return _finish(graph, keep.view_as(rank), prune)
 
 
