@@ -147,3 +147,20 @@ def test_two_process_ddp_on_cpu(tmp_path):
     ckpt = torch.load(root / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["global_step"] == 12
     assert ckpt["TaskStreamDataModule"]["tasks"] == ["AddSub", "AddSubInv"]
+
+
+def test_fresh_fit_into_a_finished_run_folder_is_refused(quick_run, capsys):
+    before = {p: p.stat().st_mtime_ns for p in quick_run.rglob("*") if p.is_file()}
+    assert fit(quick_run, "--model.lr", "5e-3") == 2
+    line = _one_error_line(capsys)
+    assert "already holds a run" in line and "--ckpt_path last" in line
+    after = {p: p.stat().st_mtime_ns for p in quick_run.rglob("*") if p.is_file()}
+    assert after == before  # nothing written, nothing touched
+
+
+def test_parser_errors_keep_their_cause(tmp_path, capsys):
+    assert fit(tmp_path / "r", "--model.lr", "abc") == 2
+    assert "Got value: abc" in _one_error_line(capsys)
+    tasks = '[{"source": "x.csv", "name": "X", "steps": 2}]'
+    assert fit(tmp_path / "r", "--data.tasks", tasks) == 2
+    assert "required: task" in _one_error_line(capsys)

@@ -91,6 +91,13 @@ def _cli_class() -> type:
         def before_instantiate_classes(self) -> None:
             cfg = self.config[self.subcommand] if self.subcommand else self.config
             root = cfg.trainer.get("default_root_dir") or DEFAULT_ROOT
+            if self.subcommand == "fit" and not cfg.get("ckpt_path"):
+                old = sorted((Path(root) / "checkpoints").glob("*.ckpt"))
+                if old:
+                    raise ConfigError(
+                        f"{root} already holds a run ({old[0].name}, ...): resume it with --ckpt_path last, "
+                        "or start fresh in another --trainer.default_root_dir"
+                    )
             tasks = cfg.get("data", {}).get("tasks") if cfg.get("data") else None
             if tasks and cfg.trainer.get("max_epochs") is None:
                 cfg.trainer.max_epochs = len(tasks)  # one epoch per task
@@ -174,13 +181,14 @@ def main(name: str, argv: Sequence[str]) -> int:
 
 
 def _one_line(msg: str) -> str:
-    lines = [ln.strip() for ln in msg.strip().splitlines() if ln.strip()]
+    """jsonargparse's (possibly nested, multi-line) message as one line that keeps the cause."""
+    lines = [ln.strip().lstrip("- ").strip() for ln in msg.strip().splitlines() if ln.strip()]
     if not lines:
         return "invalid arguments"
-    head = lines[0]
-    # jsonargparse nests the cause ("Problem with given class_path ...: - Key 'x' ..."); keep the gist.
-    detail = next((ln for ln in lines[1:] if "not expected" in ln or "does not" in ln or "Key" in ln), "")
-    return f"{head} {detail}".strip()[:400] if detail and detail not in head else head[:400]
+    joined = " ".join(lines)
+    if len(joined) <= 400:
+        return joined
+    return f"{lines[0][:200]} ... {lines[-1][:190]}"
 
 
 if __name__ == "__main__":  # pragma: no cover
