@@ -59,6 +59,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CircuitftError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:
+        if not err.filename:  # not about a path the user gave: a real failure, keep the traceback
+            raise
+        print(f"error: cannot use {err.filename}: {err.strerror or err}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130

@@ -225,7 +225,6 @@ def test_graph_option_re_evaluates_a_saved_graph(tmp_path: Path, data: Path) -> 
         ("other_model", (), r"does not (fit|match)|first|edge"),
         ("corrupt", (), r"broken\.json"),
         ("ok", ("--method", "EAP"), "not both"),
-        (None, (), "give --method"),
     ],
 )
 def test_graph_option_bad_input(tmp_path: Path, data: Path, capsys, make, extra, message) -> None:

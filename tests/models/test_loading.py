@@ -12,8 +12,8 @@ import torch
 from model_helpers import random_ids
 
 from circuitft.errors import ModelSpecError
+from circuitft.files import atomic_folder
 from circuitft.models import load_model, load_tokenizer, loading, model_specs
-from circuitft.models.files import atomic_folder
 from circuitft.models.tiny import tiny_specs
 
 TINY_LAYOUT = {  # (class, layers, heads, key/value heads)

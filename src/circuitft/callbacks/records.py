@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from circuitft.files import atomic_write_text
 
 
 @dataclass
@@ -55,12 +56,4 @@ class RecordLog:
         for rec in records:
             by_key[(rec.step, rec.task)] = rec.to_dict()
         rows = [by_key[k] for k in sorted(by_key)]
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.writelines(json.dumps(r, sort_keys=True) + "\n" for r in rows)
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_text(self.path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))

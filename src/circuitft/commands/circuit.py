@@ -56,7 +56,10 @@ def build_parser(prog: str = "circuitft circuit") -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="task rows: CSV/TSV/JSONL file, dataset folder or hf:NAME")
     p.add_argument("--task", help="task name recorded in the outputs (default: the data file's stem)")
     p.add_argument("--limit", type=int, help="use only the first N rows")
-    p.add_argument("--method", help="attribution method, e.g. EAP-IG-inputs, EAP, exact (not with --graph)")
+    p.add_argument(
+        "--method",
+        help="attribution method: EAP-IG-inputs (default), EAP, EAP-IG-activations, clean-corrupted, exact",
+    )
     p.add_argument(
         "--graph", type=Path,
         help="evaluate a saved graph (graph.json, reference format, or .safetensors) instead of attributing; "
@@ -126,10 +129,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if not args.graph.is_file():
             raise ConfigError(f"--graph {args.graph}: file not found")
         saved = load_graph(args.graph)  # a corrupt or malformed file fails here, before any model work
-    elif args.method is None:
-        raise ConfigError("give --method M (e.g. EAP-IG-inputs) or --graph FILE to evaluate a saved graph")
     else:
-        check_method(args.method)
+        args.method = check_method(args.method or "EAP-IG-inputs")
     check_metric(args.metric)
     if args.ig_steps < 1:
         raise ConfigError(f"--ig_steps must be at least 1, got {args.ig_steps}")

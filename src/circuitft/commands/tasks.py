@@ -16,14 +16,13 @@ import argparse
 import csv
 import io
 import json
-import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from circuitft.data.rows import PromptRow
 from circuitft.errors import ConfigError
+from circuitft.files import atomic_write_text
 
 COLUMNS = ("clean", "corrupted", "answer", "wrong")
 
@@ -147,7 +146,7 @@ def _make(args: argparse.Namespace) -> int:
         sys.stdout.flush()
         print(f"{spec.name}: {len(rows)} rows, seed {args.seed}; {note}", file=sys.stderr)
     else:
-        write_atomic(args.out, text)
+        atomic_write_text(args.out, text)
         print(f"{spec.name}: wrote {len(rows)} rows to {args.out}; {note}", file=sys.stderr)
     return 0
 
@@ -178,16 +177,3 @@ def to_csv(rows: Sequence[PromptRow]) -> str:
 def to_jsonl(rows: Sequence[PromptRow]) -> str:
     """Rows as JSON Lines (one object per row, non-ASCII kept as is)."""
     return "".join(json.dumps(row.to_dict(), ensure_ascii=False) + "\n" for row in rows)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -25,8 +25,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +32,7 @@ import torch
 
 from circuitft.eap.graph import Graph, GraphConfig
 from circuitft.errors import DataError
+from circuitft.files import atomic_write
 
 FORMAT = "circuitft.graph"
 VERSION = "1"
@@ -291,27 +290,3 @@ def _num(x: float) -> str:
     if math.isfinite(x):
         return repr(x)
     return "NaN" if math.isnan(x) else ("Infinity" if x > 0 else "-Infinity")
-
-
-def atomic_write(path: str | os.PathLike[str], saver: Callable[[str], None]) -> None:
-    """Call ``saver(tmp)`` on a temporary path in the same folder, then ``os.replace`` it onto ``path``.
-
-    Readers never see a half-written file; on failure the temporary file is removed.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        saver(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask

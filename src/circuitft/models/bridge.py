@@ -24,7 +24,7 @@ from typing import Literal
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from circuitft.models.files import atomic_folder
+from circuitft.files import atomic_folder
 from circuitft.models.loading import cache_dir, tokenizer_from
 from circuitft.models.merge import merged_copy
 

@@ -27,7 +27,7 @@ from transformers import (
 )
 
 from circuitft.errors import ModelSpecError
-from circuitft.models.files import atomic_folder
+from circuitft.files import atomic_folder
 from circuitft.models.tiny import build_tiny_model, build_tokenizer, tiny_specs, tokenizer_folder_name
 
 EMBEDDED = "smollm2-135m"

@@ -24,7 +24,7 @@ from transformers import (
     Qwen2ForCausalLM,
 )
 
-from circuitft.models.files import atomic_folder
+from circuitft.files import atomic_folder
 
 SPECIAL_TOKENS = ["<pad>", "<unk>", "<bos>", "<eos>"]
 # Words used by the built-in task prompts; everything else maps to <unk>.

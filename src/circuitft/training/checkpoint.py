@@ -16,6 +16,7 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import PreTrainedModel
 
 from circuitft.errors import ConfigError
+from circuitft.files import atomic_write
 from circuitft.models.loading import LoadedModel, load_model
 
 CKPT_KEY = "circuitft"
@@ -192,8 +193,6 @@ def purge_events_from(log_dir: str | Path, step: int) -> int:
     (what was logged at earlier steps, including a validation right after the checkpoint, is not redone
     and stays). Files are rewritten atomically. Returns the number of events dropped.
     """
-    import os
-    import tempfile
 
     from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
     from tensorboard.compat.proto import event_pb2
@@ -209,12 +208,14 @@ def purge_events_from(log_dir: str | Path, step: int) -> int:
         if len(keep) == len(records):
             continue
         dropped += len(records) - len(keep)
-        fd, tmp = tempfile.mkstemp(prefix=".purge.", dir=path.parent)
-        with os.fdopen(fd, "wb") as fh:
+
+        def save(tmp: str, keep: list = keep) -> None:
             from tensorboard.summary.writer.record_writer import RecordWriter
 
-            writer = RecordWriter(fh)
-            for r in keep:
-                writer.write(r)
-        os.replace(tmp, path)
+            with open(tmp, "wb") as fh:
+                writer = RecordWriter(fh)
+                for r in keep:
+                    writer.write(r)
+
+        atomic_write(path, save)
     return dropped
