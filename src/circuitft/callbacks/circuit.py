@@ -7,7 +7,7 @@ touched), and for each task (``seen`` so far, ``all`` in the stream, or a list):
 
 1. scores every edge with :func:`circuitft.eap.attribute` on the task's validation pairs,
 2. selects the circuit (top fraction of edges by default, pruned) and evaluates it,
-3. writes ``<log_dir>/circuits/step<S>/<task>.safetensors`` (every edge score + the circuit),
+3. writes ``<log_dir>/circuits/step<SSSSSS>/<task>.safetensors`` (named like the checkpoints) (every edge score + the circuit),
 4. logs ``circuit/<task>/...`` scalars (faithfulness, KL faithfulness %, model and circuit accuracy, sizes,
    edge and node change against the previous analysed step) and ``circuit_overlap/<a>~<b>/...`` between
    tasks at the same step to every logger (TensorBoard), and records a :class:`CircuitRecord` per task in
@@ -187,7 +187,7 @@ class CircuitCallback(Callback):
         was_training = pl_module.model.training
         model = merged_copy(pl_module.model)
         pl_module.model.train(was_training)
-        step_dir = self._root / f"step{step:07d}"
+        step_dir = self._root / f"step{step:06d}"  # as the checkpoints: step000040.ckpt
         graphs: dict[str, Graph] = {}
         records: list[CircuitRecord] = []
         scalars: dict[str, float] = {}

@@ -100,6 +100,12 @@ def main(name: str, argv: Sequence[str]) -> int:
     except SystemExit as exit_:  # --help
         return int(exit_.code or 0)
     metrics = run(args)
+    if not metrics.get("n_edges"):
+        print(
+            "warning: the circuit is empty after pruning (no selected edge lies on an input->logits path); "
+            "try a larger --top_n / --top_frac or --greedy_n",
+            file=sys.stderr,
+        )
     keys = ("n_edges", "n_nodes", "faithfulness", "kl_faithfulness_pct", "model_accuracy", "circuit_accuracy")
     print(" ".join(f"{k}={_fmt(metrics.get(k))}" for k in keys) + f" -> {args.out}")
     return 0
@@ -224,6 +230,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "ckpt": _str(args.ckpt),
         "data": str(args.data),
         "seed": args.seed,
+        "dtype": args.dtype or "float32",
         "prepend_bos": prepend_bos,
         "device": str(device),
         "seconds": round(seconds, 3),
@@ -326,7 +333,7 @@ def _plain(value: Any) -> Any:
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
         return None
-    return value
+    return value + 0.0 if isinstance(value, float) else value  # -0.0 -> 0.0
 
 
 def _str(value: Any) -> str | None:
