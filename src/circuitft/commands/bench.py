@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from circuitft.commands.args import OneLineParser, parse
 from circuitft.data.pairs import PromptPairs
 from circuitft.data.rows import PromptRow
 from circuitft.errors import ConfigError
@@ -166,7 +167,7 @@ def run_eap_bench(
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="circuitft bench", description=__doc__.splitlines()[0])
+    p = OneLineParser(prog="circuitft bench", description=__doc__.splitlines()[0])
     p.add_argument("which", choices=["eap"], help="benchmark to run")
     p.add_argument("--model", default="smollm2-135m", help="model spec (default: smollm2-135m)")
     p.add_argument("--batch_size", type=int, default=6)
@@ -181,7 +182,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(name: str, argv: Sequence[str]) -> int:
     """Entry point of ``circuitft bench``."""
-    args = _parser().parse_args(list(argv))
+    args = parse(_parser(), argv)
+    if isinstance(args, int):  # --help
+        return args
     if args.threads:
         torch.set_num_threads(args.threads)
     record = run_eap_bench(

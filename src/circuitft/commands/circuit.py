@@ -25,16 +25,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from circuitft.commands.args import OneLineParser, parse
 from circuitft.errors import ConfigError
 
 DEFAULT_TOP_FRAC = 0.05
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that raises a one-line ConfigError instead of printing usage and exiting."""
-
-    def error(self, message: str):  # type: ignore[override]
-        raise ConfigError(f"{self.prog}: {message}")
 
 
 def _bool(text: str) -> bool:
@@ -48,7 +42,7 @@ def _bool(text: str) -> bool:
 
 def build_parser(prog: str = "circuitft circuit") -> argparse.ArgumentParser:
     """The command's argument parser."""
-    p = _Parser(prog=prog, description="Find a circuit with EAP(-IG) on one model and evaluate it.")
+    p = OneLineParser(prog=prog, description="Find a circuit with EAP(-IG) on one model and evaluate it.")
     p.add_argument("--model", help="model spec (built-in name, folder or hub name); optional with --ckpt")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--adapter", type=Path, help="peft LoRA adapter folder to merge into the model")
@@ -95,10 +89,9 @@ def build_parser(prog: str = "circuitft circuit") -> argparse.ArgumentParser:
 def main(name: str, argv: Sequence[str]) -> int:
     """Run ``circuitft circuit``; returns the exit status (user errors raise CircuitftError)."""
     parser = build_parser(f"circuitft {name}")
-    try:
-        args = parser.parse_args(list(argv))
-    except SystemExit as exit_:  # --help
-        return int(exit_.code or 0)
+    args = parse(parser, argv)
+    if isinstance(args, int):  # --help
+        return args
     metrics = run(args)
     if not metrics.get("n_edges"):
         print(

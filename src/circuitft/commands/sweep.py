@@ -19,7 +19,6 @@ folder holds ``DONE`` is skipped; one with ``checkpoints/last*.ckpt`` but no ``D
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import os
@@ -31,6 +30,7 @@ from pathlib import Path
 
 import yaml
 
+from circuitft.commands.args import OneLineParser, parse
 from circuitft.errors import ConfigError
 
 SWEEP_KEYS = {"fit_config", "root_dir", "args", "permutations", "runs"}
@@ -121,12 +121,14 @@ def fit_command(fit_config: Path, folder: Path, run: Run, extra: Sequence[str], 
 
 def main(name: str, argv: Sequence[str]) -> int:
     """Entry point of ``circuitft sweep``."""
-    p = argparse.ArgumentParser(prog="circuitft sweep", description="Run a sweep of fits (see docs).")
+    p = OneLineParser(prog="circuitft sweep", description="Run a sweep of fits (see docs).")
     p.add_argument("--config", required=True, help="sweep YAML file")
     p.add_argument("--shard", default="0/1", help="run every N-th run starting at i: i/N (0-based)")
     p.add_argument("--dry_run", action="store_true", help="list the runs and their state, run nothing")
     p.add_argument("extra", nargs="*", help="extra fit arguments for every run (after --)")
-    args = p.parse_args(list(argv))
+    args = parse(p, argv)
+    if isinstance(args, int):  # --help
+        return args
     fit_config, root, runs = load_sweep(args.config)
     i, n = parse_shard(args.shard)
     mine = runs[i::n]

@@ -20,6 +20,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from circuitft.commands.args import OneLineParser, parse
 from circuitft.data.rows import PromptRow
 from circuitft.errors import ConfigError
 from circuitft.files import atomic_write_text
@@ -27,16 +28,11 @@ from circuitft.files import atomic_write_text
 COLUMNS = ("clean", "corrupted", "answer", "wrong")
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that raises a one-line ConfigError instead of printing usage and exiting."""
-
-    def error(self, message: str):  # type: ignore[override]
-        raise ConfigError(f"{self.prog}: {message}")
-
-
 def _build_parser(prog: str) -> argparse.ArgumentParser:
-    parser = _Parser(prog=prog, description="List built-in tasks, generate task data, check task files.")
-    sub = parser.add_subparsers(dest="action", required=True, parser_class=_Parser, metavar="ACTION")
+    parser = OneLineParser(
+        prog=prog, description="List built-in tasks, generate task data, check task files."
+    )
+    sub = parser.add_subparsers(dest="action", required=True, parser_class=OneLineParser, metavar="ACTION")
     sub.add_parser("list", help="built-in tasks with a one-line description")
 
     def task_args(p: argparse.ArgumentParser, n_default: int | None) -> None:
@@ -65,10 +61,9 @@ def _build_parser(prog: str) -> argparse.ArgumentParser:
 def main(name: str, argv: Sequence[str]) -> int:
     """Run ``circuitft tasks ...``; returns the exit status (user errors raise CircuitftError)."""
     parser = _build_parser(f"circuitft {name}")
-    try:
-        args = parser.parse_args(list(argv))
-    except SystemExit as exit_:  # --help
-        return int(exit_.code or 0)
+    args = parse(parser, argv)
+    if isinstance(args, int):  # --help
+        return args
     if args.action == "list":
         return _list()
     if args.action == "show":
