@@ -164,3 +164,11 @@ def test_parser_errors_keep_their_cause(tmp_path, capsys):
     tasks = '[{"source": "x.csv", "name": "X", "steps": 2}]'
     assert fit(tmp_path / "r", "--data.tasks", tasks) == 2
     assert "required: task" in _one_error_line(capsys)
+
+
+def test_resume_with_another_stream_is_refused_before_anything_is_written(quick_run, capsys):
+    before = {p: p.stat().st_mtime_ns for p in quick_run.rglob("*") if p.is_file()}
+    tasks = '[{"task": "AddSub", "steps": 6, "n_train": 32, "n_val": 8}]'
+    assert fit(quick_run, "--ckpt_path", "last", "--data.tasks", tasks) == 2
+    assert "was made for the task stream ['AddSub', 'AddSubInv']" in _one_error_line(capsys)
+    assert {p: p.stat().st_mtime_ns for p in quick_run.rglob("*") if p.is_file()} == before

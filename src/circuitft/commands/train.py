@@ -80,7 +80,7 @@ def _cli_class() -> type:
                 return
             path = _resolve_ckpt(ckpt, cfg)
             if path is not None:
-                check_compatible(path, dict(cfg.model))
+                check_compatible(path, dict(cfg.model), cfg.get("data"))
 
         def before_fit(self) -> None:
             # before the trainer touches the run folder (the logger writes on any failure)

@@ -114,9 +114,24 @@ def load_checkpoint_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"checkpoint {path} cannot be read ({first[:160]})") from None
 
 
-def check_compatible(path: str | Path, model_args: dict[str, Any]) -> None:
-    """Before a run starts: refuse a checkpoint made for another model spec or adapter settings."""
+def check_compatible(path: str | Path, model_args: dict[str, Any], data_args: Any = None) -> None:
+    """Before a run starts (before anything is written): refuse a checkpoint made for another model spec,
+    adapter settings or task stream (task names, and steps where the config gives them)."""
     ckpt = load_checkpoint_file(path)
+    stream = ckpt.get("TaskStreamDataModule")
+    tasks = (data_args or {}).get("tasks") if data_args is not None else None
+    if isinstance(stream, dict) and tasks:
+        names = [t.get("name") or t.get("task") for t in tasks]
+        steps = [t.get("steps") for t in tasks]
+        old_steps = stream.get("task_steps") or []
+        same_steps = len(old_steps) == len(steps) and all(
+            s is None or s == o for s, o in zip(steps, old_steps, strict=False)
+        )
+        if stream.get("tasks") != names or not same_steps:
+            raise ConfigError(
+                f"checkpoint {path} was made for the task stream {stream.get('tasks')} with steps {old_steps}; "
+                f"this config has {names} with steps {steps}"
+            )
     hp = ckpt.get("hyper_parameters") or {}
     if "model" not in hp:
         raise ConfigError(f"checkpoint {path} is not a circuitft LoRA checkpoint (no model hyper-parameters)")
