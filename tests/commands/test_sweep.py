@@ -86,3 +86,25 @@ def test_sweep_runs_skips_and_resumes(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "Add__Sub: done" in out and "Sub__Add: resume" in out
     assert (tmp_path / "runs" / "Sub__Add" / "DONE").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ('[--data.tasks, \'[{"task": "Nope", "steps": 2}]\']', "run a: data.tasks[0]: unknown task 'Nope'"),
+        ('[--data.tasks, \'[{"task": "Add", "steps": 0}]\']', "steps must be positive"),
+        ("[--model.bogus, '1']", "bogus"),
+    ],
+)
+def test_dry_run_checks_every_run(tmp_path: Path, capsys, args: str, message: str) -> None:
+    from circuitft.cli import main
+
+    quick = Path(__file__).resolve().parents[2] / "configs" / "quick.yaml"
+    spec = tmp_path / "s.yaml"
+    spec.write_text(
+        f"fit_config: {quick}\nroot_dir: {tmp_path / 'runs'}\nruns:\n  - {{name: a, args: {args}}}\n"
+    )
+    assert main(["sweep", "--config", str(spec), "--dry_run"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and message in err[-1], err
+    assert not (tmp_path / "runs").exists()

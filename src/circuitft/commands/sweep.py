@@ -90,6 +90,37 @@ def load_sweep(path: str | Path) -> tuple[Path, Path, list[Run]]:
     return fit_config, root, runs
 
 
+def check_runs(fit_config: Path, runs: Sequence[Run], extra: Sequence[str]) -> None:
+    """Fail fast, before any run starts: every run's task stream names known tasks with positive lengths,
+    and the arguments of the first run (common ``args`` and ``extra`` included) parse as a fit config."""
+    import contextlib
+    import io
+
+    from circuitft.commands.train import main as fit_main
+    from circuitft.data.tasks import task_names
+
+    known = set(task_names())
+    base = yaml.safe_load(fit_config.read_text()) or {}
+    for run in runs:
+        args = [*run.args, *extra]
+        tasks = (base.get("data") or {}).get("tasks") or []
+        for i, arg in enumerate(args[:-1]):
+            if arg == "--data.tasks":
+                tasks = yaml.safe_load(args[i + 1]) or []
+        for j, t in enumerate(tasks):
+            where = f"run {run.name}: data.tasks[{j}]"
+            if not isinstance(t, dict):
+                raise ConfigError(f"{where}: expected a mapping, got {t!r}")
+            if t.get("source") is None and t.get("task") not in known:
+                raise ConfigError(f"{where}: unknown task {t.get('task')!r}; see `circuitft tasks list`")
+            for key in ("steps", "epochs"):
+                if t.get(key) is not None and not t[key] > 0:
+                    raise ConfigError(f"{where}: {key} must be positive, got {t[key]}")
+    if runs:
+        with contextlib.redirect_stdout(io.StringIO()):
+            fit_main("fit", ["--config", str(fit_config), *runs[0].args, *extra, "--print_config"])
+
+
 def parse_shard(text: str) -> tuple[int, int]:
     """``"i/N"`` -> (i, N) with 0 <= i < N."""
     try:
@@ -132,6 +163,7 @@ def main(name: str, argv: Sequence[str]) -> int:
     fit_config, root, runs = load_sweep(args.config)
     i, n = parse_shard(args.shard)
     mine = runs[i::n]
+    check_runs(fit_config, mine, args.extra)
     failed = []
     for k, run in enumerate(mine, 1):
         folder = root / run.name
