@@ -34,7 +34,11 @@ format: install
 	$(BIN)/ruff check --fix src tests benchmarks
 
 demo: install
-	$(BIN)/circuitft fit --config configs/demo.yaml
+	@if [ -e runs/demo/checkpoints/last.ckpt ]; then \
+	  echo "runs/demo already holds the demo: watch it with $(BIN)/tensorboard --logdir runs/demo"; \
+	  echo "(resume an interrupted demo: $(BIN)/circuitft fit --config configs/demo.yaml --ckpt_path last;"; \
+	  echo " start over: make clean && make demo)"; \
+	else $(BIN)/circuitft fit --config configs/demo.yaml; fi
 
 clean:
 	rm -rf runs lightning_logs

@@ -172,3 +172,17 @@ def test_resume_with_another_stream_is_refused_before_anything_is_written(quick_
     assert fit(quick_run, "--ckpt_path", "last", "--data.tasks", tasks) == 2
     assert "was made for the task stream ['AddSub', 'AddSubInv']" in _one_error_line(capsys)
     assert {p: p.stat().st_mtime_ns for p in quick_run.rglob("*") if p.is_file()} == before
+
+
+def test_resuming_a_finished_run_changes_nothing(quick_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    def scalars() -> dict[str, list[int]]:
+        acc = EventAccumulator(str(quick_run)).Reload()
+        return {t: [e.step for e in acc.Scalars(t)] for t in acc.Tags()["scalars"]}
+
+    records = (quick_run / "circuits" / "metrics.jsonl").read_text()
+    before = scalars()
+    assert fit(quick_run, "--ckpt_path", "last") == 0
+    assert scalars() == before  # no step logged twice, none dropped
+    assert (quick_run / "circuits" / "metrics.jsonl").read_text() == records

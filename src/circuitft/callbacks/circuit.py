@@ -97,6 +97,7 @@ class CircuitCallback(Callback):
         self.at_start, self.save_json, self.dirname, self.progress = at_start, save_json, dirname, progress
         self.dtype = dtype
         self._done: set[int] = set()
+        self._trained = False  # whether this process trained a step (a finished run resumed trains none)
         self._root: Path | None = None
 
     # ---- when ---------------------------------------------------------------------------------------
@@ -123,11 +124,14 @@ class CircuitCallback(Callback):
         """
         step = trainer.global_step
         n = self._interval(trainer)
+        if step > 0 and step >= self._total_steps(trainer):
+            return  # a finished run resumed: nothing is trained, its circuits are already there
         if (step == 0 and self.at_start) or (step > 0 and n and step % n == 0):
             self._analyse(trainer, pl_module)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
         """Analyse at every interval step (before ModelCheckpoint saves the same weights)."""
+        self._trained = True
         n = self._interval(trainer)
         step = trainer.global_step
         if n and step > 0 and step % n == 0 and step not in self._done:
@@ -139,10 +143,14 @@ class CircuitCallback(Callback):
         A run stopped early (``max_steps``, a time limit) is not analysed here, so that resuming it ends with
         exactly the records of an uninterrupted run.
         """
-        dm = trainer.datamodule
-        total = sum(dm.task_steps()) if hasattr(dm, "task_steps") else trainer.global_step
-        if trainer.global_step == total and trainer.global_step not in self._done and total > 0:
+        total = self._total_steps(trainer)
+        if self._trained and trainer.global_step == total and trainer.global_step not in self._done:
             self._analyse(trainer, pl_module)
+
+    @staticmethod
+    def _total_steps(trainer: L.Trainer) -> int:
+        dm = trainer.datamodule
+        return sum(dm.task_steps()) if hasattr(dm, "task_steps") else trainer.global_step
 
     # ---- what ---------------------------------------------------------------------------------------
     def _task_list(self, trainer: L.Trainer) -> tuple[list[str], str]:

@@ -237,6 +237,8 @@ class LoRAModule(L.LightningModule):
         step, self._resumed_step = self._resumed_step, None
         if step is None or self.trainer.state.fn.value != "fit" or not self.trainer.is_global_zero:
             return
+        if step >= sum(self._task_steps()):  # a finished run: nothing will be trained or logged again
+            return
         for logger in self.trainer.loggers:
             if type(logger).__name__ == "TensorBoardLogger" and logger.log_dir:
                 purge_events_from(logger.log_dir, step)
