@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import random
-
 import pytest
 import torch
+from digits import digit_rows
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from circuitft.data.pairs import tokenize_pairs
@@ -13,18 +12,6 @@ from circuitft.data.rows import PromptRow
 from circuitft.eap.attribute import METHODS, attribute
 from circuitft.eap.graph import Graph
 from circuitft.errors import ConfigError, DataError
-
-
-def digit_rows(n: int = 16, seed: int = 0) -> list[PromptRow]:
-    """ "a + b =" with the second operand corrupted; answer (a+b) mod 10, wrong = the corrupted sum."""
-    rng = random.Random(seed)
-    rows = []
-    for _ in range(n):
-        a, b, c = rng.randint(1, 9), rng.randint(1, 9), rng.randint(1, 9)
-        ans, wrong = (a + b) % 10, (a + c) % 10
-        wrong = wrong if wrong != ans else (ans + 1) % 10
-        rows.append(PromptRow(f"{a} + {b} =", f"{a} + {c} =", str(ans), str(wrong)))
-    return rows
 
 
 def scaled(loaded, factor: float):

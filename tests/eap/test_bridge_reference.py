@@ -8,26 +8,15 @@ projection gradients). Here the same EAP scores are computed the slow, literal w
 
 from __future__ import annotations
 
-import random
-
 import pytest
 import torch
+from digits import digit_rows
 
 from circuitft.data.pairs import tokenize_pairs
-from circuitft.data.rows import PromptRow
 from circuitft.eap.attribute import attribute
 from circuitft.eap.graph import Graph
 from circuitft.models.bridge import bridge_hooks, to_bridge
 from circuitft.models.merge import merged_copy
-
-
-def rows(n: int = 8, seed: int = 0) -> list[PromptRow]:
-    rng = random.Random(seed)
-    out = []
-    for _ in range(n):
-        a, b, c = rng.randint(1, 9), rng.randint(1, 9), rng.randint(1, 9)
-        out.append(PromptRow(f"{a} + {b} =", f"{a} + {c} =", str((a + b) % 10)))
-    return out
 
 
 def bridge_eap_logprob(bridge, graph: Graph, clean: torch.Tensor, corrupted: torch.Tensor, pos, tok):
@@ -88,7 +77,7 @@ def bridge_eap_logprob(bridge, graph: Graph, clean: torch.Tensor, corrupted: tor
 def test_engine_equals_bridge_reference(tiny, spec: str) -> None:
     loaded = tiny(spec)
     model = merged_copy(loaded.model)
-    pairs = tokenize_pairs(rows(), loaded.tokenizer, "digits")
+    pairs = tokenize_pairs(digit_rows(8), loaded.tokenizer, "digits")
     assert int(pairs.attention_mask.sum(1).min()) == pairs.clean_ids.shape[1], "no padding in this test"
     ours = attribute(model, Graph.from_model(model), pairs, method="EAP", metric="logprob", progress=False)
     bridge = to_bridge(loaded.model, loaded.tokenizer, loaded.tokenizer_dir)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import math
-import random
 
 import pytest
 import torch
+from digits import digit_rows
 
 from circuitft.data.pairs import tokenize_pairs
-from circuitft.data.rows import PromptRow
 from circuitft.eap.evaluate import EvalResult, evaluate, faithfulness
 from circuitft.eap.graph import Graph
 from circuitft.errors import ConfigError
@@ -17,25 +16,12 @@ from circuitft.errors import ConfigError
 ARCHS = ["tiny-gpt2", "tiny-llama", "tiny-neox", "tiny-qwen2"]
 
 
-def digit_rows(n: int = 10, seed: int = 0) -> list[PromptRow]:
-    rng = random.Random(seed)
-    rows = []
-    for _ in range(n):
-        a, b, c = rng.randint(1, 9), rng.randint(1, 9), rng.randint(1, 9)
-        ans, wrong = (a + b) % 10, (a + c) % 10
-        wrong = wrong if wrong != ans else (ans + 1) % 10
-        # a two-token answer on some rows exercises the per-example mean over answer positions
-        answer = f"{ans} {a}" if a % 3 == 0 else str(ans)
-        rows.append(PromptRow(f"{a} + {b} =", f"{a} + {c} =", answer, str(wrong)))
-    return rows
-
-
 @pytest.mark.parametrize("name", ARCHS)
 @pytest.mark.parametrize("metric", ["kl", "logit_diff"])
 def test_full_circuit_is_clean_and_empty_circuit_is_corrupted(tiny, name, metric):
     loaded = tiny(name)
     model = loaded.model
-    pairs = tokenize_pairs(digit_rows(), loaded.tokenizer, "add")
+    pairs = tokenize_pairs(digit_rows(10, two_token_answers=True), loaded.tokenizer, "add")
     graph = Graph.from_model(model).full()
     full = evaluate(model, graph, pairs, metric=metric, batch_size=4, progress=False)
     assert torch.allclose(full.circuit, full.clean, atol=1e-5)
@@ -79,7 +65,7 @@ def test_single_input_edge_patch_equals_corrupted_projection_columns(tiny, name,
     from the corrupted run (layer 0 reads only the embeddings, and positions are shared)."""
     loaded = tiny(name)
     model = loaded.model
-    pairs = tokenize_pairs(digit_rows(6), loaded.tokenizer, "add")
+    pairs = tokenize_pairs(digit_rows(6, two_token_answers=True), loaded.tokenizer, "add")
     graph = Graph.from_model(model).full()
     dest = graph.cfg.q_index(0, 1) if kind == "q" else graph.cfg.k_index(0, 0)
     graph.in_graph[0, dest] = False
@@ -128,7 +114,7 @@ def test_faithfulness_formulas_by_hand():
 
 def test_bad_metric_and_mismatched_graph(tiny):
     loaded = tiny("tiny-gpt2")
-    pairs = tokenize_pairs(digit_rows(2), loaded.tokenizer, "add")
+    pairs = tokenize_pairs(digit_rows(2, two_token_answers=True), loaded.tokenizer, "add")
     with pytest.raises(ConfigError, match="valid metrics: kl, logit_diff, prob_diff, logprob"):
         evaluate(loaded.model, Graph.from_model(loaded.model).full(), pairs, metric="acc", progress=False)
     other = tiny("tiny-neox").model
