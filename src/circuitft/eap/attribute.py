@@ -12,7 +12,9 @@ activation). The reference library divides by N but also uses batch-mean metrics
 
 Destination gradients are summed over all passes of a batch and contracted with dz once per batch and
 layer (dz does not change between passes), so m IG steps cost m forward/backward passes plus one
-contraction.
+contraction. The m passes of a batch run stacked as one batch of m x B rows (``steps_per_pass``), and the
+pass on the corrupted input (IG step k = 0, or clean-corrupted's second point) also records the corrupted
+source outputs, so a batch needs a single no-grad forward (the clean one) besides its gradient passes.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from circuitft.eap.metrics import (
     validate_pairs,
     wide,
 )
-from circuitft.eap.patching import GradCollector, Patcher, capture_sources, hooked
+from circuitft.eap.patching import GradCollector, Handles, Patcher, capture_sources, hooked
 from circuitft.eap.sites import ModelSites, check_graph, model_sites
 from circuitft.errors import ConfigError
 
@@ -101,12 +103,18 @@ def kept_logits(model: torch.nn.Module, index: AnswerIndex, **inputs: Any) -> to
 
 
 class BatchRuns:
-    """The two no-grad runs of a batch: source differences, clean log-probs, clean/corrupted embeddings."""
+    """The no-grad runs of a batch: source differences, clean log-probs, clean/corrupted embeddings.
+
+    The clean run records every source's output into ``delta``. The corrupted run then turns it into
+    corrupted - clean: either a no-grad run here (``corrupted_run=True``) or, to save that forward, the first
+    gradient pass whose first rows run the corrupted embeddings (:meth:`corrupted_hooks`).
+    """
 
     def __init__(
-        self, model, sites: ModelSites, cfg: GraphConfig, batch: PairBatch, metric: str, dtype
-    ) -> None:
-        self.batch, self.metric = batch, metric
+        self, model, sites: ModelSites, cfg: GraphConfig, batch: PairBatch, metric: str, dtype,
+        corrupted_run: bool = True,
+    ) -> None:  # fmt: skip
+        self.batch, self.metric, self.sites, self.cfg = batch, metric, sites, cfg
         self.index = AnswerIndex.from_batch(batch, metric)
         self.mask = batch.attention_mask
         b, t = batch.clean_ids.shape
@@ -115,37 +123,83 @@ class BatchRuns:
         )
         with torch.no_grad():
             with hooked(capture_sources(sites, cfg, self.delta, "set")):
-                kept_logits(model, self.index, input_ids=batch.corrupted_ids, attention_mask=self.mask)
-            with hooked(capture_sources(sites, cfg, self.delta, "sub")):
                 clean = kept_logits(model, self.index, input_ids=batch.clean_ids, attention_mask=self.mask)
             self.clean_logp = torch.log_softmax(wide(clean), -1)
             self.clean_embeds = sites.embed(batch.clean_ids)
             self.corrupted_embeds = sites.embed(batch.corrupted_ids)
+            self.complete = corrupted_run
+            if corrupted_run:
+                with hooked(capture_sources(sites, cfg, self.delta, "rsub")):
+                    kept_logits(model, self.index, input_ids=batch.corrupted_ids, attention_mask=self.mask)
+
+    def corrupted_hooks(self) -> Handles:
+        """Hooks completing ``delta`` from a pass on ``inputs_embeds`` whose first B rows are the corrupted
+        embeddings (the input source is set here: an embeddings pass never calls the embedding module)."""
+        self.delta[0].copy_(self.corrupted_embeds - self.clean_embeds)
+        self.complete = True
+        return capture_sources(
+            self.sites, self.cfg, self.delta, "rsub", rows=self.delta.shape[1], embed=False
+        )
 
     def loss(self, model, embeds: torch.Tensor) -> torch.Tensor:
-        """Summed per-example loss of a run on ``embeds`` (clean attention mask, clean logits as reference)."""
-        logits = kept_logits(model, self.index, inputs_embeds=embeds, attention_mask=self.mask)
-        return metric_loss(self.metric, logits, self.index, self.clean_logp)
+        """Summed per-example loss of a run on ``embeds`` [k*B, T, d] (k stacked copies of the batch; clean
+        attention mask, clean logits as reference)."""
+        k = embeds.shape[0] // self.mask.shape[0]
+        index, clean_logp = _repeated(self.index, k), self.clean_logp
+        if k > 1:
+            clean_logp = clean_logp.repeat(k, 1)
+        mask = self.mask.repeat(k, 1) if k > 1 else self.mask
+        logits = kept_logits(model, index, inputs_embeds=embeds, attention_mask=mask)
+        return metric_loss(self.metric, logits, index, clean_logp)
 
 
-def _grad_pass(model, runs: BatchRuns, embeds: torch.Tensor) -> None:
+def _repeated(index: AnswerIndex, k: int) -> AnswerIndex:
+    """The index of ``k`` stacked copies of a batch (rows of copy j follow those of copy j-1)."""
+    if k == 1:
+        return index
+    n = len(index.example)  # kept logits rows per copy
+    shift = lambda t, step: None if t is None else torch.cat([t + j * step for j in range(k)])  # noqa: E731
+    rep = lambda t: None if t is None else t.repeat(k)  # noqa: E731
+    return AnswerIndex(
+        index.mask.repeat(k, 1), shift(index.example, index.n_examples), rep(index.token),
+        index.n_examples * k, rep(index.answer_len), shift(index.diff_row, n), rep(index.diff_answer),
+        rep(index.diff_wrong),
+    )  # fmt: skip
+
+
+def _grad_pass(model, runs: BatchRuns, embeds: torch.Tensor, hooks: Handles | None = None) -> None:
     with torch.enable_grad():  # callers may hold torch.no_grad(); attribute() also leaves inference mode
         embeds = embeds.detach().requires_grad_(True)
-        runs.loss(model, embeds).backward()
+        with hooked(hooks or []):
+            loss = runs.loss(model, embeds)
+        loss.backward()
 
 
-def _passes_inputs(model, runs: BatchRuns, method: str, steps: int) -> int:
+def _stacked_passes(model, runs: BatchRuns, points: list[torch.Tensor], per_pass: int | None) -> int:
+    """Gradient passes at ``points`` (embeddings [B, T, d]), ``per_pass`` of them stacked into one run.
+
+    If the corrupted sources are still missing, ``points[0]`` must be the corrupted embeddings: the first
+    run then also records them (one no-grad forward saved per batch).
+    """
+    per_pass = per_pass or len(points)
+    for start in range(0, len(points), per_pass):
+        chunk = points[start : start + per_pass]
+        hooks = None
+        if not runs.complete:
+            assert start == 0 and torch.equal(chunk[0], runs.corrupted_embeds)
+            hooks = runs.corrupted_hooks()
+        _grad_pass(model, runs, torch.cat(chunk) if len(chunk) > 1 else chunk[0], hooks)
+    return len(points)
+
+
+def _passes_inputs(model, runs: BatchRuns, method: str, steps: int, per_pass: int | None) -> int:
     e, e_corr = runs.clean_embeds, runs.corrupted_embeds
     if method == "EAP":
-        _grad_pass(model, runs, e)
-        return 1
+        return _stacked_passes(model, runs, [e], per_pass)
     if method == "clean-corrupted":
-        _grad_pass(model, runs, e)
-        _grad_pass(model, runs, e_corr)
-        return 2
-    for k in range(steps):  # EAP-IG-inputs, current library convention k = 0..m-1
-        _grad_pass(model, runs, e_corr + (k / steps) * (e - e_corr))
-    return steps
+        return _stacked_passes(model, runs, [e_corr, e], per_pass)
+    # EAP-IG-inputs, current library convention k = 0..m-1 (k = 0 is the corrupted input itself)
+    return _stacked_passes(model, runs, [e_corr + (k / steps) * (e - e_corr) for k in range(steps)], per_pass)
 
 
 def _passes_activations(model, sites: ModelSites, runs: BatchRuns, steps: int) -> int:
@@ -268,11 +322,14 @@ def attribute(
     batch_size: int = 8,
     progress: bool = True,
     dtype: torch.dtype | str | None = None,
+    steps_per_pass: int | None = None,
 ) -> Graph:
     """Fill ``graph.scores`` (float32, mean over examples) and ``graph.meta``; returns ``graph``.
 
     ``model`` is a plain Hugging Face causal LM (merged, frozen or not: parameters get no gradients here and
     the model is restored afterwards). See the module docstring for the score definition.
+    ``steps_per_pass``: gradient passes of a batch stacked into one forward/backward (None: all of them;
+    ``ig_steps`` x ``batch_size`` rows at once; lower it to cap activation memory).
     """
     check_method(method)
     check_metric(metric)
@@ -280,6 +337,8 @@ def attribute(
         raise ConfigError(f"ig_steps must be at least 1, got {ig_steps}")
     if batch_size < 1:
         raise ConfigError(f"batch_size must be positive, got {batch_size}")
+    if steps_per_pass is not None and steps_per_pass < 1:
+        raise ConfigError(f"steps_per_pass must be positive, got {steps_per_pass}")
     validate_pairs(pairs, metric)
     sites = model_sites(model)
     cfg = graph.cfg
@@ -295,14 +354,16 @@ def attribute(
             scores = torch.zeros(cfg.n_forward, cfg.n_backward, dtype=torch.float64)
             passes = 0
             for batch in tqdm(pairs.batches(batch_size), total=n_batches, disable=not progress, desc=method):
-                runs = BatchRuns(model, sites, cfg, batch.to(device), metric, dtype)
+                # the corrupted sources come from a gradient pass on the corrupted input where there is one
+                own_run = method in ("EAP", "EAP-IG-activations")
+                runs = BatchRuns(model, sites, cfg, batch.to(device), metric, dtype, corrupted_run=own_run)
                 acc = torch.empty(cfg.n_backward, *runs.delta.shape[1:], dtype=dtype, device=device)
                 collector = GradCollector(sites, cfg, acc)
                 with hooked(collector.hooks()):
                     if method == "EAP-IG-activations":
                         passes = _passes_activations(model, sites, runs, ig_steps)
                     else:
-                        passes = _passes_inputs(model, runs, method, ig_steps)
+                        passes = _passes_inputs(model, runs, method, ig_steps, steps_per_pass)
                 _contract(scores, cfg, runs.delta, collector.finish())
                 del runs, acc
             scores /= len(pairs) * passes

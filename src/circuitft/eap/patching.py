@@ -50,38 +50,50 @@ def capture_sources(
     sites: ModelSites,
     cfg: GraphConfig,
     delta: torch.Tensor,
-    mode: Literal["set", "sub"],
+    mode: Literal["set", "sub", "rsub"],
     resid: dict[tuple[str, int], torch.Tensor] | None = None,
+    rows: int | None = None,
+    embed: bool = True,
 ) -> Handles:
-    """Forward hooks writing (``set``) or subtracting (``sub``) each source's output into ``delta``.
+    """Forward hooks writing each source's output into ``delta``: ``set`` (delta = out), ``sub``
+    (delta -= out) or ``rsub`` (delta = out - delta).
 
     Head writes go straight into ``delta`` with one batched matmul per layer (``bmm`` / ``baddbmm_``).
+    ``rows``: record only the first ``rows`` rows of the batch (a run of stacked copies); ``embed=False``
+    leaves the input source alone (a run on ``inputs_embeds`` never calls the embedding module).
     With ``resid``, the residual read by every destination (the inputs of the attention, MLP and final
     norms) is also recorded, keyed ``("attn", l)``, ``("mlp", l)``, ``("final", 0)`` (see :class:`Patcher`).
     """
     dtype = delta.dtype
+    beta = {"set": 0.0, "sub": 1.0, "rsub": -1.0}[mode]
+    alpha = -1.0 if mode == "sub" else 1.0
 
     def put(index: int, value: torch.Tensor) -> None:
+        value = value.detach()[:rows]
         if mode == "set":
-            delta[index].copy_(value.detach())
+            delta[index].copy_(value)
+        elif mode == "sub":
+            delta[index].sub_(value.to(dtype))
         else:
-            delta[index].sub_(value.detach().to(dtype))
+            delta[index].neg_().add_(value.to(dtype))
 
-    handles: Handles = [sites.embed.register_forward_hook(lambda m, a, out: put(0, out))]
+    handles: Handles = []
+    if embed:
+        handles.append(sites.embed.register_forward_hook(lambda m, a, out: put(0, out)))
     h, dh = sites.n_heads, sites.head_dim
     for layer, ls in enumerate(sites.layers):
         first = cfg.head_index(layer, 0)
         weight = ls.out_weight.to(dtype)
 
         def on_z(module, args, first=first, weight=weight):
-            z = args[0].detach()
+            z = args[0].detach()[:rows]
             b, t, _ = z.shape
             zt = z.reshape(b * t, h, dh).transpose(0, 1).to(dtype)  # [H, BT, dh]
             target = delta[first : first + h].view(h, b * t, -1)
             if mode == "set":
                 torch.bmm(zt, weight, out=target)
             else:
-                target.baddbmm_(zt, weight, alpha=-1)
+                target.baddbmm_(zt, weight, beta=beta, alpha=alpha)
 
         def on_mlp(module, args, out, index=cfg.mlp_index(layer)):
             put(index, out)
@@ -164,9 +176,12 @@ class GradCollector:
 
         grad = r g (W * gamma)  -  (r n) * (g . W(gamma n)) / d        (RMSNorm; LayerNorm: W * gamma centred)
 
-    and W(gamma n) is just the projection output minus its (effective) bias, so each projection costs one
-    batched matmul into ``acc`` plus one fused elementwise update. The first write of a batch overwrites
-    ``acc`` (no zero fill); :meth:`finish` zeroes destinations that never received a gradient.
+    and W(gamma n) is just the projection output minus its (effective) bias. W is the same in every pass,
+    so the first term is summed over passes as r g ([B*T, dh] per head) and multiplied by W once, in
+    :meth:`finish` (one batched matmul per projection and batch); the second is one fused elementwise
+    update per pass. A pass may run k stacked copies of the batch (k*B rows): the copies are summed.
+    The first write of a batch overwrites ``acc`` (no zero fill); :meth:`finish` zeroes destinations that
+    never received a gradient.
     """
 
     def __init__(self, sites: ModelSites, cfg: GraphConfig, acc: torch.Tensor) -> None:
@@ -179,6 +194,8 @@ class GradCollector:
             [_ProjectionGrad(p, ls.attn_norm, sites.norm_kind, acc.dtype) for p in ls.projections]
             for ls in sites.layers
         ]
+        # per (layer, projection): sum over passes of r g, [n, B*T, dh] (float32 or wider)
+        self._rg: dict[tuple[int, int], torch.Tensor] = {}
 
     def hooks(self) -> Handles:
         """Register the hooks (remove them with :func:`hooked`)."""
@@ -186,14 +203,21 @@ class GradCollector:
         cfg = self.cfg
         for layer, ls in enumerate(self.sites.layers):
             handles.append(ls.attn_norm.register_forward_pre_hook(self._save_stats(layer)))
-            for proj, const in zip(ls.projections, self._proj[layer], strict=True):
-                handles.append(proj.module.register_forward_hook(self._on_projection(layer, const)))
+            for j, (proj, const) in enumerate(zip(ls.projections, self._proj[layer], strict=True)):
+                handles.append(proj.module.register_forward_hook(self._on_projection(layer, j, const)))
             handles.append(ls.mlp_norm.register_forward_pre_hook(self._alias(cfg.mlp_in_index(layer))))
         handles.append(self.sites.final_norm.register_forward_pre_hook(self._alias(cfg.logits_index)))
         return handles
 
     def finish(self) -> torch.Tensor:
-        """Zero the destinations that got no gradient in any pass; returns ``acc``."""
+        """Add the summed first terms, zero the destinations that got no gradient in any pass; returns ``acc``."""
+        bt = self.acc.shape[1] * self.acc.shape[2]
+        for (layer, j), rg in self._rg.items():
+            const = self._proj[layer][j]
+            lo = layer * self.cfg.layer_width + const.start
+            target = self.acc[lo : lo + const.n].view(const.n, bt, -1)
+            target.baddbmm_(rg.to(self.acc.dtype), const.weight)
+        self._rg.clear()
         if not self.written.all():
             self.acc[(~self.written).to(self.acc.device)] = 0
         return self.acc
@@ -205,32 +229,40 @@ class GradCollector:
                 with torch.no_grad():
                     r, n = norm_stats(x.detach(), self.sites.norm_kind, self._eps[layer])
                     b, t, d = x.shape
-                    self._r[layer] = r.to(self.acc.dtype).reshape(b * t, 1, 1)
-                    self._rn[layer] = (r * n).to(self.acc.dtype).reshape(1, b * t, d)
+                    self._r[layer] = r.reshape(b * t, 1, 1)
+                    self._rn[layer] = (r * n).to(self.acc.dtype).reshape(b * t, d)
 
         return hook
 
-    def _on_projection(self, layer: int, const: _ProjectionGrad):
+    def _on_projection(self, layer: int, j: int, const: _ProjectionGrad):
         lo = layer * self.cfg.layer_width + const.start
         hi = lo + const.n
+        b, t = self.acc.shape[1], self.acc.shape[2]
+        bt = b * t
 
         def on_grad(g: torch.Tensor, out: torch.Tensor) -> None:
             with torch.no_grad():
-                b, t, _ = g.shape
-                gv = g.reshape(b * t, const.n, -1).to(self.acc.dtype)
-                qv = out.reshape(b * t, const.n, -1).to(self.acc.dtype)
+                copies = g.shape[0] // b
+                gv = g.reshape(copies * bt, const.n, -1).to(self.acc.dtype)
+                qv = out.reshape(copies * bt, const.n, -1).to(self.acc.dtype)
                 if const.order is not None:
                     gv, qv = gv[:, const.order], qv[:, const.order]
                 d = const.weight.shape[-1]
-                s = (gv * (qv - const.bias)).sum(-1).T.div_(d)  # [n, BT]
-                lhs = (gv * self._r[layer]).transpose(0, 1)  # [n, BT, dh]
-                target = self.acc[lo:hi].view(const.n, b * t, d)
-                if self.written[lo]:
-                    target.baddbmm_(lhs, const.weight)
+                s = (gv * (qv - const.bias)).sum(-1).T.div_(-d)  # [n, k*BT], negated
+                rg = (wide(gv) * self._r[layer]).view(copies, bt, const.n, -1).sum(0).transpose(0, 1)
+                if (layer, j) in self._rg:
+                    self._rg[(layer, j)] += rg
                 else:
-                    torch.bmm(lhs, const.weight, out=target)
-                    self.written[lo:hi] = True
-                target.addcmul_(s[..., None], self._rn[layer], value=-1)
+                    self._rg[(layer, j)] = rg.contiguous()
+                target = self.acc[lo:hi].view(const.n, bt, d)
+                rn = self._rn[layer]
+                for c in range(copies):
+                    s_c, rn_c = s[:, c * bt : (c + 1) * bt, None], rn[c * bt : (c + 1) * bt]
+                    if self.written[lo]:
+                        target.addcmul_(s_c, rn_c)
+                    else:
+                        torch.mul(s_c, rn_c, out=target)
+                        self.written[lo:hi] = True
 
         def hook(module, args, out):
             if out.requires_grad:
@@ -240,11 +272,16 @@ class GradCollector:
         return hook
 
     def _alias(self, column: int):
+        b = self.acc.shape[1]
+
         def on_grad(g: torch.Tensor) -> None:
+            g = g.detach()
+            if g.shape[0] != b:  # stacked copies of the batch
+                g = g.reshape(-1, *self.acc.shape[1:]).sum(0)
             if self.written[column]:
-                self.acc[column] += g.detach()
+                self.acc[column] += g
             else:
-                self.acc[column].copy_(g.detach())
+                self.acc[column].copy_(g)
                 self.written[column] = True
 
         def hook(module, args):
