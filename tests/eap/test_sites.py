@@ -191,8 +191,10 @@ def test_destination_grads_equal_autograd_through_per_head_copies(tiny, name):
         embeds = sites.embed(ids).detach()
         ref = _reference_destination_grads(model, sites, cfg, embeds.clone(), loss_fn)
         acc = torch.zeros_like(ref)
-        with hooked(GradCollector(sites, cfg, acc).hooks()):
+        collector = GradCollector(sites, cfg, acc)
+        with hooked(collector.hooks()):
             loss_fn(model(inputs_embeds=embeds.clone().requires_grad_(True)).logits).backward()
+        collector.finish()
     assert ref.abs().amax() > 1e-3
     # Llama-style RMSNorm normalises in float32 even in a float64 model, hence the looser tolerance there
     tol = 1e-9 if sites.norm_kind == "layer" else 1e-5
