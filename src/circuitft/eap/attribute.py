@@ -145,7 +145,7 @@ class BatchRuns:
         """Summed per-example loss of a run on ``embeds`` [k*B, T, d] (k stacked copies of the batch; clean
         attention mask, clean logits as reference)."""
         k = embeds.shape[0] // self.mask.shape[0]
-        index, clean_logp = _repeated(self.index, k), self.clean_logp
+        index, clean_logp = repeated_index(self.index, k), self.clean_logp
         if k > 1:
             clean_logp = clean_logp.repeat(k, 1)
         mask = self.mask.repeat(k, 1) if k > 1 else self.mask
@@ -153,7 +153,7 @@ class BatchRuns:
         return metric_loss(self.metric, logits, index, clean_logp)
 
 
-def _repeated(index: AnswerIndex, k: int) -> AnswerIndex:
+def repeated_index(index: AnswerIndex, k: int) -> AnswerIndex:
     """The index of ``k`` stacked copies of a batch (rows of copy j follow those of copy j-1)."""
     if k == 1:
         return index

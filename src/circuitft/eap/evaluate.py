@@ -15,7 +15,13 @@ import torch
 from tqdm.auto import tqdm
 
 from circuitft.data.pairs import PromptPairs
-from circuitft.eap.attribute import analysis_mode, buffer_dtype, kept_logits, model_device
+from circuitft.eap.attribute import (
+    analysis_mode,
+    buffer_dtype,
+    kept_logits,
+    model_device,
+    repeated_index,
+)
 from circuitft.eap.graph import Graph
 from circuitft.eap.metrics import AnswerIndex, correct, kl_rows, metric_values, validate_pairs, wide
 from circuitft.eap.patching import Patcher, capture_sources, hooked
@@ -63,18 +69,23 @@ def evaluate(
     notin = (cfg.real_edge_mask & ~graph.in_graph.cpu()).to(device)
     out: dict[str, list[torch.Tensor]] = {k: [] for k in ("clean", "corr", "circ", "mc", "cc", "klc", "klk")}
     n_batches = (len(pairs) + batch_size - 1) // batch_size
+    patcher = Patcher(sites, cfg, notin, dtype=dtype, device=device)  # the plan is built once
     with analysis_mode(model), torch.no_grad():
         for batch in tqdm(pairs.batches(batch_size), total=n_batches, disable=not progress, desc="evaluate"):
             batch = batch.to(device)
             index = AnswerIndex.from_batch(batch, metric)
             mask = batch.attention_mask
             b, t = batch.clean_ids.shape
-            clean = kept_logits(model, index, input_ids=batch.clean_ids, attention_mask=mask)
             delta = torch.empty(cfg.n_forward, b, t, sites.d_model, dtype=dtype, device=device)
             resid: dict = {}
-            with hooked(capture_sources(sites, cfg, delta, "set", resid)):
-                corr = kept_logits(model, index, input_ids=batch.corrupted_ids, attention_mask=mask)
-            with hooked(Patcher(sites, cfg, notin, delta, resid).hooks()):
+            # corrupted and clean rows in one run (one larger batch); the corrupted rows are recorded
+            both = torch.cat([batch.corrupted_ids, batch.clean_ids])
+            with hooked(capture_sources(sites, cfg, delta, "set", resid, rows=b)):
+                logits = kept_logits(
+                    model, repeated_index(index, 2), input_ids=both, attention_mask=mask.repeat(2, 1)
+                )
+            corr, clean = logits.chunk(2)
+            with hooked(patcher.bind(delta, resid).hooks()):
                 circ = kept_logits(model, index, input_ids=batch.clean_ids, attention_mask=mask)
             lp_clean, lp_corr, lp_circ = (torch.log_softmax(wide(x), -1) for x in (clean, corr, circ))
             out["clean"].append(metric_values(metric, clean, index, lp_clean))

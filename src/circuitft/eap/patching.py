@@ -15,6 +15,7 @@ through that norm alone.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
@@ -104,7 +105,7 @@ def capture_sources(
 
         def record(key: tuple[str, int]):
             def hook(module, args):
-                resid[key] = args[0].detach()
+                resid[key] = args[0].detach()[:rows]
 
             return hook
 
@@ -310,6 +311,8 @@ class _PatchedInputs:
     = x + sum of delta over those parents (``direct``), or, cheaper when few parents are in the circuit,
     x_corrupted - sum of delta over the circuit parents (``complement``: x_corrupted - x is the sum of all
     upstream delta, since both residuals are the sources' sum plus the same constants).
+    The sums are one sparse x dense product (float32/float64: each destination reads only its own parents'
+    rows, nothing is gathered), else a dense product over the rows involved.
     """
 
     def __init__(self, columns: torch.Tensor, key: tuple[str, int], dtype: torch.dtype) -> None:
@@ -319,18 +322,27 @@ class _PatchedInputs:
         self.complement = len(in_rows) < len(out_rows)
         rows = in_rows if self.complement else out_rows
         block = ~columns if self.complement else columns
+        self.n_patterns = columns.shape[1]
+        self.n_rows = len(rows)
+        self.sparse: torch.Tensor | None = None
+        if self.n_rows and dtype in (torch.float32, torch.float64):
+            hi = int(rows[-1]) + 1
+            self.rows: slice | torch.Tensor = slice(0, hi)
+            with warnings.catch_warnings():  # "sparse CSR support is in beta"
+                warnings.simplefilter("ignore", UserWarning)
+                self.weights = block[:hi].T.to(dtype).to_sparse_csr()  # [U, hi]
+            return
         lo, hi = (int(rows[0]), int(rows[-1]) + 1) if len(rows) else (0, 0)
-        self.rows: slice | torch.Tensor = slice(lo, hi)
+        self.rows = slice(lo, hi)
         if 2 * len(rows) < hi - lo:  # sparse rows: gather them; else read the range in place (zero weights)
             self.rows = rows
             self.weights = block[rows].T.to(dtype)  # [U, r]
         else:
             self.weights = block[lo:hi].T.to(dtype)
-        self.n_rows = self.weights.shape[1]
 
     def __call__(self, x: torch.Tensor, delta: torch.Tensor, resid: dict) -> torch.Tensor:
         """[U, B, T, d] patched inputs given the current residual x [B, T, d]."""
-        u = self.weights.shape[0]
+        u = self.n_patterns
         start = resid[self.key][None] if self.complement else x[None]
         if not self.n_rows:
             return start.expand(u, *x.shape).to(x.dtype)
@@ -340,23 +352,35 @@ class _PatchedInputs:
 
 
 class _ProjectionPatch:
-    """Which output chunks of a q/k/v projection take which patched input (group -1: unpatched)."""
+    """Which output chunks of a q/k/v projection take which patched input (group -1: unpatched).
+
+    During the patched run the projection's forward is replaced: each group's chunks are computed once from
+    that group's normed input, so no chunk is computed twice.
+    """
 
     def __init__(self, proj: Projection, group_of_slot: dict[int, int], dtype: torch.dtype) -> None:
         groups = [group_of_slot.get(s, -1) for s in proj.slots.tolist()]
-        counts = {g: groups.count(g) for g in set(groups)}
-        # the most common input is fed to the module itself (no extra work); ties prefer leaving it alone
-        self.base = max(counts, key=lambda g: (counts[g], g == -1))
-        self.extra: list[tuple[int, list[int] | slice, torch.Tensor, torch.Tensor | None]] = []
+        self.groups: list[tuple[int, list[int] | slice, torch.Tensor, torch.Tensor | None]] = []
         dh = proj.weight.shape[1]
-        for g in sorted(counts):
-            if g == self.base:
-                continue
+        for g in sorted(set(groups)):
             chunks = [j for j, gg in enumerate(groups) if gg == g]
             weight = proj.weight[chunks].reshape(len(chunks) * dh, -1).T.to(dtype).contiguous()  # [d, m*dh]
             bias = None if proj.bias is None else proj.bias[chunks].reshape(-1).to(dtype)
-            self.extra.append((g, _as_slice(chunks), weight, bias))
-        self.dh = dh
+            self.groups.append((g, _as_slice(chunks), weight, bias))
+        self.dh, self.n_chunks = dh, len(groups)
+
+
+class _Forward:
+    """A temporary replacement of a module's ``forward`` (a hook-like handle: :meth:`remove` restores it)."""
+
+    def __init__(self, module: torch.nn.Module, forward: Any) -> None:
+        self.module = module
+        module.forward = forward
+
+    def remove(self) -> None:
+        """Restore the module's own forward."""
+        if "forward" in vars(self.module):
+            del self.module.forward
 
 
 class Patcher:
@@ -366,17 +390,27 @@ class Patcher:
     residuals (:func:`capture_sources` with ``set`` and ``resid``); during the run, source hooks subtract the
     current outputs as they are produced, and each destination input becomes x + the sum of ``delta`` over
     its parents u with ``notin[u, v]``. Destinations with the same non-circuit parents share one patched
-    input; a projection's chunks are recomputed from ``norm(patched input)`` (the most common patched input
-    is fed to the projection module itself). A Patcher serves one forward pass.
+    input; a projection's chunks are computed from ``norm(patched input)`` of their group. The plan depends
+    only on ``notin``: build it once and :meth:`bind` each batch's ``delta`` and ``resid`` (one forward pass
+    per binding).
     """
 
     def __init__(
-        self, sites: ModelSites, cfg: GraphConfig, notin: torch.Tensor, delta: torch.Tensor, resid: dict
+        self,
+        sites: ModelSites,
+        cfg: GraphConfig,
+        notin: torch.Tensor,
+        delta: torch.Tensor | None = None,
+        resid: dict | None = None,
+        *,
+        dtype: torch.dtype | None = None,
+        device: torch.device | None = None,
     ) -> None:
         self.sites, self.cfg, self.delta, self.resid = sites, cfg, delta, resid
-        notin = notin.to(delta.device) & cfg.real_edge_mask.to(delta.device)
+        dt = dtype or delta.dtype
+        device = device or delta.device
+        notin = notin.to(device) & cfg.real_edge_mask.to(device)
         self.any = bool(notin.any())
-        dt = delta.dtype
         w = cfg.layer_width
         self._attn: list[tuple[_PatchedInputs, list[_ProjectionPatch]] | None] = []
         self._mlp: list[_PatchedInputs | None] = []
@@ -396,15 +430,21 @@ class Patcher:
         self._logits = _PatchedInputs(col, ("final", 0), dt) if col.any() else None
         self._normed: list[torch.Tensor | None] = [None] * cfg.n_layers
 
+    def bind(self, delta: torch.Tensor, resid: dict) -> Patcher:
+        """Use this batch's corrupted source outputs and residuals for the next patched run."""
+        self.delta, self.resid = delta, resid
+        return self
+
     def hooks(self) -> Handles:
         """Register the hooks (remove them with :func:`hooked`)."""
+        assert self.delta is not None and self.resid is not None, "bind() a batch first"
         handles = capture_sources(self.sites, self.cfg, self.delta, "sub")
         for layer, ls in enumerate(self.sites.layers):
             if self._attn[layer] is not None:
                 patched, plans = self._attn[layer]
                 handles.append(ls.attn_norm.register_forward_pre_hook(self._on_attn_norm(layer, patched)))
                 for proj, plan in zip(ls.projections, plans, strict=True):
-                    handles += self._on_projection(layer, proj, plan)
+                    handles.append(_Forward(proj.module, self._projection_forward(layer, plan)))
             if self._mlp[layer] is not None:
                 handles.append(ls.mlp_norm.register_forward_pre_hook(self._replace(self._mlp[layer])))
         if self._logits is not None:
@@ -423,27 +463,18 @@ class Patcher:
 
         return hook
 
-    def _on_projection(self, layer: int, proj: Projection, plan: _ProjectionPatch) -> Handles:
-        original: list[torch.Tensor] = []
+    def _projection_forward(self, layer: int, plan: _ProjectionPatch):
+        def forward(x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+            b, t, _ = x.shape
+            out = None
+            for g, chunks, weight, bias in plan.groups:
+                src = (x if g < 0 else self._normed[layer][g]).reshape(b * t, -1).to(weight.dtype)
+                new = src @ weight if bias is None else torch.addmm(bias, src, weight)
+                if len(plan.groups) == 1:
+                    return new.view(b, t, -1)
+                if out is None:
+                    out = new.new_empty(b * t, plan.n_chunks, plan.dh)
+                out[:, chunks] = new.view(b * t, -1, plan.dh)
+            return out.view(b, t, -1)
 
-        def pre(module, args):
-            original[:] = [args[0]]
-            if plan.base >= 0:
-                return (self._normed[layer][plan.base], *args[1:])
-            return None
-
-        def post(module, args, out):
-            b, t, _ = out.shape
-            view = out.view(b * t, -1, plan.dh)
-            for g, chunks, weight, bias in plan.extra:
-                x = original[0] if g < 0 else self._normed[layer][g]
-                x = x.reshape(b * t, -1).to(out.dtype)
-                new = x @ weight if bias is None else torch.addmm(bias, x, weight)
-                view[:, chunks] = new.view(b * t, -1, plan.dh)
-            original.clear()
-            return out
-
-        handles: Handles = [proj.module.register_forward_pre_hook(pre)]
-        if plan.extra:
-            handles.append(proj.module.register_forward_hook(post))
-        return handles
+        return forward
