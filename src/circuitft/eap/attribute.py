@@ -20,6 +20,7 @@ source outputs, so a batch needs a single no-grad forward (the clean one) beside
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -100,6 +101,37 @@ def kept_logits(model: torch.nn.Module, index: AnswerIndex, **inputs: Any) -> to
     out = model(**inputs, logits_to_keep=index.mask, use_cache=False)
     logits = out.logits
     return logits.reshape(-1, logits.shape[-1])
+
+
+LONG_ROW_FACTOR = 4.0
+_warned_long: set[tuple] = set()
+
+
+def length_batches(pairs: PromptPairs, batch_size: int) -> Iterator[tuple[torch.Tensor, PairBatch]]:
+    """``(rows, batch)`` with rows of similar length batched together (stable sort by length, so padding is
+    small); ``rows`` are the input positions of the batch's rows. Warns once per data set when a row is more
+    than ``LONG_ROW_FACTOR`` times the median length (its batch pads every row it shares to that length).
+    """
+    if batch_size <= 0:
+        raise ConfigError(f"batch_size must be positive, got {batch_size}")
+    lengths = pairs.attention_mask.sum(1)
+    if len(pairs):
+        median, longest = float(lengths.float().median()), int(lengths.argmax())
+        if lengths[longest] > LONG_ROW_FACTOR * median:
+            key = (pairs.task, len(pairs), int(lengths[longest]), median)
+            if key not in _warned_long:
+                _warned_long.add(key)
+                n_long = int((lengths > LONG_ROW_FACTOR * median).sum())
+                warnings.warn(
+                    f"task {pairs.task!r}: row {longest + 1} has {int(lengths[longest])} tokens, more than "
+                    f"{LONG_ROW_FACTOR:g}x the median {median:g} ({n_long} such rows); rows are batched by "
+                    "length, but such rows dominate the time and memory of their batches",
+                    stacklevel=3,
+                )
+    order = torch.sort(lengths, stable=True).indices
+    for start in range(0, len(pairs), batch_size):
+        rows = order[start : start + batch_size]
+        yield rows, pairs.batch(rows)
 
 
 class BatchRuns:
@@ -278,7 +310,7 @@ def _exact(
     bar = tqdm(
         total=len(edges) * ((len(pairs) + batch_size - 1) // batch_size), disable=not progress, desc="exact"
     )
-    for batch in pairs.batches(batch_size):
+    for _, batch in length_batches(pairs, batch_size):
         batch = batch.to(device)
         index = AnswerIndex.from_batch(batch, metric)
         b, t = batch.clean_ids.shape
@@ -353,7 +385,8 @@ def attribute(
         else:
             scores = torch.zeros(cfg.n_forward, cfg.n_backward, dtype=torch.float64)
             passes = 0
-            for batch in tqdm(pairs.batches(batch_size), total=n_batches, disable=not progress, desc=method):
+            batches = length_batches(pairs, batch_size)
+            for _, batch in tqdm(batches, total=n_batches, disable=not progress, desc=method):
                 # the corrupted sources come from a gradient pass on the corrupted input where there is one
                 own_run = method in ("EAP", "EAP-IG-activations")
                 runs = BatchRuns(model, sites, cfg, batch.to(device), metric, dtype, corrupted_run=own_run)

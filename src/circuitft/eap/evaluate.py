@@ -19,6 +19,7 @@ from circuitft.eap.attribute import (
     analysis_mode,
     buffer_dtype,
     kept_logits,
+    length_batches,
     model_device,
     repeated_index,
 )
@@ -71,7 +72,10 @@ def evaluate(
     n_batches = (len(pairs) + batch_size - 1) // batch_size
     patcher = Patcher(sites, cfg, notin, dtype=dtype, device=device)  # the plan is built once
     with analysis_mode(model), torch.no_grad():
-        for batch in tqdm(pairs.batches(batch_size), total=n_batches, disable=not progress, desc="evaluate"):
+        order = []  # rows are batched by length; results go back to input order at the end
+        batches = length_batches(pairs, batch_size)
+        for rows, batch in tqdm(batches, total=n_batches, disable=not progress, desc="evaluate"):
+            order.append(rows)
             batch = batch.to(device)
             index = AnswerIndex.from_batch(batch, metric)
             mask = batch.attention_mask
@@ -95,7 +99,8 @@ def evaluate(
             out["cc"].append(correct(circ, index))
             out["klc"].append(index.per_example_mean(kl_rows(lp_corr, lp_clean)))
             out["klk"].append(index.per_example_mean(kl_rows(lp_corr, lp_circ)))
-    cat = {k: torch.cat(v).cpu() for k, v in out.items()}
+    position = torch.cat(order) if order else torch.zeros(0, dtype=torch.long)
+    cat = {k: torch.cat(v).cpu()[torch.argsort(position)] for k, v in out.items()}
     return EvalResult(
         metric, cat["clean"], cat["corr"], cat["circ"], cat["mc"], cat["cc"], cat["klc"], cat["klk"],
         int((graph.in_graph.cpu() & cfg.real_edge_mask).sum()),
