@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections.abc import Callable, Sequence
 
@@ -28,7 +29,8 @@ from circuitft.errors import ConfigError
 KEYS = (
     "model", "device", "threads", "batch_size", "seq_len", "batches", "ig_steps", "n_layers", "n_heads",
     "n_kv_heads", "d_model", "n_edges", "eap_seconds", "floor_seconds", "eap_ratio", "eval_seconds",
-    "eval_floor_seconds", "eval_ratio", "eval_circuit_edges",
+    "eval_floor_seconds", "eval_ratio", "eval_circuit_edges", "dtype", "eap_seconds_per_100_batches",
+    "eval_seconds_per_100_batches", "eap_peak_gib", "floor_peak_gib",
 )  # fmt: skip
 
 
@@ -108,8 +110,12 @@ def run_eap_bench(
     repeats: int = 2,
     device: str | None = None,
     circuit_frac: float = 0.05,
+    model: torch.nn.Module | None = None,
 ) -> dict[str, object]:
-    """Run the benchmark and return its record (see module docstring); times are the best of ``repeats``."""
+    """Run the benchmark and return its record (see module docstring); times are the best of ``repeats``.
+
+    ``model``: an already built model (e.g. :func:`shaped_model`) instead of loading ``model_spec``.
+    """
     from circuitft.eap.attribute import analysis_mode, attribute
     from circuitft.eap.evaluate import evaluate
     from circuitft.eap.graph import Graph
@@ -124,7 +130,7 @@ def run_eap_bench(
         if value < 1:
             raise ConfigError(f"{opt} must be at least 1, got {value}")
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model = load_model(model_spec).model.to(dev).eval()
+    model = (model if model is not None else load_model(model_spec).model).to(dev).eval()
     pairs = synthetic_pairs(model.config.vocab_size, batch_size * batches, seq_len)
     warm = pairs.subset(range(batch_size))
     graph = Graph.from_model(model)
@@ -141,9 +147,14 @@ def run_eap_bench(
         floor_attribution(model, warm, batch_size, ig_steps)
         attribute(model, graph, warm, ig_steps=ig_steps, batch_size=batch_size, progress=False)
         times: dict[str, list[float]] = {"floor": [], "eap": [], "eval_floor": [], "eval": []}
+        peak = _reset_peak(dev)
         for _ in range(repeats):
             times["floor"].append(_timed(lambda: floor_attribution(model, pairs, batch_size, ig_steps), dev))
+            peak["floor"] = max(peak["floor"], _peak(dev))
+            _reset_peak(dev)
             times["eap"].append(_timed(eap, dev))
+            peak["eap"] = max(peak["eap"], _peak(dev))
+            _reset_peak(dev)
         # circuit for evaluation: the top circuit_frac of edges by |score| (every destination gets patched)
         real = graph.cfg.real_edge_mask
         k = max(1, int(circuit_frac * graph.n_edges))
@@ -163,6 +174,103 @@ def run_eap_bench(
         "eap_ratio": round(best["eap"] / best["floor"], 3), "eval_seconds": round(best["eval"], 4),
         "eval_floor_seconds": round(best["eval_floor"], 4),
         "eval_ratio": round(best["eval"] / best["eval_floor"], 3), "eval_circuit_edges": k,
+        "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
+        "eap_seconds_per_100_batches": round(100 * best["eap"] / batches, 3),
+        "eval_seconds_per_100_batches": round(100 * best["eval"] / batches, 3),
+        "eap_peak_gib": round(peak["eap"] / 2**30, 3), "floor_peak_gib": round(peak["floor"] / 2**30, 3),
+    }  # fmt: skip
+
+
+def _reset_peak(device: torch.device) -> dict[str, int]:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    return {"floor": 0, "eap": 0}
+
+
+def _peak(device: torch.device) -> int:
+    """Peak GPU memory allocated since the last reset (bytes; 0 on CPU)."""
+    return int(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else 0
+
+
+SHAPES: dict[str, dict[str, int]] = {
+    # Pythia-1.4B: 24 layers, 16 heads, d_model 2048, MLP 8192, parallel attention/MLP, rotary on 1/4 dims
+    "pythia-1.4b": dict(
+        num_hidden_layers=24, num_attention_heads=16, hidden_size=2048, intermediate_size=8192
+    ),
+    "tiny": dict(
+        num_hidden_layers=2, num_attention_heads=4, hidden_size=64, intermediate_size=256, vocab_size=512
+    ),
+}
+
+
+def shaped_model(
+    shape: str, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, seed: int = 0
+):
+    """A GPT-NeoX causal LM of a known shape (:data:`SHAPES`) with random weights: built from a config, on
+    ``device`` directly, nothing downloaded. Speed does not depend on the weights' values."""
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    if shape not in SHAPES:
+        raise ConfigError(f"unknown model shape {shape!r}; known: {', '.join(SHAPES)}")
+    cfg = GPTNeoXConfig(
+        **SHAPES[shape], max_position_embeddings=2048, rotary_pct=0.25,
+        use_parallel_residual=True, tie_word_embeddings=False, bos_token_id=0, eos_token_id=0,
+    )  # fmt: skip
+    with torch.random.fork_rng(devices=[]), torch.device(device):
+        torch.manual_seed(seed)
+        model = GPTNeoXForCausalLM(cfg)
+    model.config.architectures = ["GPTNeoXForCausalLM"]
+    return model.to(dtype).eval()
+
+
+def run_train_bench(
+    model: torch.nn.Module,
+    batch_size: int = 40,
+    seq_len: int = 25,
+    steps: int = 10,
+    warmup: int = 3,
+    lora_r: int = 32,
+    precision: str = "bf16-mixed",
+) -> dict[str, object]:
+    """LoRA training steps per second: peft LoRA (r ``lora_r``, alpha 2r, every linear layer of the blocks),
+    AdamW, the answer-token loss, autocast as Lightning's ``precision`` (``bf16-mixed`` / ``32-true``);
+    timed after ``warmup`` steps. Also times a no-grad forward of the same batch (validation cost)."""
+    from peft import LoraConfig, get_peft_model
+
+    from circuitft.training.module import answer_loss
+
+    if precision not in ("bf16-mixed", "32-true"):
+        raise ConfigError(f"--precision must be bf16-mixed or 32-true, got {precision!r}")
+    dev = next(model.parameters()).device
+    lora = get_peft_model(model, LoraConfig(r=lora_r, lora_alpha=2 * lora_r, target_modules="all-linear"))
+    lora.train()
+    opt = torch.optim.AdamW([p for p in lora.parameters() if p.requires_grad], lr=1e-4)
+    batch = next(synthetic_pairs(model.config.vocab_size, batch_size, seq_len).batches(batch_size)).to(dev)
+    autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
+
+    def step() -> None:
+        with autocast:
+            logits = lora(input_ids=batch.clean_ids, attention_mask=batch.attention_mask).logits
+        answer_loss(logits, batch).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    def forward() -> None:
+        with torch.no_grad(), autocast:
+            lora(input_ids=batch.clean_ids, attention_mask=batch.attention_mask, logits_to_keep=1)
+
+    for _ in range(warmup):
+        step()
+    seconds = _timed(lambda: [step() for _ in range(steps)], dev)
+    forward()
+    fwd = _timed(lambda: [forward() for _ in range(steps)], dev) / steps
+    lora.unload()  # restore the plain model
+    return {
+        "batch_size": batch_size, "seq_len": seq_len, "lora_r": lora_r, "precision": precision,
+        "steps": steps, "train_steps_per_second": round(steps / seconds, 3),
+        "train_seconds_per_step": round(seconds / steps, 4), "forward_seconds_per_batch": round(fwd, 4),
+        "peak_gib": round(_peak(dev) / 2**30, 3),
     }  # fmt: skip
 
 
@@ -191,4 +299,9 @@ def main(name: str, argv: Sequence[str]) -> int:
         args.model, args.batch_size, args.seq_len, args.batches, args.ig_steps, args.repeats, args.device
     )
     print(json.dumps(record))
+    print(
+        f"eap {record['eap_ratio']}x its floor, evaluation {record['eval_ratio']}x its floor "
+        f"({record['threads']} threads, {record['device']}, best of {args.repeats})",
+        file=sys.stderr,
+    )
     return 0
