@@ -85,7 +85,7 @@ def main() -> int:
     for dtype in (torch.float32, torch.bfloat16):
         model = shaped_model(shape, device, dtype)
         rec = run_eap_bench(
-            f"{shape}-shape", batch_size=6, seq_len=25, batches=batches, ig_steps=5, repeats=2, device=device,
+            f"{shape}-shape", batch_size=6, seq_len=25, batches=batches, ig_steps=5, repeats=1 if smoke else 2, device=device,
             model=model,
         )  # fmt: skip
         name = str(dtype).removeprefix("torch.")
@@ -101,7 +101,7 @@ def main() -> int:
             torch.cuda.empty_cache()
     model = shaped_model(shape, device, torch.float32)
     train = run_train_bench(
-        model, batch_size=40, seq_len=25, steps=3 if smoke else 10, warmup=1 if smoke else 3
+        model, batch_size=40, seq_len=25, steps=2 if smoke else 10, warmup=1 if smoke else 3
     )
     emit("train", train)
     emit("projection", projection(eap_by_dtype["bfloat16"], train))

@@ -53,7 +53,9 @@ def test_evaluate_returns_input_order_and_equals_one_row_at_a_time(tiny, name):
     graph = attribute(model, Graph.from_model(model), pairs, ig_steps=2, batch_size=4, progress=False)
     k = graph.n_edges // 5
     top = graph.scores.abs().masked_fill(~graph.cfg.real_edge_mask, -1).flatten().topk(k).indices
-    graph.in_graph = torch.zeros_like(graph.in_graph).flatten().index_fill_(0, top, True).view_as(graph.scores)
+    graph.in_graph = (
+        torch.zeros_like(graph.in_graph).flatten().index_fill_(0, top, True).view_as(graph.scores)
+    )
     batched = evaluate(model, graph, pairs, metric="logit_diff", batch_size=4, progress=False)
     single = evaluate(model, graph, pairs, metric="logit_diff", batch_size=1, progress=False)
     for field in ("clean", "corrupted", "circuit", "kl_corr_clean", "kl_corr_circ"):
