@@ -13,6 +13,7 @@ from circuitft.data.rows import PromptRow
 from circuitft.eap.attribute import attribute, length_batches
 from circuitft.eap.evaluate import evaluate
 from circuitft.eap.graph import Graph
+from circuitft.errors import ConfigError
 
 
 def sum_rows(n: int, seed: int = 0, long_terms: int | None = None) -> list[PromptRow]:
@@ -83,3 +84,23 @@ def test_a_row_over_four_times_the_median_length_warns_once(tiny):
         warnings.simplefilter("always")
         list(length_batches(short, 4))
     assert not [w for w in caught if "median" in str(w.message)]
+
+
+@pytest.mark.parametrize("metric", ["kl", "logit_diff"])
+@pytest.mark.parametrize("method", ["EAP-IG-inputs", "clean-corrupted"])
+def test_stacked_gradient_passes_equal_one_pass_at_a_time(tiny, metric, method):
+    """All steps in one stacked run (the default) == one run per step; multi-token answers included."""
+    from digits import digit_rows
+
+    loaded = tiny("tiny-qwen2")
+    pairs = tokenize_pairs(digit_rows(7, two_token_answers=True), loaded.tokenizer, "add")
+    run = lambda per_pass: attribute(  # noqa: E731
+        loaded.model, Graph.from_model(loaded.model), pairs, method=method, metric=metric, ig_steps=4,
+        batch_size=3, progress=False, steps_per_pass=per_pass,
+    ).scores  # fmt: skip
+    stacked, single, pairs_of_two = run(None), run(1), run(3)
+    assert stacked.abs().max() > 0
+    for other in (single, pairs_of_two):
+        assert torch.allclose(stacked, other, atol=1e-5 * float(stacked.abs().max()))
+    with pytest.raises(ConfigError, match="steps_per_pass must be positive"):
+        run(0)
