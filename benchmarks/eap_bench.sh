@@ -6,5 +6,5 @@ export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 BIN=${BIN:-.venv/bin}
 for threads in 1 2; do
   "$BIN/circuitft" bench eap --model smollm2-135m --batch_size 6 --seq_len 25 --batches 2 --ig_steps 5 \
-    --repeats "${REPEATS:-2}" --threads "$threads"
+    --repeats "${REPEATS:-3}" --threads "$threads"
 done
