@@ -83,12 +83,12 @@ class GraphConfig:
 
     @classmethod
     def from_hf_config(cls, config: Any) -> GraphConfig:
-        """Shape of a Hugging Face model config (GPT-2, GPT-NeoX/Pythia, Llama, Qwen2, Mistral, ...)."""
-        n_layers = _first(config, "num_hidden_layers", "n_layer")
-        n_heads = _first(config, "num_attention_heads", "n_head")
-        n_kv = getattr(config, "num_key_value_heads", None) or n_heads
-        parallel = bool(getattr(config, "use_parallel_residual", False) or config.model_type == "gptj")
-        d_model = _first(config, "hidden_size", "n_embd")
+        """Shape of a Hugging Face model config of a supported architecture (see
+        :mod:`circuitft.models.architectures`); another model type is a one-line ConfigError."""
+        from circuitft.models.architectures import arch_spec, model_shape
+
+        parallel = arch_spec(config).is_parallel(config)
+        n_layers, n_heads, n_kv, d_model = model_shape(config)
         return cls(n_layers, n_heads, None if n_kv == n_heads else n_kv, parallel, d_model)
 
     # ---- index arithmetic -------------------------------------------------------------------------
@@ -290,14 +290,6 @@ class GraphConfig:
         return (self.n_layers, self.n_heads, self.groups, self.parallel_attn_mlp) == (
             other.n_layers, other.n_heads, other.groups, other.parallel_attn_mlp,
         )  # fmt: skip
-
-
-def _first(config: Any, *names: str) -> int:
-    for name in names:
-        value = getattr(config, name, None)
-        if value is not None:
-            return int(value)
-    raise ValueError(f"model config has none of {names}")
 
 
 class Graph:

@@ -23,7 +23,7 @@ import torch
 
 from circuitft.eap.graph import GraphConfig
 from circuitft.eap.metrics import wide
-from circuitft.eap.sites import ModelSites, Projection, norm_eps
+from circuitft.eap.sites import LayerSites, ModelSites, Projection
 
 Handles = list[Any]
 
@@ -55,7 +55,8 @@ def capture_sources(
 ) -> Handles:
     """Forward hooks writing (``set``) or subtracting (``sub``) each source's output into ``delta``.
 
-    Head writes go straight into ``delta`` with one batched matmul per layer (``bmm`` / ``baddbmm_``).
+    Head writes go straight into ``delta`` with one batched matmul per layer (``bmm`` / ``baddbmm_``); behind a
+    post-attention norm they are scaled into their shares of its output once it runs (see :mod:`.sites`).
     With ``resid``, the residual read by every destination (the inputs of the attention, MLP and final
     norms) is also recorded, keyed ``("attn", l)``, ``("mlp", l)``, ``("final", 0)`` (see :class:`Patcher`).
     """
@@ -72,22 +73,36 @@ def capture_sources(
     for layer, ls in enumerate(sites.layers):
         first = cfg.head_index(layer, 0)
         weight = ls.out_weight.to(dtype)
+        pending: list[torch.Tensor] = []  # head writes waiting for the post-attention norm's scale
 
-        def on_z(module, args, first=first, weight=weight):
+        def on_z(module, args, first=first, weight=weight, post=ls.post_attn_norm, pending=pending):
             z = args[0].detach()
             b, t, _ = z.shape
             zt = z.reshape(b * t, h, dh).transpose(0, 1).to(dtype)  # [H, BT, dh]
             target = delta[first : first + h].view(h, b * t, -1)
             if mode == "set":
                 torch.bmm(zt, weight, out=target)
+            elif post is not None:
+                pending[:] = [torch.bmm(zt, weight)]
             else:
                 target.baddbmm_(zt, weight, alpha=-1)
+
+        def on_post(module, args, first=first, ls=ls, pending=pending):
+            b, t, _ = args[0].shape
+            scale = ls.post_attn_scale(args[0].detach()).to(dtype).view(1, b * t, -1)
+            target = delta[first : first + h].view(h, b * t, -1)
+            if mode == "set":
+                target.mul_(scale)
+            else:
+                target.addcmul_(pending.pop(), scale, value=-1)
 
         def on_mlp(module, args, out, index=cfg.mlp_index(layer)):
             put(index, out)
 
         handles.append(ls.out_proj.register_forward_pre_hook(on_z))
-        handles.append(ls.mlp.register_forward_hook(on_mlp))
+        if ls.post_attn_norm is not None:
+            handles.append(ls.post_attn_norm.register_forward_pre_hook(on_post))
+        handles.append(ls.mlp_out.register_forward_hook(on_mlp))
     if resid is not None:
 
         def record(key: tuple[str, int]):
@@ -134,7 +149,7 @@ def norm_backward(
 class _ProjectionGrad:
     """Per-projection constants for the destination-gradient formula (see :class:`GradCollector`)."""
 
-    def __init__(self, proj: Projection, norm: torch.nn.Module, kind: str, dtype: torch.dtype) -> None:
+    def __init__(self, proj: Projection, ls: LayerSites, kind: str, dtype: torch.dtype) -> None:
         order = torch.argsort(proj.slots)
         slots = proj.slots[order].tolist()
         if slots != list(range(slots[0], slots[0] + len(slots))):
@@ -142,7 +157,8 @@ class _ProjectionGrad:
         self.start, self.n = slots[0], len(slots)
         self.order = None if order.tolist() == list(range(self.n)) else order
         w = proj.weight[order].to(dtype)  # [n, dh, d]
-        wg = w * norm.weight.detach().to(dtype)
+        norm = ls.attn_norm
+        wg = w if kind == "none" else w * ls.attn_gain.to(dtype)  # "none": attention reads the residual
         bias = (
             torch.zeros(w.shape[:2], dtype=dtype, device=w.device)
             if proj.bias is None
@@ -160,12 +176,12 @@ class GradCollector:
     """Hooks that add d(loss)/d(destination input) into ``acc`` [n_backward, B, T, d] on every backward.
 
     For a head's q/k/v input, with g the gradient at its projection output chunk, W its weight rows,
-    gamma the norm weight and (r, n) the norm's inverse scale and normalised input:
+    gamma the norm's gain and (r, n) the norm's inverse scale and normalised input:
 
         grad = r g (W * gamma)  -  (r n) * (g . W(gamma n)) / d        (RMSNorm; LayerNorm: W * gamma centred)
 
     and W(gamma n) is just the projection output minus its (effective) bias, so each projection costs one
-    batched matmul into ``acc`` plus one fused elementwise update. The first write of a batch overwrites
+    batched matmul into ``acc`` plus one fused elementwise update (without a pre-norm: grad = g W). The first write of a batch overwrites
     ``acc`` (no zero fill); :meth:`finish` zeroes destinations that never received a gradient.
     """
 
@@ -174,9 +190,9 @@ class GradCollector:
         self.written = torch.zeros(cfg.n_backward, dtype=torch.bool)
         self._rn: list[torch.Tensor | None] = [None] * sites.n_layers
         self._r: list[torch.Tensor | None] = [None] * sites.n_layers
-        self._eps = [norm_eps(ls.attn_norm) for ls in sites.layers]
+        self._eps = [ls.attn_eps for ls in sites.layers]
         self._proj = [
-            [_ProjectionGrad(p, ls.attn_norm, sites.norm_kind, acc.dtype) for p in ls.projections]
+            [_ProjectionGrad(p, ls, sites.norm_kind, acc.dtype) for p in ls.projections]
             for ls in sites.layers
         ]
 
@@ -201,7 +217,9 @@ class GradCollector:
     def _save_stats(self, layer: int):
         def hook(module, args):
             x = args[0]
-            if x.requires_grad:
+            if x.requires_grad and self.sites.norm_kind == "none":
+                self._r[layer], self._rn[layer] = None, None
+            elif x.requires_grad:
                 with torch.no_grad():
                     r, n = norm_stats(x.detach(), self.sites.norm_kind, self._eps[layer])
                     b, t, d = x.shape
@@ -222,15 +240,17 @@ class GradCollector:
                 if const.order is not None:
                     gv, qv = gv[:, const.order], qv[:, const.order]
                 d = const.weight.shape[-1]
-                s = (gv * (qv - const.bias)).sum(-1).T.div_(d)  # [n, BT]
-                lhs = (gv * self._r[layer]).transpose(0, 1)  # [n, BT, dh]
+                r = self._r[layer]
+                lhs = (gv if r is None else gv * r).transpose(0, 1)  # [n, BT, dh]
                 target = self.acc[lo:hi].view(const.n, b * t, d)
                 if self.written[lo]:
                     target.baddbmm_(lhs, const.weight)
                 else:
                     torch.bmm(lhs, const.weight, out=target)
                     self.written[lo:hi] = True
-                target.addcmul_(s[..., None], self._rn[layer], value=-1)
+                if r is not None:
+                    s = (gv * (qv - const.bias)).sum(-1).T.div_(d)  # [n, BT]
+                    target.addcmul_(s[..., None], self._rn[layer], value=-1)
 
         def hook(module, args, out):
             if out.requires_grad:
@@ -381,8 +401,11 @@ class Patcher:
         return hook
 
     def _on_attn_norm(self, layer: int, patched: _PatchedInputs):
+        identity = self.sites.norm_kind == "none"  # attention reads the residual (module is a projection)
+
         def hook(module, args):
-            self._normed[layer] = module.forward(patched(args[0], self.delta, self.resid))  # [U, B, T, d]
+            x = patched(args[0], self.delta, self.resid)
+            self._normed[layer] = x if identity else module.forward(x)  # [U, B, T, d]
 
         return hook
 
