@@ -207,3 +207,77 @@ def test_destination_grads_equal_autograd_through_per_head_copies(tiny, name):
     for v in range(cfg.n_backward):
         err = float((acc[v] - ref[v]).abs().amax())
         assert err <= tol * float(ref.abs().amax()), (cfg.backward_names[v], err)
+
+
+def test_table_path_missing_from_the_model_is_one_line_naming_it(tiny, monkeypatch):
+    from dataclasses import replace
+
+    from circuitft.models import architectures
+
+    model = tiny("tiny-qwen3").model
+    bad = replace(architectures.ARCHITECTURES["qwen3"], out_proj="dense")
+    monkeypatch.setitem(architectures.ARCHITECTURES, "qwen3", bad)
+    with pytest.raises(ConfigError) as err:
+        model_sites(model)
+    msg = str(err.value)
+    assert "model.layers.0.self_attn.dense" in msg and "qwen3" in msg and "\n" not in msg
+
+
+def test_unsupported_model_type_has_no_graph_either():
+    from circuitft.eap.graph import GraphConfig
+
+    config = SimpleNamespace(model_type="gptj", architectures=["GPTJForCausalLM"], n_layer=2, n_head=4)
+    with pytest.raises(ConfigError, match="'gptj'.*supported: .*qwen3"):
+        GraphConfig.from_hf_config(config)
+
+
+@pytest.mark.parametrize("name", ["tiny-gemma2", "tiny-olmo2"])
+def test_post_norm_head_writes_its_share_with_its_own_runs_scale(tiny, name):
+    """Behind a post-attention RMSNorm, head h writes gain * (z_h W_h) / rms(attention output of its run).
+
+    Corrupting node a0.h1 (all its outgoing edges) must equal, by hand: a clean run whose post-norm output in
+    layer 0 gets + gain * (z1(corr) W_1 / rms_corr - z1(clean) W_1 / rms_clean), z and rms each from its run.
+    The shares of one run add up to the norm's output (so full and empty circuits stay exact), but
+    corrupting one head does not renormalise the others: rms is frozen per run.
+    """
+    from digits import digit_rows
+
+    from circuitft.data.pairs import tokenize_pairs
+    from circuitft.eap.evaluate import evaluate
+
+    loaded = tiny(name)
+    model = loaded.model
+    sites = model_sites(model)
+    ls = sites.layers[0]
+    pairs = tokenize_pairs(digit_rows(6), loaded.tokenizer, "add")
+    graph = Graph.from_model(model).full()
+    graph.in_graph[graph.cfg.head_index(0, 1)] = False
+    result = evaluate(model, graph, pairs, metric="logprob", batch_size=6, progress=False)
+
+    batch = pairs.batch(list(range(6)))
+    h, dh = sites.n_heads, sites.head_dim
+    post = ls.post_attn_norm
+    gain = ls.post_attn_gain
+
+    def share(ids):
+        seen = {}
+        hooks = [
+            ls.out_proj.register_forward_pre_hook(lambda m, a: seen.update(z=a[0].detach())),
+            post.register_forward_pre_hook(lambda m, a: seen.update(a=a[0].detach())),
+        ]
+        with torch.no_grad(), hooked(hooks):
+            model(input_ids=ids, attention_mask=batch.attention_mask)
+        a = seen["a"]
+        rms = a.pow(2).mean(-1, keepdim=True).add(ls.post_attn_eps).sqrt()
+        z1 = seen["z"].reshape(*a.shape[:2], h, dh)[:, :, 1]
+        return gain * (z1 @ ls.out_weight[1]) / rms
+
+    shift = share(batch.corrupted_ids) - share(batch.clean_ids)
+    assert shift.abs().max() > 1e-3
+    with torch.no_grad(), hooked([post.register_forward_hook(lambda m, a, out: out + shift)]):
+        logits = model(input_ids=batch.clean_ids, attention_mask=batch.attention_mask).logits
+    ex, pos, tok = batch.answer_index()
+    logp = torch.log_softmax(logits, -1)[ex, pos, tok]
+    by_hand = torch.zeros(6).index_add_(0, ex, logp) / batch.answer_len
+    assert torch.allclose(result.circuit, by_hand, atol=1e-5)
+    assert not torch.allclose(result.circuit, result.clean, atol=1e-3)

@@ -71,10 +71,9 @@ _LLAMA_PATHS = dict(
     qkv=("q_proj", "k_proj", "v_proj"), layout="separate", out_proj="o_proj", mlp="mlp",
     attn_norm="input_layernorm", mlp_norm="post_attention_layernorm",
 )  # fmt: skip
-_LLAMA_LORA = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 _GEMMA = dict(
     _LLAMA_PATHS, mlp_norm="pre_feedforward_layernorm", post_attn_norm="post_attention_layernorm",
-    post_mlp_norm="post_feedforward_layernorm", norm="rms_offset", lora_targets=_LLAMA_LORA,
+    post_mlp_norm="post_feedforward_layernorm", norm="rms_offset",
 )  # fmt: skip
 # Gemma tiny models: sliding window 3 (shorter than the test prompts), soft-capping that bites at tiny scale.
 _GEMMA_TINY = dict(
@@ -141,14 +140,12 @@ ARCHITECTURES: dict[str, ArchSpec] = {
         **dict(_LLAMA_PATHS, attn_norm=None, mlp_norm=None),
         post_attn_norm="post_attention_layernorm",
         post_mlp_norm="post_feedforward_layernorm",
-        lora_targets=_LLAMA_LORA,
         tiny="tiny-olmo2",
         tiny_config=_GQA,
     ),  # fmt: skip
     "phi3": ArchSpec(
         "Phi3ForCausalLM",
         **dict(_LLAMA_PATHS, qkv=("qkv_proj",), layout="fused"),
-        lora_targets=("qkv_proj", "o_proj", "gate_up_proj", "down_proj"),
         tiny="tiny-phi3",
         tiny_config=_GQA,
     ),  # fmt: skip

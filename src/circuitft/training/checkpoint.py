@@ -17,21 +17,21 @@ from transformers import PreTrainedModel
 
 from circuitft.errors import ConfigError
 from circuitft.files import atomic_write
+from circuitft.models.architectures import ARCHITECTURES
 from circuitft.models.loading import LoadedModel, load_model
 
 CKPT_KEY = "circuitft"
-# Model families whose default targets are not "every linear layer".
-_DEFAULT_TARGETS = {
-    "gpt_neox": ["query_key_value"],  # peft's default for GPT-NeoX, as in the prior work
-    "gpt2": ["c_attn", "c_proj", "c_fc"],
-}
 MODEL_KEYS = ("model", "model_seed", "lora_r", "lora_alpha", "target_modules")
 
 
 def default_targets(model: PreTrainedModel) -> list[str] | str:
-    """LoRA target modules for ``model``'s family: fused QKV for GPT-NeoX, attention+MLP for GPT-2,
-    every linear layer (``all-linear``) for Llama, Qwen2 and the rest."""
-    return _DEFAULT_TARGETS.get(getattr(model.config, "model_type", ""), "all-linear")
+    """LoRA target modules for ``model``'s family, from the architecture table
+    (:data:`circuitft.models.architectures.ARCHITECTURES`: fused QKV for GPT-NeoX, attention+MLP for GPT-2,
+    attention for Mixtral's experts, ...); ``all-linear`` for a family not in the table."""
+    spec = ARCHITECTURES.get(getattr(model.config, "model_type", ""))
+    if spec is None or isinstance(spec.lora_targets, str):
+        return "all-linear"
+    return list(spec.lora_targets)
 
 
 def wrap_lora(
@@ -56,13 +56,18 @@ def wrap_lora(
         target_modules=targets,
         bias="none",
         task_type="CAUSAL_LM",
-        fan_in_fan_out=getattr(model.config, "model_type", "") == "gpt2",
+        fan_in_fan_out=_conv1d(model),
     )
     try:
         return get_peft_model(model, cfg)
     except ValueError as err:
         first = str(err).strip().splitlines()[0]
         raise ConfigError(f"model.target_modules {target_modules!r} do not fit the model: {first}") from None
+
+
+def _conv1d(model: PreTrainedModel) -> bool:
+    spec = ARCHITECTURES.get(getattr(model.config, "model_type", ""))
+    return spec.conv1d if spec is not None else False
 
 
 def adapter_signature(module: torch.nn.Module) -> dict[str, Any]:
