@@ -55,6 +55,9 @@ def _columns(name: str, model, kind: str):
     if name == "tiny-neox":
         attn = model.gpt_neox.layers[0].attention
         return attn.query_key_value, (3 * dh if kind == "q" else dh) + torch.arange(dh)  # [H, (q, k, v), dh]
+    if name == "tiny-gptj":
+        attn = model.transformer.h[0].attn
+        return (attn.q_proj, dh + torch.arange(dh)) if kind == "q" else (attn.k_proj, torch.arange(dh))
     attn = model.model.layers[0].self_attn
     if name == "tiny-phi3":  # [q (H*dh) | k (G*dh) | v]
         return attn.qkv_proj, (dh if kind == "q" else d) + torch.arange(dh)

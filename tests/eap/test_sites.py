@@ -43,7 +43,7 @@ def test_site_shapes_match_graph_config(tiny, name):
     sites = model_sites(model)
     cfg = Graph.from_model(model).cfg
     assert (sites.n_layers, sites.n_heads, sites.n_kv_heads) == (cfg.n_layers, cfg.n_heads, cfg.groups)
-    assert sites.parallel_attn_mlp == cfg.parallel_attn_mlp == (name == "tiny-neox")
+    assert sites.parallel_attn_mlp == cfg.parallel_attn_mlp == (name in ("tiny-neox", "tiny-gptj"))
     for ls in sites.layers:
         slots = torch.cat([p.slots for p in ls.projections])
         assert sorted(slots.tolist()) == list(range(sites.attn_slots))
@@ -168,7 +168,9 @@ def _reference_destination_grads(model, sites, cfg, embeds, loss_fn) -> torch.Te
                 chunks.append(full.view(b, t, -1, sites.head_dim)[:, :, j])
             return torch.stack(chunks, 2).reshape(b, t, -1)
 
-        def add_leaf(m, a, col=cfg.mlp_in_index(layer)):
+        def add_leaf(m, a, col=cfg.mlp_in_index(layer), layer=layer, ls=ls):
+            if ls.mlp_shared_norm is not None:  # GPT-J: the MLP reads ln_1(residual), shared with attention
+                return (ls.mlp_shared_norm.forward(saved[layer] + leaves[col]),)
             return (a[0] + leaves[col],)
 
         handles.append(ls.attn_norm.register_forward_pre_hook(save))
@@ -226,8 +228,8 @@ def test_table_path_missing_from_the_model_is_one_line_naming_it(tiny, monkeypat
 def test_unsupported_model_type_has_no_graph_either():
     from circuitft.eap.graph import GraphConfig
 
-    config = SimpleNamespace(model_type="gptj", architectures=["GPTJForCausalLM"], n_layer=2, n_head=4)
-    with pytest.raises(ConfigError, match="'gptj'.*supported: .*qwen3"):
+    config = SimpleNamespace(model_type="bloom", architectures=["BloomForCausalLM"], n_layer=2, n_head=4)
+    with pytest.raises(ConfigError, match="'bloom'.*supported: .*qwen3"):
         GraphConfig.from_hf_config(config)
 
 

@@ -63,3 +63,15 @@ def test_default_lora_targets_come_from_the_table_and_merge_exactly(tiny, spec):
     merged = merged_copy(peft_model)
     with torch.no_grad():
         torch.testing.assert_close(merged(ids).logits, expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_benchmark_sized_qwen3_has_smollm2s_shape(tiny):
+    """``random-qwen3-135m`` (for ``circuitft bench eap --model random-qwen3-135m``): SmolLM2-135M's shape."""
+    from circuitft.eap.graph import Graph
+
+    model = tiny("random-qwen3-135m").model
+    cfg = Graph.from_model(model).cfg
+    assert model.config.model_type == "qwen3" and model.config.vocab_size == 49152
+    assert (cfg.n_layers, cfg.n_heads, cfg.groups, cfg.d_model) == (30, 9, 3, 576)
+    assert 130e6 < sum(p.numel() for p in model.parameters()) < 140e6

@@ -113,7 +113,7 @@ def capture_sources(
 
         for layer, ls in enumerate(sites.layers):
             handles.append(ls.attn_norm.register_forward_pre_hook(record(("attn", layer))))
-            handles.append(ls.mlp_norm.register_forward_pre_hook(record(("mlp", layer))))
+            handles.append(ls.mlp_resid_site.register_forward_pre_hook(record(("mlp", layer))))
         handles.append(sites.final_norm.register_forward_pre_hook(record(("final", 0))))
     return handles
 
@@ -190,6 +190,7 @@ class GradCollector:
         self.written = torch.zeros(cfg.n_backward, dtype=torch.bool)
         self._rn: list[torch.Tensor | None] = [None] * sites.n_layers
         self._r: list[torch.Tensor | None] = [None] * sites.n_layers
+        self._stats: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * sites.n_layers  # shared norms
         self._eps = [ls.attn_eps for ls in sites.layers]
         self._proj = [
             [_ProjectionGrad(p, ls, sites.norm_kind, acc.dtype) for p in ls.projections]
@@ -204,7 +205,10 @@ class GradCollector:
             handles.append(ls.attn_norm.register_forward_pre_hook(self._save_stats(layer)))
             for proj, const in zip(ls.projections, self._proj[layer], strict=True):
                 handles.append(proj.module.register_forward_hook(self._on_projection(layer, const)))
-            handles.append(ls.mlp_norm.register_forward_pre_hook(self._alias(cfg.mlp_in_index(layer))))
+            shared = layer if ls.mlp_shared_norm is not None else None
+            handles.append(
+                ls.mlp_norm.register_forward_pre_hook(self._alias(cfg.mlp_in_index(layer), shared))
+            )
         handles.append(self.sites.final_norm.register_forward_pre_hook(self._alias(cfg.logits_index)))
         return handles
 
@@ -225,6 +229,8 @@ class GradCollector:
                     b, t, d = x.shape
                     self._r[layer] = r.to(self.acc.dtype).reshape(b * t, 1, 1)
                     self._rn[layer] = (r * n).to(self.acc.dtype).reshape(1, b * t, d)
+                    if self.sites.layers[layer].mlp_shared_norm is not None:
+                        self._stats[layer] = (r, n)
 
         return hook
 
@@ -259,12 +265,19 @@ class GradCollector:
 
         return hook
 
-    def _alias(self, column: int):
+    def _alias(self, column: int, shared: int | None = None):
+        """Gradient of the hooked module's input; ``shared``: that input is layer ``shared``'s attention pre-norm
+        output (GPT-J's MLP), so the gradient is taken back through that norm by hand."""
+
         def on_grad(g: torch.Tensor) -> None:
+            g = g.detach()
+            if shared is not None:
+                r, n = self._stats[shared]
+                g = norm_backward(g, r, n, self.sites.layers[shared].attn_gain, self.sites.norm_kind)
             if self.written[column]:
-                self.acc[column] += g.detach()
+                self.acc[column] += g
             else:
-                self.acc[column].copy_(g.detach())
+                self.acc[column].copy_(g)
                 self.written[column] = True
 
         def hook(module, args):
@@ -388,7 +401,9 @@ class Patcher:
                 handles.append(ls.attn_norm.register_forward_pre_hook(self._on_attn_norm(layer, patched)))
                 for proj, plan in zip(ls.projections, plans, strict=True):
                     handles += self._on_projection(layer, proj, plan)
-            if self._mlp[layer] is not None:
+            if self._mlp[layer] is not None and ls.mlp_shared_norm is not None:
+                handles += self._replace_behind(ls.mlp_shared_norm, ls.mlp_norm, self._mlp[layer])
+            elif self._mlp[layer] is not None:
                 handles.append(ls.mlp_norm.register_forward_pre_hook(self._replace(self._mlp[layer])))
         if self._logits is not None:
             handles.append(self.sites.final_norm.register_forward_pre_hook(self._replace(self._logits)))
@@ -399,6 +414,20 @@ class Patcher:
             return (patched(args[0], self.delta, self.resid)[0], *args[1:])
 
         return hook
+
+    def _replace_behind(
+        self, norm: torch.nn.Module, site: torch.nn.Module, patched: _PatchedInputs
+    ) -> Handles:
+        """``site`` reads ``norm``'s output (GPT-J's MLP): feed it norm(patched residual) instead."""
+        now: list[torch.Tensor] = []
+
+        def save(module, args):
+            now[:] = [args[0]]
+
+        def hook(module, args):
+            return (norm.forward(patched(now.pop(), self.delta, self.resid)[0]), *args[1:])
+
+        return [norm.register_forward_pre_hook(save), site.register_forward_pre_hook(hook)]
 
     def _on_attn_norm(self, layer: int, patched: _PatchedInputs):
         identity = self.sites.norm_kind == "none"  # attention reads the residual (module is a projection)

@@ -61,6 +61,8 @@ class LayerSites:
     projections: list[Projection]
     mlp_out: nn.Module | None = None  # module whose output is the MLP node's write (None: ``mlp``)
     post_attn_norm: nn.Module | None = None  # RMSNorm on the attention output (heads write their shares)
+    mlp_shared_norm: nn.Module | None = None  # the pre-norm the MLP shares with attention (GPT-J); then
+    # ``mlp_norm`` is the MLP itself, whose input is this norm's output, not the residual
     attn_gain: torch.Tensor | None = None  # effective gain of the attention pre-norm (None: no pre-norm)
     attn_eps: float = 0.0
     post_attn_gain: torch.Tensor | None = None  # effective gain of ``post_attn_norm``
@@ -69,6 +71,11 @@ class LayerSites:
     def __post_init__(self) -> None:
         if self.mlp_out is None:
             self.mlp_out = self.mlp
+
+    @property
+    def mlp_resid_site(self) -> nn.Module:
+        """The module whose input is the residual the MLP reads."""
+        return self.mlp_norm if self.mlp_shared_norm is None else self.mlp_shared_norm
 
     def post_attn_scale(self, attn_out: torch.Tensor) -> torch.Tensor:
         """gain / rms(attention output) [..., d]: multiplies a head's write into its share (see module doc)."""
@@ -210,10 +217,12 @@ def model_sites(model: nn.Module) -> ModelSites:
         out_w = out.weight.detach() if spec.conv1d else out.weight.detach().T  # [H*dh, d]
         attn_norm = get(layer + spec.attn_norm) if spec.attn_norm else modules[0]
         mlp = get(layer + spec.mlp)
+        shared = spec.mlp_norm is not None and spec.mlp_norm == spec.attn_norm
         ls = LayerSites(
-            attn_norm, get(layer + spec.mlp_norm) if spec.mlp_norm else mlp, get(at_path), out,
+            attn_norm, get(layer + spec.mlp_norm) if spec.mlp_norm and not shared else mlp, get(at_path), out,
             out_w.reshape(h, dh, d).contiguous(), mlp, projections,
             mlp_out=get(layer + spec.post_mlp_norm) if spec.post_mlp_norm else mlp,
+            mlp_shared_norm=attn_norm if shared else None,
         )  # fmt: skip
         if spec.attn_norm:
             ls.attn_gain, ls.attn_eps = norm_gain(attn_norm, spec), norm_eps(attn_norm)

@@ -33,7 +33,8 @@ class ArchSpec:
     Norm fields name a module of the decoder layer or ``None`` when the block has no such norm:
     ``attn_norm`` / ``mlp_norm`` are applied to the residual before attention / MLP (pre-norm),
     ``post_attn_norm`` / ``post_mlp_norm`` to the attention / MLP output before it is added back (Gemma 2/3,
-    OLMo 2). Without a pre-norm the block reads the residual itself.
+    OLMo 2). Without a pre-norm the block reads the residual itself; ``mlp_norm == attn_norm`` means one norm
+    feeds both (GPT-J's ``ln_1``).
     """
 
     hf_class: str  # transformers class of the causal LM
@@ -149,6 +150,26 @@ ARCHITECTURES: dict[str, ArchSpec] = {
         tiny="tiny-phi3",
         tiny_config=_GQA,
     ),  # fmt: skip
+    # GPT-J: attention and MLP in parallel behind one shared LayerNorm (ln_1), rotary, no biases
+    "gptj": ArchSpec(
+        "GPTJForCausalLM",
+        "transformer",
+        "h",
+        "wte",
+        "ln_f",
+        "attn",
+        ("q_proj", "k_proj", "v_proj"),
+        "separate",
+        "out_proj",
+        "mlp",
+        "ln_1",
+        "ln_1",
+        norm="layer",
+        parallel=True,
+        lora_targets=("q_proj", "k_proj", "v_proj", "out_proj", "fc_in", "fc_out"),
+        tiny="tiny-gptj",
+        tiny_config=dict(n_layer=2, n_head=4, n_embd=32, n_inner=64, n_positions=128, rotary_dim=4),
+    ),
     # The sparse expert block (router + experts) is one MLP node; experts are 3-D parameters, not Linear
     # modules, so LoRA targets attention only.
     "mixtral": ArchSpec(
