@@ -69,18 +69,30 @@ def test_eap_ig_tracks_exact_patching(tiny, name):
     assert eap.abs().max() < 1e-4 * exact.abs().max()  # KL has zero gradient at the clean input
 
 
-# Measured (seed 0, 16 rows, m = 5, matrices x0.5) Pearson(|s|) with exact for EAP-IG-inputs / EAP:
-# qwen3 0.959 / 0.80, gemma2 0.976 / 0.66, gemma3 0.965 / 0.66, olmo2 0.962 / 0.71, phi3 0.980 / 0.35,
-# mixtral 0.967 / 0.30, gptj 0.929 / 0.58 (unscaled matrices: 0.85-0.97).
+# Measured (seed 0, 16 rows, m = 5, smoothed as below) Pearson(|s|) with exact for EAP-IG-inputs / EAP:
+# qwen3 0.957 / 0.57, gemma2 0.976 / 0.66, gemma3 0.980 / 0.75, olmo2 0.978 / 0.82, phi3 0.980 / 0.35,
+# mixtral 0.967 / 0.30, gptj 0.929 / 0.58; seeds 0-3 give 0.92-0.99 for EAP-IG-inputs on every family.
 GROUPED = ["tiny-qwen3", "tiny-gemma2", "tiny-gemma3", "tiny-olmo2", "tiny-phi3", "tiny-mixtral"]
 NEW_FAMILIES = [*GROUPED, "tiny-gptj"]
+
+
+def smoothed(loaded):
+    """Matrices x0.5 as in :func:`scaled`, and q/k norm gains x0.5: a norm after the q/k projection undoes the
+    projection's scaling, so without this the attention of Qwen3-style models stays as sharp as unscaled."""
+    model = scaled(loaded, 0.5)
+    offset = model.config.model_type.startswith("gemma")  # Gemma's norms store gain - 1
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(("q_norm.weight", "k_norm.weight")):
+                p.copy_(0.5 * (1 + p) - 1 if offset else 0.5 * p)
+    return model
 
 
 @pytest.mark.parametrize("name", NEW_FAMILIES)
 def test_eap_ig_tracks_exact_patching_on_newer_families(tiny, name):
     """Same check as above for the newer families (q/k norms, post-block norms, fused qkv, experts): >= 0.9."""
     loaded = tiny(name)
-    model = scaled(loaded, 0.5)
+    model = smoothed(loaded)
     pairs = tokenize_pairs(digit_rows(16), loaded.tokenizer, "add")
     mask = Graph.from_model(model).cfg.real_edge_mask
     exact = scores(model, pairs, "exact", batch_size=16).scores[mask]

@@ -5,7 +5,9 @@ copied per head in the forward pass. Per layer a :class:`LayerSites` names
 
 - ``attn_norm`` / ``mlp_norm``: the modules whose *inputs* are the residual read by attention and by the MLP
   (the destinations): the pre-norms, or, in a block without pre-norms (OLMo 2), the first q/k/v module and
-  the MLP itself; ``final_norm`` (model level) has the ``logits`` destination as its input;
+  the MLP itself; ``final_norm`` (model level) has the ``logits`` destination as its input. When the MLP
+  shares attention's pre-norm (GPT-J's ``ln_1``), ``mlp_norm`` is the MLP and ``mlp_shared_norm`` that norm:
+  the MLP's destination is still the residual, and patching feeds the MLP ``norm(patched residual)``;
 - ``projections``: the q/k/v projection modules; each output is cut into chunks of ``head_dim`` columns, chunk
   j feeding attention-destination slot ``slots[j]`` (slots: q heads 0..H-1, k groups H..H+G-1, v groups
   H+G..H+2G-1, as in :mod:`circuitft.eap.graph`), with its weight rows ``weight[j]`` ([dh, d_model]);
