@@ -127,13 +127,14 @@ def test_eap_with_logit_diff_is_first_order_exact(tiny, name):
     assert (eap - exact).abs().max() < 0.02 * exact.abs().max()
 
 
-def test_step_conventions_relate_the_methods(tiny):
+@pytest.mark.parametrize("name", ["tiny-llama", *NEW_FAMILIES])
+def test_step_conventions_relate_the_methods(tiny, name):
     """IG-inputs with m=1 is the gradient at the corrupted input (k = 0 only): 2 * clean-corrupted - EAP.
 
     IG-activations with m=1 sets every sublayer to its clean value (a = 1), but the replaced output is a
     constant, so the path through that sublayer is cut (as in the reference); only the logits destination,
     downstream of everything, sees exactly EAP's gradient in every pass."""
-    loaded = tiny("tiny-llama")
+    loaded = tiny(name)
     model = loaded.model
     pairs = tokenize_pairs(digit_rows(6), loaded.tokenizer, "add")
     eap = scores(model, pairs, "EAP", metric="logprob").scores
