@@ -75,3 +75,34 @@ def test_benchmark_sized_qwen3_has_smollm2s_shape(tiny):
     assert model.config.model_type == "qwen3" and model.config.vocab_size == 49152
     assert (cfg.n_layers, cfg.n_heads, cfg.groups, cfg.d_model) == (30, 9, 3, 576)
     assert 130e6 < sum(p.numel() for p in model.parameters()) < 140e6
+
+
+def test_unsupported_model_folder_is_one_line_and_writes_nothing(tiny, tmp_path, capsys):
+    from transformers import OPTConfig, OPTForCausalLM
+
+    from circuitft.cli import main as cli_main
+
+    tokenizer = tiny("tiny-gpt2").tokenizer
+    opt = OPTForCausalLM(
+        OPTConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1, ffn_dim=32,
+                  num_attention_heads=2, word_embed_proj_dim=16, max_position_embeddings=64)
+    )  # fmt: skip
+    opt.save_pretrained(tmp_path / "opt")
+    tokenizer.save_pretrained(tmp_path / "opt")
+    rows = tmp_path / "rows.csv"
+    rows.write_text("clean,corrupted,answer\n1 + 2 =,1 + 3 =,3\n2 + 2 =,2 + 5 =,4\n")
+    status = cli_main(
+        [
+            "circuit",
+            "--model",
+            str(tmp_path / "opt"),
+            "--data",
+            str(rows),
+            "--out",
+            str(tmp_path / "out"),
+            "--quiet",
+        ]
+    )
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error")]
+    assert status != 0 and not (tmp_path / "out").exists()
+    assert len(err) == 1 and "'opt'" in err[0] and "qwen3" in err[0] and "gemma2" in err[0]
