@@ -62,7 +62,7 @@ def test_default_lora_targets_come_from_the_table_and_merge_exactly(tiny, spec):
             assert (peft_model(ids).logits - expected).abs().max() > 0.01
     merged = merged_copy(peft_model)
     with torch.no_grad():
-        torch.testing.assert_close(merged(ids).logits, expected, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(merged(ids).logits, expected, atol=5e-5, rtol=1e-5)
 
 
 @pytest.mark.slow
