@@ -8,6 +8,7 @@ Subcommands dispatch to small modules under :mod:`circuitft.commands` that are i
 - ``circuit``: EAP-IG on one model/adapter (``circuitft.commands.circuit``)
 - ``tasks``: list and generate task data (``circuitft.commands.tasks``)
 - ``bench``: benchmarks (``circuitft.commands.bench``)
+- ``export``: a checkpoint's adapter as a peft folder (``circuitft.commands.export``)
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "circuit": ("circuitft.commands.circuit", "find a circuit with EAP-IG and evaluate it"),
     "tasks": ("circuitft.commands.tasks", "list built-in tasks or generate task data"),
     "bench": ("circuitft.commands.bench", "benchmarks (EAP-IG against the plain-transformers floor)"),
+    "export": ("circuitft.commands.export", "write a checkpoint's LoRA adapter as a peft adapter folder"),
 }
 
 

@@ -389,6 +389,27 @@ class Graph:
         src, dst = self.cfg.edge_index([names] if isinstance(names, str) else list(names))
         return self.scores[src, dst]
 
+    def top_edges(self, n: int = 20, *, circuit_only: bool = False) -> Any:
+        """The ``n`` strongest edges by ``|score|`` as a pandas DataFrame, strongest first.
+
+        Columns: ``edge`` (reference name), ``source``, ``destination``, ``score`` and ``in_circuit``. Ties
+        keep canonical edge order; ``circuit_only`` ranks only the circuit's edges.
+        """
+        import pandas as pd
+
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise DataError(f"top_edges: n must be a positive integer, got {n!r}")
+        mask = self.cfg.real_edge_mask & (self.in_graph.cpu() if circuit_only else True)
+        src, dst = mask.nonzero(as_tuple=True)
+        scores = self.scores.detach().cpu().float()[src, dst]
+        order = torch.sort(scores.abs().nan_to_num(nan=-1.0), descending=True, stable=True).indices[:n]
+        fwd, bwd = self.cfg.forward_names, self.cfg.backward_names
+        rows = []
+        for i in order.tolist():
+            s, d = int(src[i]), int(dst[i])
+            rows.append((f"{fwd[s]}->{bwd[d]}", fwd[s], bwd[d], float(scores[i]), bool(self.in_graph[s, d])))
+        return pd.DataFrame(rows, columns=["edge", "source", "destination", "score", "in_circuit"])
+
     # ---- selection (circuitft.eap.select) ---------------------------------------------------------------
     def select(self, **kwargs: Any) -> Graph:
         """See :func:`circuitft.eap.select.select`."""
