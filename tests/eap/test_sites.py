@@ -283,3 +283,12 @@ def test_post_norm_head_writes_its_share_with_its_own_runs_scale(tiny, name):
     by_hand = torch.zeros(6).index_add_(0, ex, logp) / batch.answer_len
     assert torch.allclose(result.circuit, by_hand, atol=1e-5)
     assert not torch.allclose(result.circuit, result.clean, atol=1e-3)
+
+
+def test_output_bias_behind_a_post_norm_is_refused(tiny):
+    """Its share would change between runs and belong to no node, so the sources would not add up."""
+    model = tiny("tiny-olmo2").model
+    model.model.layers[1].self_attn.o_proj.bias = torch.nn.Parameter(torch.zeros(32))
+    with pytest.raises(ConfigError, match=r"model\.layers\.1\.self_attn: an output bias") as err:
+        model_sites(model)
+    assert "\n" not in str(err.value)

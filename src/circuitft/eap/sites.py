@@ -33,9 +33,8 @@ import torch
 from torch import nn
 
 from circuitft.errors import ConfigError
-from circuitft.models.architectures import ARCHITECTURES, ArchSpec, QKVLayout, arch_spec, model_shape
+from circuitft.models.architectures import ArchSpec, QKVLayout, arch_spec, model_shape
 
-SUPPORTED = tuple(ARCHITECTURES)
 NormKind = Literal["rms", "layer", "none"]
 
 
@@ -197,54 +196,53 @@ def model_sites(model: nn.Module) -> ModelSites:
     def get(path: str) -> nn.Module:
         return _module(model, path, model_type)
 
-    base = f"{spec.base}."
     slots = qkv_slots(spec.layout, h, g)
     if len(spec.qkv) != len(slots):
         raise ConfigError(
             f"EAP: table entry {model_type!r} names {len(spec.qkv)} q/k/v modules for {spec.layout}"
         )
-    layers = []
-    dh = 0
-    for i in range(n_layers):
-        at_path = f"{base}{spec.layers}.{i}.{spec.attn}"
-        layer = f"{base}{spec.layers}.{i}."
-        modules = [get(f"{at_path}.{name}") for name in spec.qkv]
-        weights = [m.weight.T if spec.conv1d else m.weight for m in modules]
-        dh = sum(w.shape[0] for w in weights) // sum(len(s) for s in slots)
-        projections = [
-            _projection(m, w, getattr(m, "bias", None), dh, s)
-            for m, w, s in zip(modules, weights, slots, strict=True)
-        ]
-        out = get(f"{at_path}.{spec.out_proj}")
-        out_w = out.weight.detach() if spec.conv1d else out.weight.detach().T  # [H*dh, d]
-        attn_norm = get(layer + spec.attn_norm) if spec.attn_norm else modules[0]
-        mlp = get(layer + spec.mlp)
-        shared = spec.mlp_norm is not None and spec.mlp_norm == spec.attn_norm
-        ls = LayerSites(
-            attn_norm, get(layer + spec.mlp_norm) if spec.mlp_norm and not shared else mlp, get(at_path), out,
-            out_w.reshape(h, dh, d).contiguous(), mlp, projections,
-            mlp_out=get(layer + spec.post_mlp_norm) if spec.post_mlp_norm else mlp,
-            mlp_shared_norm=attn_norm if shared else None,
-        )  # fmt: skip
-        if spec.attn_norm:
-            ls.attn_gain, ls.attn_eps = norm_gain(attn_norm, spec), norm_eps(attn_norm)
-        if spec.post_attn_norm:
-            if getattr(out, "bias", None) is not None:
-                raise ConfigError(f"EAP: {model_type} with a post-attention norm and an output bias")
-            post = get(layer + spec.post_attn_norm)
-            if norm_kind(post) != "rms":
-                raise ConfigError(f"EAP: {model_type}: the post-attention norm must be an RMSNorm")
-            ls.post_attn_norm, ls.post_attn_gain, ls.post_attn_eps = (
-                post,
-                norm_gain(post, spec),
-                norm_eps(post),
-            )
-        layers.append(ls)
+    layers = [
+        _layer_sites(get, spec, f"{spec.base}.{spec.layers}.{i}.", slots, h, d) for i in range(n_layers)
+    ]
     kind: NormKind = norm_kind(layers[0].attn_norm) if spec.attn_norm else "none"
+    dh = layers[0].out_weight.shape[1]
     return ModelSites(
-        model_type, get(base + spec.embed), get(base + spec.final_norm), layers, h, g, dh, d,
-        spec.is_parallel(config), kind,
+        model_type, get(f"{spec.base}.{spec.embed}"), get(f"{spec.base}.{spec.final_norm}"), layers, h, g, dh,
+        d, spec.is_parallel(config), kind,
     )  # fmt: skip
+
+
+def _layer_sites(get, spec: ArchSpec, layer: str, slots: list[list[int]], h: int, d: int) -> LayerSites:
+    """The sites of the decoder layer at path ``layer`` (with a trailing dot)."""
+    at_path = f"{layer}{spec.attn}"
+    modules = [get(f"{at_path}.{name}") for name in spec.qkv]
+    weights = [m.weight.T if spec.conv1d else m.weight for m in modules]
+    dh = sum(w.shape[0] for w in weights) // sum(len(s) for s in slots)
+    projections = [
+        _projection(m, w, getattr(m, "bias", None), dh, s)
+        for m, w, s in zip(modules, weights, slots, strict=True)
+    ]
+    out = get(f"{at_path}.{spec.out_proj}")
+    out_w = out.weight.detach() if spec.conv1d else out.weight.detach().T  # [H*dh, d]
+    attn_norm = get(layer + spec.attn_norm) if spec.attn_norm else modules[0]
+    mlp = get(layer + spec.mlp)
+    shared = spec.mlp_norm is not None and spec.mlp_norm == spec.attn_norm
+    ls = LayerSites(
+        attn_norm, get(layer + spec.mlp_norm) if spec.mlp_norm and not shared else mlp, get(at_path), out,
+        out_w.reshape(h, dh, d).contiguous(), mlp, projections,
+        mlp_out=get(layer + spec.post_mlp_norm) if spec.post_mlp_norm else mlp,
+        mlp_shared_norm=attn_norm if shared else None,
+    )  # fmt: skip
+    if spec.attn_norm:
+        ls.attn_gain, ls.attn_eps = norm_gain(attn_norm, spec), norm_eps(attn_norm)
+    if spec.post_attn_norm:
+        if getattr(out, "bias", None) is not None:
+            raise ConfigError(f"EAP: {layer}{spec.attn}: an output bias behind a post-attention norm")
+        post = get(layer + spec.post_attn_norm)
+        if norm_kind(post) != "rms":
+            raise ConfigError(f"EAP: {layer}{spec.post_attn_norm} must be an RMSNorm")
+        ls.post_attn_norm, ls.post_attn_gain, ls.post_attn_eps = post, norm_gain(post, spec), norm_eps(post)
+    return ls
 
 
 def check_graph(sites: ModelSites, cfg: object) -> None:
