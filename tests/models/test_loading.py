@@ -28,6 +28,8 @@ TINY_LAYOUT = {  # (class, layers, heads, key/value heads)
     "tiny-phi3": ("Phi3ForCausalLM", 2, 4, 2),
     "tiny-gptj": ("GPTJForCausalLM", 2, 4, 4),
     "tiny-mixtral": ("MixtralForCausalLM", 2, 4, 2),
+    "tiny-qwen2moe": ("Qwen2MoeForCausalLM", 2, 4, 2),
+    "tiny-qwen3moe": ("Qwen3MoeForCausalLM", 2, 4, 2),
 }
 
 

@@ -81,6 +81,10 @@ _GEMMA_TINY = dict(
     _GQA, head_dim=8, query_pre_attn_scalar=8, sliding_window=3, attn_logit_softcapping=5.0,
     final_logit_softcapping=5.0, attn_implementation="eager",
 )  # fmt: skip
+_MOE_TINY = dict(
+    _GQA, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32, decoder_sparse_step=1,
+    mlp_only_layers=[], experts_implementation="eager",
+)  # fmt: skip
 
 ARCHITECTURES: dict[str, ArchSpec] = {
     "gpt2": ArchSpec(
@@ -185,6 +189,22 @@ ARCHITECTURES: dict[str, ArchSpec] = {
             experts_implementation="eager",  # the per-expert loop also runs in float64 (tests)
         ),
     ),  # fmt: skip
+    # Qwen MoE: sparse expert blocks (Qwen2-MoE adds a gated shared expert) are one MLP node each, as in
+    # Mixtral; experts are 3-D parameters, so LoRA targets attention only
+    "qwen2_moe": ArchSpec(
+        "Qwen2MoeForCausalLM",
+        **_LLAMA_PATHS,
+        lora_targets=("q_proj", "k_proj", "v_proj", "o_proj"),
+        tiny="tiny-qwen2moe",
+        tiny_config=dict(_MOE_TINY, shared_expert_intermediate_size=32),
+    ),
+    "qwen3_moe": ArchSpec(
+        "Qwen3MoeForCausalLM",
+        **_LLAMA_PATHS,
+        lora_targets=("q_proj", "k_proj", "v_proj", "o_proj"),
+        tiny="tiny-qwen3moe",
+        tiny_config=dict(_MOE_TINY, head_dim=8),
+    ),
 }
 
 
