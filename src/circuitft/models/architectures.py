@@ -86,20 +86,22 @@ _MOE_TINY = dict(
     mlp_only_layers=[], experts_implementation="eager",
 )  # fmt: skip
 
+_ATTN_ONLY = ("q_proj", "k_proj", "v_proj", "o_proj")
+
 ARCHITECTURES: dict[str, ArchSpec] = {
     "gpt2": ArchSpec(
         "GPT2LMHeadModel",
-        "transformer",
-        "h",
-        "wte",
-        "ln_f",
-        "attn",
-        ("c_attn",),
-        "fused",
-        "c_proj",
-        "mlp",
-        "ln_1",
-        "ln_2",
+        base="transformer",
+        layers="h",
+        embed="wte",
+        final_norm="ln_f",
+        attn="attn",
+        qkv=("c_attn",),
+        layout="fused",
+        out_proj="c_proj",
+        mlp="mlp",
+        attn_norm="ln_1",
+        mlp_norm="ln_2",
         norm="layer",
         conv1d=True,
         lora_targets=("c_attn", "c_proj", "c_fc"),
@@ -108,17 +110,17 @@ ARCHITECTURES: dict[str, ArchSpec] = {
     ),
     "gpt_neox": ArchSpec(
         "GPTNeoXForCausalLM",
-        "gpt_neox",
-        "layers",
-        "embed_in",
-        "final_layer_norm",
-        "attention",
-        ("query_key_value",),
-        "fused_per_head",
-        "dense",
-        "mlp",
-        "input_layernorm",
-        "post_attention_layernorm",
+        base="gpt_neox",
+        layers="layers",
+        embed="embed_in",
+        final_norm="final_layer_norm",
+        attn="attention",
+        qkv=("query_key_value",),
+        layout="fused_per_head",
+        out_proj="dense",
+        mlp="mlp",
+        attn_norm="input_layernorm",
+        mlp_norm="post_attention_layernorm",
         norm="layer",
         parallel="use_parallel_residual",
         lora_targets=("query_key_value",),  # peft's default for GPT-NeoX, as in the prior work
@@ -138,7 +140,7 @@ ARCHITECTURES: dict[str, ArchSpec] = {
         **_GEMMA,
         tiny="tiny-gemma3",
         tiny_config=dict(_GEMMA_TINY, layer_types=["sliding_attention", "full_attention"]),
-    ),  # fmt: skip
+    ),
     # OLMo 2: no pre-norms (attention and MLP read the residual), norms after both; q/k norms over all heads
     "olmo2": ArchSpec(
         "Olmo2ForCausalLM",
@@ -147,61 +149,61 @@ ARCHITECTURES: dict[str, ArchSpec] = {
         post_mlp_norm="post_feedforward_layernorm",
         tiny="tiny-olmo2",
         tiny_config=_GQA,
-    ),  # fmt: skip
+    ),
+    # Phi-3: fused [q | k | v] projection (grouped k/v) and fused gate/up (inside the MLP node)
     "phi3": ArchSpec(
         "Phi3ForCausalLM",
         **dict(_LLAMA_PATHS, qkv=("qkv_proj",), layout="fused"),
         tiny="tiny-phi3",
         tiny_config=_GQA,
-    ),  # fmt: skip
+    ),
     # GPT-J: attention and MLP in parallel behind one shared LayerNorm (ln_1), rotary, no biases
     "gptj": ArchSpec(
         "GPTJForCausalLM",
-        "transformer",
-        "h",
-        "wte",
-        "ln_f",
-        "attn",
-        ("q_proj", "k_proj", "v_proj"),
-        "separate",
-        "out_proj",
-        "mlp",
-        "ln_1",
-        "ln_1",
+        base="transformer",
+        layers="h",
+        embed="wte",
+        final_norm="ln_f",
+        attn="attn",
+        qkv=("q_proj", "k_proj", "v_proj"),
+        layout="separate",
+        out_proj="out_proj",
+        mlp="mlp",
+        attn_norm="ln_1",
+        mlp_norm="ln_1",
         norm="layer",
         parallel=True,
         lora_targets=("q_proj", "k_proj", "v_proj", "out_proj", "fc_in", "fc_out"),
         tiny="tiny-gptj",
         tiny_config=dict(n_layer=2, n_head=4, n_embd=32, n_inner=64, n_positions=128, rotary_dim=4),
     ),
-    # The sparse expert block (router + experts) is one MLP node; experts are 3-D parameters, not Linear
-    # modules, so LoRA targets attention only.
+    # Mixtures of experts: the sparse expert block (router and experts; Qwen2-MoE adds a gated shared expert)
+    # is one MLP node. Experts are 3-D parameters, not Linear modules, so LoRA targets attention only. The tiny
+    # models use the per-expert loop, which also runs in float64 (tests).
     "mixtral": ArchSpec(
         "MixtralForCausalLM",
         **_LLAMA_PATHS,
-        lora_targets=("q_proj", "k_proj", "v_proj", "o_proj"),
+        lora_targets=_ATTN_ONLY,
         tiny="tiny-mixtral",
         tiny_config=dict(
             _GQA,
             intermediate_size=32,
             num_local_experts=4,
             num_experts_per_tok=2,
-            experts_implementation="eager",  # the per-expert loop also runs in float64 (tests)
+            experts_implementation="eager",
         ),
-    ),  # fmt: skip
-    # Qwen MoE: sparse expert blocks (Qwen2-MoE adds a gated shared expert) are one MLP node each, as in
-    # Mixtral; experts are 3-D parameters, so LoRA targets attention only
+    ),
     "qwen2_moe": ArchSpec(
         "Qwen2MoeForCausalLM",
         **_LLAMA_PATHS,
-        lora_targets=("q_proj", "k_proj", "v_proj", "o_proj"),
+        lora_targets=_ATTN_ONLY,
         tiny="tiny-qwen2moe",
         tiny_config=dict(_MOE_TINY, shared_expert_intermediate_size=32),
     ),
     "qwen3_moe": ArchSpec(
         "Qwen3MoeForCausalLM",
         **_LLAMA_PATHS,
-        lora_targets=("q_proj", "k_proj", "v_proj", "o_proj"),
+        lora_targets=_ATTN_ONLY,
         tiny="tiny-qwen3moe",
         tiny_config=dict(_MOE_TINY, head_dim=8),
     ),

@@ -4,7 +4,7 @@ They exist for tests and smoke runs: no download, a few milliseconds to build, d
 (seeded). One tiny model per family of the architecture table (``tiny-<family>``, see
 :data:`circuitft.models.architectures.ARCHITECTURES`): fused QKV (GPT-2, Phi-3), grouped-query attention
 (Llama, Qwen2, Qwen3, ...), parallel attention/MLP (GPT-NeoX), norms after attention and MLP (Gemma 2/3,
-OLMo 2) and a mixture of experts (Mixtral). ``random-qwen3-135m`` is a random Qwen3 of SmolLM2-135M's shape
+OLMo 2) and mixtures of experts (Mixtral, Qwen2-MoE, Qwen3-MoE). ``random-qwen3-135m`` is a random Qwen3 of SmolLM2-135M's shape
 (for ``circuitft bench eap``).
 """
 
