@@ -21,6 +21,7 @@ TINY_LAYOUT = {  # (class, layers, heads, key/value heads)
     "tiny-llama": ("LlamaForCausalLM", 2, 4, 2),
     "tiny-qwen2": ("Qwen2ForCausalLM", 2, 4, 2),
     "tiny-neox": ("GPTNeoXForCausalLM", 2, 4, 4),
+    "tiny-mistral": ("MistralForCausalLM", 2, 4, 2),
     "tiny-qwen3": ("Qwen3ForCausalLM", 2, 4, 2),
     "tiny-gemma2": ("Gemma2ForCausalLM", 2, 4, 2),
     "tiny-gemma3": ("Gemma3ForCausalLM", 2, 4, 2),

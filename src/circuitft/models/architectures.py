@@ -128,7 +128,7 @@ ARCHITECTURES: dict[str, ArchSpec] = {
         tiny_config=dict(_SMALL, max_position_embeddings=128, use_parallel_residual=True, rotary_pct=0.25),
     ),
     "llama": ArchSpec("LlamaForCausalLM", **_LLAMA_PATHS, tiny="tiny-llama", tiny_config=_GQA),
-    "mistral": ArchSpec("MistralForCausalLM", **_LLAMA_PATHS),
+    "mistral": ArchSpec("MistralForCausalLM", **_LLAMA_PATHS, tiny="tiny-mistral", tiny_config=_GQA),
     "qwen2": ArchSpec("Qwen2ForCausalLM", **_LLAMA_PATHS, tiny="tiny-qwen2", tiny_config=_GQA),
     # q_norm / k_norm act per head on the projection outputs: the per-head chunks stay the destinations
     "qwen3": ArchSpec(
