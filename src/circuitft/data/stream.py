@@ -90,7 +90,10 @@ def _components(stage: TaskConfig, where: str) -> list[TaskConfig]:
             raise ConfigError(f"{where}: give `task` (or `mix` for a mixed stage)")
         return [stage]
     if stage.task is not None or stage.source is not None:
-        raise ConfigError(f"{where}: a mixed stage gives `mix` and no `task` or `source`")
+        raise ConfigError(
+            f"{where}: a mixed stage gives `mix` and no `task` or `source` (a --data.tasks override keeps the "
+            'unset fields of the config\'s stage at the same position: add "task": null)'
+        )
     if not isinstance(stage.mix, list) or not stage.mix:
         raise ConfigError(f"{where}: `mix` must be a non-empty list of tasks")
     if stage.weights is not None:
