@@ -43,6 +43,8 @@ def test_show_reports_split_sizes(capsys):
         f"train {sizes['train']}, val {sizes['val']}, test {sizes['test']} distinct problems (of 100)" in out
     )
     assert "exact" in out
+    code, out, _ = run(capsys, "show", "AddSub", "--param", "lo=0", "hi=9")
+    assert code == 0 and "rows alternate between kinds: at most train" in out
     code, out, _ = run(capsys, "show", "Add", "--param", "hi=100000")
     assert code == 0 and "large (not enumerated)" in out
 

@@ -103,7 +103,7 @@ def _list() -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from circuitft.data.tasks import describe, get_task, make_rows, split_sizes, task_params
+    from circuitft.data.tasks import describe, get_task, make_rows, split_limits, split_sizes, task_params
 
     spec = get_task(args.name)
     _check_n(args.n)
@@ -118,6 +118,10 @@ def _show(args: argparse.Namespace) -> int:
         total = sum(sizes.values())
         parts = ", ".join(f"{k} {v}" for k, v in sizes.items())
         print(f"splits (exact; by a hash of the clean prompt): {parts} distinct problems (of {total})")
+        limits = split_limits(spec.name, **params)
+        if limits != sizes:
+            most = ", ".join(f"{k} {v}" for k, v in limits.items())
+            print(f"rows alternate between kinds: at most {most} rows of distinct problems")
     for i, row in enumerate(rows, start=1):
         print(f"\n[{i}] clean:     {row.clean!r}")
         print(f"    corrupted: {row.corrupted!r}")

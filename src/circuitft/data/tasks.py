@@ -125,6 +125,14 @@ def split_sizes(name: str, **params: Any) -> dict[str, int] | None:
     return None if caps is None else {s: sum(c[s] for c in caps) for s in SPLITS}
 
 
+def split_limits(name: str, **params: Any) -> dict[str, int] | None:
+    """Most rows of distinct problems each split can give (less than its size when rows alternate between
+    kinds, e.g. AddSub's ``+`` and ``-`` rows), or None when the space is too large to list."""
+    spec = get_task(name)
+    caps = _capacities(spec.name, tuple(sorted(spec.resolve(params).items())))
+    return None if caps is None else {s: _most_rows([c[s] for c in caps]) for s in SPLITS}
+
+
 @functools.lru_cache(maxsize=64)
 def _capacities(name: str, items: tuple[tuple[str, Any], ...]) -> list[dict[str, int]] | None:
     """Per slot class: distinct problems in each split (None: the task lists no problem space)."""
