@@ -233,3 +233,20 @@ def test_test_command_evaluates_the_test_split(quick_run, capsys):
                "--trainer.enable_progress_bar", "false", "--ckpt_path", ckpt])  # fmt: skip
     assert rc == 0
     assert "test/AddSub/acc" in capsys.readouterr().out
+
+
+def test_mixed_stage_run_resumes(tmp_path):
+    tasks = '[{"task": null, "mix": ["Add", "Sub"], "steps": 4, "n_train": 16, "n_val": 4, "params": {"lo": 0, "hi": 19}}]'
+    args = [
+        "--data.tasks",
+        tasks,
+        "--trainer.val_check_interval",
+        "2",
+        "--checkpoint.every_n_train_steps",
+        "2",
+    ]
+    assert fit(tmp_path, *args, "--trainer.max_steps", "2") == 0
+    assert fit(tmp_path, *args, "--ckpt_path", "last") == 0
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["global_step"] == 4 and ckpt["TaskStreamDataModule"]["tasks"] == ["Add+Sub"]
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["Add", "Sub"]
