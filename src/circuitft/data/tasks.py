@@ -19,7 +19,9 @@ from circuitft.data.pairs import PromptPairs, tokenize_pairs
 from circuitft.data.rows import PromptRow
 from circuitft.errors import DataError
 
-_REGISTRY: dict[str, TaskSpec] = {t.name: t for t in arithmetic.TASKS + language.TASKS + finetune_circuits.TASKS}
+_REGISTRY: dict[str, TaskSpec] = {
+    t.name: t for t in arithmetic.TASKS + language.TASKS + finetune_circuits.TASKS
+}
 # A slot is given up (DataError) after this many rows in a row with mismatched token lengths.
 MAX_RESAMPLES_PER_ROW = 200
 

@@ -98,7 +98,9 @@ def _corruption_check(rule: _Rule, prob: Problem, p: Mapping[str, Any]) -> Calla
     return ok
 
 
-def _pick_corruption(rule: _Rule, prob: Problem, p: Mapping[str, Any], rng: random.Random | None) -> Problem | None:
+def _pick_corruption(
+    rule: _Rule, prob: Problem, p: Mapping[str, Any], rng: random.Random | None
+) -> Problem | None:
     """A uniformly drawn usable corruption of ``prob`` (the first one without ``rng``); None if there is none.
 
     A few rejection draws first (uniform over the usable ones), then the full list (uniform again).
@@ -278,7 +280,9 @@ def lcm_pairs(max_value: int) -> tuple[tuple[tuple[int, int], ...], ...]:
     multiple = {(b, b * k) for b in range(1, 51) for k in range(2, 11)}
     coprime = {(m, n) for m in range(1, 101) for n in range(1, 101) if math.gcd(m, n) == 1}
     common = {(b * f, b * g) for b in range(2, 51) for f in range(2, 11) for g in range(2, 11) if f != g}
-    return tuple(tuple(sorted(q for q in s if math.lcm(*q) <= max_value)) for s in (multiple, coprime, common))
+    return tuple(
+        tuple(sorted(q for q in s if math.lcm(*q) <= max_value)) for s in (multiple, coprime, common)
+    )
 
 
 @functools.lru_cache(maxsize=16)
@@ -368,7 +372,11 @@ def _comp_answer(t: Problem) -> int:
 def _comp_valid(t: Problem, p: Mapping[str, Any]) -> bool:
     op2, x, y, op, z = t
     v = _bracket(op2, x, y)
-    return (op2 == "+" or y <= x) and (op == "*" or (v >= 2 and v % z == 0)) and _comp_answer(t) <= p["max_value"]
+    return (
+        (op2 == "+" or y <= x)
+        and (op == "*" or (v >= 2 and v % z == 0))
+        and _comp_answer(t) <= p["max_value"]
+    )
 
 
 def _comp_corruptions(t: Problem, p: Mapping[str, Any]) -> Iterator[Problem]:
@@ -457,7 +465,9 @@ def _params(prefix: str, max_value: bool = True) -> dict[str, Param]:
     where = "the fixed instruction" if prefix else "none: the prompt carries its own instruction"
     out = {"prefix": Param(str, prefix, f"text before the prompt (default: {where})")}
     if max_value:
-        out["max_value"] = Param(int, MAX_VALUE, "largest number shown or answered (stands in for 1 Pythia token)")
+        out["max_value"] = Param(
+            int, MAX_VALUE, "largest number shown or answered (stands in for 1 Pythia token)"
+        )
     return out
 
 
