@@ -22,7 +22,9 @@ instruction, as in the original generators (their ``prefix`` parameter defaults 
 answer of the corrupted prompt (none for FCSequence, whose corrupted terms follow no rule).
 
 Each task's problems are the operand choices of the original generator that have a valid corruption; a row
-is a uniformly drawn problem (a rejection draw from the original ranges) and a uniformly drawn corruption.
+is a uniformly drawn problem and a uniformly drawn corruption. Problems are drawn from the cached list of
+them when it has at most 250,000 candidates to scan (:func:`space_size`; the split layer's
+``problem_space``), else by rejection from the original ranges (FCCompositional).
 Three changes from the original generators, so that the rows validate with any tokenizer:
 
 - every answer (clean and corrupted) and every computed number shown (a dividend, a term, a function
@@ -275,11 +277,13 @@ def lcm_pairs(max_value: int) -> tuple[tuple[tuple[int, int], ...], ...]:
     """Per type (:data:`LCM_TYPES`), the sorted pairs of the original generator whose LCM is <= max_value.
 
     multiple: ``(b, b*k)``, b 1..50, k 2..10; coprime: ``(m, n)``, 1..100, gcd 1; common factor:
-    ``(b*f, b*g)``, b 2..50, f != g in 2..10.
+    ``(b*f, b*g)``, b 2..50, f != g in 2..10. A pair that two types produce (``(1, 5)``, ``(9, 18)``) is
+    kept in the first only, so that one question has one solved example and one prompt.
     """
     multiple = {(b, b * k) for b in range(1, 51) for k in range(2, 11)}
-    coprime = {(m, n) for m in range(1, 101) for n in range(1, 101) if math.gcd(m, n) == 1}
+    coprime = {(m, n) for m in range(1, 101) for n in range(1, 101) if math.gcd(m, n) == 1} - multiple
     common = {(b * f, b * g) for b in range(2, 51) for f in range(2, 11) for g in range(2, 11) if f != g}
+    common -= multiple | coprime
     return tuple(
         tuple(sorted(q for q in s if math.lcm(*q) <= max_value)) for s in (multiple, coprime, common)
     )
@@ -401,8 +405,10 @@ _COMPOSITIONAL = _Rule(
 def _drawer(name: str, rule: _Rule) -> Callable[[random.Random, int, Mapping[str, Any]], PromptRow]:
     def draw(rng: random.Random, slot: int, p: Mapping[str, Any]) -> PromptRow:
         cls = slot % rule.classes
-        for _ in range(MAX_DRAWS):
-            prob = rule.sample(rng, cls, p)
+        listed = _problems(name, _key(p))
+        tries = 1 if listed is not None and listed[cls] else 0 if listed is not None else MAX_DRAWS
+        for _ in range(tries):
+            prob = rng.choice(listed[cls]) if listed is not None else rule.sample(rng, cls, p)
             if prob is None or not rule.valid(prob, p):
                 continue
             corrupted = _pick_corruption(rule, prob, p, rng)
@@ -415,7 +421,8 @@ def _drawer(name: str, rule: _Rule) -> Callable[[random.Random, int, Mapping[str
                 wrong=str(rule.answer(corrupted)) if rule.has_wrong else None,
             )
         shown = ", ".join(f"{k}={v!r}" for k, v in _key(p)) or "the defaults"
-        raise DataError(f"task {name}: no usable problem with {shown} after {MAX_DRAWS} draws")
+        after = "" if listed is not None else f" after {MAX_DRAWS} draws"
+        raise DataError(f"task {name}: no usable problem with {shown}{after} (widen the ranges)")
 
     return draw
 
