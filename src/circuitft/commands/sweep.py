@@ -111,8 +111,10 @@ def check_runs(fit_config: Path, runs: Sequence[Run], extra: Sequence[str]) -> N
             where = f"run {run.name}: data.tasks[{j}]"
             if not isinstance(t, dict):
                 raise ConfigError(f"{where}: expected a mapping, got {t!r}")
-            if t.get("source") is None and t.get("task") not in known:
-                raise ConfigError(f"{where}: unknown task {t.get('task')!r}; see `circuitft tasks list`")
+            mixed = [m.get("task") if isinstance(m, dict) else m for m in t.get("mix") or []]
+            for name in mixed or ([t.get("task")] if t.get("source") is None else []):
+                if name not in known:
+                    raise ConfigError(f"{where}: unknown task {name!r}; see `circuitft tasks list`")
             for key in ("steps", "epochs"):
                 if t.get(key) is not None and not t[key] > 0:
                     raise ConfigError(f"{where}: {key} must be positive, got {t[key]}")

@@ -135,6 +135,7 @@ def trainer_defaults() -> dict[str, Any]:
             "init_args": {"save_dir": "", "name": "", "version": "", "default_hp_metric": False},
         },
         "num_sanity_val_steps": 0,
+        "use_distributed_sampler": False,  # the task stream shards its batches by rank itself
         "reload_dataloaders_every_n_epochs": 1,
         "log_every_n_steps": 1,
         "enable_progress_bar": True,

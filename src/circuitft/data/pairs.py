@@ -198,3 +198,33 @@ def tokenize_pairs(
         prompt_len=torch.tensor([s[2] for s in seqs]), answer_ids=answer_ids,
         answer_len=torch.tensor([len(s[3]) for s in seqs]), wrong_ids=wrong_ids, n_dropped=dropped,
     )  # fmt: skip
+
+
+def concat_pairs(parts: Sequence[PromptPairs], task: str) -> PromptPairs:
+    """The rows of ``parts`` one after another in one PromptPairs (padded to the widest part)."""
+    if not parts:
+        raise DataError(f"no rows for task {task!r}")
+    pad_ids = lambda t, w, v: torch.nn.functional.pad(t, (0, w - t.shape[1]), value=v)  # noqa: E731
+    t = max(p.clean_ids.shape[1] for p in parts)
+    a = max(p.answer_ids.shape[1] for p in parts)
+    has_wrong = any(p.wrong_ids is not None for p in parts)
+    w = max((p.wrong_ids.shape[1] for p in parts if p.wrong_ids is not None), default=1)
+
+    def wrong(p: PromptPairs) -> torch.Tensor:
+        if p.wrong_ids is None:
+            return torch.full((len(p), w), PAD_LABEL, dtype=torch.long)
+        return pad_ids(p.wrong_ids, w, PAD_LABEL)
+
+    # the id under padding is never read (masked, no label)
+    return PromptPairs(
+        task=task,
+        rows=[r for p in parts for r in p.rows],
+        clean_ids=torch.cat([pad_ids(p.clean_ids, t, 0) for p in parts]),
+        corrupted_ids=torch.cat([pad_ids(p.corrupted_ids, t, 0) for p in parts]),
+        attention_mask=torch.cat([pad_ids(p.attention_mask, t, 0) for p in parts]),
+        prompt_len=torch.cat([p.prompt_len for p in parts]),
+        answer_ids=torch.cat([pad_ids(p.answer_ids, a, PAD_LABEL) for p in parts]),
+        answer_len=torch.cat([p.answer_len for p in parts]),
+        wrong_ids=torch.cat([wrong(p) for p in parts]) if has_wrong else None,
+        n_dropped=sum(p.n_dropped for p in parts),
+    )

@@ -121,7 +121,9 @@ def check_compatible(path: str | Path, model_args: dict[str, Any], data_args: An
     stream = ckpt.get("TaskStreamDataModule")
     tasks = (data_args or {}).get("tasks") if data_args is not None else None
     if isinstance(stream, dict) and tasks:
-        names = [t.get("name") or t.get("task") for t in tasks]
+        from circuitft.data.stream import stage_name
+
+        names = [stage_name(t) for t in tasks]
         steps = [t.get("steps") for t in tasks]
         old_steps = stream.get("task_steps") or []
         same_steps = len(old_steps) == len(steps) and all(
