@@ -242,3 +242,35 @@ def test_smollm2_tokenizer_needs_no_resampling(default_cache):
         pairs = make_pairs(name, tokenizer, 300, seed=0)
         assert len(pairs) == 300 and pairs.n_dropped == 0, name
         assert (pairs.clean_ids != pairs.corrupted_ids).any(1).all(), name
+
+
+@pytest.mark.parametrize("name", FC)
+def test_splits_share_no_prompt_and_draws_come_from_the_listed_space(name):
+    from circuitft.data.splits import split_of
+    from circuitft.data.tasks import split_sizes
+
+    by_split = {s: make_rows(name, 40, seed=3, split=s) for s in ("train", "val", "test")}
+    prompts = {s: {r.clean for r in rows} for s, rows in by_split.items()}
+    assert not prompts["train"] & prompts["val"] and not prompts["train"] & prompts["test"]
+    assert not prompts["val"] & prompts["test"]
+    assert all(split_of(p) == s for s, ps in prompts.items() for p in ps)
+    assert len(prompts["val"]) == 40, "val rows are distinct problems"
+    spec = get_task(name)
+    space = spec.problem_space(spec.resolve({}))
+    if name == "FCCompositional":
+        assert space is None and split_sizes(name) is None
+        return
+    assert sum(len(c) for c in space) == space_size(name) == sum(split_sizes(name).values())
+    for i, row in enumerate(make_rows(name, 60, seed=1)):
+        assert row.clean in set(space[i % len(space)]), "a row's problem is in its slot class's list"
+
+
+def test_small_split_is_exhausted_with_one_line():
+    from circuitft.data.tasks import split_sizes
+
+    sizes = split_sizes("FCAddSub", lo=1, hi=9)
+    assert sum(sizes.values()) == 90 and 0 < sizes["val"] < 20
+    rows = make_rows("FCAddSub", 2 * sizes["val"] + 40, seed=0, split="train", lo=1, hi=9)
+    assert len(rows) == 2 * sizes["val"] + 40, "train samples with replacement past its size"
+    with pytest.raises(DataError, match=rf"task FCAddSub: asked for 50 val rows, but the val split holds {sizes['val']}"):  # fmt: skip
+        make_rows("FCAddSub", 50, seed=0, split="val", lo=1, hi=9)

@@ -521,6 +521,8 @@ _RULES: dict[str, tuple[_Rule, str, dict[str, Param]]] = {
 }
 
 TASKS: list[TaskSpec] = [
-    TaskSpec(name, rule_text, _drawer(name, rule), params, _check_range(name))
+    TaskSpec(
+        name, rule_text, _drawer(name, rule), params, _check_range(name), problem_space=_space(name, rule)
+    )
     for name, (rule, rule_text, params) in _RULES.items()
 ]
