@@ -178,6 +178,11 @@ def test_seeded_and_described(name):
 def test_prefix_and_max_value_parameters():
     rows = make_rows("FCAddSub", 20, seed=0, prefix="Q: ", lo=1, hi="9")
     assert all(re.fullmatch(r"Q: [1-9] [+-] [1-9] =", r.clean) for r in rows)
+    wide = make_rows("FCAddSub", 20, seed=0, lo=1000, hi=2000)  # 1M candidates: drawn by rejection
+    assert space_size("FCAddSub", {"lo": 1000, "hi": 2000}) is None
+    for row in wide:
+        a, op, b = _parse(r"(\d+) ([+-]) (\d+) =", row.clean, PREFIX)
+        assert 1000 <= b <= a <= 2000 and row.answer == str(a + b if op == "+" else a - b)
     rows = make_rows("FCFunction", 50, seed=0, max_value=99)
     assert all(int(r.answer) <= 99 and int(r.wrong) <= 99 for r in rows)
     assert get_task("FCSequence").resolve({})["prefix"] == ""
@@ -203,7 +208,25 @@ def test_space_sizes_counted_by_hand():
     mul = sum(1 for a in range(2, 201) for b in range(2, 181) if a * b <= 999)
     div = sum(1 for b in range(2, 201) for q in range(2, 201) if b * q <= 999)
     assert space_size("FCMulDiv") <= mul + div and space_size("FCMulDiv") > 0.95 * (mul + div)
-    assert space_size("FCCompositional") is None, "too many to list: the split layer draws by rejection"
+
+
+def test_compositional_listing_equals_the_generic_corruption_check():
+    # FCCompositional lists its 382,619 problems without rendering them; the generic check (render both
+    # prompts, compare digit counts and answers) must agree on every candidate of the original ranges.
+    import random
+
+    from circuitft.data.generators import finetune_circuits as fc
+
+    p = get_task("FCCompositional").resolve({})
+    listed = fc._problems("FCCompositional", fc._key(p))
+    assert space_size("FCCompositional") == sum(map(len, listed)) == 382_619
+    members = [set(c) for c in listed]
+    rng = random.Random(0)
+    for _ in range(20_000):
+        cls = rng.randrange(2)
+        t = (rng.choice("+-"), rng.randint(2, 100), rng.randint(1, 100), "*/"[cls], rng.randint(2, 100))
+        generic = fc._COMPOSITIONAL.valid(t, p) and fc._usable(fc._COMPOSITIONAL, t, p)
+        assert (t in members[cls]) == generic, t
 
 
 @pytest.mark.parametrize(
@@ -211,7 +234,7 @@ def test_space_sizes_counted_by_hand():
     [
         ("FCMulDiv", {"max_value": 0}, r"task FCMulDiv: parameter 'max_value' must be >= 1, got 0"),
         ("FCFunction", {"max_value": 4}, r"task FCFunction: no usable problem with max_value=4 \(widen"),
-        ("FCCompositional", {"max_value": 1}, r"no usable problem with max_value=1 after 1000 draws"),
+        ("FCCompositional", {"max_value": 1}, r"task FCCompositional: no usable problem with max_value=1 \("),
         ("FCAddSub", {"lo": 5, "hi": 2}, r"'hi' \(2\) must be >= 'lo' \(5\)"),
         ("FCAddSub", {"lo": 0, "hi": 0}, r"task FCAddSub: no usable problem with hi=0, lo=0"),
         ("FCLCM", {"foo": 1}, r"task FCLCM: unknown parameter 'foo' \(valid parameters: prefix, max_value\)"),
@@ -257,12 +280,10 @@ def test_splits_share_no_prompt_and_draws_come_from_the_listed_space(name):
     assert len(prompts["val"]) == 40, "val rows are distinct problems"
     spec = get_task(name)
     space = spec.problem_space(spec.resolve({}))
-    if name == "FCCompositional":
-        assert space is None and split_sizes(name) is None
-        return
     assert sum(len(c) for c in space) == space_size(name) == sum(split_sizes(name).values())
+    members = [set(c) for c in space]
     for i, row in enumerate(make_rows(name, 60, seed=1)):
-        assert row.clean in set(space[i % len(space)]), "a row's problem is in its slot class's list"
+        assert row.clean in members[i % len(space)], "a row's problem is in its slot class's list"
 
 
 def test_small_split_is_exhausted_with_one_line():

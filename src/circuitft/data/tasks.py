@@ -22,7 +22,7 @@ from typing import Any
 from transformers import PreTrainedTokenizerBase
 
 from circuitft.data.generators import arithmetic, finetune_circuits, language
-from circuitft.data.generators.spec import TaskSpec
+from circuitft.data.generators.spec import KEEP_CLEAN, TaskSpec
 from circuitft.data.pairs import PromptPairs, tokenize_pairs
 from circuitft.data.rows import PromptRow
 from circuitft.data.splits import SPLITS, check_split, split_of
@@ -184,7 +184,7 @@ def _draw_rows(
         need = [len(range(c, n, k)) for c in range(k)]
         have = [c[split] for c in caps]
         if any(a > b for a, b in zip(need, have, strict=True)):
-            if split != "train":
+            if split != "train" or 0 in [h for h, m in zip(have, need, strict=True) if m]:
                 most = _most_rows(have)
                 raise DataError(
                     f"task {spec.name}: asked for {n} {split} rows, but the {split} split holds "
@@ -193,10 +193,22 @@ def _draw_rows(
             distinct = False  # train: sampling with replacement
     seen: set[str] = set()
     bad: set[str] = set()
+    early = caps is not None and distinct  # enough distinct problems: let the drawer skip repeats too
+
+    def keep(clean: str) -> bool:
+        return split_of(clean) == split and not (early and (clean in seen or clean in bad))
+
+    params = {**params, KEEP_CLEAN: keep}
     for slot in range(n):
         stall = mismatches = 0
         while True:
-            row = spec.draw(rng, slot, params)
+            try:
+                row = spec.draw(rng, slot, params)
+            except DataError:
+                if not early:
+                    raise
+                early = False  # few new problems left: the drawer gave up skipping repeats; reject them here
+                continue
             new = split_of(row.clean) == split and not (distinct and (row.clean in seen or row.clean in bad))
             if new and usable is not None and not usable(row):
                 dropped += 1

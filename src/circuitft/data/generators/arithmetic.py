@@ -8,13 +8,14 @@ and its answer differs; ``wrong`` is that answer.
 
 from __future__ import annotations
 
+import functools
 import operator
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from circuitft.data.generators.spec import MAX_DRAWS, Param, TaskSpec
+from circuitft.data.generators.spec import KEEP_CLEAN, MAX_DRAWS, Param, TaskSpec
 from circuitft.data.rows import PromptRow
 from circuitft.errors import DataError
 
@@ -30,6 +31,7 @@ def base_prefix(base: int) -> str:
     return f"Solve the following and respond with only the final answer in base {base}: "
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def to_base(x: int, base: int) -> str:
     """``x >= 0`` written in ``base`` (2..10)."""
     if x == 0:
@@ -168,9 +170,10 @@ def _drawer(name: str, ops: tuple[Op, ...], base: int):
     def draw(rng: random.Random, slot: int, p: Mapping[str, Any]) -> PromptRow:
         op = ops[slot % len(ops)]
         lo, hi = p["lo"], p["hi"]
+        keep = p.get(KEEP_CLEAN)
         for _ in range(MAX_DRAWS):
             a, b = rng.randint(lo, hi), rng.randint(lo, hi)
-            if not op.valid(a, b):
+            if not op.valid(a, b) or (keep is not None and not keep(_clean(p["prefix"], a, b, op, base))):
                 continue
             c = _corrupt(rng, a, b, op, lo, hi, base)
             if c is None:

@@ -23,8 +23,8 @@ answer of the corrupted prompt (none for FCSequence, whose corrupted terms follo
 
 Each task's problems are the operand choices of the original generator that have a valid corruption; a row
 is a uniformly drawn problem and a uniformly drawn corruption. Problems are drawn from the cached list of
-them when it has at most 250,000 candidates to scan (:func:`space_size`; the split layer's
-``problem_space``), else by rejection from the original ranges (FCCompositional).
+them when its scan rejects at most 250,000 candidates (:func:`space_size`; the split layer's
+``problem_space``), else by rejection from the original ranges (FCAddSub with a wide operand range).
 Three changes from the original generators, so that the rows validate with any tokenizer:
 
 - every answer (clean and corrupted) and every computed number shown (a dividend, a term, a function
@@ -51,14 +51,14 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from circuitft.data.generators.spec import MAX_DRAWS, Param, TaskSpec
+from circuitft.data.generators.spec import KEEP_CLEAN, MAX_DRAWS, Param, TaskSpec
 from circuitft.data.rows import PromptRow
 from circuitft.errors import DataError
 
 PREFIX = "Calculate the result of the following arithmetic expression and provide only the final answer: "
 LCM_INSTRUCTION = "Calculate the least common multiple (LCM) of two numbers. "
 MAX_VALUE = 999
-# A problem space is listed (exact split sizes) only when the ranges to scan hold at most this many tuples.
+# A problem space is listed (exact split sizes) only when its scan rejects at most this many candidates.
 _SPACE_MAX = 250_000
 
 Problem = tuple[Any, ...]
@@ -70,7 +70,7 @@ class _Rule:
     """One task: how to draw, list, render and corrupt its problems (``p``: the resolved parameters)."""
 
     classes: int  # row ``slot`` draws from class ``slot % classes``
-    sample: Callable[[random.Random, int, Mapping[str, Any]], Problem | None]  # one rejection-draw try
+    sample: Callable[[random.Random, int, Mapping[str, Any]], Problem | None] | None  # one rejection-draw try
     scan: Callable[[int, Mapping[str, Any]], Iterable[Problem]]  # candidates of a class (a superset)
     scan_size: Callable[[int, Mapping[str, Any]], int]
     prompt: Callable[[Problem, Mapping[str, Any]], str]
@@ -78,6 +78,7 @@ class _Rule:
     corruptions: Callable[[Problem, Mapping[str, Any]], Iterable[Problem]]  # candidates (filtered here)
     valid: Callable[[Problem, Mapping[str, Any]], bool]  # in range (before the corruption check)
     has_wrong: bool = True
+    scan_exact: bool = False  # ``scan`` yields exactly the usable problems (large spaces; tested equal)
 
 
 def _shape(text: str) -> list[int]:
@@ -124,7 +125,8 @@ def _usable(rule: _Rule, prob: Problem, p: Mapping[str, Any]) -> bool:
 
 
 def _key(p: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
-    return tuple(sorted((k, v) for k, v in p.items() if k != "prefix"))
+    """The parameters that decide the problems (not the prefix, not the task layer's split predicate)."""
+    return tuple(sorted((k, v) for k, v in p.items() if k != "prefix" and not k.startswith("_")))
 
 
 # ---- FCAddSub -----------------------------------------------------------------------------------------
@@ -352,19 +354,23 @@ def _divisors(v: int) -> list[int]:
     return [d for d in range(2, v + 1) if v % d == 0] if v >= 2 else []
 
 
-def _comp_sample(rng: random.Random, cls: int, p: Mapping[str, Any]) -> Problem | None:
-    op2, x, y = rng.choice("+-"), rng.choice(COMP_X), rng.choice(COMP_Y)
+def _comp_usable_zs(cls: int, v: int, max_value: int) -> list[int]:
+    """The z of class ``cls`` (``*``, ``/``) for bracket value ``v`` whose answer is in range and that have a
+    corruption: another such z of the same digit count (what :func:`_usable` finds, without rendering)."""
     if cls == 0:
-        return (op2, x, y, "*", rng.choice(COMP_Z))
-    divisors = _divisors(_bracket(op2, x, y))
-    return (op2, x, y, "/", rng.choice(divisors)) if divisors else None
+        zs = list(range(COMP_Z.start, min(COMP_Z.stop, max_value // v + 1))) if v > 0 else []
+    else:
+        zs = [z for z in _divisors(v) if v // z <= max_value]
+    count = {d: sum(1 for z in zs if len(str(z)) == d) for d in (1, 2, 3)}
+    return [z for z in zs if count[len(str(z))] >= 2]
 
 
 def _comp_scan(cls: int, p: Mapping[str, Any]) -> Iterable[Problem]:
+    """Exactly the usable problems of class ``cls`` (so ``scan_exact``)."""
     for op2 in "+-":
         for x in COMP_X:
-            for y in COMP_Y:
-                zs = COMP_Z if cls == 0 else _divisors(_bracket(op2, x, y))
+            for y in COMP_Y if op2 == "+" else range(COMP_Y.start, x + 1):
+                zs = _comp_usable_zs(cls, _bracket(op2, x, y), p["max_value"])
                 yield from ((op2, x, y, "*/"[cls], z) for z in zs)
 
 
@@ -391,25 +397,37 @@ def _comp_corruptions(t: Problem, p: Mapping[str, Any]) -> Iterator[Problem]:
 
 _COMPOSITIONAL = _Rule(
     classes=2,
-    sample=_comp_sample,
+    sample=None,  # always listed (exact scan)
     scan=_comp_scan,
-    scan_size=lambda cls, p: 2 * len(COMP_X) * len(COMP_Y) * (len(COMP_Z) if cls == 0 else 3),
+    scan_size=lambda cls, p: 0,  # an exact scan rejects nothing
     prompt=lambda t, p: f"{p['prefix']}({t[1]} {t[0]} {t[2]}) {t[3]} {t[4]} =",
     answer=_comp_answer,
     corruptions=_comp_corruptions,
     valid=_comp_valid,
+    scan_exact=True,
 )
 
 
 # ---- task specs ---------------------------------------------------------------------------------------
+def _sample(rule: _Rule, rng: random.Random, cls: int, p: Mapping[str, Any]) -> Problem | None:
+    if rule.sample is None:  # pragma: no cover - such rules always list their problems
+        raise AssertionError("a rule without a sampler must list its problems")
+    return rule.sample(rng, cls, p)
+
+
 def _drawer(name: str, rule: _Rule) -> Callable[[random.Random, int, Mapping[str, Any]], PromptRow]:
     def draw(rng: random.Random, slot: int, p: Mapping[str, Any]) -> PromptRow:
         cls = slot % rule.classes
         listed = _problems(name, _key(p))
-        tries = 1 if listed is not None and listed[cls] else 0 if listed is not None else MAX_DRAWS
-        for _ in range(tries):
-            prob = rng.choice(listed[cls]) if listed is not None else rule.sample(rng, cls, p)
+        keep = p.get(KEEP_CLEAN)
+        shown = ", ".join(f"{k}={v!r}" for k, v in _key(p)) or "the defaults"
+        if listed is not None and not listed[cls]:
+            raise DataError(f"task {name}: no usable problem with {shown} (widen the ranges)")
+        for _ in range(MAX_DRAWS):
+            prob = rng.choice(listed[cls]) if listed is not None else _sample(rule, rng, cls, p)
             if prob is None or not rule.valid(prob, p):
+                continue
+            if keep is not None and not keep(rule.prompt(prob, p)):
                 continue
             corrupted = _pick_corruption(rule, prob, p, rng)
             if corrupted is None:
@@ -420,19 +438,20 @@ def _drawer(name: str, rule: _Rule) -> Callable[[random.Random, int, Mapping[str
                 answer=str(rule.answer(prob)),
                 wrong=str(rule.answer(corrupted)) if rule.has_wrong else None,
             )
-        shown = ", ".join(f"{k}={v!r}" for k, v in _key(p)) or "the defaults"
-        after = "" if listed is not None else f" after {MAX_DRAWS} draws"
-        raise DataError(f"task {name}: no usable problem with {shown}{after} (widen the ranges)")
+        kept = " of this split" if keep is not None else ""
+        raise DataError(f"task {name}: no usable problem{kept} with {shown} after {MAX_DRAWS} draws")
 
     return draw
 
 
 @functools.lru_cache(maxsize=32)
 def _problems(name: str, key: tuple[tuple[str, Any], ...]) -> tuple[tuple[Problem, ...], ...] | None:
-    """Every usable problem per class, or None when the ranges to scan are too large."""
+    """Every usable problem per class, or None when there are too many candidates to scan."""
     rule, p = _RULES[name][0], {**dict(key), "prefix": ""}
     if sum(rule.scan_size(c, p) for c in range(rule.classes)) > _SPACE_MAX:
         return None
+    if rule.scan_exact:
+        return tuple(tuple(rule.scan(c, p)) for c in range(rule.classes))
     return tuple(
         tuple(dict.fromkeys(t for t in rule.scan(c, p) if _usable(rule, t, p))) for c in range(rule.classes)
     )

@@ -12,6 +12,9 @@ from circuitft.errors import DataError
 
 # How many draws one row may take before the task's parameters are declared unusable.
 MAX_DRAWS = 1000
+# Key of the optional predicate on clean prompts that the task layer adds to ``params`` when it draws one
+# split: a drawer may skip (and redraw) a problem whose clean prompt fails it before doing more work.
+KEEP_CLEAN = "_keep_clean"
 
 Drawer = Callable[[random.Random, int, Mapping[str, Any]], PromptRow]
 # The clean prompts of every problem, one list per slot class (row ``slot`` draws from ``lists[slot % len]``).
@@ -44,6 +47,9 @@ class TaskSpec:
     parameters. With it, split sizes are exact (``circuitft tasks show``), asking a val/test split for more
     distinct rows than it holds fails at once, and train switches to sampling with replacement exactly when
     it must; without it, sizes are reported as "large" and exhaustion is detected by repeated draws.
+    A drawer may also read ``params.get(KEEP_CLEAN)`` (a predicate on the clean prompt, present while one
+    split is drawn) to redraw problems of other splits early, e.g. before computing a corruption; this is
+    only a speed-up, as the task layer rejects them anyway.
     """
 
     name: str
