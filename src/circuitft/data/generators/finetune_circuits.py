@@ -22,9 +22,9 @@ instruction, as in the original generators (their ``prefix`` parameter defaults 
 answer of the corrupted prompt (none for FCSequence, whose corrupted terms follow no rule).
 
 Each task's problems are the operand choices of the original generator that have a valid corruption; a row
-is a uniformly drawn problem and a uniformly drawn corruption. Problems are drawn from the cached list of
-them when its scan rejects at most 250,000 candidates (:func:`space_size`; the split layer's
-``problem_space``), else by rejection from the original ranges (FCAddSub with a wide operand range).
+is a uniformly drawn problem and a uniformly drawn corruption. A problem is a rejection draw from the
+original ranges; after 64 failed tries (narrow parameters, or a small split), a draw from the list of every
+problem (:func:`space_size`; the split layer's ``problem_space``), which is built once per parameters.
 Three changes from the original generators, so that the rows validate with any tokenizer:
 
 - every answer (clean and corrupted) and every computed number shown (a dividend, a term, a function
@@ -60,6 +60,8 @@ LCM_INSTRUCTION = "Calculate the least common multiple (LCM) of two numbers. "
 MAX_VALUE = 999
 # A problem space is listed (exact split sizes) only when its scan rejects at most this many candidates.
 _SPACE_MAX = 250_000
+# Rejection draws of a problem before a listable task draws from its (cached) list instead.
+_REJECTION_TRIES = 64
 
 Problem = tuple[Any, ...]
 _NUMBER = re.compile(r"\d+")
@@ -70,7 +72,7 @@ class _Rule:
     """One task: how to draw, list, render and corrupt its problems (``p``: the resolved parameters)."""
 
     classes: int  # row ``slot`` draws from class ``slot % classes``
-    sample: Callable[[random.Random, int, Mapping[str, Any]], Problem | None] | None  # one rejection-draw try
+    sample: Callable[[random.Random, int, Mapping[str, Any]], Problem | None]  # one rejection-draw try
     scan: Callable[[int, Mapping[str, Any]], Iterable[Problem]]  # candidates of a class (a superset)
     scan_size: Callable[[int, Mapping[str, Any]], int]
     prompt: Callable[[Problem, Mapping[str, Any]], str]
@@ -365,6 +367,20 @@ def _comp_usable_zs(cls: int, v: int, max_value: int) -> list[int]:
     return [z for z in zs if count[len(str(z))] >= 2]
 
 
+# Most usable z of one bracket: every z of *, and at most 17 divisors (v = 180) of a bracket value <= 200.
+_COMP_Z_MAX = (len(COMP_Z), max(len(_divisors(v)) for v in range(2 * COMP_X.stop)))
+
+
+def _comp_sample(rng: random.Random, cls: int, p: Mapping[str, Any]) -> Problem | None:
+    """Uniform over (bracket, usable z): a uniform bracket, kept with probability (its usable z) / max."""
+    op2, x, y = rng.choice("+-"), rng.choice(COMP_X), rng.choice(COMP_Y)
+    if op2 == "-" and y > x:
+        return None
+    zs = _comp_usable_zs(cls, _bracket(op2, x, y), p["max_value"])
+    i = rng.randrange(_COMP_Z_MAX[cls])
+    return (op2, x, y, "*/"[cls], zs[i]) if i < len(zs) else None
+
+
 def _comp_scan(cls: int, p: Mapping[str, Any]) -> Iterable[Problem]:
     """Exactly the usable problems of class ``cls`` (so ``scan_exact``)."""
     for op2 in "+-":
@@ -397,9 +413,9 @@ def _comp_corruptions(t: Problem, p: Mapping[str, Any]) -> Iterator[Problem]:
 
 _COMPOSITIONAL = _Rule(
     classes=2,
-    sample=None,  # always listed (exact scan)
+    sample=_comp_sample,
     scan=_comp_scan,
-    scan_size=lambda cls, p: 0,  # an exact scan rejects nothing
+    scan_size=lambda cls, p: 0,  # an exact scan: nothing to reject
     prompt=lambda t, p: f"{p['prefix']}({t[1]} {t[0]} {t[2]}) {t[3]} {t[4]} =",
     answer=_comp_answer,
     corruptions=_comp_corruptions,
@@ -409,35 +425,39 @@ _COMPOSITIONAL = _Rule(
 
 
 # ---- task specs ---------------------------------------------------------------------------------------
-def _sample(rule: _Rule, rng: random.Random, cls: int, p: Mapping[str, Any]) -> Problem | None:
-    if rule.sample is None:  # pragma: no cover - such rules always list their problems
-        raise AssertionError("a rule without a sampler must list its problems")
-    return rule.sample(rng, cls, p)
-
-
 def _drawer(name: str, rule: _Rule) -> Callable[[random.Random, int, Mapping[str, Any]], PromptRow]:
     def draw(rng: random.Random, slot: int, p: Mapping[str, Any]) -> PromptRow:
         cls = slot % rule.classes
-        listed = _problems(name, _key(p))
         keep = p.get(KEEP_CLEAN)
         shown = ", ".join(f"{k}={v!r}" for k, v in _key(p)) or "the defaults"
-        if listed is not None and not listed[cls]:
-            raise DataError(f"task {name}: no usable problem with {shown} (widen the ranges)")
-        for _ in range(MAX_DRAWS):
-            prob = rng.choice(listed[cls]) if listed is not None else _sample(rule, rng, cls, p)
+
+        def finish(prob: Problem | None) -> PromptRow | None:
             if prob is None or not rule.valid(prob, p):
-                continue
+                return None
             if keep is not None and not keep(rule.prompt(prob, p)):
-                continue
+                return None
             corrupted = _pick_corruption(rule, prob, p, rng)
             if corrupted is None:
-                continue
+                return None
             return PromptRow(
                 clean=rule.prompt(prob, p),
                 corrupted=rule.prompt(corrupted, p),
                 answer=str(rule.answer(prob)),
                 wrong=str(rule.answer(corrupted)) if rule.has_wrong else None,
             )
+
+        listable = sum(rule.scan_size(c, p) for c in range(rule.classes)) <= _SPACE_MAX
+        for _ in range(_REJECTION_TRIES if listable else MAX_DRAWS):  # cheap: no listing
+            row = finish(rule.sample(rng, cls, p))
+            if row is not None:
+                return row
+        listed = _problems(name, _key(p)) if listable else None
+        if listed is not None and not listed[cls]:
+            raise DataError(f"task {name}: no usable problem with {shown} (widen the ranges)")
+        for _ in range(MAX_DRAWS if listed is not None else 0):  # rare: the listed problems
+            row = finish(rng.choice(listed[cls]))
+            if row is not None:
+                return row
         kept = " of this split" if keep is not None else ""
         raise DataError(f"task {name}: no usable problem{kept} with {shown} after {MAX_DRAWS} draws")
 
