@@ -216,16 +216,17 @@ def test_compositional_listing_equals_the_generic_corruption_check():
     import random
 
     from circuitft.data.generators import finetune_circuits as fc
+    from circuitft.data.generators.problems import listed, problem_key, usable
 
     p = get_task("FCCompositional").resolve({})
-    listed = fc._problems("FCCompositional", fc._key(p))
-    assert space_size("FCCompositional") == sum(map(len, listed)) == 382_619
-    members = [set(c) for c in listed]
+    problems = listed(fc._COMPOSITIONAL, problem_key(p))
+    assert space_size("FCCompositional") == sum(map(len, problems)) == 382_619
+    members = [set(c) for c in problems]
     rng = random.Random(0)
     for _ in range(20_000):
         cls = rng.randrange(2)
         t = (rng.choice("+-"), rng.randint(2, 100), rng.randint(1, 100), "*/"[cls], rng.randint(2, 100))
-        generic = fc._COMPOSITIONAL.valid(t, p) and fc._usable(fc._COMPOSITIONAL, t, p)
+        generic = fc._COMPOSITIONAL.valid(t, p) and usable(fc._COMPOSITIONAL, t, p)
         assert (t in members[cls]) == generic, t
 
 

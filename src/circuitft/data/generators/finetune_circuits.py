@@ -46,89 +46,16 @@ import functools
 import hashlib
 import math
 import random
-import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from circuitft.data.generators.spec import KEEP_CLEAN, MAX_DRAWS, Param, TaskSpec
-from circuitft.data.rows import PromptRow
+from circuitft.data.generators.problems import Problem, Rule, drawer, listed, problem_key, problem_space
+from circuitft.data.generators.spec import Param, TaskSpec
 from circuitft.errors import DataError
 
 PREFIX = "Calculate the result of the following arithmetic expression and provide only the final answer: "
 LCM_INSTRUCTION = "Calculate the least common multiple (LCM) of two numbers. "
 MAX_VALUE = 999
-# A problem space is listed (exact split sizes) only when its scan rejects at most this many candidates.
-_SPACE_MAX = 250_000
-# Rejection draws of a problem before a listable task draws from its (cached) list instead.
-_REJECTION_TRIES = 64
-
-Problem = tuple[Any, ...]
-_NUMBER = re.compile(r"\d+")
-
-
-@dataclass(frozen=True)
-class _Rule:
-    """One task: how to draw, list, render and corrupt its problems (``p``: the resolved parameters)."""
-
-    classes: int  # row ``slot`` draws from class ``slot % classes``
-    sample: Callable[[random.Random, int, Mapping[str, Any]], Problem | None]  # one rejection-draw try
-    scan: Callable[[int, Mapping[str, Any]], Iterable[Problem]]  # candidates of a class (a superset)
-    scan_size: Callable[[int, Mapping[str, Any]], int]
-    prompt: Callable[[Problem, Mapping[str, Any]], str]
-    answer: Callable[[Problem], int]
-    corruptions: Callable[[Problem, Mapping[str, Any]], Iterable[Problem]]  # candidates (filtered here)
-    valid: Callable[[Problem, Mapping[str, Any]], bool]  # in range (before the corruption check)
-    has_wrong: bool = True
-    scan_exact: bool = False  # ``scan`` yields exactly the usable problems (large spaces; tested equal)
-
-
-def _shape(text: str) -> list[int]:
-    """Digit counts of the numbers in ``text``, in order."""
-    return [len(m) for m in _NUMBER.findall(text)]
-
-
-def _corruption_check(rule: _Rule, prob: Problem, p: Mapping[str, Any]) -> Callable[[Problem], bool]:
-    """Whether a corruption candidate of ``prob`` is usable: it changes the prompt, keeps every number's
-    digit count, and (when the task has a ``wrong`` answer) changes the answer and keeps it in range."""
-    clean = rule.prompt(prob, p)
-    shape, answer, limit = _shape(clean), rule.answer(prob), p.get("max_value", math.inf)
-
-    def ok(c: Problem) -> bool:
-        text = rule.prompt(c, p)
-        if text == clean or _shape(text) != shape:
-            return False
-        return not rule.has_wrong or answer != rule.answer(c) <= limit
-
-    return ok
-
-
-def _pick_corruption(
-    rule: _Rule, prob: Problem, p: Mapping[str, Any], rng: random.Random | None
-) -> Problem | None:
-    """A uniformly drawn usable corruption of ``prob`` (the first one without ``rng``); None if there is none.
-
-    A few rejection draws first (uniform over the usable ones), then the full list (uniform again).
-    """
-    ok = _corruption_check(rule, prob, p)
-    if rng is None:
-        return next(filter(ok, rule.corruptions(prob, p)), None)
-    candidates = list(rule.corruptions(prob, p))
-    for _ in range(min(16, len(candidates))):
-        c = rng.choice(candidates)
-        if ok(c):
-            return c
-    usable = [c for c in candidates if ok(c)]
-    return rng.choice(usable) if usable else None
-
-
-def _usable(rule: _Rule, prob: Problem, p: Mapping[str, Any]) -> bool:
-    return rule.valid(prob, p) and _pick_corruption(rule, prob, p, None) is not None
-
-
-def _key(p: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
-    """The parameters that decide the problems (not the prefix, not the task layer's split predicate)."""
-    return tuple(sorted((k, v) for k, v in p.items() if k != "prefix" and not k.startswith("_")))
 
 
 # ---- FCAddSub -----------------------------------------------------------------------------------------
@@ -141,7 +68,7 @@ def _addsub_scan(cls: int, p: Mapping[str, Any]) -> Iterable[Problem]:
     return (("+-"[cls], a, b) for a in r for b in r)
 
 
-_ADDSUB = _Rule(
+_ADDSUB = Rule(
     classes=2,
     sample=_addsub_sample,
     scan=_addsub_scan,
@@ -190,7 +117,7 @@ def _muldiv_valid(t: Problem, p: Mapping[str, Any]) -> bool:
     return (a * b if op == "*" else a) <= p["max_value"]
 
 
-_MULDIV = _Rule(
+_MULDIV = Rule(
     classes=2,
     sample=_muldiv_sample,
     scan=_muldiv_scan,
@@ -230,7 +157,7 @@ def _sequence_corruptions(t: Problem, p: Mapping[str, Any]) -> Iterator[Problem]
                 yield t[:i] + (v,) + t[i + 1 :]
 
 
-_SEQUENCE = _Rule(
+_SEQUENCE = Rule(
     classes=1,
     sample=_sequence_sample,
     scan=_sequence_scan,
@@ -260,7 +187,7 @@ def _function_corruptions(t: Problem, p: Mapping[str, Any]) -> Iterator[Problem]
     return ((a, c) for c in range(lo, hi))
 
 
-_FUNCTION = _Rule(
+_FUNCTION = Rule(
     classes=1,
     sample=lambda rng, cls, p: (rng.choice(FN_SLOPE), rng.choice(FN_INTERCEPT)),
     scan=lambda cls, p: ((a, b) for a in FN_SLOPE for b in FN_INTERCEPT),
@@ -332,7 +259,7 @@ def _lcm_corruptions(t: Problem, p: Mapping[str, Any]) -> Iterator[Problem]:
     return ((kind, example, q) for q in same_shape if q != (m, n))
 
 
-_LCM = _Rule(
+_LCM = Rule(
     classes=3,
     sample=_lcm_sample,
     scan=lambda cls, p: (_lcm_problem(cls, q, p["max_value"]) for q in lcm_pairs(p["max_value"])[cls]),
@@ -411,7 +338,7 @@ def _comp_corruptions(t: Problem, p: Mapping[str, Any]) -> Iterator[Problem]:
     return ((op2, x, y, op, c) for c in zs)
 
 
-_COMPOSITIONAL = _Rule(
+_COMPOSITIONAL = Rule(
     classes=2,
     sample=_comp_sample,
     scan=_comp_scan,
@@ -425,70 +352,10 @@ _COMPOSITIONAL = _Rule(
 
 
 # ---- task specs ---------------------------------------------------------------------------------------
-def _drawer(name: str, rule: _Rule) -> Callable[[random.Random, int, Mapping[str, Any]], PromptRow]:
-    def draw(rng: random.Random, slot: int, p: Mapping[str, Any]) -> PromptRow:
-        cls = slot % rule.classes
-        keep = p.get(KEEP_CLEAN)
-        shown = ", ".join(f"{k}={v!r}" for k, v in _key(p)) or "the defaults"
-
-        def finish(prob: Problem | None) -> PromptRow | None:
-            if prob is None or not rule.valid(prob, p):
-                return None
-            if keep is not None and not keep(rule.prompt(prob, p)):
-                return None
-            corrupted = _pick_corruption(rule, prob, p, rng)
-            if corrupted is None:
-                return None
-            return PromptRow(
-                clean=rule.prompt(prob, p),
-                corrupted=rule.prompt(corrupted, p),
-                answer=str(rule.answer(prob)),
-                wrong=str(rule.answer(corrupted)) if rule.has_wrong else None,
-            )
-
-        listable = sum(rule.scan_size(c, p) for c in range(rule.classes)) <= _SPACE_MAX
-        for _ in range(_REJECTION_TRIES if listable else MAX_DRAWS):  # cheap: no listing
-            row = finish(rule.sample(rng, cls, p))
-            if row is not None:
-                return row
-        listed = _problems(name, _key(p)) if listable else None
-        if listed is not None and not listed[cls]:
-            raise DataError(f"task {name}: no usable problem with {shown} (widen the ranges)")
-        for _ in range(MAX_DRAWS if listed is not None else 0):  # rare: the listed problems
-            row = finish(rng.choice(listed[cls]))
-            if row is not None:
-                return row
-        kept = " of this split" if keep is not None else ""
-        raise DataError(f"task {name}: no usable problem{kept} with {shown} after {MAX_DRAWS} draws")
-
-    return draw
-
-
-@functools.lru_cache(maxsize=32)
-def _problems(name: str, key: tuple[tuple[str, Any], ...]) -> tuple[tuple[Problem, ...], ...] | None:
-    """Every usable problem per class, or None when there are too many candidates to scan."""
-    rule, p = _RULES[name][0], {**dict(key), "prefix": ""}
-    if sum(rule.scan_size(c, p) for c in range(rule.classes)) > _SPACE_MAX:
-        return None
-    if rule.scan_exact:
-        return tuple(tuple(rule.scan(c, p)) for c in range(rule.classes))
-    return tuple(
-        tuple(dict.fromkeys(t for t in rule.scan(c, p) if _usable(rule, t, p))) for c in range(rule.classes)
-    )
-
-
-def _space(name: str, rule: _Rule) -> Callable[[Mapping[str, Any]], list[list[str]] | None]:
-    def problem_space(p: Mapping[str, Any]) -> list[list[str]] | None:
-        problems = _problems(name, _key(p))
-        return None if problems is None else [[rule.prompt(t, p) for t in c] for c in problems]
-
-    return problem_space
-
-
 def space_size(name: str, params: Mapping[str, Any] | None = None) -> int | None:
     """Number of distinct problems of FinetuneCircuits task ``name`` (None when too large to list)."""
     spec = next(t for t in TASKS if t.name == name)
-    problems = _problems(name, _key(spec.resolve(params or {})))
+    problems = listed(_RULES[name][0], problem_key(spec.resolve(params or {})))
     return None if problems is None else sum(len(c) for c in problems)
 
 
@@ -517,7 +384,7 @@ def _params(prefix: str, max_value: bool = True) -> dict[str, Param]:
     return out
 
 
-_RULES: dict[str, tuple[_Rule, str, dict[str, Param]]] = {
+_RULES: dict[str, tuple[Rule, str, dict[str, Param]]] = {
     "FCAddSub": (
         _ADDSUB,
         "FinetuneCircuits add/sub within 100: 'a + b =' or 'a - b =' (a>=b, alternating); "
@@ -561,7 +428,7 @@ _RULES: dict[str, tuple[_Rule, str, dict[str, Param]]] = {
 
 TASKS: list[TaskSpec] = [
     TaskSpec(
-        name, rule_text, _drawer(name, rule), params, _check_range(name), problem_space=_space(name, rule)
+        name, rule_text, drawer(name, rule), params, _check_range(name), problem_space=problem_space(rule)
     )
     for name, (rule, rule_text, params) in _RULES.items()
 ]
