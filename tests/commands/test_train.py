@@ -163,7 +163,7 @@ def test_parser_errors_keep_their_cause(tmp_path, capsys):
     assert "Got value: abc" in _one_error_line(capsys)
     tasks = '[{"source": "x.csv", "name": "X", "steps": 2}]'
     assert fit(tmp_path / "r", "--data.tasks", tasks) == 2
-    assert "required: task" in _one_error_line(capsys)
+    assert "data.tasks[0] (X): give `task`" in _one_error_line(capsys)
 
 
 def test_resume_with_another_stream_is_refused_before_anything_is_written(quick_run, capsys):
@@ -186,3 +186,50 @@ def test_resuming_a_finished_run_changes_nothing(quick_run):
     assert fit(quick_run, "--ckpt_path", "last") == 0
     assert scalars() == before  # no step logged twice, none dropped
     assert (quick_run / "circuits" / "metrics.jsonl").read_text() == records
+
+
+def test_run_keeps_the_rows_it_used_and_tasks_make_writes_them(quick_run, capsys):
+    from circuitft.data.splits import split_of
+
+    files = sorted(str(p.relative_to(quick_run)) for p in (quick_run / "data").rglob("*.csv"))
+    assert files == [f"data/{t}/{s}.csv" for t in ("AddSub", "AddSubInv") for s in ("test", "train", "val")]
+    for split, n in (("train", 32), ("val", 8), ("test", 8)):
+        kept = (quick_run / "data" / "AddSubInv" / f"{split}.csv").read_text()
+        assert len(kept.splitlines()) == n + 1
+        assert all(split_of(line.split(",")[0]) == split for line in kept.splitlines()[1:])
+        capsys.readouterr()
+        args = [
+            "tasks",
+            "make",
+            "AddSubInv",
+            "--split",
+            split,
+            "--n",
+            str(n),
+            "--seed",
+            "1",
+            "--model",
+            "tiny-gpt2",
+        ]
+        assert main([*args, "--param", "lo=0", "hi=19"]) == 0  # AddSubInv is task 1: seed 0 + 1
+        assert capsys.readouterr().out == kept
+
+
+def test_resume_with_changed_rows_is_refused_naming_the_file(quick_run, capsys):
+    before = {p: p.stat().st_mtime_ns for p in quick_run.rglob("*") if p.is_file()}
+    tasks = (
+        '[{"task": "AddSub", "steps": 6, "n_train": 32, "n_val": 7, "params": {"lo": 0, "hi": 19}},'
+        ' {"task": "AddSubInv", "steps": 6, "n_train": 32, "n_val": 8, "params": {"lo": 0, "hi": 19}}]'
+    )
+    assert fit(quick_run, "--ckpt_path", "last", "--data.tasks", tasks) == 2
+    line = _one_error_line(capsys)
+    assert str(quick_run / "data" / "AddSub" / "val.csv") in line and "differ" in line
+    assert {p: p.stat().st_mtime_ns for p in quick_run.rglob("*") if p.is_file()} == before
+
+
+def test_test_command_evaluates_the_test_split(quick_run, capsys):
+    ckpt = str(quick_run / "checkpoints" / "last.ckpt")
+    rc = main(["test", "--config", QUICK, "--trainer.default_root_dir", str(quick_run),
+               "--trainer.enable_progress_bar", "false", "--ckpt_path", ckpt])  # fmt: skip
+    assert rc == 0
+    assert "test/AddSub/acc" in capsys.readouterr().out

@@ -122,3 +122,75 @@ def test_bad_split_value_names_the_row(tmp_path):
     f.write_text("clean,corrupted,answer,split\n1+1=,1+2=,2,train\n1+3=,1+4=,4,validation\n")
     with pytest.raises(DataError, match=r"bad.csv: row 2 .*column 'split' must be one of train, val, test"):
         _dm(tasks=[{"task": "bad", "source": str(f), "steps": 2}])
+
+
+MIX = [
+    {
+        "mix": ["Add", "Sub"],
+        "weights": [3, 1],
+        "steps": 4,
+        "n_train": 40,
+        "n_val": 4,
+        "params": {"lo": 0, "hi": 19},
+    }
+]
+
+
+def test_mixed_stage_batches_hold_both_tasks_in_proportion():
+    dm = TaskStreamDataModule(tasks=MIX, batch_size=8)
+    dm.tokenizer = load_tokenizer("tiny-gpt2")
+    dm.setup("fit")
+    assert dm.names == ["Add", "Sub"] and dm.stage_names == ["Add+Sub"] and dm.task_steps() == [4]
+    add = {r.clean for r in dm.task_pairs("Add", "train").rows}
+    ds = dm.train_dataloader().dataset
+    assert ds[0]["task_idx"] == 0 and len(ds[0]["batch"]) == 8  # training batches carry the stage index
+    for k in range(10):
+        rows = [ds.pairs.rows[i] for i in ds.rows(k)]
+        n_add = sum(r.clean in add for r in rows)
+        assert (n_add, len(rows) - n_add) == (6, 2)  # 3:1 of a batch of 8
+        assert "+" in rows[0].clean and "-" in rows[-1].clean
+    # validation stays per task
+    assert [len(dm.task_pairs(n, "val")) for n in dm.names] == [4, 4]
+    assert {it["task_idx"] for it in dm.val_dataloader()} == {0, 1}
+
+
+@pytest.mark.parametrize(
+    "stage, match",
+    [
+        ({"mix": ["Add", "Nope"], "steps": 2}, r"data.tasks\[0\] \(Add\+Nope\): unknown task 'Nope'"),
+        ({"mix": ["Add", "Sub"], "weights": [1], "steps": 2}, "2 positive numbers"),
+        ({"mix": ["Add", "Sub"], "task": "Add", "steps": 2}, "no `task`"),
+        ({"mix": ["Add", {"task": "Sub", "bogus": 1}], "steps": 2}, "unknown key 'bogus'"),
+        ({"mix": ["Add", "Sub"], "weights": [1, 100], "steps": 2}, "cannot hold every task"),
+    ],
+)
+def test_bad_mixed_stages(stage, match):
+    with pytest.raises((ConfigError, DataError), match=match):
+        TaskStreamDataModule(tasks=[stage], batch_size=8)
+
+
+def test_global_batch_size_is_divided_by_the_world():
+    dm = TaskStreamDataModule(tasks=TASKS, global_batch_size=12)
+    assert dm.device_batch_size() == 12
+    dm._world = lambda: (0, 3, 2)  # noqa: SLF001 - 3 devices, 2 accumulated batches
+    assert dm.device_batch_size() == 2
+    dm._world = lambda: (0, 5, 1)
+    with pytest.raises(
+        ConfigError, match=r"global_batch_size \(12\) is not divisible by the number of devices \(5\)"
+    ):
+        dm.device_batch_size()
+    with pytest.raises(ConfigError, match="not both"):
+        TaskStreamDataModule(tasks=TASKS, batch_size=4, global_batch_size=8)
+
+
+def test_test_split_is_held_out_and_served_by_the_test_loader():
+    dm = _dm()
+    splits = {s: {r.clean for r in dm.task_pairs("AddSub", s).rows} for s in ("train", "val", "test")}
+    assert not (
+        splits["train"] & splits["val"] or splits["train"] & splits["test"] or splits["val"] & splits["test"]
+    )
+    items = [it for it in dm.test_dataloader() if it["task_idx"] == 0]
+    assert sum(len(it["batch"]) for it in items) == len(splits["test"]) == 4
+    assert torch.equal(
+        items[0]["batch"].clean_ids, dm.task_pairs("AddSub", "test").batch(slice(0, 4)).clean_ids
+    )

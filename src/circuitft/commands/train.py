@@ -87,6 +87,21 @@ def _cli_class() -> type:
             self.datamodule.check_val_interval(
                 self.trainer.val_check_interval, int(self.trainer.accumulate_grad_batches)
             )
+            self._check_kept_rows()
+
+        def before_validate(self) -> None:
+            self._check_kept_rows()
+
+        def before_test(self) -> None:
+            self._check_kept_rows()
+
+        def _check_kept_rows(self) -> None:
+            # a resumed run (or validate/test of a run) must use the rows kept in <run>/data/
+            dm = self.datamodule
+            if hasattr(dm, "check_rows"):
+                dm.tokenizer = dm.tokenizer or getattr(self.model, "tokenizer", None)
+                resuming = self.subcommand != "fit" or bool(self.config[self.subcommand].get("ckpt_path"))
+                dm.check_rows(self.trainer.default_root_dir, resuming)
 
         def before_instantiate_classes(self) -> None:
             cfg = self.config[self.subcommand] if self.subcommand else self.config

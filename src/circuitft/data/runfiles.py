@@ -22,12 +22,16 @@ def data_file(root: str | Path, task: str, split: str) -> Path:
 
 
 def keep_rows(
-    root: str | Path, rows: Mapping[tuple[str, str], Sequence[PromptRow]], resuming: bool
+    root: str | Path,
+    rows: Mapping[tuple[str, str], Sequence[PromptRow]],
+    resuming: bool,
+    write: bool = True,
 ) -> list[Path]:
-    """Write ``rows[(task, split)]`` under ``root`` (see module docstring); returns the files written.
+    """Write ``rows[(task, split)]`` under ``root`` (see module docstring); returns the files (to be) written.
 
     With ``resuming``, an existing file whose rows differ raises a :class:`DataError` before anything is
     written; otherwise (a fresh run over the leftovers of one that never saved a checkpoint) it is replaced.
+    ``write=False`` only checks.
     """
     todo: list[tuple[Path, str]] = []
     for (task, split), part in rows.items():
@@ -42,6 +46,6 @@ def keep_rows(
                     "config, or start a new run in another folder"
                 )
         todo.append((path, text))
-    for path, text in todo:
+    for path, text in todo if write else []:
         atomic_write_text(path, text)
     return [p for p, _ in todo]

@@ -90,7 +90,10 @@ def _components(stage: TaskConfig, where: str) -> list[TaskConfig]:
             raise ConfigError(f"{where}: give `task` (or `mix` for a mixed stage)")
         return [stage]
     if stage.task is not None or stage.source is not None:
-        raise ConfigError(f"{where}: a mixed stage gives `mix` and no `task` or `source`")
+        raise ConfigError(
+            f"{where}: a mixed stage gives `mix` and no `task` or `source` (a --data.tasks override keeps the "
+            'unset fields of the config\'s stage at the same position: add "task": null)'
+        )
     if not isinstance(stage.mix, list) or not stage.mix:
         raise ConfigError(f"{where}: `mix` must be a non-empty list of tasks")
     if stage.weights is not None:
@@ -240,14 +243,24 @@ class TaskStreamDataModule(L.LightningDataModule):
             self.check_val_interval(tr.val_check_interval, self._world()[2])
 
     def _keep_rows(self, stage: str | None) -> None:
-        from circuitft.data.runfiles import keep_rows
-
         tr = self.trainer
         root = Path(tr.default_root_dir)
         ckpt = getattr(tr.checkpoint_callback, "dirpath", None) or root / "checkpoints"
-        resuming = stage not in ("fit", None) or any(Path(ckpt).glob("*.ckpt"))
+        self.check_rows(root, stage not in ("fit", None) or any(Path(ckpt).glob("*.ckpt")), write=True)
+
+    def check_rows(self, root: str | Path, resuming: bool, write: bool = False) -> None:
+        """Compare (and with ``write``, keep) every task's rows with ``<root>/data/<task>/<split>.csv``.
+
+        Builds the rows if needed (``tokenizer`` must be set). A resumed run whose rows differ from the kept
+        ones raises a :class:`DataError` naming the file (see :mod:`circuitft.data.runfiles`).
+        """
+        from circuitft.data.runfiles import keep_rows
+
+        if not self._pairs:
+            for j in range(len(self.units)):
+                self._pairs[self.names[j]] = self._build(j)
         rows = {(n, s): self._pairs[n][s].rows for n in self.names for s in SPLITS}
-        keep_rows(root, rows, resuming)
+        keep_rows(root, rows, resuming, write)
 
     def _build(self, j: int) -> dict[str, PromptPairs]:
         u, name = self.units[j], self.names[j]
