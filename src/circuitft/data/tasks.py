@@ -21,14 +21,16 @@ from typing import Any
 
 from transformers import PreTrainedTokenizerBase
 
-from circuitft.data.generators import arithmetic, language
+from circuitft.data.generators import arithmetic, finetune_circuits, language
 from circuitft.data.generators.spec import KEEP_CLEAN, TaskSpec
 from circuitft.data.pairs import PromptPairs, tokenize_pairs
 from circuitft.data.rows import PromptRow
 from circuitft.data.splits import SPLITS, check_split, split_of
 from circuitft.errors import DataError
 
-_REGISTRY: dict[str, TaskSpec] = {t.name: t for t in arithmetic.TASKS + language.TASKS}
+_REGISTRY: dict[str, TaskSpec] = {
+    t.name: t for t in arithmetic.TASKS + language.TASKS + finetune_circuits.TASKS
+}
 # A slot is given up (DataError) after this many rows in a row with mismatched token lengths.
 MAX_RESAMPLES_PER_ROW = 200
 # Drawing a split's rows gives up (train: switches to sampling with replacement) after this many draws in a
