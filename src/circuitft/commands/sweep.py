@@ -32,6 +32,8 @@ import yaml
 
 from circuitft.commands.args import OneLineParser, parse
 from circuitft.errors import ConfigError
+from circuitft.names import check_name, inside
+from circuitft.runlock import OWNER_ENV, RunLock, RunLocked
 
 SWEEP_KEYS = {"fit_config", "root_dir", "args", "permutations", "runs"}
 DONE = "DONE"
@@ -73,12 +75,15 @@ def load_sweep(path: str | Path) -> tuple[Path, Path, list[Run]]:
         if len(tasks) < length:
             raise ConfigError(f"sweep file {path}: permutations need at least {length} tasks")
         stage = dict(perm.get("stage") or {})
+        for j, t in enumerate(tasks):
+            check_name(t, f"sweep file {path}: permutations.tasks[{j}]")
         for combo in itertools.permutations(tasks, length):
             stream = [{"task": t, **stage} for t in combo]
             runs.append(Run("__".join(combo), ["--data.tasks", json.dumps(stream)]))
     for i, r in enumerate(spec.get("runs") or []):
         if not isinstance(r, dict) or "name" not in r:
             raise ConfigError(f"sweep file {path}: runs[{i}] needs a 'name'")
+        check_name(r["name"], f"sweep file {path}: runs[{i}].name")
         runs.append(Run(str(r["name"]), [str(a) for a in r.get("args") or []]))
     if not runs:
         raise ConfigError(f"sweep file {path}: no runs (give 'permutations' or 'runs')")
@@ -164,23 +169,38 @@ def main(name: str, argv: Sequence[str]) -> int:
     i, n = parse_shard(args.shard)
     mine = runs[i::n]
     check_runs(fit_config, mine, args.extra)
-    failed = []
+    failed, busy = [], []
     for k, run in enumerate(mine, 1):
-        folder = root / run.name
+        folder = inside(root, run.name, key=f"run {run.name}")
         state = run_state(folder)
         print(f"[{k}/{len(mine)}] {run.name}: {state}", flush=True)
         if args.dry_run or state == "done":
             continue
-        cmd = fit_command(fit_config, folder, run, args.extra, resume=state == "resume")
-        rc = subprocess.call(cmd, env=os.environ.copy())
-        if rc != 0:
-            print(f"error: run {run.name} failed with exit status {rc}", file=sys.stderr)
-            failed.append(run.name)
+        try:
+            lock = RunLock(folder, "sweep", key="shard (another worker runs it)").acquire()
+        except RunLocked as err:  # another worker (an overlapping --shard) trains it: skip it
+            print(f"error: run {run.name}: {err}", file=sys.stderr)
+            busy.append(run.name)
             continue
-        tmp = folder / f".{DONE}.tmp"
-        tmp.write_text("finished\n")
-        os.replace(tmp, folder / DONE)
+        try:
+            state = run_state(folder)  # again, under the lock: another worker may have finished it
+            if state == "done":
+                continue
+            cmd = fit_command(fit_config, folder, run, args.extra, resume=state == "resume")
+            rc = subprocess.call(cmd, env={**os.environ, OWNER_ENV: str(os.getpid())})
+            if rc != 0:
+                print(f"error: run {run.name} failed with exit status {rc}", file=sys.stderr)
+                failed.append(run.name)
+                continue
+            tmp = folder / f".{DONE}.tmp"
+            tmp.write_text("finished\n")
+            os.replace(tmp, folder / DONE)
+        finally:
+            lock.release()
     if failed:
         print(f"error: {len(failed)} of {len(mine)} runs failed: {', '.join(failed)}", file=sys.stderr)
         return 1
+    if busy:
+        print(f"error: {len(busy)} runs skipped, held by another worker: {', '.join(busy)}", file=sys.stderr)
+        return 2
     return 0

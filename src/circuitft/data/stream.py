@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from circuitft.data.pairs import PromptPairs
 from circuitft.errors import ConfigError, DataError
+from circuitft.names import check_name
 
 
 @dataclass
@@ -117,6 +118,7 @@ class TaskStreamDataModule(L.LightningDataModule):
         self.tasks = [t if isinstance(t, TaskConfig) else TaskConfig(**t) for t in tasks]
         self.names = [t.name or t.task for t in self.tasks]
         for i, (t, name) in enumerate(zip(self.tasks, self.names, strict=True)):
+            check_name(name, f"data.tasks[{i}].{'name' if t.name else 'task'}")  # names become file names
             where = f"data.tasks[{i}] ({name})"
             if (t.steps is None) == (t.epochs is None):
                 raise ConfigError(f"{where}: give exactly one of steps or epochs")

@@ -187,6 +187,12 @@ def _task_checkpoint_class() -> type:
             super().__init__(*args, **kwargs)
             self.save_at_task_end = save_at_task_end
 
+        def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+            super().setup(trainer, pl_module, stage)
+            from circuitft.training.checkpoint_io import use_atomic_checkpoints
+
+            use_atomic_checkpoints(trainer.strategy)  # temp file + rename: no half-written checkpoint
+
         def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
             super().on_train_epoch_end(trainer, pl_module)
             if self.save_at_task_end and not self._should_skip_saving_checkpoint(trainer):
