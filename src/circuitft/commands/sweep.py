@@ -97,30 +97,60 @@ def load_sweep(path: str | Path) -> tuple[Path, Path, list[Run]]:
 
 def check_runs(fit_config: Path, runs: Sequence[Run], extra: Sequence[str]) -> None:
     """Fail fast, before any run starts: every run's task stream names known tasks with positive lengths,
-    and the arguments of the first run (common ``args`` and ``extra`` included) parse as a fit config."""
+    its model is available (hub models: in the local cache) and its data files can be read, and the
+    arguments of the first run (common ``args`` and ``extra`` included) parse as a fit config. Every
+    problem found is listed (one line each) before the error."""
     import contextlib
     import io
 
     from circuitft.commands.train import main as fit_main
     from circuitft.data.tasks import task_names
 
+    from circuitft.preflight import data_problem, model_problem
+
     known = set(task_names())
     base = yaml.safe_load(fit_config.read_text()) or {}
+    problems: list[str] = []
+    checked: dict[str, str | None] = {}  # model specs and data sources are checked once each
     for run in runs:
         args = [*run.args, *extra]
         tasks = (base.get("data") or {}).get("tasks") or []
+        model = str((base.get("model") or {}).get("model") or "")
         for i, arg in enumerate(args[:-1]):
             if arg == "--data.tasks":
                 tasks = yaml.safe_load(args[i + 1]) or []
+            elif arg == "--model.model":
+                model = args[i + 1]
+        for arg in args:
+            if arg.startswith("--model.model="):
+                model = arg.split("=", 1)[1]
+        if model:
+            if model not in checked:
+                checked[model] = model_problem(model, full=True)
+            if checked[model]:
+                problems.append(f"run {run.name}: model.model {model}: {checked[model]}")
         for j, t in enumerate(tasks):
             where = f"run {run.name}: data.tasks[{j}]"
             if not isinstance(t, dict):
-                raise ConfigError(f"{where}: expected a mapping, got {t!r}")
+                problems.append(f"{where}: expected a mapping, got {t!r}")
+                continue
             if t.get("source") is None and t.get("task") not in known:
-                raise ConfigError(f"{where}: unknown task {t.get('task')!r}; see `circuitft tasks list`")
+                problems.append(f"{where}: unknown task {t.get('task')!r}; see `circuitft tasks list`")
             for key in ("steps", "epochs"):
                 if t.get(key) is not None and not t[key] > 0:
-                    raise ConfigError(f"{where}: {key} must be positive, got {t[key]}")
+                    problems.append(f"{where}: {key} must be positive, got {t[key]}")
+            source = t.get("source")
+            if source is not None:
+                if str(source) not in checked:
+                    checked[str(source)] = data_problem(str(source))
+                if checked[str(source)]:
+                    problems.append(f"{where}: source {checked[str(source)]}")
+    if len(problems) == 1:
+        raise ConfigError(problems[0])
+    if problems:
+        for line in problems:
+            print(f"error: {line}", file=sys.stderr)
+        raise ConfigError(f"{len(problems)} problems in the sweep's runs (listed above); nothing was run")
     if runs:
         with contextlib.redirect_stdout(io.StringIO()):
             fit_main("fit", ["--config", str(fit_config), *runs[0].args, *extra, "--print_config"])

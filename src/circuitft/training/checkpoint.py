@@ -110,8 +110,9 @@ def load_checkpoint_file(path: str | Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling/zip error is a bad file
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise ConfigError(f"checkpoint {path} cannot be read ({first[:160]})") from None
+        from circuitft.training.ckpt_errors import unreadable_checkpoint
+
+        raise unreadable_checkpoint(path, err) from None
 
 
 def check_compatible(path: str | Path, model_args: dict[str, Any], data_args: Any = None) -> None:
