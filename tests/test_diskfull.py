@@ -185,7 +185,10 @@ def test_fit_out_of_space_is_resumable_and_resume_matches(tmp_path, monkeypatch,
     a = torch.load(whole / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     b = torch.load(full / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
-    ra, rb = ([json.loads(x) for x in (r / "circuits" / "metrics.jsonl").read_text().splitlines()] for r in (whole, full))
+    ra, rb = (
+        [json.loads(x) for x in (r / "circuits" / "metrics.jsonl").read_text().splitlines()]
+        for r in (whole, full)
+    )
     assert [(r["step"], r["task"]) for r in ra] == [(r["step"], r["task"]) for r in rb]
     for x, y in zip(ra, rb, strict=True):
         assert x["metrics"].keys() == y["metrics"].keys()

@@ -84,8 +84,8 @@ def test_a_child_of_the_holder_with_the_owner_variable_uses_the_lock(tmp_path):
     folder = tmp_path / "run"
     with RunLock(folder):
         code = (
-            "from circuitft.runlock import RunLock; l = RunLock(%r).acquire(); assert not l.held; "
-            "l.release(); print('ok')" % str(folder)
+            f"from circuitft.runlock import RunLock; l = RunLock({str(folder)!r}).acquire(); "
+            "assert not l.held; l.release(); print('ok')"
         )
         env = {**ENV, OWNER_ENV: str(os.getpid())}
         r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)

@@ -35,9 +35,7 @@ def check_writable(out: str | os.PathLike[str], option: str) -> None:
         raise ConfigError(f"{option} {out}: cannot write in {folder} ({err.strerror or err})") from None
 
 
-def output_error(
-    out: Path, err: BaseException, option: str, tmp: Path | None = None
-) -> CircuitftError:
+def output_error(out: Path, err: BaseException, option: str, tmp: Path | None = None) -> CircuitftError:
     """A one-line error about writing ``out`` (the temporary folder ``tmp`` replaced by ``out``)."""
     if isinstance(err, DiskFull) or is_out_of_space(err):
         return disk_full(out)

@@ -230,7 +230,9 @@ class CircuitCallback(Callback):
             rel = f"{step_dir.name}/{check_name(task, 'CircuitCallback task')}.safetensors"
             save_graph(graph, inside(self._root, rel, key=f"CircuitCallback task {task!r}"))
             if self.save_json:
-                save_graph(graph, inside(self._root, f"{step_dir.name}/{task}.json", key="CircuitCallback task"))
+                save_graph(
+                    graph, inside(self._root, f"{step_dir.name}/{task}.json", key="CircuitCallback task")
+                )
             prev = self._previous_graph(task, step, graph.cfg, read_safetensors)
             moved = {}
             if prev is not None:

@@ -152,7 +152,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         sizes["top_frac"] = DEFAULT_TOP_FRAC
     check_selection(None, **sizes)
     if args.threshold is not None and args.threshold < 0:
-        raise ConfigError(f"--threshold must be >= 0 (edges with |score| >= T are kept), got {args.threshold}")
+        raise ConfigError(
+            f"--threshold must be >= 0 (edges with |score| >= T are kept), got {args.threshold}"
+        )
     if args.model is None and args.ckpt is None:
         raise ConfigError("give --model SPEC (or --ckpt FILE, which names its model)")
     if args.adapter is not None and not (args.adapter / "adapter_config.json").is_file():

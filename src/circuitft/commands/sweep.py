@@ -105,7 +105,6 @@ def check_runs(fit_config: Path, runs: Sequence[Run], extra: Sequence[str]) -> N
 
     from circuitft.commands.train import main as fit_main
     from circuitft.data.tasks import task_names
-
     from circuitft.preflight import data_problem, model_problem
 
     known = set(task_names())

@@ -127,7 +127,9 @@ def _from_csv(text: str, path: Path, tsv: bool) -> list[PromptRow]:
         _check_columns(header, str(path))
         twice = sorted({h for h in header if h and header.count(h) > 1})
         if twice:
-            raise DataError(f"{path}: line {reader.line_num}: column {twice[0]!r} appears more than once in the header")
+            raise DataError(
+                f"{path}: line {reader.line_num}: column {twice[0]!r} appears more than once in the header"
+            )
         index = {col: header.index(col) for col in REQUIRED + OPTIONAL if col in header}
         rows = []
         for cells in reader:
