@@ -52,9 +52,18 @@ def model_problem(spec: str, full: bool = False) -> str | None:
         return None if hub_cached(spec) or download_allowed() else how_to_get(spec)
     if path.exists():
         return None if (path / "config.json").is_file() else f"model folder {path} has no config.json"
+    if spec.startswith((".", "/", "~", os.sep)):
+        return f"model folder {spec} does not exist"
     if full:
-        from circuitft.models.loading import model_specs
+        from circuitft.models.loading import EMBEDDED, cache_dir, gguf_path, model_specs
 
+        if spec == EMBEDDED and not (cache_dir() / EMBEDDED / "config.json").is_file():
+            from circuitft.errors import ModelSpecError
+
+            try:
+                gguf_path()
+            except ModelSpecError as err:
+                return str(err)
         if spec not in model_specs():
             return (
                 f"unknown model spec {spec!r}: not a built-in ({', '.join(model_specs())}), an existing "

@@ -29,3 +29,19 @@ def test_dry_run_lists_missing_models_and_data_of_every_run(tmp_path, capsys, mo
     assert err[1] == f"error: run data: data.tasks[0]: source {missing}: file not found"
     assert err[2] == "error: 2 problems in the sweep's runs (listed above); nothing was run"
     assert len(err) == 3 and not (tmp_path / "runs").exists()
+
+
+def test_model_problems_by_kind(tmp_path, monkeypatch):
+    from circuitft.preflight import model_problem
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("CIRCUITFT_DOWNLOAD", raising=False)
+    assert model_problem("tiny-gpt2", full=True) is None
+    assert "unknown model spec 'nope'" in model_problem("nope", full=True)
+    assert model_problem(str(tmp_path / "gone")) == f"model folder {tmp_path / 'gone'} does not exist"
+    (tmp_path / "folder").mkdir()
+    assert "has no config.json" in model_problem(str(tmp_path / "folder"))
+    assert "hf download owner/name" in model_problem("owner/name")
+    monkeypatch.setenv("CIRCUITFT_DOWNLOAD", "1")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    assert model_problem("owner/name") is None  # downloading allowed: the loader will try
