@@ -13,6 +13,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from circuitft.callbacks import CircuitCallback, RecordLog
 from circuitft.callbacks.records import CircuitRecord
+from circuitft.eap.graph import Graph
 from circuitft.errors import ConfigError
 
 TASKS = [
@@ -40,18 +41,31 @@ def _fit(root: Path, ckpt_path: str | None = None, max_steps: int = -1, **cb_kwa
     return trainer, cb
 
 
-def test_circuits_at_every_checkpoint_step(tmp_path: Path) -> None:
+def test_circuits_at_every_checkpoint_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    analysed: list[int] = []
+    real = CircuitCallback._analyse_rank_zero
+
+    def counting(self, trainer, pl_module, step):
+        analysed.append(step)
+        return real(self, trainer, pl_module, step)
+
+    monkeypatch.setattr(CircuitCallback, "_analyse_rank_zero", counting)
     trainer, cb = _fit(tmp_path)
+    assert analysed == [0, 2, 4, 6, 8], "each checkpoint step is analysed exactly once"
     root = Path(trainer.log_dir) / "circuits"
     records = RecordLog(root / "metrics.jsonl").read()
     keys = [(r["step"], r["task"]) for r in records]
-    assert keys == sorted(set(keys)), "each (step, task) is recorded once"
     # Step 0 (base model) and the first task's steps analyse only the tasks seen so far.
     assert [t for s, t in keys if s in (0, 2, 4)] == ["AddSub"] * 3
     assert [t for s, t in keys if s in (6, 8)] == ["AddSub", "AddSubInv"] * 2
     for r in records:
-        assert (root / r["graph_path"]).is_file()
-        assert math.isfinite(r["metrics"]["kl_faithfulness_pct"]) or r["metrics"]["model_accuracy"] >= 0
+        graph = Graph.load(root / r["graph_path"])
+        assert (graph.meta["step"], graph.meta["task"]) == (r["step"], r["task"])  # the record's own file
+        assert graph.count_edges() == r["metrics"]["n_edges"]
+        assert (
+            math.isfinite(r["metrics"]["kl_faithfulness_pct"]) and r["metrics"]["kl_faithfulness_pct"] <= 100
+        )
+        assert 0 <= r["metrics"]["model_accuracy"] <= 1 and 0 <= r["metrics"]["circuit_accuracy"] <= 1
         assert 0 < r["metrics"]["n_edges"] <= 0.2 * 110 + 1
     later = [r for r in records if r["task"] == "AddSub" and r["step"] > 0]
     assert all("edge_change" in r["overlap"] for r in later), "overlap with the previous step is recorded"

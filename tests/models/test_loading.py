@@ -141,7 +141,7 @@ def test_hub_name_offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelSpecError) as err:
         load_model("nobody/does-not-exist")
-    _assert_one_line(err, "'nobody/does-not-exist'", "HF_HUB_OFFLINE")
+    _assert_one_line(err, "'nobody/does-not-exist'", "hf download nobody/does-not-exist")
     with pytest.raises(ModelSpecError) as err:
         load_tokenizer("nobody/does-not-exist")
     _assert_one_line(err, "'nobody/does-not-exist'")

@@ -31,6 +31,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from circuitft.callbacks.records import CircuitRecord, RecordLog
 from circuitft.errors import ConfigError
+from circuitft.names import check_name, inside
 
 TaskChoice = Literal["seen", "all"] | list[str]
 
@@ -90,6 +91,7 @@ class CircuitCallback(Callback):
             raise ConfigError(
                 f"CircuitCallback tasks must be 'seen', 'all' or a list of names, got {tasks!r}"
             )
+        check_name(dirname, "CircuitCallback dirname")
         self.every_n_steps, self.tasks = every_n_steps, tasks
         self.method, self.metric, self.ig_steps = method, metric, ig_steps
         self.n_examples, self.batch_size = n_examples, batch_size
@@ -225,10 +227,12 @@ class CircuitCallback(Callback):
             summary["n_edges"] = float(graph.count_edges())
             summary["n_nodes"] = float(graph.count_nodes())  # without logits, as the reference counts
             graph.meta.update(step=step, task=task, trained_task=trained, n_examples=len(pairs))
-            rel = f"{step_dir.name}/{task}.safetensors"
-            save_graph(graph, self._root / rel)
+            rel = f"{step_dir.name}/{check_name(task, 'CircuitCallback task')}.safetensors"
+            save_graph(graph, inside(self._root, rel, key=f"CircuitCallback task {task!r}"))
             if self.save_json:
-                save_graph(graph, self._root / f"{step_dir.name}/{task}.json")
+                save_graph(
+                    graph, inside(self._root, f"{step_dir.name}/{task}.json", key="CircuitCallback task")
+                )
             prev = self._previous_graph(task, step, graph.cfg, read_safetensors)
             moved = {}
             if prev is not None:

@@ -106,6 +106,8 @@ def _cli_class() -> type:
         def before_instantiate_classes(self) -> None:
             cfg = self.config[self.subcommand] if self.subcommand else self.config
             root = cfg.trainer.get("default_root_dir") or DEFAULT_ROOT
+            if self.subcommand == "fit":
+                _lock_run_folder(root)  # before the check below: two fits cannot both pass it
             if self.subcommand == "fit" and not cfg.get("ckpt_path"):
                 old = sorted((Path(root) / "checkpoints").glob("*.ckpt"))
                 if old:
@@ -124,6 +126,21 @@ def _cli_class() -> type:
                         init.save_dir = root
 
     return CircuitftCLI
+
+
+_LOCKS: list[Any] = []
+
+
+def _lock_run_folder(root: str) -> None:
+    """Take the run folder's lock (rank 0 / the launching process only; other DDP ranks are its children)."""
+    import os
+
+    from circuitft.runlock import RunLock
+
+    rank = os.environ.get("RANK") or os.environ.get("LOCAL_RANK") or "0"
+    if rank != "0" or os.environ.get("NODE_RANK", "0") != "0":
+        return
+    _LOCKS.append(RunLock(root, "fit", key="--trainer.default_root_dir").acquire())
 
 
 def _resolve_ckpt(ckpt: str, cfg: Any) -> Path | None:
@@ -193,6 +210,9 @@ def main(name: str, argv: Sequence[str]) -> int:
         raise ConfigError(_one_line(str(err))) from None
     except SystemExit as err:
         return int(err.code or 0) if isinstance(err.code, int) else 2
+    finally:
+        while _LOCKS:
+            _LOCKS.pop().release()
     return 0
 
 

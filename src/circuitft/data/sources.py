@@ -167,6 +167,11 @@ def _from_csv(text: str, path: Path, tsv: bool, labels: list | None = None) -> l
     try:
         header = [h.strip() for h in next(reader)]
         _check_columns(header, str(path))
+        twice = sorted({h for h in header if h and header.count(h) > 1})
+        if twice:
+            raise DataError(
+                f"{path}: line {reader.line_num}: column {twice[0]!r} appears more than once in the header"
+            )
         index = {col: header.index(col) for col in REQUIRED + OPTIONAL if col in header}
         rows = []
         for cells in reader:

@@ -32,6 +32,7 @@ from circuitft.data.pairs import PromptPairs
 from circuitft.data.splits import SPLITS
 from circuitft.data.stages import TaskConfig, components, stage_from_dict, stage_name
 from circuitft.errors import ConfigError, DataError
+from circuitft.names import check_name
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,8 @@ class TaskStreamDataModule(L.LightningDataModule):
             self.units += parts
         self.names = [u.name or u.task for u in self.units]
         self.stage_of = [i for i, idx in enumerate(self.stage_tasks) for _ in idx]
+        for u, name, i in zip(self.units, self.names, self.stage_of, strict=True):
+            check_name(name, f"data.tasks[{i}].{'name' if u.name else 'task'}")  # names become file names
         from circuitft.data.tasks import get_task
 
         for j, u in enumerate(self.units):

@@ -115,8 +115,9 @@ def load_checkpoint_file(path: str | Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling/zip error is a bad file
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise ConfigError(f"checkpoint {path} cannot be read ({first[:160]})") from None
+        from circuitft.training.ckpt_errors import unreadable_checkpoint
+
+        raise unreadable_checkpoint(path, err) from None
 
 
 def check_compatible(path: str | Path, model_args: dict[str, Any], data_args: Any = None) -> None:
@@ -193,6 +194,12 @@ def _task_checkpoint_class() -> type:
         def __init__(self, *args: Any, save_at_task_end: bool = True, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.save_at_task_end = save_at_task_end
+
+        def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+            super().setup(trainer, pl_module, stage)
+            from circuitft.training.checkpoint_io import use_atomic_checkpoints
+
+            use_atomic_checkpoints(trainer.strategy)  # temp file + rename: no half-written checkpoint
 
         def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
             super().on_train_epoch_end(trainer, pl_module)
