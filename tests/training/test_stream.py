@@ -110,7 +110,9 @@ def test_csv_source_without_split_column_splits_by_hash(tmp_path):
 
     f = tmp_path / "mine.csv"
     prompts = [f"{a}+{b}=" for a in range(10) for b in range(10)]
-    f.write_text("clean,corrupted,answer\n" + "".join(f"{p},{p[:-2]}0=,1\n" for p in prompts))
+    f.write_text(
+        "clean,corrupted,answer\n" + "".join(f"{p},{p[:-2]}{(int(p[-2]) + 1) % 10}=,1\n" for p in prompts)
+    )
     dm = _dm(tasks=[{"task": "mine", "source": str(f), "steps": 2, "n_val": 100}])
     for split in ("train", "val", "test"):
         got = [r.clean for r in dm.task_pairs("mine", split).rows]
