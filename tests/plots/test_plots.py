@@ -49,7 +49,7 @@ def test_circuit_diagram_draws_each_edge_with_sign_colour_and_qkv_style():
     assert widths.max() == pytest.approx(4.0) and widths.min() >= 0.4
     # destinations of kind k / v are drawn dashed / dotted: count dashed segments independently
     kinds = []
-    for layer in range(2):
+    for _layer in range(2):
         kinds += ["q"] * 3 + ["k"] * 3 + ["v"] * 3 + ["mlp"]
     kinds.append("logits")
     n_dashed = sum(1 for d in dst.tolist() if kinds[d] in ("k", "v"))

@@ -44,7 +44,7 @@ def node_positions(cfg: GraphConfig) -> np.ndarray:
 def destination_kinds(cfg: GraphConfig) -> list[str]:
     """Kind of each destination: ``q``, ``k``, ``v``, ``mlp`` or ``logits``."""
     kinds = []
-    for layer in range(cfg.n_layers):
+    for _layer in range(cfg.n_layers):
         kinds += ["q"] * cfg.n_heads + ["k"] * cfg.groups + ["v"] * cfg.groups + ["mlp"]
     return [*kinds, "logits"]
 
