@@ -148,7 +148,7 @@ def _evaluate_on(
         point = faithfulness(res)
         own.size_curve[size_key(f)] = {
             "n_edges": float(res.n_edges),
-            "faithfulness": point["faithfulness"],
+            "faithfulness": point["faithfulness"] + 0.0,  # no -0
             "kl_faithfulness_pct": point["kl_faithfulness_pct"],
             "circuit_accuracy": point["circuit_accuracy"],
         }

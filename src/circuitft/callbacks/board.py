@@ -80,6 +80,13 @@ def _plain(value: Any) -> int | float | str | bool:
     return str(value)
 
 
-def add_figure(writer: Any, tag: str, figure: Any, step: int) -> None:
-    """Log a matplotlib figure as an image and close it."""
-    writer.add_figure(tag, figure, global_step=step, close=True)
+def add_png(writer: Any, tag: str, png: bytes, step: int) -> None:
+    """Log PNG bytes (e.g. :func:`circuitft.plots.figure_to_png`) as an image, without re-encoding."""
+    import struct
+
+    from tensorboard.compat.proto.summary_pb2 import Summary
+
+    width, height = struct.unpack(">II", png[16:24])  # the PNG header's IHDR chunk
+    image = Summary.Image(height=height, width=width, colorspace=4, encoded_image_string=png)
+    fw = writer.file_writer if hasattr(writer, "file_writer") else writer._get_file_writer()
+    fw.add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), step)

@@ -92,6 +92,8 @@ def final_metrics(rows: list[dict[str, Any]], names: list[str], ends: list[int])
         out[f"final/{t}/faithfulness"] = faith.get((final, t), math.nan)
     finals = [out[f"final/{t}/accuracy"] for t in names]
     out["final/average_accuracy"] = sum(finals) / len(finals)
-    drops = [acc.get((final, t), math.nan) - acc.get((ends[i], t), math.nan) for i, t in enumerate(names[:-1])]
+    drops = [
+        acc.get((final, t), math.nan) - acc.get((ends[i], t), math.nan) for i, t in enumerate(names[:-1])
+    ]
     out["final/backward_transfer"] = sum(drops) / len(drops) if drops else math.nan
     return out

@@ -68,7 +68,9 @@ class RecordLog:
         """Add or replace records (keyed by step and task), atomically; a successful record of a step also
         clears the errors recorded at that step (a resumed run that redoes it)."""
         done = {rec.step for rec in records if rec.error is None}
-        by_key = {(r["step"], r["task"]): r for r in self.read() if not (r.get("error") and r["step"] in done)}
+        by_key = {
+            (r["step"], r["task"]): r for r in self.read() if not (r.get("error") and r["step"] in done)
+        }
         for rec in records:
             by_key[(rec.step, rec.task)] = rec.to_dict()
         rows = [by_key[k] for k in sorted(by_key)]

@@ -105,8 +105,15 @@ def evaluate_circuits(
     for c, out in zip(circuits, per, strict=True):
         results.append(
             EvalResult(
-                metric, shared["clean"], shared["corr"], cat(out["circ"]), shared["mc"].bool(),
-                cat(out["cc"]).bool(), shared["klc"], cat(out["klk"]), int((c.cpu() & real).sum()),
+                metric,
+                shared["clean"],
+                shared["corr"],
+                cat(out["circ"]),
+                shared["mc"].bool(),
+                cat(out["cc"]).bool(),
+                shared["klc"],
+                cat(out["klk"]),
+                int((c.cpu() & real).sum()),
             )  # fmt: skip
         )
     return results
