@@ -72,13 +72,13 @@ def forgetting(rows: list[dict[str, Any]], task: str, task_end: int, accuracy_no
 
 
 def accuracy_matrix(rows: list[dict[str, Any]], names: list[str], ends: list[int], done: int) -> Any:
-    """DataFrame: row ``after <task i>`` holds every task's accuracy at the end of task i (first ``done``
+    """DataFrame: row ``<task i>`` holds every task's accuracy at the end of task i (first ``done``
     tasks; NaN where a task was not analysed)."""
     import pandas as pd
 
     acc = _accuracy(rows)
     data = [[acc.get((ends[i], t), math.nan) for t in names] for i in range(done)]
-    return pd.DataFrame(data, index=[f"after {n}" for n in names[:done]], columns=names)
+    return pd.DataFrame(data, index=names[:done], columns=names)
 
 
 def final_metrics(rows: list[dict[str, Any]], names: list[str], ends: list[int]) -> dict[str, float]:
