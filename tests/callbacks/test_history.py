@@ -11,7 +11,10 @@ from circuitft.callbacks.ranks import AnalysisFailed, Ranks
 
 
 def _rows(acc: dict[tuple[int, str], float]) -> list[dict]:
-    return [{"step": s, "task": t, "metrics": {"model_accuracy": a, "faithfulness": a / 2}} for (s, t), a in acc.items()]
+    return [
+        {"step": s, "task": t, "metrics": {"model_accuracy": a, "faithfulness": a / 2}}
+        for (s, t), a in acc.items()
+    ]
 
 
 ROWS = _rows({(4, "A"): 0.8, (8, "A"): 0.6, (8, "B"): 0.9, (12, "A"): 0.2, (12, "B"): 0.45, (12, "C"): 1.0})

@@ -102,9 +102,10 @@ def test_tensorboard_text_images_hparams_layout(run):
     assert "custom_scalars__config__" in tags["tensors"]
     hp = acc.PluginTagToContent("hparams")
     assert {"_hparams_/experiment", "_hparams_/session_start_info"} <= set(hp)
-    assert b"lora_r" in hp["_hparams_/session_start_info"] and b"final/average_accuracy" in hp[
-        "_hparams_/experiment"
-    ]
+    assert (
+        b"lora_r" in hp["_hparams_/session_start_info"]
+        and b"final/average_accuracy" in hp["_hparams_/experiment"]
+    )
 
 
 def test_a_failed_analysis_is_recorded_and_training_goes_on(tmp_path, monkeypatch, caplog):
@@ -122,7 +123,10 @@ def test_a_failed_analysis_is_recorded_and_training_goes_on(tmp_path, monkeypatc
         trainer, _ = _fit(tmp_path / "record", every_n_steps=4, at_start=False, sizes=False)
     assert trainer.global_step == 8  # the run finished
     rows = RecordLog(Path(trainer.log_dir) / "circuits" / "metrics.jsonl").read()
-    assert [(r["step"], r["task"], bool(r["error"])) for r in rows] == [(4, "AddSub", False), (8, "AddSubInv", True)]
+    assert [(r["step"], r["task"], bool(r["error"])) for r in rows] == [
+        (4, "AddSub", False),
+        (8, "AddSubInv", True),
+    ]
     assert rows[1]["error"] == "RuntimeError: injected failure"
     assert "failed (AddSubInv): RuntimeError: injected failure" in caplog.text
     with pytest.raises(RuntimeError, match="step 8 failed: AddSubInv: RuntimeError: injected failure"):

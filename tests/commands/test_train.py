@@ -107,14 +107,11 @@ def _subprocess_fit(root: Path, *extra: str) -> subprocess.CompletedProcess:
 
 
 def _raw_scalars(root: Path) -> list[tuple[str, int, float]]:
-    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    """Every scalar event as TensorBoard shows it (events purged by a resume's ``purge_step`` are gone)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    out = []
-    for f in sorted(root.glob("events.out.tfevents.*")):
-        for e in EventFileLoader(str(f)).Load():
-            for v in e.summary.value:
-                out.append((v.tag, e.step, v.tensor.float_val[0] if v.HasField("tensor") else v.simple_value))
-    return out
+    acc = EventAccumulator(str(root), size_guidance={"scalars": 0}).Reload()
+    return [(t, e.step, e.value) for t in acc.Tags()["scalars"] for e in acc.Scalars(t)]
 
 
 @pytest.mark.slow

@@ -90,3 +90,76 @@ def add_png(writer: Any, tag: str, png: bytes, step: int) -> None:
     image = Summary.Image(height=height, width=width, colorspace=4, encoded_image_string=png)
     fw = writer.file_writer if hasattr(writer, "file_writer") else writer._get_file_writer()
     fw.add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), step)
+
+
+def overlap_figures(graphs: dict[str, Graph], jaccard: dict[tuple[str, str], float], step: int) -> list:
+    """The cross-task top-5% edge-Jaccard heatmap (with two tasks or more)."""
+    import pandas as pd
+
+    from circuitft import plots
+
+    names = list(graphs)
+    if len(names) < 2:
+        return []
+    matrix = pd.DataFrame(
+        [[1.0 if a == b else jaccard.get((a, b), math.nan) for b in names] for a in names],
+        index=names, columns=names,
+    )  # fmt: skip
+    title = f"top-5% edge Jaccard between tasks, step {step}"
+    return [("circuit/cross_task_jaccard", plots.overlap_heatmap(matrix, title=title))]
+
+
+def accuracy_figures(rows: list[dict[str, Any]], names: list[str], ends: list[int], done: int) -> list:
+    """The accuracy matrix of the first ``done`` task ends (untuned model on top when step 0 was analysed)."""
+    import pandas as pd
+
+    from circuitft import plots
+    from circuitft.callbacks.history import accuracy_matrix
+
+    matrix = accuracy_matrix(rows, names, ends, done)
+    base = {r["task"]: r["metrics"].get("model_accuracy", math.nan) for r in rows if r["step"] == 0}
+    caption = "model accuracy on the circuit analysis examples at each task end"
+    fig = plots.accuracy_matrix_heatmap(matrix, baseline=pd.Series(base) if base else None, caption=caption)
+    return [("accuracy_matrix", fig)]
+
+
+def diagram_figures(graphs: dict[str, Graph], step: int) -> list:
+    """One circuit diagram per task."""
+    from circuitft import plots
+
+    return [
+        (f"circuit/{t}/diagram", plots.circuit_diagram(g, title=f"{t}, step {step}"))
+        for t, g in graphs.items()
+    ]
+
+
+def run_hparams(trainer: Any, callback: Any) -> dict[str, Any]:
+    """The stream's and the callback's settings for the HPARAMS table (beside the module's hparams)."""
+    dm = trainer.datamodule
+    s = callback.settings
+    return {
+        "data/tasks": ",".join(getattr(dm, "names", [])),
+        "data/task_steps": ",".join(str(n) for n in dm.task_steps()) if hasattr(dm, "task_steps") else "",
+        "data/batch_size": getattr(dm, "batch_size", None),
+        "data/seed": getattr(dm, "seed", None),
+        "world_size": trainer.world_size,
+        "circuit/method": s.method,
+        "circuit/metric": s.metric,
+        "circuit/top_frac": s.top_frac if s.top_frac is not None else math.nan,
+        "circuit/n_examples": callback.n_examples,
+    }
+
+
+def summary_paragraph(
+    names: list[str], final: dict[str, float], seconds: float, wall: float, share: float, errors: int
+) -> str:
+    """One paragraph: final accuracies and faithfulness, backward transfer, analysis time and share."""
+    acc = ", ".join(f"{t} {final[f'final/{t}/accuracy']:.2f}" for t in names)
+    faith = ", ".join(f"{t} {final[f'final/{t}/faithfulness']:.2f}" for t in names)
+    return (
+        f"Trained {len(names)} task(s) in order {' -> '.join(names)}. Final model accuracy: {acc} "
+        f"(average {final['final/average_accuracy']:.2f}); backward transfer "
+        f"{final['final/backward_transfer']:+.2f}. Final circuit faithfulness: {faith}. Circuit analyses "
+        f"took {seconds:.1f} s of this process's {wall:.1f} s ({100 * share:.1f}% of the wall time)"
+        f"{f'; {errors} analysis failure(s) recorded in metrics.jsonl' if errors else ''}."
+    )

@@ -370,47 +370,28 @@ class CircuitCallback(Callback):
         writers = board.writers(trainer)
         if not writers:
             return
-        import pandas as pd
-
         from circuitft import plots
 
-        figures: list[tuple[str, Any]] = []
-        names = list(results)
-        if self.images and len(names) > 1:
-            matrix = pd.DataFrame(
-                [[1.0 if a == b else jaccard.get((a, b), math.nan) for b in names] for a in names],
-                index=names, columns=names,
-            )  # fmt: skip
-            title = f"top-5% edge Jaccard between tasks, step {step}"
-            figures.append(("circuit/cross_task_jaccard", plots.overlap_heatmap(matrix, title=title)))
-        ends = self._ends(trainer)
-        if self.images and step in ends:
-            done = ends.index(step) + 1
-            matrix = history.accuracy_matrix(rows, self._names, ends, done)
-            base = [r for r in rows if r["step"] == 0]
-            baseline = (
-                pd.Series({r["task"]: r["metrics"].get("model_accuracy", math.nan) for r in base})
-                if base else None
-            )  # fmt: skip
-            caption = "model accuracy on the analysis examples at each task end"
-            figures.append(("accuracy_matrix", plots.accuracy_matrix_heatmap(matrix, baseline=baseline,
-                                                                            caption=caption)))  # fmt: skip
-        for task, r in results.items():
-            if not self.diagrams:
-                break
-            if r.graph.n_edges > MAX_DIAGRAM_EDGES:
-                if not self._warned_diagram:
-                    log.warning(
-                        "CircuitCallback diagrams: the model has %d edges (more than %d); circuit diagrams "
-                        "are skipped", r.graph.n_edges, MAX_DIAGRAM_EDGES,
-                    )  # fmt: skip
-                    self._warned_diagram = True
-                break
-            fig = plots.circuit_diagram(r.graph, title=f"{task}, step {step}")
-            figures.append((f"circuit/{task}/diagram", fig))
+        graphs = {task: r.graph for task, r in results.items()}
+        figures = []
+        if self.images:
+            figures += board.overlap_figures(graphs, jaccard, step)
+            ends = self._ends(trainer)
+            if step in ends:
+                figures += board.accuracy_figures(rows, self._names, ends, ends.index(step) + 1)
+        if self.diagrams:
+            too_large = [g.n_edges for g in graphs.values() if g.n_edges > MAX_DIAGRAM_EDGES]
+            if too_large and not self._warned_diagram:
+                log.warning(
+                    "CircuitCallback diagrams: the model has %d edges (more than %d); circuit diagrams are "
+                    "skipped", too_large[0], MAX_DIAGRAM_EDGES,
+                )  # fmt: skip
+                self._warned_diagram = True
+            if not too_large:
+                figures += board.diagram_figures(graphs, step)
         for writer in writers:
-            for task, r in results.items():
-                writer.add_text(f"circuit/{task}/top_edges", board.top_edges_markdown(r.graph), step)
+            for task, graph in graphs.items():
+                writer.add_text(f"circuit/{task}/top_edges", board.top_edges_markdown(graph), step)
             for tag, fig in figures:
                 board.add_png(writer, tag, plots.figure_to_png(fig), step)
 
@@ -441,42 +422,12 @@ class CircuitCallback(Callback):
         wall = time.perf_counter() - self._t_fit if self._t_fit is not None else math.nan
         share = self._seconds / wall if wall and math.isfinite(wall) else math.nan
         errors = len(RecordLog(self._root / "metrics.jsonl").read()) - len(rows)
-        text = summary_paragraph(self._names, final, self._seconds, wall, share, errors)
+        text = board.summary_paragraph(self._names, final, self._seconds, wall, share, errors)
         for logger in trainer.loggers:
             logger.log_metrics({**final, "circuit/time_share": share}, step=trainer.global_step)
-        hp = {**{k: v for k, v in dict(pl_module.hparams).items()}, **self._stream_hparams(trainer)}
+        hp = {**{k: v for k, v in dict(pl_module.hparams).items()}, **board.run_hparams(trainer, self)}
         for writer in board.writers(trainer):
             writer.add_text("run/summary", text, trainer.global_step)
             board.add_hparams(writer, hp, final)
             writer.flush()
         log.info("%s", text)
-
-    def _stream_hparams(self, trainer: L.Trainer) -> dict[str, Any]:
-        dm = trainer.datamodule
-        s = self.settings
-        return {
-            "data/tasks": ",".join(self._names),
-            "data/task_steps": ",".join(str(n) for n in dm.task_steps()),
-            "data/batch_size": getattr(dm, "batch_size", None),
-            "data/seed": getattr(dm, "seed", None),
-            "world_size": trainer.world_size,
-            "circuit/method": s.method,
-            "circuit/metric": s.metric,
-            "circuit/top_frac": s.top_frac if s.top_frac is not None else math.nan,
-            "circuit/n_examples": self.n_examples,
-        }
-
-
-def summary_paragraph(
-    names: list[str], final: dict[str, float], seconds: float, wall: float, share: float, errors: int
-) -> str:
-    """One paragraph: final accuracies and faithfulness, backward transfer, analysis time and share."""
-    acc = ", ".join(f"{t} {final[f'final/{t}/accuracy']:.2f}" for t in names)
-    faith = ", ".join(f"{t} {final[f'final/{t}/faithfulness']:.2f}" for t in names)
-    return (
-        f"Trained {len(names)} task(s) in order {' -> '.join(names)}. Final model accuracy: {acc} "
-        f"(average {final['final/average_accuracy']:.2f}); backward transfer "
-        f"{final['final/backward_transfer']:+.2f}. Final circuit faithfulness: {faith}. Circuit analyses "
-        f"took {seconds:.1f} s of this process's {wall:.1f} s ({100 * share:.1f}% of the wall time)"
-        f"{f'; {errors} analysis failure(s) recorded in metrics.jsonl' if errors else ''}."
-    )
