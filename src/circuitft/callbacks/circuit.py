@@ -170,13 +170,7 @@ class CircuitCallback(Callback):
         self._root = Path(log_dir) / self.dirname
         names = list(getattr(trainer.datamodule, "names", []) or [])
         self._names = names
-        for option, chosen in (("tasks", self.tasks), ("cross_task", self.cross_task)):
-            if isinstance(chosen, list):
-                unknown = [t for t in chosen if t not in names]
-                if unknown:
-                    raise ConfigError(
-                        f"CircuitCallback {option} {unknown} are not in the stream ({', '.join(names)})"
-                    )
+        self.check_stream(names)
         if isinstance(self.cross_task, list):
             cross = frozenset(self.cross_task)
         elif self.cross_task is None:
@@ -185,6 +179,17 @@ class CircuitCallback(Callback):
         else:
             cross = frozenset(names) if self.cross_task else frozenset()
         self.settings.cross_tasks = cross
+
+    def check_stream(self, names: list[str]) -> None:
+        """ConfigError when ``tasks`` or ``cross_task`` name tasks that are not in the stream ``names``
+        (``circuitft fit`` calls this before anything is written)."""
+        for option, chosen in (("tasks", self.tasks), ("cross_task", self.cross_task)):
+            if isinstance(chosen, list):
+                unknown = [t for t in chosen if t not in names]
+                if unknown:
+                    raise ConfigError(
+                        f"CircuitCallback {option} {unknown} are not in the stream ({', '.join(names)})"
+                    )
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Start the wall clock of the run (for the callback's share of it)."""
@@ -270,11 +275,12 @@ class CircuitCallback(Callback):
         from circuitft.models.merge import merged_copy
 
         dm = trainer.datamodule
-        pairs = {}
-        for task in tasks:
-            p = dm.task_pairs(task, "val")
-            if len(p):
-                pairs[task] = p.subset(range(min(self.n_examples, len(p))))
+
+        def examples() -> dict[str, Any]:
+            chosen = {task: dm.task_pairs(task, "val") for task in tasks}
+            return {t: p.subset(range(min(self.n_examples, len(p)))) for t, p in chosen.items() if len(p)}
+
+        pairs = ranks.together("*", examples)
         was_training = pl_module.model.training
         copy_dtype = torch.float32 if self.dtype == "float32" else None
 

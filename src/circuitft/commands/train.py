@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from circuitft.errors import ConfigError
+from circuitft.errors import CircuitftError, ConfigError
 
 TB_LOGGER = "lightning.pytorch.loggers.TensorBoardLogger"
 DEFAULT_ROOT = "runs/default"
@@ -88,6 +88,9 @@ def _cli_class() -> type:
             self.datamodule.check_val_interval(
                 self.trainer.val_check_interval, int(self.trainer.accumulate_grad_batches)
             )
+            for cb in self.trainer.callbacks:
+                if hasattr(cb, "check_stream"):  # CircuitCallback's task options against the stream
+                    cb.check_stream(list(self.datamodule.names))
 
         def before_instantiate_classes(self) -> None:
             cfg = self.config[self.subcommand] if self.subcommand else self.config
@@ -198,7 +201,23 @@ def main(name: str, argv: Sequence[str]) -> int:
         raise ConfigError(_one_line(str(err))) from None
     except SystemExit as err:
         return int(err.code or 0) if isinstance(err.code, int) else 2
+    except (ValueError, TypeError) as err:
+        cause = _user_error(err)  # e.g. a callback's ConfigError, wrapped by jsonargparse's instantiation
+        if cause is None:
+            raise
+        raise cause from None
     return 0
+
+
+def _user_error(err: BaseException) -> CircuitftError | None:
+    """The first circuitft user error in ``err``'s chain of causes, or None."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, CircuitftError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__  # type: ignore[assignment]
+    return None
 
 
 def _one_line(msg: str) -> str:
