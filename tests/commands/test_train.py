@@ -66,7 +66,10 @@ def _one_error_line(capsys) -> str:
         (["--config", QUICK, "--model.model", "no-such-model"], "unknown model spec"),
         (["--config", QUICK, "--trainer.val_check_interval", "50"], "val_check_interval (50)"),
         (["--config", QUICK, "--trainer.callbacks.sizes=[0.05,1.5]"], "CircuitCallback sizes: each size is"),
-        (["--config", QUICK, "--trainer.callbacks.cross_task=[AddSub,Nope]"], "cross_task ['Nope'] are not in"),
+        (
+            ["--config", QUICK, "--trainer.callbacks.cross_task=[AddSub,Nope]"],
+            "cross_task ['Nope'] are not in",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, args, expect):
