@@ -137,7 +137,8 @@ def test_resume_after_sigkill_equals_uninterrupted(tmp_path):
     own = [k for k in keys(sb) if k[0] != "epoch"]  # Lightning itself logs `epoch` twice at validation steps
     assert len(set(own)) == len(own)
     va, vb = dict(((t, st), v) for t, st, v in sa), dict(((t, st), v) for t, st, v in sb)
-    assert all(abs(va[k] - vb[k]) < 1e-4 for k in va)
+    timing = ("circuit/seconds", "circuit/time_share")  # wall-clock measures differ from run to run
+    assert all(abs(va[k] - vb[k]) < 1e-4 for k in va if k[0] not in timing)
 
 
 @pytest.mark.slow
