@@ -22,7 +22,7 @@ TASKS = [
 ]
 
 
-def _fit(root: Path, ckpt_path: str | None = None, max_steps: int = -1, **cb_kwargs):
+def _fit(root: Path, ckpt_path: str | None = None, max_steps: int = -1, ckpt_every: int = 2, **cb_kwargs):
     from circuitft.data.stream import TaskStreamDataModule
     from circuitft.training.module import LoRAModule
 
@@ -32,9 +32,9 @@ def _fit(root: Path, ckpt_path: str | None = None, max_steps: int = -1, **cb_kwa
     cb = CircuitCallback(n_examples=4, batch_size=4, ig_steps=2, top_frac=0.2, **cb_kwargs)
     trainer = L.Trainer(
         default_root_dir=root, accelerator="cpu", devices=1, max_steps=max_steps,
-        logger=TensorBoardLogger(root, name="", version=0), enable_progress_bar=False,
+        logger=TensorBoardLogger(root, name="", version=0, default_hp_metric=False), enable_progress_bar=False,
         enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
-        callbacks=[ModelCheckpoint(dirpath=root / "ckpt", every_n_train_steps=2, save_last=True,
+        callbacks=[ModelCheckpoint(dirpath=root / "ckpt", every_n_train_steps=ckpt_every, save_last=True,
                                    save_top_k=-1), cb],
     )  # fmt: skip
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
@@ -112,6 +112,9 @@ def test_record_log_replaces_by_key(tmp_path: Path) -> None:
         ({"every_n_steps": 0}, "every_n_steps"),
         ({"tasks": "some"}, "tasks"),
         ({"dtype": "int8"}, "bfloat16"),
+        ({"sizes": [0.0, 0.5]}, r"sizes: .*\(0, 1\]"),
+        ({"sizes": [1.5]}, r"sizes: .*\(0, 1\]"),
+        ({"on_error": "ignore"}, "on_error"),
     ],
 )
 def test_bad_settings(kwargs: dict, fragment: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -65,6 +66,11 @@ def _one_error_line(capsys) -> str:
         (["--config", QUICK, "--data.tasks", '[{"task": "AddSub", "steps": 0}]'], "steps must be positive"),
         (["--config", QUICK, "--model.model", "no-such-model"], "unknown model spec"),
         (["--config", QUICK, "--trainer.val_check_interval", "50"], "val_check_interval (50)"),
+        (["--config", QUICK, "--trainer.callbacks.sizes=[0.05,1.5]"], "CircuitCallback sizes: each size is"),
+        (
+            ["--config", QUICK, "--trainer.callbacks.cross_task=[AddSub,Nope]"],
+            "cross_task ['Nope'] are not in",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, args, expect):
@@ -107,14 +113,11 @@ def _subprocess_fit(root: Path, *extra: str) -> subprocess.CompletedProcess:
 
 
 def _raw_scalars(root: Path) -> list[tuple[str, int, float]]:
-    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    """Every scalar event as TensorBoard shows it (events purged by a resume's ``purge_step`` are gone)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    out = []
-    for f in sorted(root.glob("events.out.tfevents.*")):
-        for e in EventFileLoader(str(f)).Load():
-            for v in e.summary.value:
-                out.append((v.tag, e.step, v.tensor.float_val[0] if v.HasField("tensor") else v.simple_value))
-    return out
+    acc = EventAccumulator(str(root), size_guidance={"scalars": 0}).Reload()
+    return [(t, e.step, e.value) for t in acc.Tags()["scalars"] for e in acc.Scalars(t)]
 
 
 @pytest.mark.slow
@@ -135,7 +138,9 @@ def test_resume_after_sigkill_equals_uninterrupted(tmp_path):
     own = [k for k in keys(sb) if k[0] != "epoch"]  # Lightning itself logs `epoch` twice at validation steps
     assert len(set(own)) == len(own)
     va, vb = dict(((t, st), v) for t, st, v in sa), dict(((t, st), v) for t, st, v in sb)
-    assert all(abs(va[k] - vb[k]) < 1e-4 for k in va)
+    timing = ("circuit/seconds", "circuit/time_share")  # wall-clock measures differ from run to run
+    same = lambda x, y: abs(x - y) < 1e-4 or (math.isnan(x) and math.isnan(y))  # noqa: E731 (forgetting: NaN)
+    assert all(same(va[k], vb[k]) for k in va if k[0] not in timing)
 
 
 @pytest.mark.slow

@@ -16,7 +16,6 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import PreTrainedModel
 
 from circuitft.errors import ConfigError
-from circuitft.files import atomic_write
 from circuitft.models.architectures import ARCHITECTURES
 from circuitft.models.loading import LoadedModel, load_model
 
@@ -194,6 +193,8 @@ def _task_checkpoint_class() -> type:
         def __init__(self, *args: Any, save_at_task_end: bool = True, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.save_at_task_end = save_at_task_end
+            # public copy of the interval (ModelCheckpoint keeps it private), read by CircuitCallback
+            self.every_n_steps = int(kwargs.get("every_n_train_steps") or 0)
 
         def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
             super().setup(trainer, pl_module, stage)
@@ -203,6 +204,8 @@ def _task_checkpoint_class() -> type:
 
         def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
             super().on_train_epoch_end(trainer, pl_module)
+            # No public API saves at epoch ends on top of every_n_train_steps (every_n_epochs excludes it);
+            # these private methods were checked against lightning 2.6.6.
             if self.save_at_task_end and not self._should_skip_saving_checkpoint(trainer):
                 candidates = self._monitor_candidates(trainer)
                 self._save_topk_checkpoint(trainer, candidates)
@@ -212,39 +215,3 @@ def _task_checkpoint_class() -> type:
 
 
 TaskCheckpoint = _task_checkpoint_class()
-
-
-def purge_events_from(log_dir: str | Path, step: int) -> int:
-    """Drop the scalar/summary events at ``step`` or later from the TensorBoard files in ``log_dir``.
-
-    Called when a run resumes from a checkpoint made at global step ``step``, before it logs anything: what
-    the interrupted run logged from that step on is redone by the resumed run, so every step appears once
-    (what was logged at earlier steps, including a validation right after the checkpoint, is not redone
-    and stays). Files are rewritten atomically. Returns the number of events dropped.
-    """
-
-    from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
-    from tensorboard.compat.proto import event_pb2
-
-    dropped = 0
-    for path in sorted(Path(log_dir).glob("events.out.tfevents.*")):
-        records = list(RawEventFileLoader(str(path)).Load())
-        keep = []
-        for r in records:
-            e = event_pb2.Event.FromString(r)
-            if e.step < step or not e.HasField("summary"):
-                keep.append(r)
-        if len(keep) == len(records):
-            continue
-        dropped += len(records) - len(keep)
-
-        def save(tmp: str, keep: list = keep) -> None:
-            from tensorboard.summary.writer.record_writer import RecordWriter
-
-            with open(tmp, "wb") as fh:
-                writer = RecordWriter(fh)
-                for r in keep:
-                    writer.write(r)
-
-        atomic_write(path, save)
-    return dropped

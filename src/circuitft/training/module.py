@@ -25,7 +25,6 @@ from circuitft.training.checkpoint import (
     CKPT_KEY,
     adapter_signature,
     check_adapter_state,
-    purge_events_from,
     wrap_lora,
 )
 
@@ -116,7 +115,6 @@ class LoRAModule(L.LightningModule):
         self.task_names: list[str] = []
         self._opt_task = 0  # task whose optimizer state the optimizer holds
         self._rng_to_restore: dict[str, Any] | None = None
-        self._resumed_step: int | None = None
 
     # ---- model ------------------------------------------------------------------------------------------
     def forward(self, batch: PairBatch) -> torch.Tensor:
@@ -248,15 +246,3 @@ class LoRAModule(L.LightningModule):
         extra = checkpoint.get(CKPT_KEY, {})
         self._opt_task = int(extra.get("optimizer_task", 0))
         self._rng_to_restore = extra.get("rng")
-        self._resumed_step = int(checkpoint.get("global_step", 0))
-
-    def on_fit_start(self) -> None:
-        """On resume, drop events the interrupted run logged after its checkpoint (each step logged once)."""
-        step, self._resumed_step = self._resumed_step, None
-        if step is None or self.trainer.state.fn.value != "fit" or not self.trainer.is_global_zero:
-            return
-        if step >= sum(self._task_steps()):  # a finished run: nothing will be trained or logged again
-            return
-        for logger in self.trainer.loggers:
-            if type(logger).__name__ == "TensorBoardLogger" and logger.log_dir:
-                purge_events_from(logger.log_dir, step)
