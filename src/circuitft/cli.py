@@ -8,6 +8,7 @@ Subcommands dispatch to small modules under :mod:`circuitft.commands` that are i
 - ``circuit``: EAP-IG on one model/adapter (``circuitft.commands.circuit``)
 - ``tasks``: list and generate task data (``circuitft.commands.tasks``)
 - ``bench``: benchmarks (``circuitft.commands.bench``)
+- ``export``: a checkpoint's adapter as a peft folder (``circuitft.commands.export``)
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from circuitft.diskfull import disk_full, is_out_of_space
 from circuitft.errors import CircuitftError
 
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -27,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "circuit": ("circuitft.commands.circuit", "find a circuit with EAP-IG and evaluate it"),
     "tasks": ("circuitft.commands.tasks", "list built-in tasks or generate task data"),
     "bench": ("circuitft.commands.bench", "benchmarks (EAP-IG against the plain-transformers floor)"),
+    "export": ("circuitft.commands.export", "write a checkpoint's LoRA adapter as a peft adapter folder"),
 }
 
 
@@ -60,9 +63,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except OSError as err:
+        if is_out_of_space(err):
+            print(f"error: {disk_full(err.filename)}", file=sys.stderr)
+            return 2
         if not err.filename:  # not about a path the user gave: a real failure, keep the traceback
             raise
         print(f"error: cannot use {err.filename}: {err.strerror or err}", file=sys.stderr)
+        return 2
+    except Exception as err:  # safetensors, torch and Lightning report a full disk in their own types
+        if not is_out_of_space(err):
+            raise
+        print(f"error: {disk_full(None)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

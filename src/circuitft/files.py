@@ -13,6 +13,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from circuitft.diskfull import disk_full, is_out_of_space
+
 
 def atomic_write(path: str | os.PathLike[str], saver: Callable[[str], None]) -> None:
     """Call ``saver(tmp)`` on a temporary path in ``path``'s folder, then ``os.replace`` it onto ``path``.
@@ -20,15 +22,19 @@ def atomic_write(path: str | os.PathLike[str], saver: Callable[[str], None]) -> 
     Readers never see a half-written file; on failure the temporary file is removed.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = ""
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
         saver(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes files private; results are ordinary files
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as err:
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, Exception) and is_out_of_space(err):
+            raise disk_full(path) from None  # one line naming the user's file, not the temporary one
         raise
 
 
@@ -66,6 +72,8 @@ def atomic_folder(write: Callable[[str], None], folder: Path) -> None:
             if not folder.is_dir():
                 raise
         shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(err, Exception) and is_out_of_space(err):
+            raise disk_full(folder) from None
         raise

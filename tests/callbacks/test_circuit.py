@@ -13,6 +13,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from circuitft.callbacks import CircuitCallback, RecordLog
 from circuitft.callbacks.records import CircuitRecord
+from circuitft.eap.graph import Graph
 from circuitft.errors import ConfigError
 
 TASKS = [
@@ -21,7 +22,7 @@ TASKS = [
 ]
 
 
-def _fit(root: Path, ckpt_path: str | None = None, max_steps: int = -1, **cb_kwargs):
+def _fit(root: Path, ckpt_path: str | None = None, max_steps: int = -1, ckpt_every: int = 2, **cb_kwargs):
     from circuitft.data.stream import TaskStreamDataModule
     from circuitft.training.module import LoRAModule
 
@@ -31,27 +32,40 @@ def _fit(root: Path, ckpt_path: str | None = None, max_steps: int = -1, **cb_kwa
     cb = CircuitCallback(n_examples=4, batch_size=4, ig_steps=2, top_frac=0.2, **cb_kwargs)
     trainer = L.Trainer(
         default_root_dir=root, accelerator="cpu", devices=1, max_steps=max_steps,
-        logger=TensorBoardLogger(root, name="", version=0), enable_progress_bar=False,
+        logger=TensorBoardLogger(root, name="", version=0, default_hp_metric=False), enable_progress_bar=False,
         enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
-        callbacks=[ModelCheckpoint(dirpath=root / "ckpt", every_n_train_steps=2, save_last=True,
+        callbacks=[ModelCheckpoint(dirpath=root / "ckpt", every_n_train_steps=ckpt_every, save_last=True,
                                    save_top_k=-1), cb],
     )  # fmt: skip
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
     return trainer, cb
 
 
-def test_circuits_at_every_checkpoint_step(tmp_path: Path) -> None:
+def test_circuits_at_every_checkpoint_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    analysed: list[int] = []
+    real = CircuitCallback._analyse_rank_zero
+
+    def counting(self, trainer, pl_module, step):
+        analysed.append(step)
+        return real(self, trainer, pl_module, step)
+
+    monkeypatch.setattr(CircuitCallback, "_analyse_rank_zero", counting)
     trainer, cb = _fit(tmp_path)
+    assert analysed == [0, 2, 4, 6, 8], "each checkpoint step is analysed exactly once"
     root = Path(trainer.log_dir) / "circuits"
     records = RecordLog(root / "metrics.jsonl").read()
     keys = [(r["step"], r["task"]) for r in records]
-    assert keys == sorted(set(keys)), "each (step, task) is recorded once"
     # Step 0 (base model) and the first task's steps analyse only the tasks seen so far.
     assert [t for s, t in keys if s in (0, 2, 4)] == ["AddSub"] * 3
     assert [t for s, t in keys if s in (6, 8)] == ["AddSub", "AddSubInv"] * 2
     for r in records:
-        assert (root / r["graph_path"]).is_file()
-        assert math.isfinite(r["metrics"]["kl_faithfulness_pct"]) or r["metrics"]["model_accuracy"] >= 0
+        graph = Graph.load(root / r["graph_path"])
+        assert (graph.meta["step"], graph.meta["task"]) == (r["step"], r["task"])  # the record's own file
+        assert graph.count_edges() == r["metrics"]["n_edges"]
+        assert (
+            math.isfinite(r["metrics"]["kl_faithfulness_pct"]) and r["metrics"]["kl_faithfulness_pct"] <= 100
+        )
+        assert 0 <= r["metrics"]["model_accuracy"] <= 1 and 0 <= r["metrics"]["circuit_accuracy"] <= 1
         assert 0 < r["metrics"]["n_edges"] <= 0.2 * 110 + 1
     later = [r for r in records if r["task"] == "AddSub" and r["step"] > 0]
     assert all("edge_change" in r["overlap"] for r in later), "overlap with the previous step is recorded"
@@ -98,6 +112,9 @@ def test_record_log_replaces_by_key(tmp_path: Path) -> None:
         ({"every_n_steps": 0}, "every_n_steps"),
         ({"tasks": "some"}, "tasks"),
         ({"dtype": "int8"}, "bfloat16"),
+        ({"sizes": [0.0, 0.5]}, r"sizes: .*\(0, 1\]"),
+        ({"sizes": [1.5]}, r"sizes: .*\(0, 1\]"),
+        ({"on_error": "ignore"}, "on_error"),
     ],
 )
 def test_bad_settings(kwargs: dict, fragment: str) -> None:

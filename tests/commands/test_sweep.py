@@ -74,7 +74,7 @@ def test_sweep_runs_skips_and_resumes(tmp_path, capsys):
         "args: [--trainer.val_check_interval, '2', --checkpoint.every_n_train_steps, '2',"
         " --trainer.enable_progress_bar, 'false']\n"
         "permutations:\n  tasks: [Add, Sub]\n  length: 2\n"
-        "  stage: {steps: 2, n_train: 8, n_val: 4, params: {lo: 0, hi: 9}}\n",
+        "  stage: {steps: 2, n_train: 8, n_val: 4, params: {lo: 0, hi: 19}}\n",
     )
     assert sweep.main("sweep", ["--config", str(f)]) == 0
     done = sorted(p.parent.name for p in (tmp_path / "runs").glob("*/DONE"))

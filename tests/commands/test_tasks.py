@@ -33,6 +33,27 @@ def test_show(capsys):
     assert repr(rows[1].corrupted) in out and "parameters: lo:" in out
 
 
+def test_show_reports_split_sizes(capsys):
+    from circuitft.data.tasks import split_sizes
+
+    sizes = split_sizes("Add", lo=0, hi=9)
+    code, out, _ = run(capsys, "show", "Add", "--param", "lo=0", "hi=9", "--split", "val", "--n", "3")
+    assert code == 0 and sum(sizes.values()) == 100  # all 10 x 10 operand pairs
+    assert (
+        f"train {sizes['train']}, val {sizes['val']}, test {sizes['test']} distinct problems (of 100)" in out
+    )
+    assert "exact" in out
+    code, out, _ = run(capsys, "show", "AddSub", "--param", "lo=0", "hi=9")
+    assert code == 0 and "rows alternate between kinds: at most train" in out
+    code, out, _ = run(capsys, "show", "Add", "--param", "hi=100000")
+    assert code == 0 and "large (not enumerated)" in out
+
+
+def test_make_split_too_large_is_one_line(capsys):
+    code, _, err = run(capsys, "make", "Add", "--split", "test", "--n", "50", "--param", "lo=0", "hi=9")
+    assert code == 2 and "task Add: asked for 50 test rows, but the test split holds" in err
+
+
 def test_make_is_byte_identical_and_seeded(capsys):
     code, first, err = run(capsys, "make", "AddSub", "--n", "200", "--seed", "0")
     assert code == 0 and "0 rows resampled" in err

@@ -152,3 +152,23 @@ def test_load_pairs(tmp_path, tokenizer):
         load_pairs(bad_path, tokenizer)
     dropped = load_pairs(bad_path, tokenizer, on_mismatch="drop")
     assert len(dropped) == 5 and dropped.n_dropped == 1 and bad[2] not in dropped.rows
+
+
+def test_split_column_in_jsonl_and_bad_value_names_the_line(tmp_path):
+    from circuitft.data.sources import load_split_rows
+
+    lines = [
+        '{"clean": "1+1=", "corrupted": "1+2=", "answer": "2", "split": "test"}',
+        '{"clean": "1+3=", "corrupted": "1+4=", "answer": "4", "split": ""}',
+        '{"clean": "1+1=", "corrupted": "1+5=", "answer": "2", "split": "train"}',
+    ]
+    f = _write(tmp_path / "s.jsonl", "\n".join(lines) + "\n")
+    rows, dropped = load_split_rows(f)
+    assert [r.corrupted for r in rows["train"]] == ["1+5="]  # the train copy is kept, the test copy dropped
+    assert dropped == {"train": 0, "val": 0, "test": 1} and rows["test"] == []
+    from circuitft.data.splits import split_of
+
+    assert any(r.clean == "1+3=" for r in rows[split_of("1+3=")])  # empty cell: by hash
+    bad = _write(tmp_path / "b.jsonl", lines[0].replace('"test"', '"dev"') + "\n")
+    with pytest.raises(DataError, match=r"b.jsonl: line 1: column 'split' must be one of train, val, test"):
+        load_split_rows(bad)

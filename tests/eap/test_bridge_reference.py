@@ -73,7 +73,7 @@ def bridge_eap_logprob(bridge, graph: Graph, clean: torch.Tensor, corrupted: tor
     return scores / len(pos)
 
 
-@pytest.mark.parametrize("spec", ["tiny-gpt2", "tiny-llama", "tiny-neox"])
+@pytest.mark.parametrize("spec", ["tiny-gpt2", "tiny-llama", "tiny-neox", "tiny-qwen3", "tiny-phi3"])
 def test_engine_equals_bridge_reference(tiny, spec: str) -> None:
     loaded = tiny(spec)
     model = merged_copy(loaded.model)

@@ -14,7 +14,7 @@ from circuitft.errors import ConfigError
 from circuitft.models.merge import merged_copy
 
 
-@pytest.mark.parametrize("name", ["tiny-gpt2", "tiny-llama"])
+@pytest.mark.parametrize("name", ["tiny-gpt2", "tiny-llama", "tiny-gemma2", "tiny-olmo2", "tiny-gptj"])
 def test_bfloat16_buffers_match_float32(tiny, name: str) -> None:
     loaded = tiny(name)
     model = merged_copy(loaded.model)

@@ -12,8 +12,9 @@ from circuitft.data.pairs import tokenize_pairs
 from circuitft.eap.evaluate import EvalResult, evaluate, faithfulness
 from circuitft.eap.graph import Graph
 from circuitft.errors import ConfigError
+from circuitft.models.tiny import tiny_specs
 
-ARCHS = ["tiny-gpt2", "tiny-llama", "tiny-neox", "tiny-qwen2"]
+ARCHS = tiny_specs()[:-1]  # every family (not the benchmark-sized model)
 
 
 @pytest.mark.parametrize("name", ARCHS)
@@ -54,7 +55,12 @@ def _columns(name: str, model, kind: str):
     if name == "tiny-neox":
         attn = model.gpt_neox.layers[0].attention
         return attn.query_key_value, (3 * dh if kind == "q" else dh) + torch.arange(dh)  # [H, (q, k, v), dh]
+    if name == "tiny-gptj":
+        attn = model.transformer.h[0].attn
+        return (attn.q_proj, dh + torch.arange(dh)) if kind == "q" else (attn.k_proj, torch.arange(dh))
     attn = model.model.layers[0].self_attn
+    if name == "tiny-phi3":  # [q (H*dh) | k (G*dh) | v]
+        return attn.qkv_proj, (dh if kind == "q" else d) + torch.arange(dh)
     return (attn.q_proj, dh + torch.arange(dh)) if kind == "q" else (attn.k_proj, torch.arange(dh))
 
 

@@ -84,6 +84,11 @@ def test_kl_logprob_and_accuracy_by_hand(tok):
     )
     assert correct(clean, index).tolist() == [True, True]
     assert correct(run, index).tolist() == [True, False]  # all answer tokens must be right
+    assert correct(run, index, first_token=True).tolist() == [True, True]  # example 1's first token is right
+    first_wrong = clean.clone()
+    first_wrong[1] = 0.0
+    first_wrong[1, tokens[1] + 1] = 4.0  # example 1's first answer token wrong, its second right
+    assert correct(first_wrong, index, first_token=True).tolist() == [True, False]
     # attribution loss = sum over examples, loss sign (logprob negated)
     assert torch.allclose(metric_loss("logprob", run, index, None), -lp.sum())
 

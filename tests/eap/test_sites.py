@@ -19,8 +19,9 @@ from circuitft.eap.patching import (
 )
 from circuitft.eap.sites import model_sites
 from circuitft.errors import ConfigError
+from circuitft.models.tiny import tiny_specs
 
-ARCHS = ["tiny-gpt2", "tiny-llama", "tiny-neox", "tiny-qwen2"]
+ARCHS = tiny_specs()[:-1]  # every family (not the benchmark-sized model)
 
 
 def _ids(seed: int = 0, b: int = 2, t: int = 6, vocab: int = 60) -> torch.Tensor:
@@ -42,7 +43,7 @@ def test_site_shapes_match_graph_config(tiny, name):
     sites = model_sites(model)
     cfg = Graph.from_model(model).cfg
     assert (sites.n_layers, sites.n_heads, sites.n_kv_heads) == (cfg.n_layers, cfg.n_heads, cfg.groups)
-    assert sites.parallel_attn_mlp == cfg.parallel_attn_mlp == (name == "tiny-neox")
+    assert sites.parallel_attn_mlp == cfg.parallel_attn_mlp == (name in ("tiny-neox", "tiny-gptj"))
     for ls in sites.layers:
         slots = torch.cat([p.slots for p in ls.projections])
         assert sorted(slots.tolist()) == list(range(sites.attn_slots))
@@ -54,11 +55,15 @@ def test_projection_chunks_follow_the_models_qkv_layout(tiny, name):
 
     q of head h: only head h, only that position (nothing at position 0: a single key gets all the
     attention). k of group g: heads of group g at positions >= 1 only. v: those heads from that position on.
+    Positions stop at the sliding window (Gemma); a q/k norm over all heads (OLMo 2) spreads q/k to all heads.
     """
     model = tiny(name).model
     sites = model_sites(model)
     h, g, dh = sites.n_heads, sites.n_kv_heads, sites.head_dim
     ls = sites.layers[0]
+    window = getattr(ls.attn, "sliding_window", None) or 100
+    q_norm = getattr(ls.attn, "q_norm", None)
+    mixed = q_norm is not None and q_norm.weight.numel() > dh
     ids = _ids(t=4)
     z: list[torch.Tensor] = []
     hook_z = ls.out_proj.register_forward_pre_hook(lambda m, a: z.append(a[0].detach().clone()))
@@ -71,6 +76,8 @@ def test_projection_chunks_follow_the_models_qkv_layout(tiny, name):
                     ("q", slot) if slot < h else ("k", slot - h) if slot < h + g else ("v", slot - h - g)
                 )
                 heads = {idx} if kind == "q" else set(range(idx * h // g, (idx + 1) * h // g))
+                if mixed and kind != "v":
+                    heads = set(range(h))
                 for pos in (0, 1):
 
                     def bump(m, a, out, j=j, pos=pos):
@@ -84,10 +91,10 @@ def test_projection_chunks_follow_the_models_qkv_layout(tiny, name):
                     changed = {(p, hh) for p, hh in diff.nonzero().tolist()}
                     if kind == "q":
                         expect = set() if pos == 0 else {(1, hh) for hh in heads}
-                    elif kind == "k":
-                        expect = {(p, hh) for p in (1, 2, 3) for hh in heads}  # never position 0
+                    elif kind == "k":  # never position 0
+                        expect = {(p, hh) for p in range(max(pos, 1), min(4, pos + window)) for hh in heads}
                     else:
-                        expect = {(p, hh) for p in range(pos, 4) for hh in heads}
+                        expect = {(p, hh) for p in range(pos, min(4, pos + window)) for hh in heads}
                     assert changed == expect, (name, kind, idx, pos)
 
 
@@ -156,11 +163,14 @@ def _reference_destination_grads(model, sites, cfg, embeds, loss_fn) -> torch.Te
             chunks = []
             for j, slot in enumerate(proj.slots.tolist()):
                 x_v = saved[layer] + leaves[base + slot]
-                full = m.forward(ls.attn_norm.forward(x_v))
+                normed = x_v if sites.norm_kind == "none" else ls.attn_norm.forward(x_v)
+                full = m.forward(normed)
                 chunks.append(full.view(b, t, -1, sites.head_dim)[:, :, j])
             return torch.stack(chunks, 2).reshape(b, t, -1)
 
-        def add_leaf(m, a, col=cfg.mlp_in_index(layer)):
+        def add_leaf(m, a, col=cfg.mlp_in_index(layer), layer=layer, ls=ls):
+            if ls.mlp_shared_norm is not None:  # GPT-J: the MLP reads ln_1(residual), shared with attention
+                return (ls.mlp_shared_norm.forward(saved[layer] + leaves[col]),)
             return (a[0] + leaves[col],)
 
         handles.append(ls.attn_norm.register_forward_pre_hook(save))
@@ -201,3 +211,86 @@ def test_destination_grads_equal_autograd_through_per_head_copies(tiny, name):
     for v in range(cfg.n_backward):
         err = float((acc[v] - ref[v]).abs().amax())
         assert err <= tol * float(ref.abs().amax()), (cfg.backward_names[v], err)
+
+
+def test_table_path_missing_from_the_model_is_one_line_naming_it(tiny, monkeypatch):
+    from dataclasses import replace
+
+    from circuitft.models import architectures
+
+    model = tiny("tiny-qwen3").model
+    bad = replace(architectures.ARCHITECTURES["qwen3"], out_proj="dense")
+    monkeypatch.setitem(architectures.ARCHITECTURES, "qwen3", bad)
+    with pytest.raises(ConfigError) as err:
+        model_sites(model)
+    msg = str(err.value)
+    assert "model.layers.0.self_attn.dense" in msg and "qwen3" in msg and "\n" not in msg
+
+
+def test_unsupported_model_type_has_no_graph_either():
+    from circuitft.eap.graph import GraphConfig
+
+    config = SimpleNamespace(model_type="bloom", architectures=["BloomForCausalLM"], n_layer=2, n_head=4)
+    with pytest.raises(ConfigError, match="'bloom'.*supported: .*qwen3"):
+        GraphConfig.from_hf_config(config)
+
+
+@pytest.mark.parametrize("name", ["tiny-gemma2", "tiny-olmo2"])
+def test_post_norm_head_writes_its_share_with_its_own_runs_scale(tiny, name):
+    """Behind a post-attention RMSNorm, head h writes gain * (z_h W_h) / rms(attention output of its run).
+
+    Corrupting node a0.h1 (all its outgoing edges) must equal, by hand: a clean run whose post-norm output in
+    layer 0 gets + gain * (z1(corr) W_1 / rms_corr - z1(clean) W_1 / rms_clean), z and rms each from its run.
+    The shares of one run add up to the norm's output (so full and empty circuits stay exact), but
+    corrupting one head does not renormalise the others: rms is frozen per run.
+    """
+    from digits import digit_rows
+
+    from circuitft.data.pairs import tokenize_pairs
+    from circuitft.eap.evaluate import evaluate
+
+    loaded = tiny(name)
+    model = loaded.model
+    sites = model_sites(model)
+    ls = sites.layers[0]
+    pairs = tokenize_pairs(digit_rows(6), loaded.tokenizer, "add")
+    graph = Graph.from_model(model).full()
+    graph.in_graph[graph.cfg.head_index(0, 1)] = False
+    result = evaluate(model, graph, pairs, metric="logprob", batch_size=6, progress=False)
+
+    batch = pairs.batch(list(range(6)))
+    h, dh = sites.n_heads, sites.head_dim
+    post = ls.post_attn_norm
+    gain = ls.post_attn_gain
+
+    def share(ids):
+        seen = {}
+        hooks = [
+            ls.out_proj.register_forward_pre_hook(lambda m, a: seen.update(z=a[0].detach())),
+            post.register_forward_pre_hook(lambda m, a: seen.update(a=a[0].detach())),
+        ]
+        with torch.no_grad(), hooked(hooks):
+            model(input_ids=ids, attention_mask=batch.attention_mask)
+        a = seen["a"]
+        rms = a.pow(2).mean(-1, keepdim=True).add(ls.post_attn_eps).sqrt()
+        z1 = seen["z"].reshape(*a.shape[:2], h, dh)[:, :, 1]
+        return gain * (z1 @ ls.out_weight[1]) / rms
+
+    shift = share(batch.corrupted_ids) - share(batch.clean_ids)
+    assert shift.abs().max() > 1e-3
+    with torch.no_grad(), hooked([post.register_forward_hook(lambda m, a, out: out + shift)]):
+        logits = model(input_ids=batch.clean_ids, attention_mask=batch.attention_mask).logits
+    ex, pos, tok = batch.answer_index()
+    logp = torch.log_softmax(logits, -1)[ex, pos, tok]
+    by_hand = torch.zeros(6).index_add_(0, ex, logp) / batch.answer_len
+    assert torch.allclose(result.circuit, by_hand, atol=1e-5)
+    assert not torch.allclose(result.circuit, result.clean, atol=1e-3)
+
+
+def test_output_bias_behind_a_post_norm_is_refused(tiny):
+    """Its share would change between runs and belong to no node, so the sources would not add up."""
+    model = tiny("tiny-olmo2").model
+    model.model.layers[1].self_attn.o_proj.bias = torch.nn.Parameter(torch.zeros(32))
+    with pytest.raises(ConfigError, match=r"model\.layers\.1\.self_attn: an output bias") as err:
+        model_sites(model)
+    assert "\n" not in str(err.value)

@@ -21,6 +21,16 @@ TINY_LAYOUT = {  # (class, layers, heads, key/value heads)
     "tiny-llama": ("LlamaForCausalLM", 2, 4, 2),
     "tiny-qwen2": ("Qwen2ForCausalLM", 2, 4, 2),
     "tiny-neox": ("GPTNeoXForCausalLM", 2, 4, 4),
+    "tiny-mistral": ("MistralForCausalLM", 2, 4, 2),
+    "tiny-qwen3": ("Qwen3ForCausalLM", 2, 4, 2),
+    "tiny-gemma2": ("Gemma2ForCausalLM", 2, 4, 2),
+    "tiny-gemma3": ("Gemma3ForCausalLM", 2, 4, 2),
+    "tiny-olmo2": ("Olmo2ForCausalLM", 2, 4, 2),
+    "tiny-phi3": ("Phi3ForCausalLM", 2, 4, 2),
+    "tiny-gptj": ("GPTJForCausalLM", 2, 4, 4),
+    "tiny-mixtral": ("MixtralForCausalLM", 2, 4, 2),
+    "tiny-qwen2moe": ("Qwen2MoeForCausalLM", 2, 4, 2),
+    "tiny-qwen3moe": ("Qwen3MoeForCausalLM", 2, 4, 2),
 }
 
 
@@ -33,7 +43,7 @@ def _assert_one_line(err: pytest.ExceptionInfo, *fragments: str) -> None:
 
 
 def test_specs_listed():
-    assert set(tiny_specs()) == set(TINY_LAYOUT)
+    assert set(tiny_specs()) == {*TINY_LAYOUT, "random-qwen3-135m"}  # plus the benchmark-sized Qwen3
     assert model_specs()[0] == "smollm2-135m"
 
 
@@ -131,7 +141,7 @@ def test_hub_name_offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelSpecError) as err:
         load_model("nobody/does-not-exist")
-    _assert_one_line(err, "'nobody/does-not-exist'", "HF_HUB_OFFLINE")
+    _assert_one_line(err, "'nobody/does-not-exist'", "hf download nobody/does-not-exist")
     with pytest.raises(ModelSpecError) as err:
         load_tokenizer("nobody/does-not-exist")
     _assert_one_line(err, "'nobody/does-not-exist'")

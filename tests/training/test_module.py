@@ -96,6 +96,34 @@ def test_exact_match_needs_every_answer_token(tiny):
     assert exact_match(logits, b).tolist() == [1.0, 1.0, 1.0, 0.0]
 
 
+def test_first_token_accuracy_scores_only_the_first_answer_token(tiny):
+    from circuitft.data.tasks import make_pairs
+
+    lm = tiny("tiny-gpt2")
+    b = make_pairs("Add", lm.tokenizer, 4, seed=0, lo=10, hi=99).batch(slice(0, 4))
+    ex, pos, tok = b.answer_index()
+    assert (b.answer_len > 1).all()
+    logits = torch.zeros(*b.clean_ids.shape, len(lm.tokenizer))
+    logits[ex, pos, tok] = 1.0
+    logits[
+        ex[-1], pos[-1], tok[-1]
+    ] = -1.0  # a later token of the last example wrong: first token still right
+    assert exact_match(logits, b, first_token=True).tolist() == [1.0] * 4
+    first = int((ex == 1).nonzero()[0])
+    logits[ex[first], pos[first], tok[first]] = -1.0  # the first token of example 1 wrong
+    assert exact_match(logits, b, first_token=True).tolist() == [1.0, 0.0, 1.0, 1.0]
+    assert exact_match(logits, b).tolist() == [1.0, 0.0, 1.0, 0.0]
+    with pytest.raises(ConfigError, match="model.accuracy must be one of exact_match, first_token"):
+        LoRAModule(model="tiny-gpt2", lora_r=2, accuracy="first")
+
+
+def test_stage_lr_overrides_the_later_tasks_scale(tmp_path):
+    rec = Record()
+    tasks = [TASKS[0], {**TASKS[1], "lr": 5e-3}]
+    fit(tmp_path, {"later_tasks_lr_scale": 0.1}, tasks=tasks, callbacks=[rec])
+    assert [r[2] for r in rec.rows] == pytest.approx([1e-2] * 3 + [5e-3] * 3)
+
+
 def test_default_targets_per_family():
     def targets(name):
         m = LoRAModule(model=name, lora_r=2)

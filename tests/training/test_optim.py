@@ -22,6 +22,12 @@ def test_later_tasks_scaled_or_reset():
     assert [optim.lr_multiplier(s, steps) for s in range(4)] == [1, 1, 1, 1]
 
 
+def test_task_lr_replaces_base_and_scale():
+    steps = [2, 2, 2]
+    got = [optim.lr_multiplier(s, steps, "constant", 0, 0.1, [None, 2e-4, None], 1e-3) for s in range(6)]
+    assert got == pytest.approx([1, 1, 0.2, 0.2, 0.1, 0.1])
+
+
 def test_linear_schedule_restarts_each_task_with_warmup():
     steps = [4, 4]
     got = [optim.lr_multiplier(s, steps, "linear", warmup_steps=1) for s in range(8)]

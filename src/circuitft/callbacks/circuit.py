@@ -1,26 +1,33 @@
-"""CircuitCallback: EAP-IG circuits of every task at every checkpoint step, while training runs.
+"""CircuitCallback: EAP-IG circuits of every task at every checkpoint step and task end, while training runs.
 
-At step 0 (the untuned model, optional), every ``every_n_steps`` optimizer steps (by default the
-``every_n_train_steps`` of the run's ModelCheckpoint, so circuits line up with saved checkpoints) and at the
-end of training, the callback takes a merged frozen copy of the LoRA model (the training model is never
-touched), and for each task (``seen`` so far, ``all`` in the stream, or a list):
+At step 0 (the untuned model, optional), every ``every_n_steps`` optimizer steps (by default the run's
+checkpoint interval, so circuits line up with saved checkpoints), at the end of every task (whatever the
+interval, so each task's circuit at the end of its own training always exists) and at the end of training,
+the callback takes a merged frozen copy of the LoRA model (the training model is never touched; on the
+training device, in the model's dtype unless ``dtype: float32``), and for each task (``seen`` so far,
+``all`` in the stream, or a list):
 
-1. scores every edge with :func:`circuitft.eap.attribute` on the task's validation pairs,
-2. selects the circuit (top fraction of edges by default, pruned) and evaluates it,
-3. writes ``<log_dir>/circuits/step<SSSSSS>/<task>.safetensors`` (named like the checkpoints) (every edge score + the circuit),
-4. logs ``circuit/<task>/...`` scalars (faithfulness, KL faithfulness %, model and circuit accuracy, sizes,
-   edge and node change against the previous analysed step) and ``circuit_overlap/<a>~<b>/...`` between
-   tasks at the same step to every logger (TensorBoard), and records a :class:`CircuitRecord` per task in
-   ``<log_dir>/circuits/metrics.jsonl``.
+1. scores every edge with :func:`circuitft.eap.attribute` on the task's first ``n_examples`` validation pairs,
+2. selects the circuit (top fraction of edges by default, pruned) and evaluates it, with its size curve
+   (faithfulness at 0.1% ... 100% of edges from the same scores) and, cross-task, every other task's
+   circuit on this task's data, all on the same clean and corrupted runs,
+3. writes ``<log_dir>/circuits/step<SSSSSS>/<task>.safetensors`` (named like the checkpoints),
+4. records a :class:`CircuitRecord` per task in ``<log_dir>/circuits/metrics.jsonl`` and logs
+   ``circuit/<task>/...`` scalars, ``circuit_overlap/<a>~<b>/...``, ``circuit/seconds``, the strongest edges
+   as text and figures to TensorBoard (see :mod:`circuitft.callbacks.board`).
 
-Under DDP the analysis runs on rank 0 while the other ranks wait at a barrier (raise the process-group
-timeout for long analyses, see the README). Attribution is deterministic, so a resumed run rewrites the
-same files and records (keyed by step and task), never twice: a run resumed from a checkpoint step
-re-analyses that step from the restored weights.
+Under DDP every rank analyses a block of each task's examples and the sums are gathered
+(:mod:`circuitft.callbacks.ranks`); rank 0 writes files and logs. A failed analysis (``on_error: record``,
+the default) is recorded in ``metrics.jsonl`` with its step, task and message, logged, and training goes
+on, on every rank; ``on_error: raise`` stops the run on every rank. Attribution is deterministic, so a
+resumed run rewrites the same files and records (keyed by step and task): a run resumed from a checkpoint
+step re-analyses that step from the restored weights.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -29,26 +36,41 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
+from circuitft.callbacks import board, history
+from circuitft.callbacks.analysis import AnalysisSettings, TaskResult, analyse
+from circuitft.callbacks.ranks import AnalysisFailed, Ranks
 from circuitft.callbacks.records import CircuitRecord, RecordLog
 from circuitft.errors import ConfigError
+from circuitft.names import check_name, inside
 
 TaskChoice = Literal["seen", "all"] | list[str]
+log = logging.getLogger("circuitft")
+MAX_DIAGRAM_EDGES = 50_000
+CROSS_TASK_AUTO = (2, 8)  # cross-task faithfulness is on by default for streams of 2 to 8 tasks
 
 
 class CircuitCallback(Callback):
     """Find, evaluate, save and log each task's circuit at checkpoint steps (see module docstring).
 
     Args:
-        every_n_steps: analyse every n optimizer steps; None follows the ModelCheckpoint's
-            ``every_n_train_steps`` (and only the end of training if it has none).
+        every_n_steps: analyse every n optimizer steps; None follows the checkpoint interval
+            (``every_n_train_steps`` of the run's ModelCheckpoint), and task ends only if it has none.
         tasks: ``seen`` (tasks trained so far, the current one included), ``all``, or a list of names.
         method, metric, ig_steps: attribution settings (see ``circuitft circuit --help``).
         n_examples: validation pairs per task used for attribution and evaluation (the first n).
-        batch_size: attribution batch size.
+        batch_size: attribution and evaluation batch size (per GPU).
         top_frac, top_n: circuit size (exactly one; default 5% of the edges, as in the prior work).
         at_start: also analyse the model before any training (step 0).
         save_json: also write the reference library's ``graph.json`` next to each safetensors file.
-        dtype: attribution buffers, ``float32`` (default) or ``bfloat16`` (half the memory).
+        dtype: None keeps the model's dtype (float32 attribution buffers); ``float32`` analyses a float32
+            copy; ``bfloat16`` uses bfloat16 buffers (half the memory).
+        sizes: size curve fractions of the edges, each in (0, 1]; True: 0.1% ... 100%; False: none.
+        cross_task: evaluate each task's circuit on every other task's data; None: on for 2 to 8 tasks;
+            or a list of the tasks to compare.
+        on_error: ``record`` (write the error to metrics.jsonl and go on) or ``raise`` (stop the run).
+        diagrams: a circuit diagram per task per analysis in TensorBoard (skipped with one warning on
+            models with more than 50,000 edges).
+        images: the cross-task edge-Jaccard heatmap and the accuracy matrix in TensorBoard.
         dirname: folder under the run's log dir.
     """
 
@@ -68,8 +90,14 @@ class CircuitCallback(Callback):
         dirname: str = "circuits",
         progress: bool = False,
         dtype: str | None = None,
+        sizes: bool | list[float] = True,
+        cross_task: bool | list[str] | None = None,
+        on_error: Literal["record", "raise"] = "record",
+        diagrams: bool = True,
+        images: bool = True,
     ) -> None:
-        from circuitft.eap.attribute import check_method
+        from circuitft.eap.attribute import BUFFER_DTYPES, check_method
+        from circuitft.eap.curve import SIZES, check_sizes
         from circuitft.eap.metrics import check_metric
         from circuitft.eap.select import check_selection
 
@@ -82,38 +110,92 @@ class CircuitCallback(Callback):
             raise ConfigError(f"CircuitCallback every_n_steps must be positive, got {every_n_steps}")
         if n_examples <= 0 or batch_size <= 0 or ig_steps <= 0:
             raise ConfigError("CircuitCallback n_examples, batch_size and ig_steps must be positive")
-        from circuitft.eap.attribute import BUFFER_DTYPES
-
         if dtype is not None and dtype not in BUFFER_DTYPES:
             raise ConfigError(f"CircuitCallback dtype {dtype!r} is not one of {', '.join(BUFFER_DTYPES)}")
         if isinstance(tasks, str) and tasks not in ("seen", "all"):
             raise ConfigError(
                 f"CircuitCallback tasks must be 'seen', 'all' or a list of names, got {tasks!r}"
             )
+        check_name(dirname, "CircuitCallback dirname")
+        if on_error not in ("record", "raise"):
+            raise ConfigError(f"CircuitCallback on_error must be 'record' or 'raise', got {on_error!r}")
+        if sizes is True:
+            size_fracs: tuple[float, ...] = SIZES
+        elif sizes is False or sizes is None:
+            size_fracs = ()
+        else:
+            size_fracs = check_sizes(sizes, "CircuitCallback sizes")
         self.every_n_steps, self.tasks = every_n_steps, tasks
-        self.method, self.metric, self.ig_steps = method, metric, ig_steps
-        self.n_examples, self.batch_size = n_examples, batch_size
-        self.top_frac, self.top_n = top_frac, top_n
-        self.at_start, self.save_json, self.dirname, self.progress = at_start, save_json, dirname, progress
-        self.dtype = dtype
+        self.n_examples, self.at_start, self.save_json = n_examples, at_start, save_json
+        self.dirname, self.progress, self.dtype = dirname, progress, dtype
+        self.cross_task, self.on_error = cross_task, on_error
+        self.diagrams, self.images = diagrams, images
+        self.settings = AnalysisSettings(
+            method=method, metric=metric, ig_steps=ig_steps, batch_size=batch_size, top_frac=top_frac,
+            top_n=top_n, dtype=None if dtype == "float32" else dtype, sizes=size_fracs,
+        )  # fmt: skip
         self._done: set[int] = set()
         self._trained = False  # whether this process trained a step (a finished run resumed trains none)
         self._root: Path | None = None
+        self._names: list[str] = []
+        self._seconds = 0.0  # analysis time of this process
+        self._t_fit: float | None = None
+        self._warned_diagram = False
 
     # ---- when ---------------------------------------------------------------------------------------
     def _interval(self, trainer: L.Trainer) -> int | None:
         if self.every_n_steps is not None:
             return self.every_n_steps
         for cb in trainer.checkpoint_callbacks:
-            n = getattr(cb, "_every_n_train_steps", 0)
-            if isinstance(cb, ModelCheckpoint) and n:
-                return int(n)
+            if isinstance(cb, ModelCheckpoint):
+                # TaskCheckpoint (circuitft's) exposes it; a plain ModelCheckpoint keeps it private (no public
+                # accessor in lightning 2.6.6, checked).
+                n = getattr(cb, "every_n_steps", None) or getattr(cb, "_every_n_train_steps", 0)
+                if n:
+                    return int(n)
         return None
 
+    def _ends(self, trainer: L.Trainer) -> list[int]:
+        """Global step at which each task ends."""
+        dm = trainer.datamodule
+        steps = dm.task_steps() if hasattr(dm, "task_steps") else []
+        return [sum(steps[: i + 1]) for i in range(len(steps))]
+
+    def _is_analysis_step(self, trainer: L.Trainer, step: int) -> bool:
+        n = self._interval(trainer)
+        return step > 0 and (bool(n) and step % n == 0 or step in self._ends(trainer))
+
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        """Resolve the output folder on every rank (``trainer.log_dir`` is a collective under DDP)."""
+        """Resolve the output folder on every rank (``trainer.log_dir`` is a collective under DDP) and check
+        the task options against the stream."""
         log_dir = trainer.log_dir or trainer.default_root_dir
         self._root = Path(log_dir) / self.dirname
+        names = list(getattr(trainer.datamodule, "names", []) or [])
+        self._names = names
+        self.check_stream(names)
+        if isinstance(self.cross_task, list):
+            cross = frozenset(self.cross_task)
+        elif self.cross_task is None:
+            lo, hi = CROSS_TASK_AUTO
+            cross = frozenset(names) if lo <= len(names) <= hi else frozenset()
+        else:
+            cross = frozenset(names) if self.cross_task else frozenset()
+        self.settings.cross_tasks = cross
+
+    def check_stream(self, names: list[str]) -> None:
+        """ConfigError when ``tasks`` or ``cross_task`` name tasks that are not in the stream ``names``
+        (``circuitft fit`` calls this before anything is written)."""
+        for option, chosen in (("tasks", self.tasks), ("cross_task", self.cross_task)):
+            if isinstance(chosen, list):
+                unknown = [t for t in chosen if t not in names]
+                if unknown:
+                    raise ConfigError(
+                        f"CircuitCallback {option} {unknown} are not in the stream ({', '.join(names)})"
+                    )
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Start the wall clock of the run (for the callback's share of it)."""
+        self._t_fit = time.perf_counter()
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Analyse the untuned model (step 0) of a fresh run, or the checkpoint step a run resumes from.
@@ -122,23 +204,23 @@ class CircuitCallback(Callback):
         same files and records; ``circuitft fit --ckpt_path`` drops the crashed run's TensorBoard events from
         that step on, so the scalars are logged once.
         """
+        for writer in board.writers(trainer):
+            board.add_layout(writer)
         step = trainer.global_step
-        n = self._interval(trainer)
         if step > 0 and step >= self._total_steps(trainer):
             return  # a finished run resumed: nothing is trained, its circuits are already there
-        if (step == 0 and self.at_start) or (step > 0 and n and step % n == 0):
+        if (step == 0 and self.at_start) or self._is_analysis_step(trainer, step):
             self._analyse(trainer, pl_module)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
-        """Analyse at every interval step (before ModelCheckpoint saves the same weights)."""
+        """Analyse at every interval step and task end (before ModelCheckpoint saves the same weights)."""
         self._trained = True
-        n = self._interval(trainer)
         step = trainer.global_step
-        if n and step > 0 and step % n == 0 and step not in self._done:
+        if step not in self._done and self._is_analysis_step(trainer, step):
             self._analyse(trainer, pl_module)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Analyse the final weights of the stream if the last step was not an interval step.
+        """Analyse the final weights if not done yet; write the run summary and HPARAMS entry.
 
         A run stopped early (``max_steps``, a time limit) is not analysed here, so that resuming it ends with
         exactly the records of an uninterrupted run.
@@ -146,6 +228,8 @@ class CircuitCallback(Callback):
         total = self._total_steps(trainer)
         if self._trained and trainer.global_step == total and trainer.global_step not in self._done:
             self._analyse(trainer, pl_module)
+        if self._trained and trainer.global_step == total:
+            self._finish(trainer, pl_module)
 
     @staticmethod
     def _total_steps(trainer: L.Trainer) -> int:
@@ -166,103 +250,194 @@ class CircuitCallback(Callback):
         elif self.tasks == "all":
             chosen = names
         else:
-            unknown = [t for t in self.tasks if t not in names]
-            if unknown:
-                raise ConfigError(
-                    f"CircuitCallback tasks {unknown} are not in the stream ({', '.join(names)})"
-                )
             chosen = list(self.tasks)
         return chosen, names[current]
 
     def _analyse(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         step = trainer.global_step
         self._done.add(step)
-        if trainer.is_global_zero:
-            self._analyse_rank_zero(trainer, pl_module, step)
-        trainer.strategy.barrier("circuit-callback")
+        t0 = time.perf_counter()
+        ranks = Ranks()
+        tasks, trained = self._task_list(trainer)
+        try:
+            results = self._compute(trainer, pl_module, tasks, ranks)
+            ranks.together("*", lambda: self._write(trainer, step, trained, results, t0))
+        except AnalysisFailed as err:
+            self._seconds += time.perf_counter() - t0
+            if trainer.is_global_zero:
+                self._record_error(trainer, step, trained, err)
+            if self.on_error == "raise":
+                raise RuntimeError(f"circuit analysis at step {step} failed: {err}") from None
+            return
+        self._seconds += time.perf_counter() - t0
 
-    def _analyse_rank_zero(self, trainer: L.Trainer, pl_module: L.LightningModule, step: int) -> None:
-        from circuitft.eap.attribute import attribute
-        from circuitft.eap.evaluate import evaluate, faithfulness
-        from circuitft.eap.graph import Graph
-        from circuitft.eap.io import read_safetensors, save_graph
-        from circuitft.eap.overlap import overlap
-        from circuitft.eap.select import select
+    def _compute(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, tasks: list[str], ranks: Ranks
+    ) -> dict[str, TaskResult]:
         from circuitft.models.merge import merged_copy
 
-        assert self._root is not None
-        tasks, trained = self._task_list(trainer)
+        dm = trainer.datamodule
+
+        def examples() -> dict[str, Any]:
+            chosen = {task: dm.task_pairs(task, "val") for task in tasks}
+            return {t: p.subset(range(min(self.n_examples, len(p)))) for t, p in chosen.items() if len(p)}
+
+        pairs = ranks.together("*", examples)
         was_training = pl_module.model.training
-        model = merged_copy(pl_module.model)
-        pl_module.model.train(was_training)
+        copy_dtype = torch.float32 if self.dtype == "float32" else None
+
+        def copy() -> torch.nn.Module:
+            try:
+                return merged_copy(pl_module.model, dtype=copy_dtype)
+            finally:
+                pl_module.model.train(was_training)
+
+        model = ranks.together("*", copy)
+        try:
+            return analyse(model, pairs, self.settings, ranks)
+        finally:
+            del model
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+
+    # ---- output (rank 0) ------------------------------------------------------------------------------
+    def _write(
+        self, trainer: L.Trainer, step: int, trained: str, results: dict[str, TaskResult], t0: float
+    ) -> None:
+        if not trainer.is_global_zero:
+            return
+        from circuitft.eap.io import save_graph
+        from circuitft.eap.overlap import overlap
+
+        assert self._root is not None
+        ends = dict(zip(self._names, self._ends(trainer), strict=False))
         step_dir = self._root / f"step{step:06d}"  # as the checkpoints: step000040.ckpt
-        graphs: dict[str, Graph] = {}
-        records: list[CircuitRecord] = []
-        scalars: dict[str, float] = {}
-        for task in tasks:
-            t0 = time.perf_counter()
-            pairs = trainer.datamodule.task_pairs(task, "val")
-            if len(pairs) == 0:
-                continue
-            pairs = pairs.subset(range(min(self.n_examples, len(pairs))))
-            graph = Graph.from_model(model)
-            attribute(
-                model, graph, pairs, method=self.method, metric=self.metric, ig_steps=self.ig_steps,
-                batch_size=self.batch_size, progress=self.progress, dtype=self.dtype,
-            )  # fmt: skip
-            select(graph, top_n=self.top_n, top_frac=self.top_frac)
-            summary = faithfulness(
-                evaluate(
-                    model,
-                    graph,
-                    pairs,
-                    metric=self.metric,
-                    batch_size=self.batch_size,
-                    progress=False,
-                    dtype=self.dtype,
-                )
-            )
-            summary["n_edges"] = float(graph.count_edges())
-            summary["n_nodes"] = float(graph.count_nodes())  # without logits, as the reference counts
-            graph.meta.update(step=step, task=task, trained_task=trained, n_examples=len(pairs))
-            rel = f"{step_dir.name}/{task}.safetensors"
-            save_graph(graph, self._root / rel)
+        log_file = RecordLog(self._root / "metrics.jsonl")
+        earlier = log_file.results()
+        records, scalars = [], {}
+        s = self.settings
+        for task, r in results.items():
+            graph = r.graph
+            graph.meta.update(step=step, task=task, trained_task=trained, n_examples=r.n_examples)
+            rel = f"{step_dir.name}/{check_name(task, 'CircuitCallback task')}.safetensors"
+            moved = history.anchor_overlap(self._root, task, step, graph, ends.get(task))
+            save_graph(graph, inside(self._root, rel, key=f"CircuitCallback task {task!r}"))
             if self.save_json:
-                save_graph(graph, self._root / f"{step_dir.name}/{task}.json")
-            prev = self._previous_graph(task, step, graph.cfg, read_safetensors)
-            moved = {}
-            if prev is not None:
-                o = overlap(prev, graph)
-                moved = {
-                    k: float(o[k]) for k in ("edge_change", "node_change", "edge_jaccard", "node_jaccard")
-                }
-            graphs[task] = graph
+                save_graph(
+                    graph, inside(self._root, f"{step_dir.name}/{task}.json", key="CircuitCallback task")
+                )
+            metrics = dict(r.summary)
+            end = ends.get(task)
+            if end is not None and step > end:
+                lost = history.forgetting(earlier, task, end, metrics["model_accuracy"])
+                if lost is not None:
+                    metrics["forgetting"] = lost
             records.append(
                 CircuitRecord(
-                    step=step, task=task, trained_task=trained, method=self.method, metric=self.metric,
-                    ig_steps=self.ig_steps, n_examples=len(pairs), graph_path=rel, metrics=summary,
-                    overlap=moved, seconds=round(time.perf_counter() - t0, 3),
-                )
-            )  # fmt: skip
-            scalars.update({f"circuit/{task}/{k}": float(v) for k, v in {**summary, **moved}.items()})
-        names = list(graphs)
+                    step=step,
+                    task=task,
+                    trained_task=trained,
+                    method=s.method,
+                    metric=s.metric,
+                    ig_steps=s.ig_steps,
+                    n_examples=r.n_examples,
+                    graph_path=rel,
+                    metrics=metrics,
+                    overlap=moved,
+                    seconds=r.seconds,
+                    size_curve=r.size_curve,
+                    cross_task_faithfulness=r.cross_task,
+                )  # fmt: skip
+            )
+            scalars.update({f"circuit/{task}/{k}": float(v) for k, v in {**metrics, **moved}.items()})
+            for frac, point in r.size_curve.items():
+                pct = f"{100 * float(frac):g}pct"
+                scalars[f"circuit/{task}/size_curve/{pct}"] = point["faithfulness"]
+            for other, v in r.cross_task.items():
+                scalars[f"circuit_cross/{task}_on_{other}/relative_faithfulness"] = v["relative"]
+        names = list(results)
+        jaccard = {}
         for i, a in enumerate(names):
             for b in names[i + 1 :]:
-                o = overlap(graphs[a], graphs[b])
-                for k in ("edge_jaccard", "node_jaccard"):
+                o = overlap(results[a].graph, results[b].graph)
+                jaccard[(a, b)] = jaccard[(b, a)] = float(o["top_k_jaccard"])
+                for k in ("edge_jaccard", "node_jaccard", "top_k_jaccard"):
                     scalars[f"circuit_overlap/{a}~{b}/{k}"] = float(o[k])
-        RecordLog(self._root / "metrics.jsonl").put(records)
+        log_file.put(records)
+        scalars["circuit/seconds"] = time.perf_counter() - t0
         for logger in trainer.loggers:
             logger.log_metrics(scalars, step=step)
-        del model
-        torch.cuda.empty_cache() if torch.cuda.is_available() else None
+        self._board(trainer, step, results, jaccard, log_file.results())
 
-    def _previous_graph(self, task: str, step: int, cfg: Any, reader: Any) -> Any:
-        """The circuit of ``task`` at the latest analysed step before ``step`` (from disk, so resume works)."""
+    def _board(
+        self,
+        trainer: L.Trainer,
+        step: int,
+        results: dict[str, TaskResult],
+        jaccard: dict[tuple[str, str], float],
+        rows: list[dict[str, Any]],
+    ) -> None:
+        writers = board.writers(trainer)
+        if not writers:
+            return
+        from circuitft import plots
+
+        graphs = {task: r.graph for task, r in results.items()}
+        figures = []
+        if self.images:
+            figures += board.overlap_figures(graphs, jaccard, step)
+            ends = self._ends(trainer)
+            if step in ends:
+                figures += board.accuracy_figures(rows, self._names, ends, ends.index(step) + 1)
+        if self.diagrams:
+            too_large = [g.n_edges for g in graphs.values() if g.n_edges > MAX_DIAGRAM_EDGES]
+            if too_large and not self._warned_diagram:
+                log.warning(
+                    "CircuitCallback diagrams: the model has %d edges (more than %d); circuit diagrams are "
+                    "skipped", too_large[0], MAX_DIAGRAM_EDGES,
+                )  # fmt: skip
+                self._warned_diagram = True
+            if not too_large:
+                figures += board.diagram_figures(graphs, step)
+        for writer in writers:
+            for task, graph in graphs.items():
+                writer.add_text(f"circuit/{task}/top_edges", board.top_edges_markdown(graph), step)
+            for tag, fig in figures:
+                board.add_png(writer, tag, plots.figure_to_png(fig), step)
+
+    def _record_error(self, trainer: L.Trainer, step: int, trained: str, err: AnalysisFailed) -> None:
         assert self._root is not None
-        earlier = sorted(
-            (int(p.parent.name[4:]), p)
-            for p in self._root.glob(f"step*/{task}.safetensors")
-            if p.parent.name[4:].isdigit() and int(p.parent.name[4:]) < step
-        )
-        return reader(earlier[-1][1], cfg) if earlier else None
+        s = self.settings
+        log.error("circuit analysis at step %d failed (%s): %s", step, err.task, err.message)
+        rec = CircuitRecord(
+            step=step, task=err.task, trained_task=trained, method=s.method, metric=s.metric,
+            ig_steps=s.ig_steps, n_examples=0, graph_path="", error=err.message,
+        )  # fmt: skip
+        try:
+            RecordLog(self._root / "metrics.jsonl").put([rec])
+            for logger in trainer.loggers:
+                logger.log_metrics({"circuit/errors": 1.0}, step=step)
+        except Exception as again:  # noqa: BLE001 - recording must not stop training
+            log.error("could not record the failed analysis: %s", again)
+
+    # ---- end of the run -------------------------------------------------------------------------------
+    def _finish(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero or self._root is None:
+            return
+        rows = RecordLog(self._root / "metrics.jsonl").results()
+        ends = self._ends(trainer)
+        if not ends or not self._names:
+            return
+        final = history.final_metrics(rows, self._names, ends)
+        wall = time.perf_counter() - self._t_fit if self._t_fit is not None else math.nan
+        share = self._seconds / wall if wall and math.isfinite(wall) else math.nan
+        errors = len(RecordLog(self._root / "metrics.jsonl").read()) - len(rows)
+        text = board.summary_paragraph(self._names, final, self._seconds, wall, share, errors)
+        for logger in trainer.loggers:
+            logger.log_metrics({**final, "circuit/time_share": share}, step=trainer.global_step)
+        hp = {**{k: v for k, v in dict(pl_module.hparams).items()}, **board.run_hparams(trainer, self)}
+        for writer in board.writers(trainer):
+            writer.add_text("run/summary", text, trainer.global_step)
+            board.add_hparams(writer, hp, final)
+            writer.flush()
+        log.info("%s", text)

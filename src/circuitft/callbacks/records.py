@@ -1,5 +1,8 @@
 """CircuitRecord: one (checkpoint step, task) circuit analysis, and the ``metrics.jsonl`` log that holds them.
 
+A failed analysis is recorded as well: ``error`` holds the message, ``task`` the task it was working on
+(``*`` when none), and the numbers are empty; readers skip records with an ``error``.
+
 The log is keyed by ``(step, task)``: writing a record that already exists replaces it, so a resumed run
 that re-analyses a step after a crash leaves each record exactly once. Every write rewrites the file
 atomically (temp file + rename).
@@ -28,9 +31,16 @@ class CircuitRecord:
     ig_steps: int
     n_examples: int
     graph_path: str  # relative to the circuits folder
-    metrics: dict[str, float] = field(default_factory=dict)  # faithfulness, accuracies, sizes
-    overlap: dict[str, float] = field(default_factory=dict)  # vs. the previous step of the same task
+    metrics: dict[str, float] = field(default_factory=dict)  # faithfulness, accuracies, sizes, forgetting
+    # vs. the previous step of the same task (edge/node change, Jaccard), and top-5% edge Jaccard against
+    # the anchors: top_jaccard_previous, top_jaccard_first (task's first analysis), top_jaccard_task_end
+    overlap: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
+    size_curve: dict[str, dict[str, float]] = field(default_factory=dict)  # "0.05" -> faithfulness, n_edges
+    # other task -> {"faithfulness", "relative"}: this task's circuit on the other task's data, relative to
+    # the other task's own circuit there
+    cross_task_faithfulness: dict[str, dict[str, float]] = field(default_factory=dict)
+    error: str | None = None  # set (and most fields empty) when the analysis failed
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict."""
@@ -44,15 +54,23 @@ class RecordLog:
         self.path = Path(path)
 
     def read(self) -> list[dict[str, Any]]:
-        """All records, sorted by (step, task)."""
+        """All records, sorted by (step, task) (errors included; see :meth:`results`)."""
         if not self.path.exists():
             return []
         rows = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
         return sorted(rows, key=lambda r: (r["step"], r["task"]))
 
+    def results(self) -> list[dict[str, Any]]:
+        """The records of successful analyses, sorted by (step, task)."""
+        return [r for r in self.read() if not r.get("error")]
+
     def put(self, records: list[CircuitRecord]) -> None:
-        """Add or replace records (keyed by step and task), atomically."""
-        by_key = {(r["step"], r["task"]): r for r in self.read()}
+        """Add or replace records (keyed by step and task), atomically; a successful record of a step also
+        clears the errors recorded at that step (a resumed run that redoes it)."""
+        done = {rec.step for rec in records if rec.error is None}
+        by_key = {
+            (r["step"], r["task"]): r for r in self.read() if not (r.get("error") and r["step"] in done)
+        }
         for rec in records:
             by_key[(rec.step, rec.task)] = rec.to_dict()
         rows = [by_key[k] for k in sorted(by_key)]

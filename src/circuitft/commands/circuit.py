@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from circuitft.commands.args import OneLineParser, parse
-from circuitft.errors import ConfigError
+from circuitft.errors import CircuitftError, ConfigError
+from circuitft.outputs import check_writable, output_error
 
 DEFAULT_TOP_FRAC = 0.05
 
@@ -92,6 +93,12 @@ def main(name: str, argv: Sequence[str]) -> int:
     args = parse(parser, argv)
     if isinstance(args, int):  # --help
         return args
+    if args.model is not None:
+        from circuitft.preflight import model_problem
+
+        problem = model_problem(args.model)  # a hub model missing from the cache: at once, before imports
+        if problem:
+            raise ConfigError(f"--model {args.model}: {problem}")
     metrics = run(args)
     if not metrics.get("n_edges"):
         print(
@@ -144,6 +151,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if not resize:
         sizes["top_frac"] = DEFAULT_TOP_FRAC
     check_selection(None, **sizes)
+    if args.threshold is not None and args.threshold < 0:
+        raise ConfigError(
+            f"--threshold must be >= 0 (edges with |score| >= T are kept), got {args.threshold}"
+        )
     if args.model is None and args.ckpt is None:
         raise ConfigError("give --model SPEC (or --ckpt FILE, which names its model)")
     if args.adapter is not None and not (args.adapter / "adapter_config.json").is_file():
@@ -152,6 +163,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise ConfigError(f"--ckpt {args.ckpt}: file not found")
     if args.out.exists() and not args.out.is_dir():
         raise ConfigError(f"--out {args.out} exists and is not a folder")
+    check_writable(args.out, "--out")  # before the model is loaded, not after the whole attribution
     device = _device(args.device)
 
     # ---- data: rows and tokenization (before loading model weights) ------------------------------
@@ -167,7 +179,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     prepend_bos = args.prepend_bos if args.prepend_bos is not None else default_prepend_bos(tokenizer)
     print(
         f"{args.data}: {len(rows)} rows, {pairs.n_dropped} dropped for clean/corrupted token-length "
-        f"mismatch, {len(pairs)} used",
+        f"mismatch, {pairs.n_identical} for identical clean/corrupted tokens, {len(pairs)} used",
         file=sys.stderr,
     )
 
@@ -183,8 +195,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         check_compatible(saved, graph.cfg, where=f"--graph {args.graph}")
         graph = saved
-        if resize or not bool(graph.in_graph.any()):
+        if resize:
             select(graph, **sizes)
+        else:  # the file's circuit as it is (an empty one stays empty); its nodes follow from its edges
+            from circuitft.eap.select import _nodes_with_in_and_out
+
+            graph.in_graph &= graph.cfg.real_edge_mask
+            graph.nodes_in_graph = _nodes_with_in_and_out(graph.cfg, graph.in_graph)
     else:
         graph = attribute(
             model, graph, pairs, method=args.method, metric=args.metric, ig_steps=args.ig_steps,
@@ -217,6 +234,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "kl_reduction": graph.meta.get("kl_reduction"),
         "n_examples": len(pairs),
         "n_dropped": pairs.n_dropped,
+        "n_identical": pairs.n_identical,
         "task": task,
         "model": spec,
         "adapter": _str(args.adapter),
@@ -301,9 +319,14 @@ def _task_name(data: str) -> str:
 
 
 def _write_folder(out: Path, write: Any) -> None:
-    """Write into a fresh temporary sibling of ``out``, then move it (or its files) into place."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    """Write into a fresh temporary sibling of ``out``, then move it (or its files) into place.
+
+    Errors name ``out`` (the user's path), never the temporary folder."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    except OSError as err:
+        raise output_error(out, err, "--out") from None
     try:
         mask = os.umask(0o022)
         os.umask(mask)
@@ -315,6 +338,8 @@ def _write_folder(out: Path, write: Any) -> None:
         for item in tmp.iterdir():  # existing folder: replace our files one by one, keep the others
             os.replace(item, out / item.name)
         tmp.rmdir()
+    except (OSError, CircuitftError) as err:
+        raise output_error(out, err, "--out", tmp) from None
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

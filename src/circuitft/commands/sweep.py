@@ -32,6 +32,8 @@ import yaml
 
 from circuitft.commands.args import OneLineParser, parse
 from circuitft.errors import ConfigError
+from circuitft.names import check_name, inside
+from circuitft.runlock import OWNER_ENV, RunLock, RunLocked
 
 SWEEP_KEYS = {"fit_config", "root_dir", "args", "permutations", "runs"}
 DONE = "DONE"
@@ -73,12 +75,15 @@ def load_sweep(path: str | Path) -> tuple[Path, Path, list[Run]]:
         if len(tasks) < length:
             raise ConfigError(f"sweep file {path}: permutations need at least {length} tasks")
         stage = dict(perm.get("stage") or {})
+        for j, t in enumerate(tasks):
+            check_name(t, f"sweep file {path}: permutations.tasks[{j}]")
         for combo in itertools.permutations(tasks, length):
             stream = [{"task": t, **stage} for t in combo]
             runs.append(Run("__".join(combo), ["--data.tasks", json.dumps(stream)]))
     for i, r in enumerate(spec.get("runs") or []):
         if not isinstance(r, dict) or "name" not in r:
             raise ConfigError(f"sweep file {path}: runs[{i}] needs a 'name'")
+        check_name(r["name"], f"sweep file {path}: runs[{i}].name")
         runs.append(Run(str(r["name"]), [str(a) for a in r.get("args") or []]))
     if not runs:
         raise ConfigError(f"sweep file {path}: no runs (give 'permutations' or 'runs')")
@@ -92,30 +97,61 @@ def load_sweep(path: str | Path) -> tuple[Path, Path, list[Run]]:
 
 def check_runs(fit_config: Path, runs: Sequence[Run], extra: Sequence[str]) -> None:
     """Fail fast, before any run starts: every run's task stream names known tasks with positive lengths,
-    and the arguments of the first run (common ``args`` and ``extra`` included) parse as a fit config."""
+    its model is available (hub models: in the local cache) and its data files can be read, and the
+    arguments of the first run (common ``args`` and ``extra`` included) parse as a fit config. Every
+    problem found is listed (one line each) before the error."""
     import contextlib
     import io
 
     from circuitft.commands.train import main as fit_main
     from circuitft.data.tasks import task_names
+    from circuitft.preflight import data_problem, model_problem
 
     known = set(task_names())
     base = yaml.safe_load(fit_config.read_text()) or {}
+    problems: list[str] = []
+    checked: dict[str, str | None] = {}  # model specs and data sources are checked once each
     for run in runs:
         args = [*run.args, *extra]
         tasks = (base.get("data") or {}).get("tasks") or []
+        model = str((base.get("model") or {}).get("model") or "")
         for i, arg in enumerate(args[:-1]):
             if arg == "--data.tasks":
                 tasks = yaml.safe_load(args[i + 1]) or []
+            elif arg == "--model.model":
+                model = args[i + 1]
+        for arg in args:
+            if arg.startswith("--model.model="):
+                model = arg.split("=", 1)[1]
+        if model:
+            if model not in checked:
+                checked[model] = model_problem(model, full=True)
+            if checked[model]:
+                problems.append(f"run {run.name}: model.model {model}: {checked[model]}")
         for j, t in enumerate(tasks):
             where = f"run {run.name}: data.tasks[{j}]"
             if not isinstance(t, dict):
-                raise ConfigError(f"{where}: expected a mapping, got {t!r}")
-            if t.get("source") is None and t.get("task") not in known:
-                raise ConfigError(f"{where}: unknown task {t.get('task')!r}; see `circuitft tasks list`")
+                problems.append(f"{where}: expected a mapping, got {t!r}")
+                continue
+            mixed = [m.get("task") if isinstance(m, dict) else m for m in t.get("mix") or []]
+            for name in mixed or ([t.get("task")] if t.get("source") is None else []):
+                if name not in known:
+                    problems.append(f"{where}: unknown task {name!r}; see `circuitft tasks list`")
             for key in ("steps", "epochs"):
                 if t.get(key) is not None and not t[key] > 0:
-                    raise ConfigError(f"{where}: {key} must be positive, got {t[key]}")
+                    problems.append(f"{where}: {key} must be positive, got {t[key]}")
+            source = t.get("source")
+            if source is not None:
+                if str(source) not in checked:
+                    checked[str(source)] = data_problem(str(source))
+                if checked[str(source)]:
+                    problems.append(f"{where}: source {checked[str(source)]}")
+    if len(problems) == 1:
+        raise ConfigError(problems[0])
+    if problems:
+        for line in problems:
+            print(f"error: {line}", file=sys.stderr)
+        raise ConfigError(f"{len(problems)} problems in the sweep's runs (listed above); nothing was run")
     if runs:
         with contextlib.redirect_stdout(io.StringIO()):
             fit_main("fit", ["--config", str(fit_config), *runs[0].args, *extra, "--print_config"])
@@ -164,23 +200,38 @@ def main(name: str, argv: Sequence[str]) -> int:
     i, n = parse_shard(args.shard)
     mine = runs[i::n]
     check_runs(fit_config, mine, args.extra)
-    failed = []
+    failed, busy = [], []
     for k, run in enumerate(mine, 1):
-        folder = root / run.name
+        folder = inside(root, run.name, key=f"run {run.name}")
         state = run_state(folder)
         print(f"[{k}/{len(mine)}] {run.name}: {state}", flush=True)
         if args.dry_run or state == "done":
             continue
-        cmd = fit_command(fit_config, folder, run, args.extra, resume=state == "resume")
-        rc = subprocess.call(cmd, env=os.environ.copy())
-        if rc != 0:
-            print(f"error: run {run.name} failed with exit status {rc}", file=sys.stderr)
-            failed.append(run.name)
+        try:
+            lock = RunLock(folder, "sweep", key="shard (another worker runs it)").acquire()
+        except RunLocked as err:  # another worker (an overlapping --shard) trains it: skip it
+            print(f"error: run {run.name}: {err}", file=sys.stderr)
+            busy.append(run.name)
             continue
-        tmp = folder / f".{DONE}.tmp"
-        tmp.write_text("finished\n")
-        os.replace(tmp, folder / DONE)
+        try:
+            state = run_state(folder)  # again, under the lock: another worker may have finished it
+            if state == "done":
+                continue
+            cmd = fit_command(fit_config, folder, run, args.extra, resume=state == "resume")
+            rc = subprocess.call(cmd, env={**os.environ, OWNER_ENV: str(os.getpid())})
+            if rc != 0:
+                print(f"error: run {run.name} failed with exit status {rc}", file=sys.stderr)
+                failed.append(run.name)
+                continue
+            tmp = folder / f".{DONE}.tmp"
+            tmp.write_text("finished\n")
+            os.replace(tmp, folder / DONE)
+        finally:
+            lock.release()
     if failed:
         print(f"error: {len(failed)} of {len(mine)} runs failed: {', '.join(failed)}", file=sys.stderr)
         return 1
+    if busy:
+        print(f"error: {len(busy)} runs skipped, held by another worker: {', '.join(busy)}", file=sys.stderr)
+        return 2
     return 0

@@ -1,31 +1,31 @@
 """``circuitft tasks``: list the built-in tasks, show rows, write seeded task files, check user files.
 
 - ``circuitft tasks list``
-- ``circuitft tasks show NAME [--n 5] [--seed 0] [--param key=value ...]``
-- ``circuitft tasks make NAME --n N --seed S [--out FILE.csv|.jsonl] [--model SPEC] [--param key=value ...]``
+- ``circuitft tasks show NAME [--n 5] [--seed 0] [--split S] [--param key=value ...]``
+- ``circuitft tasks make NAME --n N --seed S [--split S] [--out FILE.csv|.jsonl] [--model SPEC] [--param ...]``
 - ``circuitft tasks check FILE --model SPEC [--no-bos]``
 
-``make`` prints CSV to stdout when there is no ``--out`` (the same arguments give the same bytes) and
-writes ``--out`` atomically; with ``--model`` rows whose clean/corrupted prompts tokenize to different
-lengths are resampled and the count is reported on stderr.
+``show`` also prints the size of each split (train/val/test: distinct problems). ``make`` prints CSV to
+stdout when there is no ``--out`` (the same arguments give the same bytes) and writes ``--out``
+atomically; with ``--model`` rows whose clean/corrupted prompts tokenize to different lengths are resampled
+and the count is reported on stderr. ``--split train|val|test`` draws from that split only: with the
+task's seed (the stream's ``seed`` plus its position unless set), its ``n_train``/``n_val``/``n_test`` and
+``--model``, these are exactly the rows a training run uses (and keeps in ``<run>/data/<task>/``);
+``--split all`` (the default) ignores the partition.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from circuitft.commands.args import OneLineParser, parse
-from circuitft.data.rows import PromptRow
+from circuitft.data.rows import PromptRow, rows_to_csv
 from circuitft.errors import ConfigError
 from circuitft.files import atomic_write_text
-
-COLUMNS = ("clean", "corrupted", "answer", "wrong")
 
 
 def _build_parser(prog: str) -> argparse.ArgumentParser:
@@ -39,6 +39,10 @@ def _build_parser(prog: str) -> argparse.ArgumentParser:
         p.add_argument("name", metavar="NAME", help="task name (see `circuitft tasks list`)")
         p.add_argument("--n", type=int, default=n_default, required=n_default is None, help="number of rows")
         p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+        p.add_argument(
+            "--split", choices=("train", "val", "test", "all"), default="all",
+            help="draw from this split only (default all: ignore the train/val/test partition)",
+        )  # fmt: skip
         p.add_argument(
             "--param", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
             help="task parameter, e.g. lo=1 hi=9 (see `circuitft tasks show NAME`)",
@@ -99,13 +103,25 @@ def _list() -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from circuitft.data.tasks import describe, get_task, make_rows, task_params
+    from circuitft.data.tasks import describe, get_task, make_rows, split_limits, split_sizes, task_params
 
     spec = get_task(args.name)
     _check_n(args.n)
-    rows = make_rows(spec.name, args.n, args.seed, **_params(args.param))
+    params = _params(args.param)
+    rows = make_rows(spec.name, args.n, args.seed, _split(args), **params)
     print(f"{spec.name}: {describe(spec.name)}")
     print("parameters: " + "; ".join(f"{k}: {v}" for k, v in task_params(spec.name).items()))
+    sizes = split_sizes(spec.name, **params)
+    if sizes is None:
+        print("splits (80/10/10 by a hash of the clean prompt): train, val, test each large (not enumerated)")
+    else:
+        total = sum(sizes.values())
+        parts = ", ".join(f"{k} {v}" for k, v in sizes.items())
+        print(f"splits (exact; by a hash of the clean prompt): {parts} distinct problems (of {total})")
+        limits = split_limits(spec.name, **params)
+        if limits != sizes:
+            most = ", ".join(f"{k} {v}" for k, v in limits.items())
+            print(f"rows alternate between kinds: at most {most} rows of distinct problems")
     for i, row in enumerate(rows, start=1):
         print(f"\n[{i}] clean:     {row.clean!r}")
         print(f"    corrupted: {row.corrupted!r}")
@@ -129,17 +145,18 @@ def _make(args: argparse.Namespace) -> int:
 
         spec.resolve(params)  # bad parameters fail before a tokenizer is loaded
         tokenizer = load_tokenizer(args.model)
-        pairs = make_pairs(spec.name, tokenizer, args.n, args.seed, False if args.no_bos else None, **params)
+        bos = False if args.no_bos else None
+        pairs = make_pairs(spec.name, tokenizer, args.n, args.seed, bos, _split(args), **params)
         rows, note = pairs.rows, f"{pairs.n_dropped} rows resampled (clean/corrupted token lengths differed)"
         note += f" for {args.model}; longest sequence {pairs.max_len} tokens"
     else:
-        rows = make_rows(spec.name, args.n, args.seed, **params)
+        rows = make_rows(spec.name, args.n, args.seed, _split(args), **params)
         note = "0 rows resampled (no --model given: token lengths not checked)"
     text = to_jsonl(rows) if fmt == "jsonl" else to_csv(rows)
     if args.out is None:
         sys.stdout.write(text)
         sys.stdout.flush()
-        print(f"{spec.name}: {len(rows)} rows, seed {args.seed}; {note}", file=sys.stderr)
+        print(f"{spec.name}: {len(rows)} {args.split} rows, seed {args.seed}; {note}", file=sys.stderr)
     else:
         atomic_write_text(args.out, text)
         print(f"{spec.name}: wrote {len(rows)} rows to {args.out}; {note}", file=sys.stderr)
@@ -159,14 +176,13 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _split(args: argparse.Namespace) -> str | None:
+    return None if args.split == "all" else args.split
+
+
 def to_csv(rows: Sequence[PromptRow]) -> str:
     """Rows as CSV text with header ``clean,corrupted,answer,wrong`` and ``\\n`` line ends."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(COLUMNS)
-    for row in rows:
-        writer.writerow([row.clean, row.corrupted, row.answer, row.wrong or ""])
-    return buf.getvalue()
+    return rows_to_csv(rows)
 
 
 def to_jsonl(rows: Sequence[PromptRow]) -> str:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from circuitft.errors import ConfigError
+from circuitft.errors import CircuitftError, ConfigError
 
 TB_LOGGER = "lightning.pytorch.loggers.TensorBoardLogger"
 DEFAULT_ROOT = "runs/default"
@@ -71,6 +71,7 @@ def _cli_class() -> type:
 
         def _parse_ckpt_path(self) -> None:
             # Lightning would silently replace the model config by the checkpoint's; refuse a mismatch instead.
+            # Private LightningCLI method with no public switch (checked against lightning 2.6.6).
             sub = self.config.get("subcommand")
             if not sub:
                 return
@@ -87,10 +88,30 @@ def _cli_class() -> type:
             self.datamodule.check_val_interval(
                 self.trainer.val_check_interval, int(self.trainer.accumulate_grad_batches)
             )
+            for cb in self.trainer.callbacks:
+                if hasattr(cb, "check_stream"):  # CircuitCallback's task options against the stream
+                    cb.check_stream(list(self.datamodule.names))
+            self._check_kept_rows()
+
+        def before_validate(self) -> None:
+            self._check_kept_rows()
+
+        def before_test(self) -> None:
+            self._check_kept_rows()
+
+        def _check_kept_rows(self) -> None:
+            # a resumed run (or validate/test of a run) must use the rows kept in <run>/data/
+            dm = self.datamodule
+            if hasattr(dm, "check_rows"):
+                dm.tokenizer = dm.tokenizer or getattr(self.model, "tokenizer", None)
+                resuming = self.subcommand != "fit" or bool(self.config[self.subcommand].get("ckpt_path"))
+                dm.check_rows(self.trainer.default_root_dir, resuming)
 
         def before_instantiate_classes(self) -> None:
             cfg = self.config[self.subcommand] if self.subcommand else self.config
             root = cfg.trainer.get("default_root_dir") or DEFAULT_ROOT
+            if self.subcommand == "fit":
+                _lock_run_folder(root)  # before the check below: two fits cannot both pass it
             if self.subcommand == "fit" and not cfg.get("ckpt_path"):
                 old = sorted((Path(root) / "checkpoints").glob("*.ckpt"))
                 if old:
@@ -101,14 +122,34 @@ def _cli_class() -> type:
             tasks = cfg.get("data", {}).get("tasks") if cfg.get("data") else None
             if tasks and cfg.trainer.get("max_epochs") is None:
                 cfg.trainer.max_epochs = len(tasks)  # one epoch per task
+            purge = _resume_step(cfg) if self.subcommand == "fit" and cfg.get("ckpt_path") else None
             loggers = cfg.trainer.get("logger")
             for lg in loggers if isinstance(loggers, list) else [loggers]:
                 init = getattr(lg, "init_args", None)
                 if init is not None and getattr(lg, "class_path", "").endswith("TensorBoardLogger"):
                     if not init.get("save_dir"):
                         init.save_dir = root
+                    if purge is not None and init.get("purge_step") is None:
+                        # SummaryWriter(purge_step=...): TensorBoard drops what the interrupted run logged
+                        # from the checkpoint's step on; the resumed run logs it again, once.
+                        init.purge_step = purge
 
     return CircuitftCLI
+
+
+_LOCKS: list[Any] = []
+
+
+def _lock_run_folder(root: str) -> None:
+    """Take the run folder's lock (rank 0 / the launching process only; other DDP ranks are its children)."""
+    import os
+
+    from circuitft.runlock import RunLock
+
+    rank = os.environ.get("RANK") or os.environ.get("LOCAL_RANK") or "0"
+    if rank != "0" or os.environ.get("NODE_RANK", "0") != "0":
+        return
+    _LOCKS.append(RunLock(root, "fit", key="--trainer.default_root_dir").acquire())
 
 
 def _resolve_ckpt(ckpt: str, cfg: Any) -> Path | None:
@@ -126,6 +167,21 @@ def _resolve_ckpt(ckpt: str, cfg: Any) -> Path | None:
     return path
 
 
+def _resume_step(cfg: Any) -> int | None:
+    """Global step of the checkpoint a fit resumes from, or None (no file, or a finished run: nothing is
+    trained or logged again, so nothing is purged)."""
+    from circuitft.training.checkpoint import load_checkpoint_file
+
+    path = _resolve_ckpt(cfg.ckpt_path, cfg)
+    if path is None:
+        return None
+    ckpt = load_checkpoint_file(path)
+    step = int(ckpt.get("global_step", 0))
+    stream = ckpt.get("TaskStreamDataModule") or {}
+    total = sum(stream.get("task_steps") or []) if isinstance(stream, dict) else 0
+    return None if total and step >= total else step
+
+
 def trainer_defaults() -> dict[str, Any]:
     """Trainer defaults of ``circuitft fit`` (a config or the command line overrides each)."""
     return {
@@ -135,6 +191,7 @@ def trainer_defaults() -> dict[str, Any]:
             "init_args": {"save_dir": "", "name": "", "version": "", "default_hp_metric": False},
         },
         "num_sanity_val_steps": 0,
+        "use_distributed_sampler": False,  # the task stream shards its batches by rank itself
         "reload_dataloaders_every_n_epochs": 1,
         "log_every_n_steps": 1,
         "enable_progress_bar": True,
@@ -177,7 +234,26 @@ def main(name: str, argv: Sequence[str]) -> int:
         raise ConfigError(_one_line(str(err))) from None
     except SystemExit as err:
         return int(err.code or 0) if isinstance(err.code, int) else 2
+    except (ValueError, TypeError) as err:
+        cause = _user_error(err)  # e.g. a callback's ConfigError, wrapped by jsonargparse's instantiation
+        if cause is None:
+            raise
+        raise cause from None
+    finally:
+        while _LOCKS:
+            _LOCKS.pop().release()
     return 0
+
+
+def _user_error(err: BaseException) -> CircuitftError | None:
+    """The first circuitft user error in ``err``'s chain of causes, or None."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, CircuitftError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__  # type: ignore[assignment]
+    return None
 
 
 def _one_line(msg: str) -> str:

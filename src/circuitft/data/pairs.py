@@ -71,6 +71,7 @@ class PromptPairs:
     answer_len: torch.Tensor
     wrong_ids: torch.Tensor | None
     n_dropped: int = 0  # rows dropped because clean/corrupted token counts differed
+    n_identical: int = 0  # rows dropped because clean and corrupted token ids were the same
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -111,7 +112,7 @@ class PromptPairs:
         return PromptPairs(
             self.task, [self.rows[i] for i in idx.tolist()], pick(self.clean_ids), pick(self.corrupted_ids),
             pick(self.attention_mask), pick(self.prompt_len), pick(self.answer_ids), pick(self.answer_len),
-            pick(self.wrong_ids), self.n_dropped,
+            pick(self.wrong_ids), self.n_dropped, self.n_identical,
         )  # fmt: skip
 
     @property
@@ -137,7 +138,9 @@ def tokenize_pairs(
 
     Rows whose clean and corrupted prompts tokenize to different lengths are dropped (counted in
     ``n_dropped``) or, with ``on_mismatch="error"``, raise a :class:`DataError` naming the row
-    (1-based data row, as in a CSV file without its header) and ``source``.
+    (1-based data row, as in a CSV file without its header) and ``source``. Rows whose clean and corrupted
+    prompts tokenize to the same ids carry no signal (every attribution score is 0): they are dropped and
+    counted in ``n_identical``, and a DataError is raised when no row is left.
     """
     where = f"{source}: " if source else ""
     if not rows:
@@ -153,7 +156,7 @@ def tokenize_pairs(
 
     kept: list[PromptRow] = []
     seqs: list[tuple[list[int], list[int], int, list[int], list[int] | None]] = []
-    dropped = 0
+    dropped = identical = 0
     for i, row in enumerate(rows, start=1):
         clean, corrupted = bos + ids(row.clean), bos + ids(row.corrupted)
         answer = ids(row.answer)
@@ -167,9 +170,17 @@ def tokenize_pairs(
                 )
             dropped += 1
             continue
+        if clean == corrupted:
+            identical += 1
+            continue
         wrong = ids(row.wrong) if row.wrong else None
         kept.append(row)
         seqs.append((clean, corrupted, len(clean), answer, wrong))
+    if not kept and identical:
+        raise DataError(
+            f"{where}none of the {len(rows)} rows of task {task!r} is usable: {identical} have clean and "
+            f"corrupted prompts with identical token ids, {dropped} differ in token length"
+        )
     if not kept:
         raise DataError(
             f"{where}all {len(rows)} rows of task {task!r} have clean/corrupted length mismatches"
@@ -197,4 +208,35 @@ def tokenize_pairs(
         task=task, rows=kept, clean_ids=clean_ids, corrupted_ids=corrupted_ids, attention_mask=attention_mask,
         prompt_len=torch.tensor([s[2] for s in seqs]), answer_ids=answer_ids,
         answer_len=torch.tensor([len(s[3]) for s in seqs]), wrong_ids=wrong_ids, n_dropped=dropped,
+        n_identical=identical,
     )  # fmt: skip
+
+
+def concat_pairs(parts: Sequence[PromptPairs], task: str) -> PromptPairs:
+    """The rows of ``parts`` one after another in one PromptPairs (padded to the widest part)."""
+    if not parts:
+        raise DataError(f"no rows for task {task!r}")
+    pad_ids = lambda t, w, v: torch.nn.functional.pad(t, (0, w - t.shape[1]), value=v)  # noqa: E731
+    t = max(p.clean_ids.shape[1] for p in parts)
+    a = max(p.answer_ids.shape[1] for p in parts)
+    has_wrong = any(p.wrong_ids is not None for p in parts)
+    w = max((p.wrong_ids.shape[1] for p in parts if p.wrong_ids is not None), default=1)
+
+    def wrong(p: PromptPairs) -> torch.Tensor:
+        if p.wrong_ids is None:
+            return torch.full((len(p), w), PAD_LABEL, dtype=torch.long)
+        return pad_ids(p.wrong_ids, w, PAD_LABEL)
+
+    # the id under padding is never read (masked, no label)
+    return PromptPairs(
+        task=task,
+        rows=[r for p in parts for r in p.rows],
+        clean_ids=torch.cat([pad_ids(p.clean_ids, t, 0) for p in parts]),
+        corrupted_ids=torch.cat([pad_ids(p.corrupted_ids, t, 0) for p in parts]),
+        attention_mask=torch.cat([pad_ids(p.attention_mask, t, 0) for p in parts]),
+        prompt_len=torch.cat([p.prompt_len for p in parts]),
+        answer_ids=torch.cat([pad_ids(p.answer_ids, a, PAD_LABEL) for p in parts]),
+        answer_len=torch.cat([p.answer_len for p in parts]),
+        wrong_ids=torch.cat([wrong(p) for p in parts]) if has_wrong else None,
+        n_dropped=sum(p.n_dropped for p in parts),
+    )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import io
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 
@@ -26,3 +29,16 @@ class PromptRow:
         if d["wrong"] is None:
             del d["wrong"]
         return d
+
+
+COLUMNS = ("clean", "corrupted", "answer", "wrong")
+
+
+def rows_to_csv(rows: Sequence[PromptRow]) -> str:
+    """Rows as CSV text with header ``clean,corrupted,answer,wrong`` and ``\\n`` line ends."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    for row in rows:
+        writer.writerow([row.clean, row.corrupted, row.answer, row.wrong or ""])
+    return buf.getvalue()

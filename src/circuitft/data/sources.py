@@ -3,6 +3,10 @@
 Every source holds the columns ``clean``, ``corrupted`` and ``answer`` (optional ``wrong``; any other
 column is ignored). Problems raise a one-line :class:`DataError` naming the file, the row (``row N`` counts
 data rows from 1, header excluded; JSON Lines name the line) and the column.
+
+An optional ``split`` column (``train``, ``val`` or ``test``; an empty cell: by hash) assigns rows to
+splits (:func:`load_split_rows`); without it every row's split is the hash of its clean prompt, as for the
+built-in tasks (:mod:`circuitft.data.splits`).
 """
 
 from __future__ import annotations
@@ -18,38 +22,49 @@ from transformers import PreTrainedTokenizerBase
 
 from circuitft.data.pairs import PromptPairs, tokenize_pairs
 from circuitft.data.rows import PromptRow
+from circuitft.data.splits import SPLITS, split_of
 from circuitft.errors import DataError
 
 REQUIRED = ("clean", "corrupted", "answer")
 OPTIONAL = ("wrong",)
+SPLIT_COLUMN = "split"
 _DATASETS_BUILDERS = {".json": "json", ".parquet": "parquet", ".arrow": "arrow"}
 HUB_PREFIX = "hf:"
 
 
-def load_rows(source: str | Path, split: str | None = None, limit: int | None = None) -> list[PromptRow]:
+def load_rows(
+    source: str | Path, split: str | None = None, limit: int | None = None, labels: list | None = None
+) -> list[PromptRow]:
     """Rows of ``source``: a ``.csv``/``.tsv`` file, a ``.jsonl`` file, a folder written by
     ``datasets.Dataset(Dict).save_to_disk``, a local ``.json``/``.parquet``/``.arrow`` file, or
     ``hf:NAME`` (a hub dataset). ``split`` picks a split of a dataset dict / hub dataset (default
-    ``train``, or the only split); ``limit`` keeps the first rows.
+    ``train``, or the only split); ``limit`` keeps the first rows. ``labels``, when given, receives each
+    row's ``split`` column (validated; None where the source has no such column or the cell is empty).
     """
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0):
         raise DataError(f"{source}: limit must be a positive integer, got {limit!r}")
     if isinstance(source, str) and source.startswith(HUB_PREFIX):
-        return _from_dataset(_load_hub(source[len(HUB_PREFIX) :], split), source, limit)
+        return _from_dataset(_load_hub(source[len(HUB_PREFIX) :], split), source, limit, labels)
     path = Path(source).expanduser()
     if not path.exists():
         raise DataError(f"{path}: file not found")
     if path.is_dir():
-        return _from_dataset(_load_disk(path, split), str(path), limit)
+        return _from_dataset(_load_disk(path, split), str(path), limit, labels)
     suffix = path.suffix.lower()
     if suffix in (".csv", ".tsv", ".jsonl"):
         if split not in (None, "train"):
             raise DataError(f"{path}: split {split!r} given, but a {suffix} file has no splits")
         text = _read_text(path)
-        rows = _from_jsonl(text, path) if suffix == ".jsonl" else _from_csv(text, path, suffix == ".tsv")
+        rows = (
+            _from_jsonl(text, path, labels)
+            if suffix == ".jsonl"
+            else _from_csv(text, path, suffix == ".tsv", labels)
+        )
+        if limit and labels is not None:
+            del labels[limit:]
         return rows[:limit] if limit else rows
     if suffix in _DATASETS_BUILDERS:
-        return _from_dataset(_load_file(path, _DATASETS_BUILDERS[suffix], split), str(path), limit)
+        return _from_dataset(_load_file(path, _DATASETS_BUILDERS[suffix], split), str(path), limit, labels)
     raise DataError(
         f"{path}: unsupported file type {suffix or '(none)'!r}; use .csv, .tsv, .jsonl, .json, .parquet, "
         ".arrow, a save_to_disk folder or hf:NAME"
@@ -76,6 +91,33 @@ def load_pairs(
         s = str(source)
         task = s[len(HUB_PREFIX) :] if s.startswith(HUB_PREFIX) else Path(s).stem
     return tokenize_pairs(rows, tokenizer, task, prepend_bos, on_mismatch, source=str(source))
+
+
+def load_split_rows(source: str | Path) -> tuple[dict[str, list[PromptRow]], dict[str, int]]:
+    """Rows of ``source`` by split (``split`` column, else hash of the clean prompt), in file order, and
+    the number of rows dropped from each split because their clean prompt is already in an earlier split
+    (train before val before test)."""
+    labels: list[str | None] = []
+    rows = load_rows(source, labels=labels)
+    out: dict[str, list[PromptRow]] = {s: [] for s in SPLITS}
+    for row, label in zip(rows, labels, strict=True):
+        out[label or split_of(row.clean)].append(row)
+    dropped = dict.fromkeys(SPLITS, 0)
+    earlier: set[str] = set()
+    for name in SPLITS:
+        kept = [r for r in out[name] if r.clean not in earlier]
+        dropped[name] = len(out[name]) - len(kept)
+        out[name] = kept
+        earlier |= {r.clean for r in kept}
+    return out, dropped
+
+
+def _split_label(value: Any, where: str) -> str | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if not isinstance(value, str) or value.strip() not in SPLITS:
+        raise DataError(f"{where}: column 'split' must be one of {', '.join(SPLITS)} or empty, got {value!r}")
+    return value.strip()
 
 
 def _read_text(path: Path) -> str:
@@ -120,18 +162,27 @@ def _check_columns(columns: Iterable[str], where: str) -> None:
             raise DataError(f"{where}: missing column {col!r} (columns found: {have})")
 
 
-def _from_csv(text: str, path: Path, tsv: bool) -> list[PromptRow]:
+def _from_csv(text: str, path: Path, tsv: bool, labels: list | None = None) -> list[PromptRow]:
     reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t" if tsv else ",")
     try:
         header = [h.strip() for h in next(reader)]
         _check_columns(header, str(path))
+        twice = sorted({h for h in header if h and header.count(h) > 1})
+        if twice:
+            raise DataError(
+                f"{path}: line {reader.line_num}: column {twice[0]!r} appears more than once in the header"
+            )
         index = {col: header.index(col) for col in REQUIRED + OPTIONAL if col in header}
         rows = []
         for cells in reader:
             if not any(c.strip() for c in cells):
                 continue  # blank line
             values = {col: cells[i] if i < len(cells) else None for col, i in index.items()}
-            rows.append(_row(values, f"{path}: row {len(rows) + 1} (line {reader.line_num})"))
+            where = f"{path}: row {len(rows) + 1} (line {reader.line_num})"
+            rows.append(_row(values, where))
+            if labels is not None:
+                i = header.index(SPLIT_COLUMN) if SPLIT_COLUMN in header else len(cells)
+                labels.append(_split_label(cells[i] if i < len(cells) else None, where))
     except csv.Error as err:
         raise DataError(f"{path}: line {reader.line_num}: malformed CSV ({err})") from None
     if not rows:
@@ -139,7 +190,7 @@ def _from_csv(text: str, path: Path, tsv: bool) -> list[PromptRow]:
     return rows
 
 
-def _from_jsonl(text: str, path: Path) -> list[PromptRow]:
+def _from_jsonl(text: str, path: Path, labels: list | None = None) -> list[PromptRow]:
     rows = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -155,6 +206,8 @@ def _from_jsonl(text: str, path: Path) -> list[PromptRow]:
             if col not in obj:
                 raise DataError(f"{where}: missing column {col!r}")
         rows.append(_row(obj, where))
+        if labels is not None:
+            labels.append(_split_label(obj.get(SPLIT_COLUMN), where))
     if not rows:
         raise DataError(f"{path}: no rows")
     return rows
@@ -211,14 +264,19 @@ def _load_hub(name: str, split: str | None) -> Any:
     return _pick_split(data, split, f"hf:{name}")
 
 
-def _from_dataset(data: Any, where: str, limit: int | None) -> list[PromptRow]:
+def _from_dataset(data: Any, where: str, limit: int | None, labels: list | None = None) -> list[PromptRow]:
     _check_columns(data.column_names, where)
     if len(data) == 0:
         raise DataError(f"{where}: no rows")
     if limit is not None and limit < len(data):
         data = data.select(range(limit))
-    keep = [c for c in REQUIRED + OPTIONAL if c in data.column_names]
-    return [_row(values, f"{where}: row {i}") for i, values in enumerate(data.select_columns(keep), start=1)]
+    keep = [c for c in REQUIRED + OPTIONAL + (SPLIT_COLUMN,) if c in data.column_names]
+    rows = []
+    for i, values in enumerate(data.select_columns(keep), start=1):
+        rows.append(_row(values, f"{where}: row {i}"))
+        if labels is not None:
+            labels.append(_split_label(values.get(SPLIT_COLUMN), f"{where}: row {i}"))
+    return rows
 
 
 def _first_line(err: BaseException) -> str:

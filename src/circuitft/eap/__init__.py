@@ -4,6 +4,7 @@
 - :mod:`circuitft.eap.select`: choosing a circuit (top-n, top fraction, threshold, greedy) and pruning
 - :mod:`circuitft.eap.io`: reference-compatible JSON and compact safetensors files
 - :mod:`circuitft.eap.overlap`: Jaccard, edge change, node change between circuits
+- :mod:`circuitft.eap.collapsed`: graphs with q/k/v merged per head (FinetuneCircuits' files)
 - :mod:`circuitft.eap.attribute`, :mod:`circuitft.eap.evaluate`, :mod:`circuitft.eap.metrics`: scoring
   edges and evaluating circuits on a model
 
@@ -32,6 +33,11 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "read_safetensors": "circuitft.eap.io",
     "write_safetensors": "circuitft.eap.io",
     "check_compatible": "circuitft.eap.io",
+    "CollapsedGraph": "circuitft.eap.collapsed",
+    "collapse": "circuitft.eap.collapsed",
+    "load_circuit": "circuitft.eap.collapsed",
+    "read_collapsed_json": "circuitft.eap.collapsed",
+    "write_collapsed_json": "circuitft.eap.collapsed",
     "circuit_overlap": ("circuitft.eap.overlap", "overlap"),
     "jaccard": "circuitft.eap.overlap",
     "edge_jaccard": "circuitft.eap.overlap",

@@ -57,8 +57,12 @@ def evaluate(
     batch_size: int = 8,
     progress: bool = True,
     dtype: torch.dtype | str | None = None,
+    accuracy: str = "exact_match",
 ) -> EvalResult:
-    """Evaluate the circuit ``graph.in_graph`` on ``pairs`` (see module docstring); the graph is not modified."""
+    """Evaluate the circuit ``graph.in_graph`` on ``pairs`` (see module docstring); the graph is not modified.
+
+    ``accuracy="first_token"`` scores model and circuit accuracy on the first answer token only.
+    """
     validate_pairs(pairs, metric)
     if batch_size < 1:
         raise ConfigError(f"batch_size must be positive, got {batch_size}")
@@ -95,8 +99,8 @@ def evaluate(
             out["clean"].append(metric_values(metric, clean, index, lp_clean))
             out["corr"].append(metric_values(metric, corr, index, lp_clean))
             out["circ"].append(metric_values(metric, circ, index, lp_clean))
-            out["mc"].append(correct(clean, index))
-            out["cc"].append(correct(circ, index))
+            out["mc"].append(correct(clean, index, accuracy == "first_token"))
+            out["cc"].append(correct(circ, index, accuracy == "first_token"))
             out["klc"].append(index.per_example_mean(kl_rows(lp_corr, lp_clean)))
             out["klk"].append(index.per_example_mean(kl_rows(lp_corr, lp_circ)))
     position = torch.cat(order) if order else torch.zeros(0, dtype=torch.long)

@@ -83,12 +83,12 @@ class GraphConfig:
 
     @classmethod
     def from_hf_config(cls, config: Any) -> GraphConfig:
-        """Shape of a Hugging Face model config (GPT-2, GPT-NeoX/Pythia, Llama, Qwen2, Mistral, ...)."""
-        n_layers = _first(config, "num_hidden_layers", "n_layer")
-        n_heads = _first(config, "num_attention_heads", "n_head")
-        n_kv = getattr(config, "num_key_value_heads", None) or n_heads
-        parallel = bool(getattr(config, "use_parallel_residual", False) or config.model_type == "gptj")
-        d_model = _first(config, "hidden_size", "n_embd")
+        """Shape of a Hugging Face model config of a supported architecture (see
+        :mod:`circuitft.models.architectures`); another model type is a one-line ConfigError."""
+        from circuitft.models.architectures import arch_spec, model_shape
+
+        parallel = arch_spec(config).is_parallel(config)
+        n_layers, n_heads, n_kv, d_model = model_shape(config)
         return cls(n_layers, n_heads, None if n_kv == n_heads else n_kv, parallel, d_model)
 
     # ---- index arithmetic -------------------------------------------------------------------------
@@ -292,14 +292,6 @@ class GraphConfig:
         )  # fmt: skip
 
 
-def _first(config: Any, *names: str) -> int:
-    for name in names:
-        value = getattr(config, name, None)
-        if value is not None:
-            return int(value)
-    raise ValueError(f"model config has none of {names}")
-
-
 class Graph:
     """A model's edge graph with scores and a circuit, as dense tensors.
 
@@ -396,6 +388,27 @@ class Graph:
         """Scores of edges given by name (:class:`DataError` on an unknown name)."""
         src, dst = self.cfg.edge_index([names] if isinstance(names, str) else list(names))
         return self.scores[src, dst]
+
+    def top_edges(self, n: int = 20, *, circuit_only: bool = False) -> Any:
+        """The ``n`` strongest edges by ``|score|`` as a pandas DataFrame, strongest first.
+
+        Columns: ``edge`` (reference name), ``source``, ``destination``, ``score`` and ``in_circuit``. Ties
+        keep canonical edge order; ``circuit_only`` ranks only the circuit's edges.
+        """
+        import pandas as pd
+
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise DataError(f"top_edges: n must be a positive integer, got {n!r}")
+        mask = self.cfg.real_edge_mask & (self.in_graph.cpu() if circuit_only else True)
+        src, dst = mask.nonzero(as_tuple=True)
+        scores = self.scores.detach().cpu().float()[src, dst]
+        order = torch.sort(scores.abs().nan_to_num(nan=-1.0), descending=True, stable=True).indices[:n]
+        fwd, bwd = self.cfg.forward_names, self.cfg.backward_names
+        rows = []
+        for i in order.tolist():
+            s, d = int(src[i]), int(dst[i])
+            rows.append((f"{fwd[s]}->{bwd[d]}", fwd[s], bwd[d], float(scores[i]), bool(self.in_graph[s, d])))
+        return pd.DataFrame(rows, columns=["edge", "source", "destination", "score", "in_circuit"])
 
     # ---- selection (circuitft.eap.select) ---------------------------------------------------------------
     def select(self, **kwargs: Any) -> Graph:

@@ -140,6 +140,13 @@ def read_json(path: str | os.PathLike[str], cfg: GraphConfig | None = None) -> G
     if names == graph.cfg.edge_names:  # every edge in canonical order (our own files): no parsing
         src, dst = graph.cfg.edge_coords
     else:
+        from circuitft.eap.collapsed import is_collapsed
+
+        if is_collapsed(names):
+            raise DataError(
+                f"{where}a collapsed graph (one edge per head, q/k/v merged): read it with "
+                "circuitft.eap.collapsed.load_circuit or read_collapsed_json"
+            )
         src, dst = graph.cfg.edge_index(names, where)
     scores, flags = [], []
     for name, entry in edges.items():

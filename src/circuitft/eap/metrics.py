@@ -151,7 +151,11 @@ def metric_loss(
     return LOSS_SIGN[metric] * metric_values(metric, logits, index, clean_logp).sum()
 
 
-def correct(logits: torch.Tensor, index: AnswerIndex) -> torch.Tensor:
-    """[B] bool: the argmax equals the answer token at every answer position (greedy exact match)."""
-    hit = (logits.argmax(-1) == index.token).float()
-    return index.per_example_mean(hit) == 1.0
+def correct(logits: torch.Tensor, index: AnswerIndex, first_token: bool = False) -> torch.Tensor:
+    """[B] bool: the argmax equals the answer token at every answer position (greedy exact match), or
+    with ``first_token`` at the first answer position only (the prior work's accuracy)."""
+    hit = logits.argmax(-1) == index.token
+    if first_token:
+        start = torch.cumsum(index.answer_len, 0) - index.answer_len  # first kept row of each example
+        return hit[start.to(hit.device)]
+    return index.per_example_mean(hit.float()) == 1.0

@@ -12,6 +12,12 @@ Measures (``prior-work.md`` section 3):
 - edge change (mech-interp-ft): ``1 - |T_prev ∩ T_curr| / k``, T the top-k edges by ``|score|``,
   k = ``int(0.05 * n_edges)`` by default;
 - node change (mech-interp-ft): ``|N_prev Δ N_curr| / |N_prev|`` over circuit nodes (NaN if N_prev is empty).
+
+A collapsed graph (:class:`~circuitft.eap.collapsed.CollapsedGraph`, FinetuneCircuits' files with one edge
+per head instead of q/k/v) compares with a full one by collapsing the full one first (a head edge is in the
+circuit if any of its q/k/v edges is): :func:`edge_jaccard`, :func:`node_jaccard`, :func:`node_change`,
+:func:`edge_flips`, :func:`overlap` and :func:`pairwise` accept either kind. The top-k measures need every
+edge's score, which a collapsed file does not keep, so :func:`overlap` leaves them out for collapsed graphs.
 """
 
 from __future__ import annotations
@@ -22,19 +28,21 @@ from typing import Any
 
 import torch
 
+from circuitft.eap.collapsed import CollapsedGraph, as_collapsed
 from circuitft.eap.graph import Graph
 from circuitft.errors import ConfigError, DataError
 
 Set = torch.Tensor | set | frozenset
+AnyGraph = Graph | CollapsedGraph
 DEFAULT_FRAC = 0.05
 
 
-def circuit_edges(graph: Graph) -> torch.Tensor:
-    """[n_forward, n_backward] bool: the circuit's (real) edges."""
-    return graph.in_graph.cpu() & graph.cfg.real_edge_mask
+def circuit_edges(graph: AnyGraph) -> torch.Tensor:
+    """The circuit's (real) edges: [n_forward, n_backward] bool, or [n_forward, n_forward] when collapsed."""
+    return graph.in_graph.cpu() & graph.real_edge_mask
 
 
-def circuit_nodes(graph: Graph) -> torch.Tensor:
+def circuit_nodes(graph: AnyGraph) -> torch.Tensor:
     """[n_forward + 1] bool: the circuit's nodes, ``logits`` left out."""
     nodes = graph.nodes_in_graph.cpu().clone()
     nodes[-1] = False
@@ -75,13 +83,14 @@ def jaccard(a: Set, b: Set) -> float:
     return 1.0 if union == 0 else inter / union
 
 
-def edge_jaccard(a: Graph, b: Graph) -> float:
-    """Jaccard of the two circuits' edge sets."""
+def edge_jaccard(a: AnyGraph, b: AnyGraph) -> float:
+    """Jaccard of the two circuits' edge sets (of collapsed edges when either graph is collapsed)."""
     _check_same(a, b)
+    a, b = _same_kind(a, b)
     return jaccard(circuit_edges(a), circuit_edges(b))
 
 
-def node_jaccard(a: Graph, b: Graph) -> float:
+def node_jaccard(a: AnyGraph, b: AnyGraph) -> float:
     """Jaccard of the two circuits' node sets (``logits`` left out)."""
     _check_same(a, b)
     return jaccard(circuit_nodes(a), circuit_nodes(b))
@@ -102,36 +111,44 @@ def edge_change(prev: Graph, curr: Graph, k: int | None = None, frac: float = DE
     return 1.0 - inter / k
 
 
-def node_change(prev: Graph | Set, curr: Graph | Set) -> float:
+def node_change(prev: AnyGraph | Set, curr: AnyGraph | Set) -> float:
     """``|N_prev Δ N_curr| / |N_prev|`` over circuit nodes (NaN when ``N_prev`` is empty)."""
-    if isinstance(prev, Graph) and isinstance(curr, Graph):
+    graphs = (Graph, CollapsedGraph)
+    if isinstance(prev, graphs) and isinstance(curr, graphs):
         _check_same(prev, curr)
-    a = circuit_nodes(prev) if isinstance(prev, Graph) else prev
-    b = circuit_nodes(curr) if isinstance(curr, Graph) else curr
+    a = circuit_nodes(prev) if isinstance(prev, graphs) else prev
+    b = circuit_nodes(curr) if isinstance(curr, graphs) else curr
     inter, union = _inter_union(a, b)
     size = _size(a)
     return math.nan if size == 0 else (union - inter) / size
 
 
-def edge_flips(prev: Graph, curr: Graph) -> dict[str, int]:
+def edge_flips(prev: AnyGraph, curr: AnyGraph) -> dict[str, int]:
     """Circuit edges added and removed from ``prev`` to ``curr`` (FinetuneCircuits' count of changes)."""
     _check_same(prev, curr)
+    prev, curr = _same_kind(prev, curr)
     a, b = circuit_edges(prev), circuit_edges(curr)
     return {"added": int((b & ~a).sum()), "removed": int((a & ~b).sum()), "kept": int((a & b).sum())}
 
 
-def overlap(a: Graph, b: Graph, k: int | None = None, frac: float = DEFAULT_FRAC) -> dict[str, Any]:
-    """All measures between two circuits (e.g. two checkpoints, or two tasks on one model), as a dict."""
+def overlap(a: AnyGraph, b: AnyGraph, k: int | None = None, frac: float = DEFAULT_FRAC) -> dict[str, Any]:
+    """All measures between two circuits (e.g. two checkpoints, or two tasks on one model), as a dict.
+
+    When either graph is collapsed, edges are compared collapsed and the top-k measures are left out.
+    """
     _check_same(a, b)
-    k = default_k(a, k, frac)
+    collapsed = isinstance(a, CollapsedGraph) or isinstance(b, CollapsedGraph)
+    a, b = _same_kind(a, b)
     ea, eb = circuit_edges(a), circuit_edges(b)
     na, nb = circuit_nodes(a), circuit_nodes(b)
+    top: dict[str, Any] = {}
+    if not collapsed:
+        k = default_k(a, k, frac)
+        top = {"top_k": k, "top_k_jaccard": top_k_jaccard(a, b, k), "edge_change": edge_change(a, b, k)}
     return {
         "edge_jaccard": jaccard(ea, eb),
         "node_jaccard": jaccard(na, nb),
-        "top_k": k,
-        "top_k_jaccard": top_k_jaccard(a, b, k),
-        "edge_change": edge_change(a, b, k),
+        **top,
         "node_change": node_change(na, nb),
         "edges_a": int(ea.sum()),
         "edges_b": int(eb.sum()),
@@ -139,11 +156,12 @@ def overlap(a: Graph, b: Graph, k: int | None = None, frac: float = DEFAULT_FRAC
         "nodes_a": int(na.sum()),
         "nodes_b": int(nb.sum()),
         "nodes_shared": int((na & nb).sum()),
+        **({"collapsed": True} if collapsed else {}),
     }
 
 
 def pairwise(
-    graphs: Mapping[str, Graph], measure: str = "edge_jaccard", **kwargs: Any
+    graphs: Mapping[str, AnyGraph], measure: str = "edge_jaccard", **kwargs: Any
 ) -> dict[str, dict[str, float]]:
     """``{name_a: {name_b: value}}`` of one measure between every pair of circuits (e.g. across tasks).
 
@@ -162,7 +180,14 @@ def pairwise(
     return {a: {b: float(func(ga, gb, **kwargs)) for b, gb in graphs.items()} for a, ga in graphs.items()}
 
 
-def _check_same(a: Graph, b: Graph) -> None:
+def _same_kind(a: AnyGraph, b: AnyGraph) -> tuple[AnyGraph, AnyGraph]:
+    """Both graphs as they are when both are full, else both collapsed."""
+    if isinstance(a, Graph) and isinstance(b, Graph):
+        return a, b
+    return as_collapsed(a), as_collapsed(b)
+
+
+def _check_same(a: AnyGraph, b: AnyGraph) -> None:
     if not a.cfg.same_edges(b.cfg):
         raise DataError(
             f"cannot compare circuits of different models: {a.cfg.describe()} vs {b.cfg.describe()}"

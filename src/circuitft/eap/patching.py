@@ -24,7 +24,7 @@ import torch
 
 from circuitft.eap.graph import GraphConfig
 from circuitft.eap.metrics import wide
-from circuitft.eap.sites import ModelSites, Projection, norm_eps
+from circuitft.eap.sites import LayerSites, ModelSites, Projection
 
 Handles = list[Any]
 
@@ -59,7 +59,8 @@ def capture_sources(
     """Forward hooks writing each source's output into ``delta``: ``set`` (delta = out), ``sub``
     (delta -= out) or ``rsub`` (delta = out - delta).
 
-    Head writes go straight into ``delta`` with one batched matmul per layer (``bmm`` / ``baddbmm_``).
+    Head writes go straight into ``delta`` with one batched matmul per layer (``bmm`` / ``baddbmm_``); behind a
+    post-attention norm they are scaled into their shares of its output once it runs (see :mod:`.sites`).
     ``rows``: record only the first ``rows`` rows of the batch (a run of stacked copies); ``embed=False``
     leaves the input source alone (a run on ``inputs_embeds`` never calls the embedding module).
     With ``resid``, the residual read by every destination (the inputs of the attention, MLP and final
@@ -85,22 +86,39 @@ def capture_sources(
     for layer, ls in enumerate(sites.layers):
         first = cfg.head_index(layer, 0)
         weight = ls.out_weight.to(dtype)
+        pending: list[torch.Tensor] = []  # head writes waiting for the post-attention norm's scale
 
-        def on_z(module, args, first=first, weight=weight):
+        def on_z(module, args, first=first, weight=weight, post=ls.post_attn_norm, pending=pending):
             z = args[0].detach()[:rows]
             b, t, _ = z.shape
             zt = z.reshape(b * t, h, dh).transpose(0, 1).to(dtype)  # [H, BT, dh]
             target = delta[first : first + h].view(h, b * t, -1)
             if mode == "set":
                 torch.bmm(zt, weight, out=target)
+            elif post is not None:
+                pending[:] = [torch.bmm(zt, weight)]
             else:
                 target.baddbmm_(zt, weight, beta=beta, alpha=alpha)
+
+        def on_post(module, args, first=first, ls=ls, pending=pending):
+            out = args[0].detach()[:rows]
+            b, t, _ = out.shape
+            scale = ls.post_attn_scale(out).to(dtype).view(1, b * t, -1)
+            target = delta[first : first + h].view(h, b * t, -1)
+            if mode == "set":
+                target.mul_(scale)
+            elif mode == "sub":
+                target.addcmul_(pending.pop(), scale, value=-1)
+            else:
+                target.neg_().addcmul_(pending.pop(), scale)
 
         def on_mlp(module, args, out, index=cfg.mlp_index(layer)):
             put(index, out)
 
         handles.append(ls.out_proj.register_forward_pre_hook(on_z))
-        handles.append(ls.mlp.register_forward_hook(on_mlp))
+        if ls.post_attn_norm is not None:
+            handles.append(ls.post_attn_norm.register_forward_pre_hook(on_post))
+        handles.append(ls.mlp_out.register_forward_hook(on_mlp))
     if resid is not None:
 
         def record(key: tuple[str, int]):
@@ -111,7 +129,7 @@ def capture_sources(
 
         for layer, ls in enumerate(sites.layers):
             handles.append(ls.attn_norm.register_forward_pre_hook(record(("attn", layer))))
-            handles.append(ls.mlp_norm.register_forward_pre_hook(record(("mlp", layer))))
+            handles.append(ls.mlp_resid_site.register_forward_pre_hook(record(("mlp", layer))))
         handles.append(sites.final_norm.register_forward_pre_hook(record(("final", 0))))
     return handles
 
@@ -147,7 +165,7 @@ def norm_backward(
 class _ProjectionGrad:
     """Per-projection constants for the destination-gradient formula (see :class:`GradCollector`)."""
 
-    def __init__(self, proj: Projection, norm: torch.nn.Module, kind: str, dtype: torch.dtype) -> None:
+    def __init__(self, proj: Projection, ls: LayerSites, kind: str, dtype: torch.dtype) -> None:
         order = torch.argsort(proj.slots)
         slots = proj.slots[order].tolist()
         if slots != list(range(slots[0], slots[0] + len(slots))):
@@ -155,7 +173,8 @@ class _ProjectionGrad:
         self.start, self.n = slots[0], len(slots)
         self.order = None if order.tolist() == list(range(self.n)) else order
         w = proj.weight[order].to(dtype)  # [n, dh, d]
-        wg = w * norm.weight.detach().to(dtype)
+        norm = ls.attn_norm
+        wg = w if kind == "none" else w * ls.attn_gain.to(dtype)  # "none": attention reads the residual
         bias = (
             torch.zeros(w.shape[:2], dtype=dtype, device=w.device)
             if proj.bias is None
@@ -173,16 +192,16 @@ class GradCollector:
     """Hooks that add d(loss)/d(destination input) into ``acc`` [n_backward, B, T, d] on every backward.
 
     For a head's q/k/v input, with g the gradient at its projection output chunk, W its weight rows,
-    gamma the norm weight and (r, n) the norm's inverse scale and normalised input:
+    gamma the norm's gain and (r, n) the norm's inverse scale and normalised input:
 
         grad = r g (W * gamma)  -  (r n) * (g . W(gamma n)) / d        (RMSNorm; LayerNorm: W * gamma centred)
 
-    and W(gamma n) is just the projection output minus its (effective) bias. W is the same in every pass,
-    so the first term is summed over passes as r g ([B*T, dh] per head) and multiplied by W once, in
-    :meth:`finish` (one batched matmul per projection and batch); the second is one fused elementwise
-    update per pass. A pass may run k stacked copies of the batch (k*B rows): the copies are summed.
-    The first write of a batch overwrites ``acc`` (no zero fill); :meth:`finish` zeroes destinations that
-    never received a gradient.
+    and W(gamma n) is just the projection output minus its (effective) bias (without a pre-norm:
+    grad = g W). W is the same in every pass, so the first term is summed over passes as r g ([B*T, dh] per
+    head) and multiplied by W once, in :meth:`finish` (one batched matmul per projection and batch); the
+    second is one fused elementwise update per pass. A pass may run k stacked copies of the batch (k*B
+    rows): the copies are summed. The first write of a batch overwrites ``acc`` (no zero fill);
+    :meth:`finish` zeroes destinations that never received a gradient.
     """
 
     def __init__(self, sites: ModelSites, cfg: GraphConfig, acc: torch.Tensor) -> None:
@@ -190,9 +209,10 @@ class GradCollector:
         self.written = torch.zeros(cfg.n_backward, dtype=torch.bool)
         self._rn: list[torch.Tensor | None] = [None] * sites.n_layers
         self._r: list[torch.Tensor | None] = [None] * sites.n_layers
-        self._eps = [norm_eps(ls.attn_norm) for ls in sites.layers]
+        self._stats: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * sites.n_layers  # shared norms
+        self._eps = [ls.attn_eps for ls in sites.layers]
         self._proj = [
-            [_ProjectionGrad(p, ls.attn_norm, sites.norm_kind, acc.dtype) for p in ls.projections]
+            [_ProjectionGrad(p, ls, sites.norm_kind, acc.dtype) for p in ls.projections]
             for ls in sites.layers
         ]
         # per (layer, projection): sum over passes of r g, [n, B*T, dh] (float32 or wider)
@@ -206,7 +226,10 @@ class GradCollector:
             handles.append(ls.attn_norm.register_forward_pre_hook(self._save_stats(layer)))
             for j, (proj, const) in enumerate(zip(ls.projections, self._proj[layer], strict=True)):
                 handles.append(proj.module.register_forward_hook(self._on_projection(layer, j, const)))
-            handles.append(ls.mlp_norm.register_forward_pre_hook(self._alias(cfg.mlp_in_index(layer))))
+            shared = layer if ls.mlp_shared_norm is not None else None
+            handles.append(
+                ls.mlp_norm.register_forward_pre_hook(self._alias(cfg.mlp_in_index(layer), shared))
+            )
         handles.append(self.sites.final_norm.register_forward_pre_hook(self._alias(cfg.logits_index)))
         return handles
 
@@ -217,7 +240,11 @@ class GradCollector:
             const = self._proj[layer][j]
             lo = layer * self.cfg.layer_width + const.start
             target = self.acc[lo : lo + const.n].view(const.n, bt, -1)
-            target.baddbmm_(rg.to(self.acc.dtype), const.weight)
+            if self.written[lo]:
+                target.baddbmm_(rg.to(self.acc.dtype), const.weight)
+            else:
+                torch.bmm(rg.to(self.acc.dtype), const.weight, out=target)
+                self.written[lo : lo + const.n] = True
         self._rg.clear()
         if not self.written.all():
             self.acc[(~self.written).to(self.acc.device)] = 0
@@ -226,12 +253,16 @@ class GradCollector:
     def _save_stats(self, layer: int):
         def hook(module, args):
             x = args[0]
-            if x.requires_grad:
+            if x.requires_grad and self.sites.norm_kind == "none":
+                self._r[layer], self._rn[layer] = None, None
+            elif x.requires_grad:
                 with torch.no_grad():
                     r, n = norm_stats(x.detach(), self.sites.norm_kind, self._eps[layer])
                     b, t, d = x.shape
                     self._r[layer] = r.reshape(b * t, 1, 1)
                     self._rn[layer] = (r * n).to(self.acc.dtype).reshape(b * t, d)
+                    if self.sites.layers[layer].mlp_shared_norm is not None:
+                        self._stats[layer] = (r, n)
 
         return hook
 
@@ -249,12 +280,16 @@ class GradCollector:
                 if const.order is not None:
                     gv, qv = gv[:, const.order], qv[:, const.order]
                 d = const.weight.shape[-1]
-                s = (gv * (qv - const.bias)).sum(-1).T.div_(-d)  # [n, k*BT], negated
-                rg = (wide(gv) * self._r[layer]).view(copies, bt, const.n, -1).sum(0).transpose(0, 1)
+                r = self._r[layer]
+                rg = wide(gv) if r is None else wide(gv) * r
+                rg = rg.view(copies, bt, const.n, -1).sum(0).transpose(0, 1)  # [n, BT, dh]
                 if (layer, j) in self._rg:
                     self._rg[(layer, j)] += rg
                 else:
                     self._rg[(layer, j)] = rg.contiguous()
+                if r is None:  # no pre-norm: the first term is the whole gradient
+                    return
+                s = (gv * (qv - const.bias)).sum(-1).T.div_(-d)  # [n, k*BT], negated
                 target = self.acc[lo:hi].view(const.n, bt, d)
                 rn = self._rn[layer]
                 for c in range(copies):
@@ -272,11 +307,16 @@ class GradCollector:
 
         return hook
 
-    def _alias(self, column: int):
+    def _alias(self, column: int, shared: int | None = None):
+        """Gradient of the hooked module's input; ``shared``: that input is layer ``shared``'s attention pre-norm
+        output (GPT-J's MLP), so the gradient is taken back through that norm by hand."""
         b = self.acc.shape[1]
 
         def on_grad(g: torch.Tensor) -> None:
             g = g.detach()
+            if shared is not None:
+                r, n = self._stats[shared]
+                g = norm_backward(g, r, n, self.sites.layers[shared].attn_gain, self.sites.norm_kind)
             if g.shape[0] != b:  # stacked copies of the batch
                 g = g.reshape(-1, *self.acc.shape[1:]).sum(0)
             if self.written[column]:
@@ -445,7 +485,9 @@ class Patcher:
                 handles.append(ls.attn_norm.register_forward_pre_hook(self._on_attn_norm(layer, patched)))
                 for proj, plan in zip(ls.projections, plans, strict=True):
                     handles.append(_Forward(proj.module, self._projection_forward(layer, plan)))
-            if self._mlp[layer] is not None:
+            if self._mlp[layer] is not None and ls.mlp_shared_norm is not None:
+                handles += self._replace_behind(ls.mlp_shared_norm, ls.mlp_norm, self._mlp[layer])
+            elif self._mlp[layer] is not None:
                 handles.append(ls.mlp_norm.register_forward_pre_hook(self._replace(self._mlp[layer])))
         if self._logits is not None:
             handles.append(self.sites.final_norm.register_forward_pre_hook(self._replace(self._logits)))
@@ -457,9 +499,26 @@ class Patcher:
 
         return hook
 
-    def _on_attn_norm(self, layer: int, patched: _PatchedInputs):
+    def _replace_behind(
+        self, norm: torch.nn.Module, site: torch.nn.Module, patched: _PatchedInputs
+    ) -> Handles:
+        """``site`` reads ``norm``'s output (GPT-J's MLP): feed it norm(patched residual) instead."""
+        now: list[torch.Tensor] = []
+
+        def save(module, args):
+            now[:] = [args[0]]
+
         def hook(module, args):
-            self._normed[layer] = module.forward(patched(args[0], self.delta, self.resid))  # [U, B, T, d]
+            return (norm.forward(patched(now.pop(), self.delta, self.resid)[0]), *args[1:])
+
+        return [norm.register_forward_pre_hook(save), site.register_forward_pre_hook(hook)]
+
+    def _on_attn_norm(self, layer: int, patched: _PatchedInputs):
+        identity = self.sites.norm_kind == "none"  # attention reads the residual (module is a projection)
+
+        def hook(module, args):
+            x = patched(args[0], self.delta, self.resid)
+            self._normed[layer] = x if identity else module.forward(x)  # [U, B, T, d]
 
         return hook
 

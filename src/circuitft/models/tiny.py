@@ -1,8 +1,11 @@
 """Tiny random-weight models built from configs, plus a word-level tokenizer saved to a folder.
 
 They exist for tests and smoke runs: no download, a few milliseconds to build, deterministic weights
-(seeded), and the three attention layouts the EAP engine must handle: fused QKV (GPT-2), grouped-query
-attention (Llama, Qwen2) and parallel attention/MLP (GPT-NeoX).
+(seeded). One tiny model per family of the architecture table (``tiny-<family>``, see
+:data:`circuitft.models.architectures.ARCHITECTURES`): fused QKV (GPT-2, Phi-3), grouped-query attention
+(Llama, Qwen2, Qwen3, ...), parallel attention/MLP (GPT-NeoX), norms after attention and MLP (Gemma 2/3,
+OLMo 2) and mixtures of experts (Mixtral, Qwen2-MoE, Qwen3-MoE). ``random-qwen3-135m`` is a random Qwen3 of SmolLM2-135M's shape
+(for ``circuitft bench eap``).
 """
 
 from __future__ import annotations
@@ -11,20 +14,11 @@ import string
 from pathlib import Path
 
 import torch
-from transformers import (
-    GPT2Config,
-    GPT2LMHeadModel,
-    GPTNeoXConfig,
-    GPTNeoXForCausalLM,
-    LlamaConfig,
-    LlamaForCausalLM,
-    PreTrainedModel,
-    PreTrainedTokenizerFast,
-    Qwen2Config,
-    Qwen2ForCausalLM,
-)
+import transformers
+from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
 from circuitft.files import atomic_folder
+from circuitft.models.architectures import ArchSpec, tiny_architectures
 
 SPECIAL_TOKENS = ["<pad>", "<unk>", "<bos>", "<eos>"]
 # Words used by the built-in task prompts; everything else maps to <unk>.
@@ -35,7 +29,15 @@ James Emma David Anna Paul Laura Mark Lisa Peter Kate shop park school office be
 garden book ball pen apple cup key gift letter then and was is of it In
 Then After While were at expedition project strike drought famine
 """.split()
-_NAMES = ["tiny-gpt2", "tiny-llama", "tiny-qwen2", "tiny-neox"]
+# Random models of a real model's shape: name -> (model type, config arguments, vocabulary size).
+SHAPED = {
+    "random-qwen3-135m": (
+        "qwen3",
+        dict(num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3, hidden_size=576,
+             head_dim=64, intermediate_size=1536, max_position_embeddings=2048, tie_word_embeddings=True),
+        49152,
+    ),  # SmolLM2-135M's shape with Qwen3's q/k norms
+}  # fmt: skip
 
 
 def tokenizer_folder_name() -> str:
@@ -47,8 +49,8 @@ def tokenizer_folder_name() -> str:
 
 
 def tiny_specs() -> list[str]:
-    """The names of the built-in tiny models."""
-    return list(_NAMES)
+    """The names of the built-in tiny models (one per family with a tiny config, then the shaped ones)."""
+    return [*tiny_architectures(), *SHAPED]
 
 
 def build_tokenizer(folder: Path) -> PreTrainedTokenizerFast:
@@ -84,45 +86,38 @@ def build_tokenizer(folder: Path) -> PreTrainedTokenizerFast:
 
 
 def build_tiny_model(name: str, vocab_size: int, seed: int = 0) -> PreTrainedModel:
-    """A tiny random model of the given family; weights depend only on ``seed``."""
+    """A tiny random model of the given family; weights depend only on ``seed``.
+
+    Shaped models (:data:`SHAPED`) use their own vocabulary size; token ids beyond the tokenizer's are fine
+    for synthetic benchmark data.
+    """
     # initializer_range 0.2 (HF default 0.02): with 0.02 a tiny model attends uniformly, so query/key paths
     # would carry no signal and tests of attribution through them would pass vacuously.
     common = dict(
         vocab_size=vocab_size, bos_token_id=2, eos_token_id=3, pad_token_id=0, initializer_range=0.2
     )
-    if name == "tiny-gpt2":
-        cfg = GPT2Config(n_layer=2, n_head=4, n_embd=32, n_positions=128, **common)
-        cls = GPT2LMHeadModel
-    elif name == "tiny-llama":
-        cfg = LlamaConfig(
-            num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, hidden_size=32,
-            intermediate_size=64, max_position_embeddings=128, tie_word_embeddings=False, **common,
-        )  # fmt: skip
-        cls = LlamaForCausalLM
-    elif name == "tiny-qwen2":
-        cfg = Qwen2Config(
-            num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, hidden_size=32,
-            intermediate_size=64, max_position_embeddings=128, tie_word_embeddings=False, **common,
-        )  # fmt: skip
-        cls = Qwen2ForCausalLM
-    elif name == "tiny-neox":
-        cfg = GPTNeoXConfig(
-            num_hidden_layers=2, num_attention_heads=4, hidden_size=32, intermediate_size=64,
-            max_position_embeddings=128, use_parallel_residual=True, rotary_pct=0.25, **common,
-        )  # fmt: skip
-        cls = GPTNeoXForCausalLM
+    if name in SHAPED:
+        model_type, config_args, common["vocab_size"] = SHAPED[name]
+        from circuitft.models.architectures import ARCHITECTURES
+
+        spec: ArchSpec = ARCHITECTURES[model_type]
+        common["initializer_range"] = 0.02
     else:
-        raise KeyError(name)
+        _, spec = tiny_architectures()[name]
+        config_args = spec.tiny_config
+    cls = getattr(transformers, spec.hf_class)
+    cfg = cls.config_class(**config_args, **common)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = cls(cfg)
-        _randomize_biases_and_norms(model)
+        _randomize_biases_and_norms(model, offset=spec.norm == "rms_offset")
     model.config.architectures = [cls.__name__]
     return model.eval()
 
 
-def _randomize_biases_and_norms(model: torch.nn.Module) -> None:
-    """Give biases and norm gains random values (HF initialises them to 0 and 1).
+def _randomize_biases_and_norms(model: torch.nn.Module, offset: bool = False) -> None:
+    """Give biases and norm gains random values (HF initialises them to 0 and 1; ``offset``: Gemma's norms
+    store gain - 1).
 
     With all-zero biases and unit norms a tiny model would hide bugs in how attribution handles the
     attention output bias, q/k/v biases or the norms; random values make such bugs change the numbers.
@@ -132,6 +127,6 @@ def _randomize_biases_and_norms(model: torch.nn.Module) -> None:
             is_norm = isinstance(module, torch.nn.LayerNorm) or type(module).__name__.endswith("RMSNorm")
             for name, param in module.named_parameters(recurse=False):
                 if is_norm and name == "weight":
-                    param.normal_(1.0, 0.2)
+                    param.normal_(0.0 if offset else 1.0, 0.2)
                 elif name == "bias":
                     param.normal_(0.0, 0.1)

@@ -16,22 +16,21 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import PreTrainedModel
 
 from circuitft.errors import ConfigError
-from circuitft.files import atomic_write
+from circuitft.models.architectures import ARCHITECTURES
 from circuitft.models.loading import LoadedModel, load_model
 
 CKPT_KEY = "circuitft"
-# Model families whose default targets are not "every linear layer".
-_DEFAULT_TARGETS = {
-    "gpt_neox": ["query_key_value"],  # peft's default for GPT-NeoX, as in the prior work
-    "gpt2": ["c_attn", "c_proj", "c_fc"],
-}
 MODEL_KEYS = ("model", "model_seed", "lora_r", "lora_alpha", "target_modules")
 
 
 def default_targets(model: PreTrainedModel) -> list[str] | str:
-    """LoRA target modules for ``model``'s family: fused QKV for GPT-NeoX, attention+MLP for GPT-2,
-    every linear layer (``all-linear``) for Llama, Qwen2 and the rest."""
-    return _DEFAULT_TARGETS.get(getattr(model.config, "model_type", ""), "all-linear")
+    """LoRA target modules for ``model``'s family, from the architecture table
+    (:data:`circuitft.models.architectures.ARCHITECTURES`: fused QKV for GPT-NeoX, attention+MLP for GPT-2,
+    attention for Mixtral's experts, ...); ``all-linear`` for a family not in the table."""
+    spec = ARCHITECTURES.get(getattr(model.config, "model_type", ""))
+    if spec is None or isinstance(spec.lora_targets, str):
+        return "all-linear"
+    return list(spec.lora_targets)
 
 
 def wrap_lora(
@@ -56,13 +55,18 @@ def wrap_lora(
         target_modules=targets,
         bias="none",
         task_type="CAUSAL_LM",
-        fan_in_fan_out=getattr(model.config, "model_type", "") == "gpt2",
+        fan_in_fan_out=_conv1d(model),
     )
     try:
         return get_peft_model(model, cfg)
     except ValueError as err:
         first = str(err).strip().splitlines()[0]
         raise ConfigError(f"model.target_modules {target_modules!r} do not fit the model: {first}") from None
+
+
+def _conv1d(model: PreTrainedModel) -> bool:
+    spec = ARCHITECTURES.get(getattr(model.config, "model_type", ""))
+    return spec.conv1d if spec is not None else False
 
 
 def adapter_signature(module: torch.nn.Module) -> dict[str, Any]:
@@ -110,8 +114,9 @@ def load_checkpoint_file(path: str | Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling/zip error is a bad file
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise ConfigError(f"checkpoint {path} cannot be read ({first[:160]})") from None
+        from circuitft.training.ckpt_errors import unreadable_checkpoint
+
+        raise unreadable_checkpoint(path, err) from None
 
 
 def check_compatible(path: str | Path, model_args: dict[str, Any], data_args: Any = None) -> None:
@@ -121,7 +126,9 @@ def check_compatible(path: str | Path, model_args: dict[str, Any], data_args: An
     stream = ckpt.get("TaskStreamDataModule")
     tasks = (data_args or {}).get("tasks") if data_args is not None else None
     if isinstance(stream, dict) and tasks:
-        names = [t.get("name") or t.get("task") for t in tasks]
+        from circuitft.data.stages import stage_name
+
+        names = [stage_name(t) for t in tasks]
         steps = [t.get("steps") for t in tasks]
         old_steps = stream.get("task_steps") or []
         same_steps = len(old_steps) == len(steps) and all(
@@ -186,9 +193,19 @@ def _task_checkpoint_class() -> type:
         def __init__(self, *args: Any, save_at_task_end: bool = True, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.save_at_task_end = save_at_task_end
+            # public copy of the interval (ModelCheckpoint keeps it private), read by CircuitCallback
+            self.every_n_steps = int(kwargs.get("every_n_train_steps") or 0)
+
+        def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+            super().setup(trainer, pl_module, stage)
+            from circuitft.training.checkpoint_io import use_atomic_checkpoints
+
+            use_atomic_checkpoints(trainer.strategy)  # temp file + rename: no half-written checkpoint
 
         def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
             super().on_train_epoch_end(trainer, pl_module)
+            # No public API saves at epoch ends on top of every_n_train_steps (every_n_epochs excludes it);
+            # these private methods were checked against lightning 2.6.6.
             if self.save_at_task_end and not self._should_skip_saving_checkpoint(trainer):
                 candidates = self._monitor_candidates(trainer)
                 self._save_topk_checkpoint(trainer, candidates)
@@ -198,39 +215,3 @@ def _task_checkpoint_class() -> type:
 
 
 TaskCheckpoint = _task_checkpoint_class()
-
-
-def purge_events_from(log_dir: str | Path, step: int) -> int:
-    """Drop the scalar/summary events at ``step`` or later from the TensorBoard files in ``log_dir``.
-
-    Called when a run resumes from a checkpoint made at global step ``step``, before it logs anything: what
-    the interrupted run logged from that step on is redone by the resumed run, so every step appears once
-    (what was logged at earlier steps, including a validation right after the checkpoint, is not redone
-    and stays). Files are rewritten atomically. Returns the number of events dropped.
-    """
-
-    from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
-    from tensorboard.compat.proto import event_pb2
-
-    dropped = 0
-    for path in sorted(Path(log_dir).glob("events.out.tfevents.*")):
-        records = list(RawEventFileLoader(str(path)).Load())
-        keep = []
-        for r in records:
-            e = event_pb2.Event.FromString(r)
-            if e.step < step or not e.HasField("summary"):
-                keep.append(r)
-        if len(keep) == len(records):
-            continue
-        dropped += len(records) - len(keep)
-
-        def save(tmp: str, keep: list = keep) -> None:
-            from tensorboard.summary.writer.record_writer import RecordWriter
-
-            with open(tmp, "wb") as fh:
-                writer = RecordWriter(fh)
-                for r in keep:
-                    writer.write(r)
-
-        atomic_write(path, save)
-    return dropped

@@ -2,7 +2,8 @@
 
 Logs ``train/loss`` (and ``train/lr``, ``train/task``) every step and, at each validation, ``val/<task>/loss``
 (mean cross-entropy per answer token) and ``val/<task>/acc`` (greedy exact match: the teacher-forced argmax
-equals every answer token) for each validated task, plus ``val/loss`` and ``val/acc`` averaged over them.
+equals every answer token; ``accuracy: first_token`` scores the first answer token only) for each
+validated task, plus ``val/loss`` and ``val/acc`` averaged over them.
 Checkpoints hold only the adapter (trainable parameters) and the training state; the frozen base weights
 are rebuilt from the spec in the hyper-parameters (see :mod:`circuitft.training.checkpoint`).
 """
@@ -24,7 +25,6 @@ from circuitft.training.checkpoint import (
     CKPT_KEY,
     adapter_signature,
     check_adapter_state,
-    purge_events_from,
     wrap_lora,
 )
 
@@ -43,12 +43,21 @@ def answer_loss(logits: torch.Tensor, batch: PairBatch) -> torch.Tensor:
     return F.cross_entropy(sel.float(), tok)
 
 
-def exact_match(logits: torch.Tensor, batch: PairBatch) -> torch.Tensor:
-    """Per example: 1.0 when the teacher-forced argmax equals every answer token, else 0.0."""
+def exact_match(logits: torch.Tensor, batch: PairBatch, first_token: bool = False) -> torch.Tensor:
+    """Per example: 1.0 when the teacher-forced argmax equals every answer token (``first_token``: the
+    first answer token only, as the prior work scored), else 0.0."""
     sel, tok, ex = answer_logits(logits, batch)
+    miss = sel.argmax(-1) != tok
+    if first_token:
+        first = torch.ones_like(ex, dtype=torch.bool)
+        first[1:] = ex[1:] != ex[:-1]  # answer tokens are listed example by example, in order
+        miss = miss & first
     wrong = torch.zeros(len(batch), device=logits.device)
-    wrong.index_add_(0, ex, (sel.argmax(-1) != tok).float())
+    wrong.index_add_(0, ex, miss.float())
     return (wrong == 0).float()
+
+
+ACCURACY = ("exact_match", "first_token")
 
 
 class LoRAModule(L.LightningModule):
@@ -64,7 +73,10 @@ class LoRAModule(L.LightningModule):
         lr, weight_decay: AdamW settings of the first task.
         lr_schedule, warmup_steps: schedule inside each task (constant, linear or cosine decay).
         fresh_optimizer_per_task: clear AdamW state when a task starts (the prior work's fresh Trainer).
-        later_tasks_lr_scale: learning rate of tasks after the first relative to ``lr`` (1 = reset).
+        later_tasks_lr_scale: learning rate of tasks after the first relative to ``lr`` (1 = reset); a
+            stage's own ``lr`` (data.tasks[i].lr) overrides it.
+        accuracy: ``exact_match`` (every answer token right) or ``first_token`` (only the first answer
+            token, as the prior work scored; numbers comparable with its accuracies).
     """
 
     def __init__(
@@ -82,11 +94,14 @@ class LoRAModule(L.LightningModule):
         warmup_steps: int = 0,
         fresh_optimizer_per_task: bool = True,
         later_tasks_lr_scale: float = 1.0,
+        accuracy: str = "exact_match",
     ) -> None:
         super().__init__()
         if dtype not in DTYPES:
             raise ConfigError(f"model.dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
         optim.check_policy(lr, weight_decay, lr_schedule, warmup_steps, later_tasks_lr_scale)
+        if accuracy not in ACCURACY:
+            raise ConfigError(f"model.accuracy must be one of {', '.join(ACCURACY)}, got {accuracy!r}")
         self.save_hyperparameters()
         self.strict_loading = False  # checkpoints carry the adapter only
         loaded = load_model(model, DTYPES[dtype], seed=model_seed)
@@ -100,7 +115,6 @@ class LoRAModule(L.LightningModule):
         self.task_names: list[str] = []
         self._opt_task = 0  # task whose optimizer state the optimizer holds
         self._rng_to_restore: dict[str, Any] | None = None
-        self._resumed_step: int | None = None
 
     # ---- model ------------------------------------------------------------------------------------------
     def forward(self, batch: PairBatch) -> torch.Tensor:
@@ -139,8 +153,10 @@ class LoRAModule(L.LightningModule):
         params = [p for p in self.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
         steps = self._task_steps()
+        dm = self.trainer.datamodule
+        lrs = dm.stage_lrs() if hasattr(dm, "stage_lrs") else None
         mult = lambda s: optim.lr_multiplier(  # noqa: E731
-            s, steps, hp.lr_schedule, hp.warmup_steps, hp.later_tasks_lr_scale
+            s, steps, hp.lr_schedule, hp.warmup_steps, hp.later_tasks_lr_scale, lrs, hp.lr
         )
         sched = torch.optim.lr_scheduler.LambdaLR(opt, mult)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
@@ -174,7 +190,7 @@ class LoRAModule(L.LightningModule):
         losses = F.cross_entropy(sel.float(), tok, reduction="none")
         i = batch["task_idx"]
         self.val_loss[i].update(losses)
-        self.val_acc[i].update(exact_match(logits, b))
+        self.val_acc[i].update(exact_match(logits, b, self.hparams.get("accuracy") == "first_token"))
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         """Accumulate per-task loss and exact-match accuracy."""
@@ -230,15 +246,3 @@ class LoRAModule(L.LightningModule):
         extra = checkpoint.get(CKPT_KEY, {})
         self._opt_task = int(extra.get("optimizer_task", 0))
         self._rng_to_restore = extra.get("rng")
-        self._resumed_step = int(checkpoint.get("global_step", 0))
-
-    def on_fit_start(self) -> None:
-        """On resume, drop events the interrupted run logged after its checkpoint (each step logged once)."""
-        step, self._resumed_step = self._resumed_step, None
-        if step is None or self.trainer.state.fn.value != "fit" or not self.trainer.is_global_zero:
-            return
-        if step >= sum(self._task_steps()):  # a finished run: nothing will be trained or logged again
-            return
-        for logger in self.trainer.loggers:
-            if type(logger).__name__ == "TensorBoardLogger" and logger.log_dir:
-                purge_events_from(logger.log_dir, step)

@@ -60,12 +60,18 @@ def lr_multiplier(
     schedule: Schedule = "constant",
     warmup_steps: int = 0,
     later_tasks_lr_scale: float = 1.0,
+    task_lrs: Sequence[float | None] | None = None,
+    base_lr: float = 1.0,
 ) -> float:
-    """Multiplier of the base learning rate at global optimizer step ``step``."""
+    """Multiplier of the base learning rate ``base_lr`` at global optimizer step ``step``.
+
+    ``task_lrs[i]``, when set, is task ``i``'s own learning rate: it replaces ``base_lr`` times the
+    later-tasks scale for that task (the schedule inside the task still applies).
+    """
     task, inside = task_of_step(step, task_steps)
-    return task_lr_scale(task, later_tasks_lr_scale) * shape_factor(
-        inside, task_steps[task], schedule, warmup_steps
-    )
+    own = task_lrs[task] if task_lrs is not None and task < len(task_lrs) else None
+    scale = own / base_lr if own is not None else task_lr_scale(task, later_tasks_lr_scale)
+    return scale * shape_factor(inside, task_steps[task], schedule, warmup_steps)
 
 
 def check_policy(lr: float, weight_decay: float, schedule: str, warmup_steps: int, scale: float) -> None:

@@ -8,19 +8,22 @@ and its answer differs; ``wrong`` is that answer.
 
 from __future__ import annotations
 
+import functools
 import operator
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from circuitft.data.generators.spec import MAX_DRAWS, Param, TaskSpec
+from circuitft.data.generators.spec import KEEP_CLEAN, MAX_DRAWS, Param, TaskSpec
 from circuitft.data.rows import PromptRow
 from circuitft.errors import DataError
 
 PREFIX = "Solve the following and respond with only the final answer: "
 # Candidate pools larger than this are sampled by rejection instead of enumerated.
 _ENUMERATE_MAX = 10_000
+# Operand pairs (per operator) up to this many are listed as the task's problem space (exact split sizes).
+_SPACE_MAX = 250_000
 
 
 def base_prefix(base: int) -> str:
@@ -28,6 +31,7 @@ def base_prefix(base: int) -> str:
     return f"Solve the following and respond with only the final answer in base {base}: "
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def to_base(x: int, base: int) -> str:
     """``x >= 0`` written in ``base`` (2..10)."""
     if x == 0:
@@ -111,6 +115,38 @@ def _digit_range(d: int, base: int) -> tuple[int, int]:
     return (0 if d == 1 else base ** (d - 1)), base**d - 1
 
 
+def _has_corruption(a: int, b: int, op: Op, lo: int, hi: int, base: int) -> bool:
+    """Whether :func:`_corrupt` can find a corruption for ``(a, b)``."""
+    d_lo, d_hi = _digit_range(len(to_base(b, base)), base)
+    answer = op.fn(a, b)
+    return any(
+        c != b and op.valid(a, c) and op.fn(a, c) != answer for c in range(max(lo, d_lo), min(hi, d_hi) + 1)
+    )
+
+
+def _clean(prefix: str, a: int, b: int, op: Op, base: int) -> str:
+    return f"{prefix}{to_base(a, base)}{op.symbol}{to_base(b, base)}="
+
+
+def _space(ops: tuple[Op, ...], base: int):
+    def problem_space(p: Mapping[str, Any]) -> list[list[str]] | None:
+        lo, hi = p["lo"], p["hi"]
+        if (hi - lo + 1) ** 2 > _SPACE_MAX:
+            return None
+        r = range(lo, hi + 1)
+        return [
+            [
+                _clean(p["prefix"], a, b, op, base)
+                for a in r
+                for b in r
+                if op.valid(a, b) and _has_corruption(a, b, op, lo, hi, base)
+            ]
+            for op in ops
+        ]
+
+    return problem_space
+
+
 def _corrupt(rng: random.Random, a: int, b: int, op: Op, lo: int, hi: int, base: int) -> int | None:
     """A ``c != b`` with b's digit count, ``(a, c)`` valid and a different answer; None if there is none."""
     d_lo, d_hi = _digit_range(len(to_base(b, base)), base)
@@ -134,17 +170,18 @@ def _drawer(name: str, ops: tuple[Op, ...], base: int):
     def draw(rng: random.Random, slot: int, p: Mapping[str, Any]) -> PromptRow:
         op = ops[slot % len(ops)]
         lo, hi = p["lo"], p["hi"]
+        keep = p.get(KEEP_CLEAN)
         for _ in range(MAX_DRAWS):
             a, b = rng.randint(lo, hi), rng.randint(lo, hi)
-            if not op.valid(a, b):
+            if not op.valid(a, b) or (keep is not None and not keep(_clean(p["prefix"], a, b, op, base))):
                 continue
             c = _corrupt(rng, a, b, op, lo, hi, base)
             if c is None:
                 continue
             fmt = lambda x: to_base(x, base)  # noqa: E731
             return PromptRow(
-                clean=f"{p['prefix']}{fmt(a)}{op.symbol}{fmt(b)}=",
-                corrupted=f"{p['prefix']}{fmt(a)}{op.symbol}{fmt(c)}=",
+                clean=_clean(p["prefix"], a, b, op, base),
+                corrupted=_clean(p["prefix"], a, c, op, base),
                 answer=fmt(op.fn(a, b)),
                 wrong=fmt(op.fn(a, c)),
             )
@@ -178,7 +215,7 @@ def _make(name: str, ops: tuple[Op, ...], base: int, rule: str) -> TaskSpec:
         "prefix": Param(str, None, "text before the expression (default: the fixed instruction)"),
     }
     full_rule = f"{rule}; operands {default_lo}..{default_hi}{unit}"
-    return TaskSpec(name, full_rule, _drawer(name, ops, base), params, check, defaults)
+    return TaskSpec(name, full_rule, _drawer(name, ops, base), params, check, defaults, _space(ops, base))
 
 
 TASKS: list[TaskSpec] = [_make(name, ops, base, rule) for name, (ops, base, rule) in _TABLE.items()]

@@ -60,6 +60,32 @@ def _greater_than(rng: random.Random, slot: int, p: Mapping[str, Any]) -> Prompt
     )
 
 
+def _ioi_space(p: Mapping[str, Any]) -> list[list[str]]:
+    return [
+        [
+            p["prefix"] + t.format(A=a, B=b, S=subj, place=place, obj=obj)
+            for t in IOI_TEMPLATES
+            for place in PLACES
+            for obj in OBJECTS
+            for a in NAMES
+            for b in NAMES
+            if a != b
+            for subj in (a, b)
+        ]
+    ]
+
+
+def _greater_than_space(p: Mapping[str, Any]) -> list[list[str]]:
+    return [
+        [
+            p["prefix"] + GT_TEMPLATE.format(event=e, century=c, start=yy)
+            for e in EVENTS
+            for c in CENTURIES
+            for yy in range(2, 99)
+        ]
+    ]
+
+
 _PREFIX = Param(str, "", "text before the sentence")
 
 TASKS: list[TaskSpec] = [
@@ -69,6 +95,7 @@ TASKS: list[TaskSpec] = [
         "corrupted: three other names (ABC); wrong: ' B'",
         _ioi,
         {"prefix": _PREFIX},
+        problem_space=_ioi_space,
     ),
     TaskSpec(
         "GreaterThan",
@@ -78,5 +105,6 @@ TASKS: list[TaskSpec] = [
             "prefix": _PREFIX,
             "end": Param(str, "random", "answer year: uniform over YY+1..99, or YY+1", ("random", "next")),
         },
+        problem_space=_greater_than_space,
     ),
 ]

@@ -12,8 +12,13 @@ from circuitft.errors import DataError
 
 # How many draws one row may take before the task's parameters are declared unusable.
 MAX_DRAWS = 1000
+# Key of the optional predicate on clean prompts that the task layer adds to ``params`` when it draws one
+# split: a drawer may skip (and redraw) a problem whose clean prompt fails it before doing more work.
+KEEP_CLEAN = "_keep_clean"
 
 Drawer = Callable[[random.Random, int, Mapping[str, Any]], PromptRow]
+# The clean prompts of every problem, one list per slot class (row ``slot`` draws from ``lists[slot % len]``).
+ProblemSpace = Callable[[Mapping[str, Any]], "list[list[str]] | None"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,19 @@ class TaskSpec:
 
     ``draw(rng, slot, params)`` returns row number ``slot`` using only ``rng`` (so a row stream is
     reproducible from the seed); ``check(params)`` raises :class:`DataError` for unusable parameters.
+
+    Splits need nothing from a task: a problem's split (train/val/test) is a stable hash of its clean
+    prompt (:mod:`circuitft.data.splits`), and rows of one split are drawn by rejecting the draws of the
+    others. A task whose problem space is small enough to list may set the optional hook
+    ``problem_space(params)``: the clean prompts of every distinct problem that ``draw`` can return, as one
+    list per slot class (row ``slot`` is drawn from list ``slot % len(lists)``; a task whose rows do not
+    depend on the slot returns one list), or ``None`` when the space is too large to list for these
+    parameters. With it, split sizes are exact (``circuitft tasks show``), asking a val/test split for more
+    distinct rows than it holds fails at once, and train switches to sampling with replacement exactly when
+    it must; without it, sizes are reported as "large" and exhaustion is detected by repeated draws.
+    A drawer may also read ``params.get(KEEP_CLEAN)`` (a predicate on the clean prompt, present while one
+    split is drawn) to redraw problems of other splits early, e.g. before computing a corruption; this is
+    only a speed-up, as the task layer rejects them anyway.
     """
 
     name: str
@@ -40,6 +58,7 @@ class TaskSpec:
     params: Mapping[str, Param] = field(default_factory=dict)
     check: Callable[[Mapping[str, Any]], None] | None = None
     defaults: Callable[[dict[str, Any]], None] | None = None  # fills parameters whose default is None
+    problem_space: ProblemSpace | None = None  # optional: every problem's clean prompt (see above)
 
     def resolve(self, given: Mapping[str, Any]) -> dict[str, Any]:
         """Validated, typed parameters: defaults plus ``given`` (values may be strings, as from the CLI)."""

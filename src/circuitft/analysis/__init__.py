@@ -1,0 +1,8 @@
+"""Tables from run folders (pandas, no plotting): circuits per step and task, the accuracy matrix and the
+continual-learning summaries, cross-task overlap, and the sweep headline (overlap vs forgetting).
+
+Modules: :mod:`~circuitft.analysis.runs` (reading run folders: circuitft's and the prior work's layout),
+:mod:`~circuitft.analysis.tables` (per-run tables), :mod:`~circuitft.analysis.continual` (accuracy matrix,
+ACC / BWT / FWT / forgetting), :mod:`~circuitft.analysis.sweep` (pairs A -> B and fits),
+:mod:`~circuitft.analysis.fits` (line and sigmoid fits).
+"""

@@ -1,0 +1,159 @@
+"""circuitft's Python API: a model, its task data, its circuit, in a few calls.
+
+    import circuitft as cf
+
+    model = cf.load("smollm2-135m")                         # or adapter="dir" / checkpoint="last.ckpt"
+    pairs = cf.make_pairs("AddSub", model, n=32, seed=0, lo=0, hi=9)
+    circuit = cf.find_circuit(model, pairs)                 # EAP-IG-inputs, KL metric, top 5% of edges
+    print(cf.evaluate_circuit(model, circuit, pairs))       # faithfulness, model and circuit accuracy
+    print(circuit.top_edges(10))                            # a pandas table: edge, score, in_circuit
+    cf.compare(circuit, other_circuit)                      # edge / node Jaccard, edge change
+
+Everything here is a thin layer over :mod:`circuitft.models`, :mod:`circuitft.data` and
+:mod:`circuitft.eap`; those modules stay available for finer control.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from circuitft.data.pairs import PromptPairs
+from circuitft.eap.graph import Graph
+from circuitft.eap.select import DEFAULT_TOP_FRAC
+from circuitft.errors import ConfigError
+from circuitft.models.loading import LoadedModel
+
+ModelLike = LoadedModel | torch.nn.Module
+
+
+def load(
+    model: str | None = None,
+    *,
+    adapter: str | Path | None = None,
+    checkpoint: str | Path | None = None,
+    device: str | torch.device | None = None,
+) -> LoadedModel:
+    """The analysis form (merged, frozen, float32) of ``model`` with an optional adapter or checkpoint.
+
+    ``model`` is a built-in name (``smollm2-135m``, ``tiny-gpt2``, ...), a Hugging Face folder or a cached hub
+    name; a circuitft checkpoint names its own model, so ``load(checkpoint="runs/x/checkpoints/last.ckpt")``
+    is enough.
+    """
+    from circuitft.models.analysis import load_analysis_model
+
+    return load_analysis_model(model, adapter=adapter, checkpoint=checkpoint, device=device)
+
+
+def make_pairs(task: str, model: ModelLike | Any, n: int, seed: int = 0, **params: Any) -> PromptPairs:
+    """``n`` seeded rows of built-in task ``task`` tokenized for ``model`` (a loaded model or a tokenizer).
+
+    ``params`` go to the task's generator (``circuitft tasks show TASK`` lists them).
+    """
+    from circuitft.data.tasks import make_pairs as _make_pairs
+
+    return _make_pairs(task, _tokenizer(model), n, seed, **params)
+
+
+def load_pairs(
+    source: str | Path, model: ModelLike | Any, task: str | None = None, on_mismatch: str = "drop"
+) -> PromptPairs:
+    """Rows of a CSV/JSONL file, dataset folder or ``hf:NAME`` tokenized for ``model``.
+
+    Rows whose clean and corrupted prompts tokenize to different lengths are dropped and counted
+    (``pairs.n_dropped``), or with ``on_mismatch="error"`` named in an error.
+    """
+    from circuitft.data.sources import load_pairs as _load_pairs
+
+    return _load_pairs(source, _tokenizer(model), task=task, on_mismatch=on_mismatch)  # type: ignore[arg-type]
+
+
+def find_circuit(
+    model: ModelLike,
+    pairs: PromptPairs,
+    *,
+    method: str = "EAP-IG-inputs",
+    metric: str = "kl",
+    ig_steps: int = 5,
+    top_frac: float | None = None,
+    top_n: int | None = None,
+    threshold: float | None = None,
+    batch_size: int = 8,
+    progress: bool = True,
+) -> Graph:
+    """Score every edge of ``model`` on ``pairs`` and select the circuit (default: top 5% of edges, pruned).
+
+    Returns the :class:`~circuitft.eap.graph.Graph`: ``scores`` for every edge, ``in_graph`` for the circuit.
+    """
+    from circuitft.eap.attribute import attribute
+    from circuitft.eap.select import select
+
+    net = _module(model)
+    graph = Graph.from_model(net)
+    attribute(
+        net, graph, pairs, method=method, metric=metric, ig_steps=ig_steps, batch_size=batch_size,
+        progress=progress,
+    )  # fmt: skip
+    sizes = {"top_n": top_n, "top_frac": top_frac, "threshold": threshold}
+    if all(v is None for v in sizes.values()):
+        sizes["top_frac"] = DEFAULT_TOP_FRAC
+    return select(graph, **sizes)
+
+
+def evaluate_circuit(
+    model: ModelLike,
+    circuit: Graph,
+    pairs: PromptPairs,
+    *,
+    metric: str | None = None,
+    batch_size: int = 8,
+    progress: bool = True,
+) -> dict[str, float]:
+    """Faithfulness (both definitions), model and circuit accuracy of ``circuit`` on ``pairs``.
+
+    ``metric`` defaults to the one the circuit was found with (``kl`` when unknown).
+    """
+    from circuitft.eap.evaluate import evaluate, faithfulness
+
+    metric = metric or circuit.meta.get("metric") or "kl"
+    result = evaluate(_module(model), circuit, pairs, metric=metric, batch_size=batch_size, progress=progress)
+    out = {k: float(v) for k, v in faithfulness(result).items()}
+    out["n_edges"] = float(circuit.count_edges())
+    out["n_nodes"] = float(circuit.count_nodes())
+    return out
+
+
+def compare(a: Graph, b: Graph, frac: float = DEFAULT_TOP_FRAC) -> dict[str, Any]:
+    """How two circuits of the same model differ: edge and node Jaccard, top-k Jaccard, edge change."""
+    from circuitft.eap.overlap import overlap
+
+    return overlap(a, b, frac=frac)
+
+
+def draw(circuit: Graph, **kwargs: Any) -> Any:
+    """A matplotlib figure of ``circuit`` (layers left to right, edges coloured by sign, width by |score|)."""
+    from circuitft.plots import circuit_diagram
+
+    return circuit_diagram(circuit, **kwargs)
+
+
+def _module(model: ModelLike) -> torch.nn.Module:
+    net = model.model if isinstance(model, LoadedModel) else model
+    if not isinstance(net, torch.nn.Module) or not hasattr(net, "config"):
+        raise ConfigError(
+            f"expected a model from circuitft.load(...) or a Hugging Face model, got {type(model)}"
+        )
+    return net
+
+
+def _tokenizer(model: ModelLike | Any) -> Any:
+    if isinstance(model, LoadedModel):
+        return model.tokenizer
+    if isinstance(model, torch.nn.Module):
+        raise ConfigError("give the LoadedModel from circuitft.load(...) (or a tokenizer), not a bare model")
+    return model
+
+
+__all__ = ["compare", "draw", "evaluate_circuit", "find_circuit", "load", "load_pairs", "make_pairs"]

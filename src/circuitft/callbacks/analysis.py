@@ -1,0 +1,173 @@
+"""One circuit analysis of a model on several tasks: scores, circuits, faithfulness, size curve, cross-task.
+
+Lightning-free: :func:`analyse` takes a (merged, frozen) model and each task's pairs. Work is split over the
+ranks of a DDP run (:class:`~circuitft.callbacks.ranks.Ranks`): each rank attributes and evaluates its own
+block of every task's examples; the score sums and per-example evaluation results are gathered, so every
+rank ends with the same graphs and numbers (equal to one process up to float rounding).
+
+Per task ``b`` the evaluation runs the model clean and corrupted once per batch and patches every circuit
+evaluated on ``b``'s data on top of those runs (:func:`circuitft.eap.curve.evaluate_circuits`): ``b``'s own
+circuit, the size curve from ``b``'s scores and, for cross-task faithfulness, every other task's circuit.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from circuitft.callbacks.ranks import AnalysisFailed, Ranks
+from circuitft.data.pairs import PromptPairs
+from circuitft.eap.evaluate import EvalResult, faithfulness
+from circuitft.eap.graph import Graph
+
+
+@dataclass
+class AnalysisSettings:
+    """How each task is analysed (the CircuitCallback's options)."""
+
+    method: str = "EAP-IG-inputs"
+    metric: str = "kl"
+    ig_steps: int = 5
+    batch_size: int = 8
+    top_frac: float | None = 0.05
+    top_n: int | None = None
+    dtype: str | None = None
+    sizes: tuple[float, ...] = ()  # size curve fractions; empty: no size curve
+    cross_tasks: frozenset[str] = frozenset()  # tasks whose circuits are evaluated on each other's data
+
+
+@dataclass
+class TaskResult:
+    """What one analysis found for one task."""
+
+    graph: Graph
+    n_examples: int
+    summary: dict[str, float]  # faithfulness, KL faithfulness %, accuracies, n_edges, n_nodes
+    size_curve: dict[str, dict[str, float]] = field(default_factory=dict)  # "0.05" -> numbers
+    cross_task: dict[str, dict[str, float]] = field(default_factory=dict)  # other task -> numbers
+    seconds: float = 0.0
+
+
+def size_key(fraction: float) -> str:
+    """Key of a size-curve point: the fraction as written (``0.001`` ... ``1.0``)."""
+    return repr(float(fraction))
+
+
+def analyse(
+    model: torch.nn.Module, pairs: dict[str, PromptPairs], settings: AnalysisSettings, ranks: Ranks
+) -> dict[str, TaskResult]:
+    """Analyse every task of ``pairs`` (non-empty pairs only); see the module docstring."""
+    results: dict[str, TaskResult] = {}
+    for task, task_pairs in pairs.items():
+        t0 = time.perf_counter()
+        graph = _scores(model, task, task_pairs, settings, ranks)
+        ranks.together(task, lambda graph=graph: _select(graph, settings))
+        results[task] = TaskResult(graph, len(task_pairs), {}, seconds=time.perf_counter() - t0)
+    circuits = {task: r.graph.in_graph.clone() for task, r in results.items()}
+    for task, r in results.items():
+        t0 = time.perf_counter()
+        _evaluate_on(model, task, pairs[task], r, results, circuits, settings, ranks)
+        r.seconds = round(r.seconds + time.perf_counter() - t0, 3)
+    return results
+
+
+def _scores(
+    model: torch.nn.Module, task: str, pairs: PromptPairs, s: AnalysisSettings, ranks: Ranks
+) -> Graph:
+    from circuitft.eap.attribute import attribute
+
+    graph = Graph.from_model(model)
+    mine = ranks.shard(pairs)
+
+    def work() -> tuple[torch.Tensor | None, int, dict[str, Any]]:
+        if len(mine) == 0:
+            return None, 0, {}
+        attribute(
+            model, graph, mine, method=s.method, metric=s.metric, ig_steps=s.ig_steps,
+            batch_size=s.batch_size, progress=False, dtype=s.dtype,
+        )  # fmt: skip
+        # the sum over this rank's examples (attribute gives their mean)
+        return graph.scores.double() * len(mine), len(mine), dict(graph.meta)
+
+    parts = ranks.gather(task, work)
+    total = sum(n for _, n, _ in parts)
+    scores = torch.stack([x for x, _, _ in parts if x is not None]).sum(0) / total
+    bad = int((~torch.isfinite(scores)).sum())
+    if bad:  # the same on every rank: all raise together
+        raise AnalysisFailed(task, f"{bad} of {scores.numel()} edge scores are not finite")
+    graph.scores = scores.float()
+    graph.meta.update(next(m for _, n, m in parts if n), n_examples=total)
+    return graph
+
+
+def _select(graph: Graph, s: AnalysisSettings) -> None:
+    from circuitft.eap.select import select
+
+    select(graph, top_n=s.top_n, top_frac=s.top_frac)
+
+
+def _evaluate_on(
+    model: torch.nn.Module,
+    task: str,
+    pairs: PromptPairs,
+    own: TaskResult,
+    results: dict[str, TaskResult],
+    circuits: dict[str, torch.Tensor],
+    s: AnalysisSettings,
+    ranks: Ranks,
+) -> None:
+    """Evaluate on ``task``'s data: its circuit, its size curve, and (cross-task) every other circuit."""
+    from circuitft.eap.curve import evaluate_circuits, size_masks
+
+    cross = s.cross_tasks
+    others = [t for t in circuits if t != task and task in cross and t in cross]
+    sizes = ranks.together(task, lambda: size_masks(own.graph, s.sizes))
+    masks = [circuits[task], *sizes, *(circuits[t] for t in others)]
+    mine = ranks.shard(pairs)
+
+    def work() -> list[EvalResult] | None:
+        if len(mine) == 0:
+            return None
+        return evaluate_circuits(
+            model, own.graph.cfg, masks, mine, metric=s.metric, batch_size=s.batch_size, dtype=s.dtype
+        )
+
+    parts = [p for p in ranks.gather(task, work) if p is not None]
+    merged = [_concat([p[i] for p in parts]) for i in range(len(masks))]
+    main = faithfulness(merged[0])
+    own.summary = {
+        **main,
+        "n_edges": float(own.graph.count_edges()),
+        "n_nodes": float(own.graph.count_nodes()),  # without logits, as the reference counts
+    }
+    for f, res in zip(s.sizes, merged[1 : 1 + len(s.sizes)], strict=True):
+        point = faithfulness(res)
+        own.size_curve[size_key(f)] = {
+            "n_edges": float(res.n_edges),
+            "faithfulness": point["faithfulness"] + 0.0,  # no -0
+            "kl_faithfulness_pct": point["kl_faithfulness_pct"],
+            "circuit_accuracy": point["circuit_accuracy"],
+        }
+    base = main["faithfulness"]
+    for other, res in zip(others, merged[1 + len(s.sizes) :], strict=True):
+        f = faithfulness(res)["faithfulness"]
+        # recorded under the circuit's owner: ``other``'s circuit on ``task``'s data
+        results[other].cross_task[task] = {
+            "faithfulness": f,
+            "relative": f / base if base and math.isfinite(base) else math.nan,
+        }
+
+
+def _concat(parts: list[EvalResult]) -> EvalResult:
+    """One EvalResult from the per-rank results on consecutive blocks of the examples."""
+    if len(parts) == 1:
+        return parts[0]
+    cat = lambda name: torch.cat([getattr(p, name) for p in parts])  # noqa: E731
+    return EvalResult(
+        parts[0].metric, cat("clean"), cat("corrupted"), cat("circuit"), cat("model_correct"),
+        cat("circuit_correct"), cat("kl_corr_clean"), cat("kl_corr_circ"), parts[0].n_edges,
+    )  # fmt: skip

@@ -1,0 +1,165 @@
+"""What the circuit callback adds to TensorBoard besides scalars: layout, text, hyper-parameters, images.
+
+Written through the ``SummaryWriter`` of the run's TensorBoardLogger (``logger.experiment``), on rank 0 only.
+
+- custom scalars (``add_custom_scalars``): one chart with every task's validation accuracy, one with every
+  task's faithfulness, one with every task's edge change;
+- text: ``circuit/<task>/top_edges`` (the 20 strongest edges and their scores) at each analysis, and
+  ``run/summary`` (one paragraph) at the end;
+- HPARAMS: the run's hyper-parameters with its final metrics, so the runs of a sweep line up in one table;
+- images: figures made by :mod:`circuitft.plots`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from circuitft.eap.graph import Graph
+
+TOP_EDGES = 20
+LAYOUT = {
+    "circuitft": {
+        "accuracy (every task)": ["Multiline", [r"^val/[^/]+/acc$"]],
+        "faithfulness (every task)": ["Multiline", [r"^circuit/[^/]+/faithfulness$"]],
+        "edge change (every task)": ["Multiline", [r"^circuit/[^/]+/edge_change$"]],
+    }
+}
+
+
+def writers(trainer: Any) -> list[Any]:
+    """The SummaryWriters of the trainer's TensorBoard loggers (none on ranks other than 0)."""
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    if not trainer.is_global_zero:
+        return []
+    return [lg.experiment for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
+
+
+def add_layout(writer: Any) -> None:
+    """The three multi-task charts of the CUSTOM SCALARS tab."""
+    writer.add_custom_scalars(LAYOUT)
+
+
+def top_edges_markdown(graph: Graph, n: int = TOP_EDGES) -> str:
+    """A markdown table of the ``n`` edges with the largest |score| (in the circuit or not)."""
+    from circuitft.eap.overlap import top_k_edges
+
+    mask = top_k_edges(graph, min(n, graph.n_edges))
+    src, dst = mask.nonzero(as_tuple=True)
+    scores = graph.scores[src, dst].tolist()
+    order = sorted(range(len(scores)), key=lambda i: -abs(scores[i]))
+    lines = ["| # | edge | score | in circuit |", "|---|---|---|---|"]
+    for rank, i in enumerate(order, 1):
+        u, v = int(src[i]), int(dst[i])
+        inside = "yes" if bool(graph.in_graph[u, v]) else "no"
+        lines.append(f"| {rank} | `{graph.cfg.edge_name(u, v)}` | {scores[i]:.4g} | {inside} |")
+    return "\n".join(lines)
+
+
+def add_hparams(writer: Any, hparams: dict[str, Any], metrics: dict[str, float]) -> None:
+    """Write the HPARAMS entry of this run: ``hparams`` (flattened to numbers and strings) and the names of
+    ``metrics`` (whose values must also be logged as scalars under those tags)."""
+    from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+    clean = {k: _plain(v) for k, v in hparams.items()}
+    shown = {k: (v if math.isfinite(v) else 0.0) for k, v in metrics.items()}  # the proto needs numbers
+    exp, ssi, sei = hparams_summary(clean, shown)
+    fw = writer.file_writer if hasattr(writer, "file_writer") else writer._get_file_writer()
+    for summary in (exp, ssi, sei):
+        fw.add_summary(summary)
+
+
+def _plain(value: Any) -> int | float | str | bool:
+    if isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return value.item()
+    return str(value)
+
+
+def add_png(writer: Any, tag: str, png: bytes, step: int) -> None:
+    """Log PNG bytes (e.g. :func:`circuitft.plots.figure_to_png`) as an image, without re-encoding."""
+    import struct
+
+    from tensorboard.compat.proto.summary_pb2 import Summary
+
+    width, height = struct.unpack(">II", png[16:24])  # the PNG header's IHDR chunk
+    image = Summary.Image(height=height, width=width, colorspace=4, encoded_image_string=png)
+    fw = writer.file_writer if hasattr(writer, "file_writer") else writer._get_file_writer()
+    fw.add_summary(Summary(value=[Summary.Value(tag=tag, image=image)]), step)
+
+
+def overlap_figures(graphs: dict[str, Graph], jaccard: dict[tuple[str, str], float], step: int) -> list:
+    """The cross-task top-5% edge-Jaccard heatmap (with two tasks or more)."""
+    import pandas as pd
+
+    from circuitft import plots
+
+    names = list(graphs)
+    if len(names) < 2:
+        return []
+    matrix = pd.DataFrame(
+        [[1.0 if a == b else jaccard.get((a, b), math.nan) for b in names] for a in names],
+        index=names, columns=names,
+    )  # fmt: skip
+    title = f"top-5% edge Jaccard between tasks, step {step}"
+    return [("circuit/cross_task_jaccard", plots.overlap_heatmap(matrix, title=title))]
+
+
+def accuracy_figures(rows: list[dict[str, Any]], names: list[str], ends: list[int], done: int) -> list:
+    """The accuracy matrix of the first ``done`` task ends (untuned model on top when step 0 was analysed)."""
+    import pandas as pd
+
+    from circuitft import plots
+    from circuitft.callbacks.history import accuracy_matrix
+
+    matrix = accuracy_matrix(rows, names, ends, done)
+    base = {r["task"]: r["metrics"].get("model_accuracy", math.nan) for r in rows if r["step"] == 0}
+    caption = "model accuracy on the circuit analysis examples at each task end"
+    fig = plots.accuracy_matrix_heatmap(matrix, baseline=pd.Series(base) if base else None, caption=caption)
+    return [("accuracy_matrix", fig)]
+
+
+def diagram_figures(graphs: dict[str, Graph], step: int) -> list:
+    """One circuit diagram per task."""
+    from circuitft import plots
+
+    return [
+        (f"circuit/{t}/diagram", plots.circuit_diagram(g, title=f"{t}, step {step}"))
+        for t, g in graphs.items()
+    ]
+
+
+def run_hparams(trainer: Any, callback: Any) -> dict[str, Any]:
+    """The stream's and the callback's settings for the HPARAMS table (beside the module's hparams)."""
+    dm = trainer.datamodule
+    s = callback.settings
+    return {
+        "data/tasks": ",".join(getattr(dm, "names", [])),
+        "data/task_steps": ",".join(str(n) for n in dm.task_steps()) if hasattr(dm, "task_steps") else "",
+        "data/batch_size": getattr(dm, "batch_size", None),
+        "data/seed": getattr(dm, "seed", None),
+        "world_size": trainer.world_size,
+        "circuit/method": s.method,
+        "circuit/metric": s.metric,
+        "circuit/top_frac": s.top_frac if s.top_frac is not None else math.nan,
+        "circuit/n_examples": callback.n_examples,
+    }
+
+
+def summary_paragraph(
+    names: list[str], final: dict[str, float], seconds: float, wall: float, share: float, errors: int
+) -> str:
+    """One paragraph: final accuracies and faithfulness, backward transfer, analysis time and share."""
+    acc = ", ".join(f"{t} {final[f'final/{t}/accuracy']:.2f}" for t in names)
+    faith = ", ".join(f"{t} {final[f'final/{t}/faithfulness']:.2f}" for t in names)
+    return (
+        f"Trained {len(names)} task(s) in order {' -> '.join(names)}. Final model accuracy: {acc} "
+        f"(average {final['final/average_accuracy']:.2f}); backward transfer "
+        f"{final['final/backward_transfer']:+.2f}. Final circuit faithfulness: {faith}. Circuit analyses "
+        f"took {seconds:.1f} s of this process's {wall:.1f} s ({100 * share:.1f}% of the wall time)"
+        f"{f'; {errors} analysis failure(s) recorded in metrics.jsonl' if errors else ''}."
+    )

@@ -1,0 +1,87 @@
+"""Sweep figures: overlap against forgetting over pairs A -> B (with both fits), forgetting bars per pair."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from circuitft.analysis.fits import sigmoid
+from circuitft.plots.base import new_figure, no_data
+
+
+def _fmt(v: Any) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and not np.isfinite(v)) else f"{v:.2f}"
+
+
+def overlap_forgetting_scatter(
+    pairs: pd.DataFrame,
+    fits: Mapping[str, Mapping[str, Any]],
+    *,
+    x: str = "jaccard",
+    y: str = "forgetting_circuit",
+    title: str | None = None,
+) -> Figure:
+    """Included pairs as dots (left-out ones as grey crosses); line and sigmoid fits with r, R², n."""
+    fig = new_figure(6.8, 4.8)
+    if pairs.empty:
+        return no_data(fig, f"{title or 'overlap vs forgetting'}: no pairs")
+    ax = fig.add_subplot()
+    inc = pairs["included"].astype(bool) & pairs[x].notna() & pairs[y].notna()
+    out = ~inc & pairs[x].notna() & pairs[y].notna()
+    ax.scatter(
+        pairs.loc[inc, x], pairs.loc[inc, y], color="tab:blue", zorder=3, label=f"pairs ({int(inc.sum())})"
+    )
+    if out.any():
+        ax.scatter(pairs.loc[out, x], pairs.loc[out, y], color="#aaaaaa", marker="x", zorder=2,
+                   label=f"left out ({int(out.sum())})")  # fmt: skip
+    if len(pairs) <= 20:
+        for _, row in pairs[inc | out].iterrows():
+            ax.annotate(f"{row['A']}->{row['B']}", (row[x], row[y]), fontsize=6, xytext=(3, 3),
+                        textcoords="offset points")  # fmt: skip
+    xs = pairs.loc[inc, x].to_numpy(dtype=float)
+    grid = np.linspace(xs.min(), xs.max(), 200) if len(xs) else np.array([])
+    line, sig = fits.get("linear") or {}, fits.get("sigmoid") or {}
+    if line.get("slope") is not None and len(grid):
+        ax.plot(grid, line["slope"] * grid + line["intercept"], color="tab:orange",
+                label=f"line: r={_fmt(line['r'])}, R²={_fmt(line['r2'])}, n={line['n']}")  # fmt: skip
+    if sig.get("a") is not None and len(grid):
+        ax.plot(grid, sigmoid(grid, sig["a"], sig["k"], sig["x0"], sig["c"]), color="tab:green",
+                label=f"sigmoid: r={_fmt(sig['r'])}, R²={_fmt(sig['r2'])}, n={sig['n']}")  # fmt: skip
+    notes = [f"{name} fit skipped: {f['skipped']}" for name, f in (("line", line), ("sigmoid", sig))
+             if f.get("skipped")]  # fmt: skip
+    if notes:
+        ax.text(0.02, 0.02, "\n".join(notes), transform=ax.transAxes, fontsize=7, va="bottom")
+    ax.set_xlabel(x.replace("_", " "))
+    ax.set_ylabel(y.replace("_", " "))
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7)
+    return fig
+
+
+def forgetting_bars(
+    pairs: pd.DataFrame, *, column: str = "forgetting_model", title: str | None = None
+) -> Figure:
+    """One bar per pair A -> B: the relative drop of A's accuracy while B is trained (hatched: left out)."""
+    fig = new_figure(max(6.0, 1.5 + 0.35 * len(pairs)), 4.2)
+    if pairs.empty:
+        return no_data(fig, f"{title or 'forgetting'}: no pairs")
+    ax = fig.add_subplot()
+    values = pairs[column].to_numpy(dtype=float)
+    xs = np.arange(len(pairs))
+    bars = ax.bar(xs, np.nan_to_num(values), color="tab:purple")
+    for bar, inc in zip(bars, pairs["included"].astype(bool), strict=True):
+        if not inc:
+            bar.set_hatch("//")
+            bar.set_alpha(0.5)
+    ax.axhline(0, color="black", linewidth=0.6)
+    ax.set_xticks(xs, labels=[f"{a}->{b}" for a, b in zip(pairs["A"], pairs["B"], strict=True)],
+                  rotation=60, ha="right", fontsize=7)  # fmt: skip
+    ax.set_ylabel(column.replace("_", " "))
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig

@@ -1,0 +1,86 @@
+"""Cheap availability checks made before any heavy work: is a model there, can a data source be read?
+
+Each check returns ``None`` or a one-line problem. :func:`model_problem` answers for hub names from the
+local Hugging Face cache alone (no network, no transformers import), so ``circuit`` and ``sweep --dry_run``
+report a missing model at once.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def how_to_get(spec: str) -> str:
+    """The one-line advice for a hub model that is not in the local cache."""
+    return (
+        f"model {spec!r} is not in the local Hugging Face cache: download it first with "
+        f"`hf download {spec}` (or set CIRCUITFT_DOWNLOAD=1 to let circuitft download it, or HF_HOME to "
+        "the cache that holds it), or give a local model folder"
+    )
+
+
+def download_allowed() -> bool:
+    """``CIRCUITFT_DOWNLOAD=1`` and not ``HF_HUB_OFFLINE``: otherwise hub models come from the cache only."""
+    on = ("1", "true", "yes", "on")
+    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in on
+    return not offline and os.environ.get("CIRCUITFT_DOWNLOAD", "").strip().lower() in on
+
+
+def is_hub_name(spec: str) -> bool:
+    """``owner/name`` that is not an existing path."""
+    return (
+        not spec.startswith((".", "/", "~", os.sep))
+        and spec.count("/") == 1
+        and all(spec.split("/"))
+        and not Path(spec).expanduser().exists()
+    )
+
+
+def hub_cached(spec: str) -> bool:
+    """Whether the local Hugging Face cache holds ``spec``'s ``config.json``."""
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(spec, "config.json"), str)
+
+
+def model_problem(spec: str, full: bool = False) -> str | None:
+    """Why ``spec`` cannot be loaded, or None. Hub names and folders are always checked; with ``full``
+    the other names are checked against the built-in ones (this imports transformers)."""
+    path = Path(spec).expanduser()
+    if is_hub_name(spec):
+        return None if hub_cached(spec) or download_allowed() else how_to_get(spec)
+    if path.exists():
+        return None if (path / "config.json").is_file() else f"model folder {path} has no config.json"
+    if spec.startswith((".", "/", "~", os.sep)):
+        return f"model folder {spec} does not exist"
+    if full:
+        from circuitft.models.loading import EMBEDDED, cache_dir, gguf_path, model_specs
+
+        if spec == EMBEDDED and not (cache_dir() / EMBEDDED / "config.json").is_file():
+            from circuitft.errors import ModelSpecError
+
+            try:
+                gguf_path()
+            except ModelSpecError as err:
+                return str(err)
+        if spec not in model_specs():
+            return (
+                f"unknown model spec {spec!r}: not a built-in ({', '.join(model_specs())}), an existing "
+                "folder, or a hub name like 'owner/name'"
+            )
+    return None
+
+
+def data_problem(source: str) -> str | None:
+    """Why the task data ``source`` (a file or folder; ``hf:`` names are not checked) cannot be read."""
+    if source.startswith("hf:"):
+        return None
+    from circuitft.data.sources import load_rows
+    from circuitft.errors import DataError
+
+    try:
+        load_rows(source)
+    except DataError as err:
+        return str(err)
+    return None
