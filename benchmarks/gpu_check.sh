@@ -7,8 +7,8 @@
 # Uses the python3 it finds (PYTHON=... to choose) with its own torch, transformers and lightning, and src/
 # through PYTHONPATH (nothing is installed into that Python). Packages it lacks come as wheels in .whl/
 # (git-ignored), installed with `pip install --no-index --no-deps --target` into $WHEEL_SITE. Fill .whl/ on a
-# machine with network, e.g. for Python 3.12:
-#   pip download --no-deps --only-binary=:all: --python-version 3.12 -d .whl jsonargparse==4.53.0 docstring-parser typeshed-client
+# machine with network, e.g. for Python 3.12 (one line names any package still missing):
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 -d .whl peft==0.18.0
 # Figures are written to $OUT_DIR (default benchmarks/out/): gpu_check.jsonl and pytest_gpu.log.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
@@ -16,7 +16,7 @@ SMOKE=0
 for arg in "$@"; do
   case "$arg" in
     --smoke) SMOKE=1 ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
     *) echo "gpu_check: unknown option $arg (valid: --smoke)" >&2; exit 2 ;;
   esac
 done
@@ -42,9 +42,10 @@ fi
 # every package circuitft imports on this path, with the oldest version known to work
 "$PY" - <<'PYEOF' || exit 3
 import importlib, sys
-need = {"yaml": None, "jsonargparse": "4.39", "safetensors": None, "tokenizers": None, "tqdm": None,
-        "pytest": None, "tensorboard": None, "torch": "2.4", "transformers": "5.0", "lightning": "2.4",
-        "torchmetrics": None, "peft": "0.13"}  # light ones first
+# (jsonargparse, gguf and datasets are not needed here: the checks use no CLI, embedded model or hub data)
+need = {"yaml": None, "safetensors": None, "tokenizers": None, "tqdm": None, "pytest": None,
+        "tensorboard": None, "torch": "2.4", "transformers": "5.0", "lightning": "2.4", "torchmetrics": None,
+        "peft": "0.13"}  # light ones first
 wheel = {"yaml": "pyyaml"}
 def version(text):
     return tuple(int(p) for p in text.split("+")[0].split(".")[:2] if p.isdigit())

@@ -34,11 +34,11 @@ def test_unknown_option_and_missing_package_are_named(tmp_path):
     assert result.returncode == 2 and "unknown option --fast" in result.stderr
     shadow = tmp_path / "shadow"
     shadow.mkdir()
-    (shadow / "jsonargparse.py").write_text("raise ImportError('not installed here')\n")
+    (shadow / "safetensors.py").write_text("raise ImportError('not installed here')\n")
     result = run(["--smoke"], tmp_path, PYTHONPATH=str(shadow))
     assert result.returncode == 3
     assert result.stderr.strip().count("\n") == 0
-    assert "missing Python package jsonargparse" in result.stderr and ".whl/" in result.stderr
+    assert "missing Python package safetensors" in result.stderr and ".whl/" in result.stderr
 
 
 @pytest.mark.slow
