@@ -115,7 +115,10 @@ def test_too_few_pairs_skip_the_fit_with_a_note(tmp_path, capsys):
     assert rc == 0, err
     fit = json.loads((tmp_path / "rep" / "fit.json").read_text())
     assert fit["headline"]["r"] is None and fit["headline"]["n"] == 2
-    assert "fit skipped: 2 usable pairs (at least 3 needed)" in (tmp_path / "rep" / "index.html").read_text()
+    assert (
+        "fit skipped: fewer than 3 usable points (2 usable pairs, at least 3 needed)"
+        in (tmp_path / "rep" / "index.html").read_text()
+    )
 
 
 def test_two_models_warn_and_get_separate_panels(tmp_path, capsys):

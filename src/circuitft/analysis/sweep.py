@@ -25,7 +25,7 @@ import pandas as pd
 
 from circuitft.analysis.fits import MIN_POINTS, fit_line, fit_sigmoid
 from circuitft.analysis.runs import RunData
-from circuitft.eap.overlap import top_k_jaccard
+from circuitft.eap.overlap import DEFAULT_FRAC, top_k_jaccard
 
 THRESHOLD = 0.8
 PAIR_COLUMNS = [
@@ -47,7 +47,7 @@ def relative_drop(before: float, after: float) -> float:
     return (before - after) / before
 
 
-def pair_row(run: RunData, threshold: float = THRESHOLD) -> dict[str, Any] | None:
+def pair_row(run: RunData, threshold: float = THRESHOLD, frac: float = DEFAULT_FRAC) -> dict[str, Any] | None:
     """The pair numbers of one two-task run (None if the run's stream is not two tasks)."""
     if len(run.tasks) != 2:
         return None
@@ -59,7 +59,7 @@ def pair_row(run: RunData, threshold: float = THRESHOLD) -> dict[str, Any] | Non
                            "end_B": end_b_of_a}  # fmt: skip
     ga = run.graph(end_a, a) if end_a is not None else None
     gb = run.graph(end_b_of_b, b) if end_b_of_b is not None else None
-    row["jaccard"] = top_k_jaccard(ga, gb) if ga is not None and gb is not None else math.nan
+    row["jaccard"] = top_k_jaccard(ga, gb, frac=frac) if ga is not None and gb is not None else math.nan
     for short, col in (("circuit", "circuit_accuracy"), ("model", "model_accuracy")):
         before, after = run.value(end_a, a, col), run.value(end_b_of_a, a, col)
         row[f"{short}_acc_A_end_A"], row[f"{short}_acc_A_end_B"] = before, after
@@ -69,7 +69,9 @@ def pair_row(run: RunData, threshold: float = THRESHOLD) -> dict[str, Any] | Non
         if end_b_of_a is not None and end_a is not None and end_b_of_a != end_a
         else None
     )
-    row["jaccard_self"] = top_k_jaccard(ga, late) if ga is not None and late is not None else math.nan
+    row["jaccard_self"] = (
+        top_k_jaccard(ga, late, frac=frac) if ga is not None and late is not None else math.nan
+    )
     la = _loss_at(run, a, run.task_ends.get(a))
     lb = _loss_at(run, a, run.task_ends.get(b))
     row["loss_A_end_A"], row["loss_A_end_B"] = la, lb
@@ -87,9 +89,11 @@ def _loss_at(run: RunData, task: str, end: int | None) -> float:
     return float(val.sort_values("step").iloc[-1]["loss"]) if len(val) else math.nan
 
 
-def pairs_table(runs: Sequence[RunData], threshold: float = THRESHOLD) -> pd.DataFrame:
+def pairs_table(
+    runs: Sequence[RunData], threshold: float = THRESHOLD, frac: float = DEFAULT_FRAC
+) -> pd.DataFrame:
     """One row per pair run (runs whose stream is not two tasks are left out)."""
-    rows = [r for r in (pair_row(run, threshold) for run in runs) if r is not None]
+    rows = [r for r in (pair_row(run, threshold, frac) for run in runs) if r is not None]
     return pd.DataFrame(rows, columns=PAIR_COLUMNS)
 
 
@@ -101,7 +105,9 @@ def fit_variant(pairs: pd.DataFrame, x: str, y: str) -> dict[str, Any]:
     out = {"x": x, "y": y, **line, "left_out": int(len(pairs) - len(sub))}
     out["sigmoid"] = fit_sigmoid(sub[x], sub[y])
     if line.get("skipped"):
-        out["note"] = f"fit skipped: {len(sub)} usable pairs (at least {MIN_POINTS} needed)"
+        out["note"] = (
+            f"fit skipped: {line['skipped']} ({len(sub)} usable pairs, at least {MIN_POINTS} needed)"
+        )
     return out
 
 

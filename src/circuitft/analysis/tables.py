@@ -16,7 +16,7 @@ import math
 import pandas as pd
 
 from circuitft.analysis.runs import RunData
-from circuitft.eap.overlap import edge_change, node_change, node_jaccard, top_k_jaccard
+from circuitft.eap.overlap import DEFAULT_FRAC, edge_change, node_change, node_jaccard, top_k_jaccard
 
 CIRCUIT_COLUMNS = [
     "run", "step", "task", "trained_task", "task_end", "model_accuracy", "circuit_accuracy", "faithfulness",
@@ -25,8 +25,8 @@ CIRCUIT_COLUMNS = [
 ]  # fmt: skip
 
 
-def circuits_table(run: RunData) -> pd.DataFrame:
-    """One row per (step, task) of ``run``: metrics, circuit change vs the previous and the first analysis,
+def circuits_table(run: RunData, frac: float = DEFAULT_FRAC) -> pd.DataFrame:
+    """One row per (step, task) of ``run`` (``frac``: the top share of edges compared): metrics, circuit change vs the previous and the first analysis,
     ``task_end`` (this analysis stands for the end of its task) and the validation scalars at that step."""
     rows = []
     ends = {t: run.end_step(t) for t in run.tasks}
@@ -44,10 +44,10 @@ def circuits_table(run: RunData) -> pd.DataFrame:
                 row[col] = rec[col]
             row["n_edges"] = rec["n_edges"] if math.isfinite(rec["n_edges"]) else float(g.count_edges())
             row["n_nodes"] = rec["n_nodes"] if math.isfinite(rec["n_nodes"]) else float(g.count_nodes())
-            row["edge_change_prev"] = edge_change(prev, g) if prev is not None else math.nan
+            row["edge_change_prev"] = edge_change(prev, g, frac=frac) if prev is not None else math.nan
             row["node_change_prev"] = node_change(prev, g) if prev is not None else math.nan
             at_or_after = first is not None and step >= tuned[0]
-            row["edge_change_first"] = edge_change(first, g) if at_or_after else math.nan
+            row["edge_change_first"] = edge_change(first, g, frac=frac) if at_or_after else math.nan
             row["node_change_first"] = node_change(first, g) if at_or_after else math.nan
             row["val_loss"] = run.val_value(step, task, "loss")
             row["val_acc"] = run.val_value(step, task, "acc")
@@ -68,7 +68,9 @@ def first_to_last(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["task", "first_step", "last_step", "edge_change", "node_change"])
 
 
-def overlap_matrices(run: RunData, step: int | None = None) -> tuple[int | None, pd.DataFrame, pd.DataFrame]:
+def overlap_matrices(
+    run: RunData, step: int | None = None, frac: float = DEFAULT_FRAC
+) -> tuple[int | None, pd.DataFrame, pd.DataFrame]:
     """(step, edge Jaccard, node IoU) between every two tasks analysed at ``step`` (default: the last step
     at which the most tasks were analysed)."""
     recs = run.records
@@ -84,6 +86,6 @@ def overlap_matrices(run: RunData, step: int | None = None) -> tuple[int | None,
     node = pd.DataFrame(index=tasks, columns=tasks, dtype=float)
     for a in tasks:
         for b in tasks:
-            edge.loc[a, b] = top_k_jaccard(graphs[a], graphs[b])
+            edge.loc[a, b] = top_k_jaccard(graphs[a], graphs[b], frac=frac)
             node.loc[a, b] = node_jaccard(graphs[a], graphs[b])
     return step, edge, node

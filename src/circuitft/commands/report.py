@@ -51,6 +51,12 @@ def build_parser() -> OneLineParser:
         default=0.8,
         help="pairs whose A circuit accuracy at the end of A is below this are left out of the fits",
     )
+    p.add_argument(
+        "--top_frac",
+        type=float,
+        default=0.05,
+        help="share of edges (by |score|) compared by edge change and Jaccard (0.05, as the prior work)",
+    )
     p.add_argument("--max_run_sections", type=int, default=4, help="draw per-run figures for at most N runs")
     p.add_argument(
         "--max_edges", type=int, default=300, help="edges drawn in a circuit diagram (largest |score|)"
@@ -65,6 +71,8 @@ def main(name: str, argv: Sequence[str]) -> int:
         return args
     if not 0.0 <= args.threshold <= 1.0:
         raise ConfigError(f"--threshold must be in [0, 1], got {args.threshold}")
+    if not 0.0 < args.top_frac <= 1.0:
+        raise ConfigError(f"--top_frac must be in (0, 1], got {args.top_frac}")
     if args.max_run_sections < 0 or args.max_edges < 1:
         raise ConfigError("--max_run_sections must be >= 0 and --max_edges >= 1")
     out = args.out
@@ -80,7 +88,7 @@ def main(name: str, argv: Sequence[str]) -> int:
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         summary = build_report(runs, tmp, threshold=args.threshold, max_run_sections=args.max_run_sections,
-                               max_edges=args.max_edges)  # fmt: skip
+                               max_edges=args.max_edges, top_frac=args.top_frac)  # fmt: skip
         tmp.chmod(0o777 & ~_umask())
         _move_into_place(tmp, out)
     except BaseException:
@@ -127,7 +135,13 @@ def _move_into_place(tmp: Path, out: Path) -> None:
 
 # ---- building -----------------------------------------------------------------------------------------
 def build_report(
-    runs: list[Any], out: Path, *, threshold: float = 0.8, max_run_sections: int = 4, max_edges: int = 300
+    runs: list[Any],
+    out: Path,
+    *,
+    threshold: float = 0.8,
+    max_run_sections: int = 4,
+    max_edges: int = 300,
+    top_frac: float = 0.05,
 ) -> dict[str, Any]:
     """Write every figure, table and the page of ``runs`` into ``out``; returns counts and warnings."""
     from circuitft.analysis.continual import accuracy_matrix, summaries
@@ -138,11 +152,12 @@ def build_report(
     (out / "figures").mkdir(parents=True)
     (out / "tables").mkdir()
     page = html.Page(title="circuitft report")
+    page.top = f"top-{100 * top_frac:g}%"
     warnings: list[str] = []
     circuits, matrices, continual, overlaps, changes, curves = [], [], [], [], [], []
     per_run: list[dict[str, Any]] = []
     for run in runs:
-        table = circuits_table(run)
+        table = circuits_table(run, frac=top_frac)
         circuits.append(table)
         info: dict[str, Any] = {"run": run, "table": table, "matrices": {}, "summaries": {}}
         for metric in METRICS:
@@ -151,7 +166,7 @@ def build_report(
             info["matrices"][metric], info["summaries"][metric] = (r, b), s
             matrices.append(_long_matrix(run.name, metric, r, b))
             continual.append({"run": run.name, "metric": metric, **s})
-        step, edge, node = overlap_matrices(run)
+        step, edge, node = overlap_matrices(run, frac=top_frac)
         info["overlap"] = (step, edge, node)
         for a in edge.index:
             for b_ in edge.columns:
@@ -168,7 +183,7 @@ def build_report(
         warnings.append(
             f"runs of {len(models)} different models ({', '.join(models)}): shown in separate panels"
         )
-    pairs = pairs_table(runs, threshold)
+    pairs = pairs_table(runs, threshold, frac=top_frac)
     is_sweep = len(pairs) >= 2
     fits = fit_all(pairs, threshold) if is_sweep else None
 

@@ -46,6 +46,7 @@ class Page:
         self.title = title
         self.parts: list[str] = []
         self.n_figures = 0
+        self.top = "top-5%"  # the compared edge share, as captions name it
 
     def heading(self, text: str, level: int = 2) -> None:
         """A section heading."""
@@ -174,7 +175,7 @@ def run_section(page: Page, out: Path, info: dict[str, Any], *, max_edges: int =
     page.figure(out, plots.metric_over_steps(table, columns=["edge_change_prev", "node_change_prev"],
                 ylabel="change vs previous analysis", title=f"{run.name}: circuit change", boundaries=ends,
                 labels=["edge change", "node change"]), f"{key}_change",
-                "Change against the task's previous analysis: edge (top-5% sets, solid) and node (dashed); "
+                f"Change against the task's previous analysis: edge ({page.top} sets, solid) and node (dashed); "
                 "0 = same circuit.")  # fmt: skip
     page.figure(out, plots.change_bars(info["first_last"], title=f"{run.name}: first -> last"),
                 f"{key}_change_first_last",
@@ -191,8 +192,8 @@ def run_section(page: Page, out: Path, info: dict[str, Any], *, max_edges: int =
                     f"{caption}.")  # fmt: skip
     step, edge, node = info["overlap"]
     if len(edge) >= 2:
-        page.figure(out, plots.overlap_heatmap(edge, title=f"{run.name}: top-5% edge Jaccard, step {step}"),
-                    f"{key}_overlap_edges", "Edge Jaccard of the tasks' top-5% edge sets at the final analysis "
+        page.figure(out, plots.overlap_heatmap(edge, title=f"{run.name}: {page.top} edge Jaccard, step {step}"),
+                    f"{key}_overlap_edges", f"Edge Jaccard of the tasks' {page.top} edge sets at the final analysis "
                     "(1 = the same edges).")  # fmt: skip
         page.figure(out, plots.overlap_heatmap(node, title=f"{run.name}: circuit node IoU, step {step}"),
                     f"{key}_overlap_nodes", "Node IoU of the tasks' circuits at the final analysis.")  # fmt: skip
@@ -237,7 +238,7 @@ def sweep_section(page: Page, out: Path, pairs: pd.DataFrame, fits: dict[str, An
         key = f"_{slug(model)}" if len(by_model) > 1 else ""
         label = f" ({model})" if len(by_model) > 1 else ""
         for name, caption in (
-            ("headline", "Each dot a pair A -> B: x = Jaccard of A's top-5% edges at the end of A and B's at the "
+            ("headline", f"Each dot a pair A -> B: x = Jaccard of A's {page.top} edges at the end of A and B's at the "
                          "end of B, y = relative drop of A's circuit accuracy; grey crosses are left out."),
             ("model_accuracy", "As the headline, with the relative drop of A's model accuracy."),
             ("loss", "Loss variant: x = Jaccard of A's own circuit at the end of A and of B, y = relative "
