@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -9,10 +10,12 @@ import pytest
 
 from circuitft.analysis.continual import accuracy_matrix, summaries
 from circuitft.analysis.runs import find_runs, read_run
+from circuitft.analysis.sweep import pairs_table
 from circuitft.analysis.tables import circuits_table, first_to_last, overlap_matrices
+from circuitft.eap.io import write_json
 from circuitft.errors import DataError
 
-from .synth import node_names, top_names, write_prior_run, write_run
+from .synth import make_graph, node_names, top_names, write_prior_run, write_run
 
 TASKS = [("A", 10), ("B", 10), ("C", 10)]
 STEPS = [0, 4, 8, 12, 16, 20, 24, 28, 30]
@@ -153,6 +156,37 @@ def test_corrupt_record_line_names_file_and_line(tmp_path, line, match):
     log.write_text("\n".join([lines[0], line, lines[1]]) + "\n")
     with pytest.raises(DataError, match=match):
         read_run(tmp_path / "run")
+
+
+def test_failed_analyses_are_skipped(tmp_path):
+    write_run(tmp_path / "run", TASKS[:1], {0: {"A": (0.1, 0.1)}, 5: {"A": (0.2, 0.2)}})
+    log = tmp_path / "run" / "circuits" / "metrics.jsonl"
+    failed = {"step": 8, "task": "A", "graph_path": "", "error": "out of memory", "metrics": {}}
+    log.write_text(log.read_text() + json.dumps(failed) + "\n")
+    run = read_run(tmp_path / "run")
+    assert list(run.records["step"]) == [0, 5]
+
+
+def test_prior_layout_with_tasks_per_checkpoint(tmp_path):
+    # a pair run A -> B as the prior work saved it: both tasks at the end of A (0) and at the end of B (270)
+    folder = tmp_path / "Add__Sub"
+    graphs = {}
+    for n, (step, task, acc) in enumerate(
+        [(0, "Add", 0.9), (0, "Sub", 0.2), (270, "Add", 0.45), (270, "Sub", 0.95)]
+    ):
+        g = make_graph(n)
+        write_json(g, folder / f"checkpoint-{step}" / task / "graph.json")
+        (folder / f"checkpoint-{step}" / task / "metrics.json").write_text(
+            json.dumps({"model_accuracy": acc, "graph_accuracy": acc - 0.05})
+        )
+        graphs[(step, task)] = g
+    run = read_run(folder)
+    assert run.tasks == ["Add", "Sub"] and run.task_ends == {"Add": 0, "Sub": 270}
+    (row,) = pairs_table([run], threshold=0.8).to_dict("records")
+    ta, tb = top_names(graphs[(0, "Add")]), top_names(graphs[(270, "Sub")])
+    assert row["jaccard"] == pytest.approx(len(ta & tb) / len(ta | tb))
+    assert row["forgetting_model"] == pytest.approx((0.9 - 0.45) / 0.9)
+    assert row["forgetting_circuit"] == pytest.approx((0.85 - 0.40) / 0.85) and row["included"]
 
 
 def test_find_runs_errors(tmp_path):

@@ -5,6 +5,7 @@ circuitft run (what ``circuitft fit`` with the CircuitCallback writes)::
 
     <run>/config.yaml                      model name and the task stream (data.tasks, with steps)
     <run>/circuits/metrics.jsonl           one record per (step, task): accuracies, faithfulness, sizes
+                                           (records of failed analyses, with an ``error``, are skipped)
     <run>/circuits/step<SSSSSS>/<task>.safetensors   the scored graph with its circuit
     <run>/events.out.tfevents.*            TensorBoard: val/<task>/loss and val/<task>/acc
 
@@ -179,6 +180,8 @@ def read_records(path: Path) -> list[dict[str, Any]]:
             raise DataError(f"{path}: line {n}: not valid JSON ({err.msg} at column {err.colno})") from None
         if not isinstance(rec, dict):
             raise DataError(f"{path}: line {n}: expected a JSON object, got {type(rec).__name__}")
+        if rec.get("error"):  # a failed analysis: recorded, but it has no numbers and no graph
+            continue
         for key in RECORD_KEYS:
             if key not in rec:
                 raise DataError(f"{path}: line {n}: missing key {key!r}")
@@ -193,7 +196,7 @@ def read_records(path: Path) -> list[dict[str, Any]]:
         rec["_line"] = n
         rows.append(rec)
     if not rows:
-        raise DataError(f"{path}: no records (the run has not analysed any circuit yet)")
+        raise DataError(f"{path}: no usable records (the run has not analysed any circuit yet)")
     return rows
 
 
