@@ -199,3 +199,16 @@ def test_find_runs_errors(tmp_path):
         find_runs([tmp_path / "other"])
     with pytest.raises(DataError, match="no such folder"):
         find_runs([tmp_path / "missing"])
+
+
+def test_cached_measures_equal_the_overlap_module():
+    from circuitft.analysis import measures
+    from circuitft.eap import overlap
+
+    from .synth import make_graph
+
+    a, b = make_graph(7), make_graph(8)
+    for frac in (0.05, 0.2):
+        assert measures.edge_change(a, b, frac) == overlap.edge_change(a, b, frac=frac)
+        assert measures.top_jaccard(a, b, frac) == overlap.top_k_jaccard(a, b, frac=frac)
+    assert measures.edge_change(a, a) == 0.0 and measures.top_jaccard(a, a) == 1.0

@@ -24,8 +24,9 @@ from typing import Any
 import pandas as pd
 
 from circuitft.analysis.fits import MIN_POINTS, fit_line, fit_sigmoid
+from circuitft.analysis.measures import top_jaccard
 from circuitft.analysis.runs import RunData
-from circuitft.eap.overlap import DEFAULT_FRAC, top_k_jaccard
+from circuitft.eap.overlap import DEFAULT_FRAC
 
 THRESHOLD = 0.8
 PAIR_COLUMNS = [
@@ -59,7 +60,7 @@ def pair_row(run: RunData, threshold: float = THRESHOLD, frac: float = DEFAULT_F
                            "end_B": end_b_of_a}  # fmt: skip
     ga = run.graph(end_a, a) if end_a is not None else None
     gb = run.graph(end_b_of_b, b) if end_b_of_b is not None else None
-    row["jaccard"] = top_k_jaccard(ga, gb, frac=frac) if ga is not None and gb is not None else math.nan
+    row["jaccard"] = top_jaccard(ga, gb, frac=frac) if ga is not None and gb is not None else math.nan
     for short, col in (("circuit", "circuit_accuracy"), ("model", "model_accuracy")):
         before, after = run.value(end_a, a, col), run.value(end_b_of_a, a, col)
         row[f"{short}_acc_A_end_A"], row[f"{short}_acc_A_end_B"] = before, after
@@ -70,7 +71,7 @@ def pair_row(run: RunData, threshold: float = THRESHOLD, frac: float = DEFAULT_F
         else None
     )
     row["jaccard_self"] = (
-        top_k_jaccard(ga, late, frac=frac) if ga is not None and late is not None else math.nan
+        top_jaccard(ga, late, frac=frac) if ga is not None and late is not None else math.nan
     )
     la = _loss_at(run, a, run.task_ends.get(a))
     lb = _loss_at(run, a, run.task_ends.get(b))

@@ -15,8 +15,9 @@ import math
 
 import pandas as pd
 
+from circuitft.analysis.measures import edge_change, top_jaccard
 from circuitft.analysis.runs import RunData
-from circuitft.eap.overlap import DEFAULT_FRAC, edge_change, node_change, node_jaccard, top_k_jaccard
+from circuitft.eap.overlap import DEFAULT_FRAC, node_change, node_jaccard
 
 CIRCUIT_COLUMNS = [
     "run", "step", "task", "trained_task", "task_end", "model_accuracy", "circuit_accuracy", "faithfulness",
@@ -86,6 +87,6 @@ def overlap_matrices(
     node = pd.DataFrame(index=tasks, columns=tasks, dtype=float)
     for a in tasks:
         for b in tasks:
-            edge.loc[a, b] = top_k_jaccard(graphs[a], graphs[b], frac=frac)
+            edge.loc[a, b] = top_jaccard(graphs[a], graphs[b], frac=frac)
             node.loc[a, b] = node_jaccard(graphs[a], graphs[b])
     return step, edge, node
