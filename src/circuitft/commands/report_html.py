@@ -220,7 +220,7 @@ def run_section(page: Page, out: Path, info: dict[str, Any], *, max_edges: int =
         if len(tuned) >= 2 or (steps[0] == 0 and len(steps) >= 2):
             first = tuned[0] if len(tuned) >= 2 else steps[0]
             page.figure(out, plots.circuit_diff_diagram(run.graph(first, task), g_last,
-                        title=f"{run.name}: {task}", labels=(f"step {first}", f"step {steps[-1]}")),
+                        title=f"{run.name}: {task}", labels=(f"step {first}", f"step {steps[-1]}"), max_edges=max_edges),
                         f"{key}_diff_{tk}", f"{task}'s circuit from step {first} to step {steps[-1]}: grey kept, "
                         "green added, red removed edges.")  # fmt: skip
 
