@@ -78,9 +78,9 @@ def _draw_nodes(ax, cfg: GraphConfig, active: np.ndarray) -> None:  # noqa: ANN0
         on, off = mask & active, mask & ~active
         ax.scatter(pos[off, 0], pos[off, 1], s=22, marker=marker, color="#dddddd", zorder=2, linewidths=0)
         ax.scatter(pos[on, 0], pos[on, 1], s=40, marker=marker, color="#333333", zorder=3, linewidths=0)
-    if len(names) <= LABEL_LIMIT:
-        for i, name in enumerate(names):
-            ax.annotate(name, pos[i], xytext=(0, 5), textcoords="offset points", ha="center", fontsize=7)
+    labelled = range(len(names)) if len(names) <= LABEL_LIMIT else (0, len(names) - 1)  # else input, logits
+    for i in labelled:
+        ax.annotate(names[i], pos[i], xytext=(0, 5), textcoords="offset points", ha="center", fontsize=7)
     ax.set_yticks([1.0 + 2.0 * layer for layer in range(cfg.n_layers)])
     ax.set_yticklabels([f"layer {layer}" for layer in range(cfg.n_layers)], fontsize=7)
     ax.set_xticks([])
