@@ -40,10 +40,13 @@ format: install
 
 demo: install
 	@if [ -e runs/demo/checkpoints/last.ckpt ]; then \
-	  echo "runs/demo already holds the demo: watch it with $(BIN)/tensorboard --logdir runs/demo"; \
-	  echo "(resume an interrupted demo: $(BIN)/circuitft fit --config configs/demo.yaml --ckpt_path last;"; \
+	  echo "runs/demo already holds the demo (resume an interrupted one: $(BIN)/circuitft fit --config configs/demo.yaml --ckpt_path last;"; \
 	  echo " start over: make clean && make demo)"; \
 	else $(BIN)/circuitft fit --config configs/demo.yaml; fi
+	$(BIN)/circuitft report runs/demo --out runs/demo/report
+	@echo ""
+	@echo "The demo's report:  runs/demo/report/index.html  (open it in a browser; figures and CSV tables beside it)"
+	@echo "TensorBoard:        $(BIN)/tensorboard --logdir runs/demo"
 
 clean:
 	rm -rf runs lightning_logs

@@ -39,7 +39,10 @@ from circuitft.cli import main as circuitft_cli
 from circuitft.errors import CircuitftError
 from circuitft.plots import circuit_diff_diagram, save_figure
 
-HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path("demo").resolve()
+if "__file__" in globals():  # run as a script
+    HERE = Path(__file__).resolve().parent
+else:  # a notebook kernel runs in demo/ (or in the repository root)
+    HERE = Path.cwd() if (Path.cwd() / "data" / "addsub_val.csv").is_file() else Path("demo").resolve()
 parser = argparse.ArgumentParser(description="circuitft walkthrough")
 parser.add_argument("--model", default="smollm2-135m", help="model spec (default: the embedded SmolLM2)")
 parser.add_argument("--out", default="runs/walkthrough", help="output folder")
@@ -66,8 +69,8 @@ except OSError as err:
 # %% [markdown]
 # ## 1. Task data with a held-out split
 #
-# `demo/data/addsub_val.csv` holds validation rows of the built-in single-digit AddSub task (`7+5=` -> `12`;
-# the corrupted prompt changes the second operand). Built-in tasks split their problem space into
+# `demo/data/addsub_val.csv` holds validation rows of the built-in AddSub task on operands 0..19 (`12+9=` ->
+# `21`; the corrupted prompt changes the second operand). Built-in tasks split their problem space into
 # train/val/test by a hash of the problem, so these prompts never appear in training.
 
 # %%
@@ -128,7 +131,7 @@ data:
       steps: {steps}
       n_train: 2000
       n_val: 16
-      params: {{lo: 0, hi: 9, prefix: ""}}
+      params: {{lo: 0, hi: 19, prefix: ""}}
 """
 )
 run = out / "run"
@@ -169,7 +172,10 @@ print(
     f"accuracy {before_eval['model_accuracy']:.2f} -> {after_eval['model_accuracy']:.2f}, "
     f"faithfulness {before_eval['faithfulness']:.2f} -> {after_eval['faithfulness']:.2f}"
 )
-save_figure(circuit_diff_diagram(before, after, title="AddSub: untuned -> tuned"), out / "circuit_diff")
+save_figure(
+    circuit_diff_diagram(before, after, title="AddSub circuit", labels=("untuned", "tuned")),
+    out / "circuit_diff",
+)
 print(f"figures: {out / 'circuit_untuned.png'}, {out / 'circuit_diff.png'}")
 
 # %% [markdown]

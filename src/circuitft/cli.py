@@ -7,6 +7,7 @@ Subcommands dispatch to small modules under :mod:`circuitft.commands` that are i
 - ``sweep``: many training runs from one config (``circuitft.commands.sweep``)
 - ``circuit``: EAP-IG on one model/adapter (``circuitft.commands.circuit``)
 - ``tasks``: list and generate task data (``circuitft.commands.tasks``)
+- ``report``: figures and tables of runs and sweeps (``circuitft.commands.report``)
 - ``bench``: benchmarks (``circuitft.commands.bench``)
 - ``export``: a checkpoint's adapter as a peft folder (``circuitft.commands.export``)
 """
@@ -28,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sweep": ("circuitft.commands.sweep", "run a list of training runs (e.g. all ordered task pairs)"),
     "circuit": ("circuitft.commands.circuit", "find a circuit with EAP-IG and evaluate it"),
     "tasks": ("circuitft.commands.tasks", "list built-in tasks or generate task data"),
+    "report": ("circuitft.commands.report", "one static page of figures and tables from runs or a sweep"),
     "bench": ("circuitft.commands.bench", "benchmarks (EAP-IG against the plain-transformers floor)"),
     "export": ("circuitft.commands.export", "write a checkpoint's LoRA adapter as a peft adapter folder"),
 }

@@ -43,13 +43,13 @@ def _fit(root: Path, ckpt_path: str | None = None, max_steps: int = -1, ckpt_eve
 
 def test_circuits_at_every_checkpoint_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     analysed: list[int] = []
-    real = CircuitCallback._analyse_rank_zero
+    real = CircuitCallback._analyse
 
-    def counting(self, trainer, pl_module, step):
-        analysed.append(step)
-        return real(self, trainer, pl_module, step)
+    def counting(self, trainer, pl_module):
+        analysed.append(trainer.global_step)
+        return real(self, trainer, pl_module)
 
-    monkeypatch.setattr(CircuitCallback, "_analyse_rank_zero", counting)
+    monkeypatch.setattr(CircuitCallback, "_analyse", counting)
     trainer, cb = _fit(tmp_path)
     assert analysed == [0, 2, 4, 6, 8], "each checkpoint step is analysed exactly once"
     root = Path(trainer.log_dir) / "circuits"

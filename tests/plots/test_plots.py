@@ -83,6 +83,16 @@ def test_diff_diagram_counts_kept_added_removed():
     assert total == int((ea | eb).sum())
 
 
+def test_diff_diagram_max_edges_draws_the_largest_but_counts_all():
+    a, b = scored_graph(2, 15), scored_graph(3, 15)
+    fig = plots.circuit_diff_diagram(a, b, max_edges=6)
+    assert sum(len(c.get_segments()) for c in segments(fig)) == 6
+    union = a.in_graph | b.in_graph
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert f"kept ({int((a.in_graph & b.in_graph).sum())})" in labels
+    assert f"(6 of {int(union.sum())} edges drawn)" in fig.axes[0].get_title()
+
+
 def test_heatmaps_write_values_and_baseline_row():
     m = pd.DataFrame([[1.0, 0.25], [0.25, 1.0]], index=["A", "B"], columns=["A", "B"])
     fig = plots.overlap_heatmap(m, title="edge Jaccard")

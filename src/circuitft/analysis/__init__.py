@@ -4,5 +4,6 @@ continual-learning summaries, cross-task overlap, and the sweep headline (overla
 Modules: :mod:`~circuitft.analysis.runs` (reading run folders: circuitft's and the prior work's layout),
 :mod:`~circuitft.analysis.tables` (per-run tables), :mod:`~circuitft.analysis.continual` (accuracy matrix,
 ACC / BWT / FWT / forgetting), :mod:`~circuitft.analysis.sweep` (pairs A -> B and fits),
-:mod:`~circuitft.analysis.fits` (line and sigmoid fits).
+:mod:`~circuitft.analysis.fits` (line and sigmoid fits), :mod:`~circuitft.analysis.measures` (the overlap
+measures of :mod:`circuitft.eap.overlap` with each graph's top-k set computed once).
 """

@@ -10,8 +10,9 @@ Public functions (all keyword arguments after ``*`` are optional unless noted)::
         left to right in each layer, the MLP at the right end of its layer. An edge's colour is its score's
         sign (blue +, red -), its width |score|; q / k / v inputs of a head are solid / dashed / dotted and
         land at the left / middle / right of the head's marker. max_edges: draw only the largest |score|.
-    circuit_diff_diagram(graph_a, graph_b, *, title=None, labels=("a", "b")) -> Figure
-        Edges in both circuits (kept, grey), only in b (added, green), only in a (removed, red).
+    circuit_diff_diagram(graph_a, graph_b, *, title=None, labels=("a", "b"), max_edges=None) -> Figure
+        Edges in both circuits (kept, grey), only in b (added, green), only in a (removed, red); the legend
+        counts all of them, max_edges draws only the largest |score|.
     overlap_heatmap(matrix, *, title, vmin=0.0, vmax=1.0) -> Figure
         matrix: square pandas.DataFrame task x task (e.g. edge Jaccard), values written in the cells.
     accuracy_matrix_heatmap(matrix, *, baseline=None, caption=None) -> Figure

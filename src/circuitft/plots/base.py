@@ -30,10 +30,15 @@ def save_figure(fig: Figure, path_without_ext: str | os.PathLike[str], dpi: int 
     """Write ``<path>.png`` and ``<path>.svg`` (each via a temp file + rename); returns both paths."""
     base = Path(path_without_ext)
     written = []
-    for fmt in ("png", "svg"):
-        path = base.with_name(base.name + "." + fmt)
-        atomic_write(path, lambda tmp, fmt=fmt: fig.savefig(tmp, format=fmt, dpi=dpi))
-        written.append(path)
+    engine = fig.get_layout_engine()
+    try:
+        for fmt in ("png", "svg"):
+            path = base.with_name(base.name + "." + fmt)
+            atomic_write(path, lambda tmp, fmt=fmt: fig.savefig(tmp, format=fmt, dpi=dpi))
+            written.append(path)
+            fig.set_layout_engine("none")  # the layout is done: the SVG keeps the PNG's positions
+    finally:
+        fig.set_layout_engine(engine)
     return written
 
 

@@ -78,9 +78,9 @@ def _draw_nodes(ax, cfg: GraphConfig, active: np.ndarray) -> None:  # noqa: ANN0
         on, off = mask & active, mask & ~active
         ax.scatter(pos[off, 0], pos[off, 1], s=22, marker=marker, color="#dddddd", zorder=2, linewidths=0)
         ax.scatter(pos[on, 0], pos[on, 1], s=40, marker=marker, color="#333333", zorder=3, linewidths=0)
-    if len(names) <= LABEL_LIMIT:
-        for i, name in enumerate(names):
-            ax.annotate(name, pos[i], xytext=(0, 5), textcoords="offset points", ha="center", fontsize=7)
+    labelled = range(len(names)) if len(names) <= LABEL_LIMIT else (0, len(names) - 1)  # else input, logits
+    for i in labelled:
+        ax.annotate(names[i], pos[i], xytext=(0, 5), textcoords="offset points", ha="center", fontsize=7)
     ax.set_yticks([1.0 + 2.0 * layer for layer in range(cfg.n_layers)])
     ax.set_yticklabels([f"layer {layer}" for layer in range(cfg.n_layers)], fontsize=7)
     ax.set_xticks([])
@@ -139,9 +139,18 @@ def circuit_diagram(graph: Graph, *, max_edges: int | None = None, title: str | 
 
 
 def circuit_diff_diagram(
-    graph_a: Graph, graph_b: Graph, *, title: str | None = None, labels: tuple[str, str] = ("a", "b")
+    graph_a: Graph,
+    graph_b: Graph,
+    *,
+    title: str | None = None,
+    labels: tuple[str, str] = ("a", "b"),
+    max_edges: int | None = None,
 ) -> Figure:
-    """Edges kept (in both circuits), added (only in ``graph_b``) and removed (only in ``graph_a``)."""
+    """Edges kept (in both circuits), added (only in ``graph_b``) and removed (only in ``graph_a``).
+
+    The legend counts every edge; ``max_edges`` draws only the edges with the largest |score| (the larger of
+    the two graphs' scores), so that a diff of two large circuits stays readable and quick to save.
+    """
     if not graph_a.cfg.same_edges(graph_b.cfg):
         raise DataError(
             f"cannot diff circuits of different models: {graph_a.cfg.describe()} vs {graph_b.cfg.describe()}"
@@ -150,15 +159,26 @@ def circuit_diff_diagram(
     fig = new_figure(*_size(cfg))
     a, b = circuit_edges(graph_a), circuit_edges(graph_b)
     groups = [("kept", a & b, KEPT, 0.8), ("removed", a & ~b, REMOVED, 1.4), ("added", b & ~a, ADDED, 1.4)]
-    if not bool((a | b).any()):
+    union = a | b
+    if not bool(union.any()):
         return no_data(fig, f"{title + ': ' if title else ''}neither circuit has edges")
+    drawn = union
+    if max_edges is not None and int(union.sum()) > max_edges:
+        if max_edges < 1:
+            raise DataError(f"circuit_diff_diagram: max_edges must be at least 1, got {max_edges}")
+        mag = torch.maximum(graph_a.scores.detach().cpu().abs(), graph_b.scores.detach().cpu().abs())
+        mag = mag.nan_to_num(0.0).masked_fill(~union, -1.0).flatten()
+        keep = torch.sort(mag, descending=True, stable=True).indices[:max_edges]
+        drawn = torch.zeros_like(mag, dtype=torch.bool)
+        drawn[keep] = True
+        drawn = drawn.view_as(union)
     ax = fig.add_subplot()
     handles = []
     for name, mask, colour, width in groups:
-        src, dst = mask.nonzero(as_tuple=True)
-        n = len(src)
+        n = int(mask.sum())
+        src, dst = (mask & drawn).nonzero(as_tuple=True)
         handles.append(Line2D([], [], color=colour, linewidth=2, label=f"{name} ({n})"))
-        if n == 0:
+        if len(src) == 0:
             continue
         segs, styles = _segments(cfg, src, dst)
         ax.add_collection(
@@ -168,7 +188,8 @@ def circuit_diff_diagram(
     _draw_nodes(ax, cfg, nodes)
     ax.legend(handles=handles + _style_legend(), loc="upper left", fontsize=7, framealpha=0.8)
     head = title or "circuit diff"
-    ax.set_title(f"{head}: {labels[0]} -> {labels[1]}", fontsize=10)
+    shown = f" ({int(drawn.sum())} of {int(union.sum())} edges drawn)" if drawn is not union else ""
+    ax.set_title(f"{head}: {labels[0]} -> {labels[1]}{shown}", fontsize=10)
     return fig
 
 

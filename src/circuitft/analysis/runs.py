@@ -1,0 +1,373 @@
+"""Reading run folders (no model, graph files loaded only when asked for): circuitft runs and the prior
+work's layout.
+
+circuitft run (what ``circuitft fit`` with the CircuitCallback writes)::
+
+    <run>/config.yaml                      model name and the task stream (data.tasks, with steps)
+    <run>/circuits/metrics.jsonl           one record per (step, task): accuracies, faithfulness, sizes
+                                           (records of failed analyses, with an ``error``, are skipped)
+    <run>/circuits/step<SSSSSS>/<task>.safetensors   the scored graph with its circuit
+    <run>/events.out.tfevents.*            TensorBoard: val/<task>/loss and val/<task>/acc
+
+Prior work (robeskins/mech-interp-ft)::
+
+    <run>/checkpoint-<N>/graph.json + metrics.json             one task (the run folder's name)
+    <run>/checkpoint-<N>/<task>/graph.json + metrics.json      several tasks per checkpoint
+
+``metrics.json`` keys ``model_accuracy``, ``graph_accuracy`` (circuit accuracy) and
+``percentage_performance[_kl]`` (KL faithfulness %) are read; others are ignored.
+
+**Task ends.** Task i ends at the last optimizer step of task i (cumulative ``steps`` of ``data.tasks`` in
+``config.yaml``; without steps, the last analysis whose record says it trained task i). "The end of task
+i" in every table is the *last analysis at or before that step* in which the task was analysed (the
+callback analyses every N steps and at the end, not necessarily exactly at each task end). In the prior
+layout, with as many checkpoints as tasks, task i ends at the i-th checkpoint; otherwise only the last task
+has an end (the last checkpoint). A folder named ``A__B`` (as ``circuitft sweep`` names pair runs) gives the
+stream order A, B.
+
+**Validation scalars.** Lightning logs a validation made after optimizer step s at TensorBoard step s - 1;
+the ``val`` table shifts it back, so its ``step`` is the optimizer step the weights had.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from circuitft.eap.graph import Graph
+from circuitft.errors import DataError
+
+RECORD_KEYS = ("step", "task", "graph_path")
+METRIC_COLUMNS = (
+    "model_accuracy",
+    "circuit_accuracy",
+    "faithfulness",
+    "kl_faithfulness_pct",
+    "n_edges",
+    "n_nodes",
+)
+PRIOR_KEYS = {
+    "model_accuracy": ("model_accuracy",),
+    "circuit_accuracy": ("graph_accuracy", "circuit_accuracy"),
+    "kl_faithfulness_pct": ("percentage_performance_kl", "percentage_performance", "kl_faithfulness_pct"),
+    "faithfulness": ("normalised_faithfulness",),
+}
+CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+
+@dataclass
+class RunData:
+    """One run: its circuit records as a table, task order and ends, validation scalars, graph files.
+
+    ``records`` has one row per (step, task) with ``trained_task``, the :data:`METRIC_COLUMNS` and
+    ``graph_file`` (absolute path); ``val`` has ``step``, ``task``, ``loss``, ``acc`` (may be empty);
+    ``size_curve`` has ``step``, ``task``, ``fraction``, ``faithfulness``, ... (empty unless recorded).
+    """
+
+    path: Path
+    name: str
+    layout: str  # "circuitft" or "prior"
+    model: str
+    tasks: list[str]
+    task_ends: dict[str, int | None]
+    records: pd.DataFrame
+    val: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["step", "task", "loss", "acc"]))
+    size_curve: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def graph(self, step: int, task: str) -> Graph:
+        """The scored graph of ``task`` at ``step`` (read from disk on first use, then cached)."""
+        rows = self.records[(self.records["step"] == step) & (self.records["task"] == task)]
+        if rows.empty:
+            raise DataError(f"{self.path}: no circuit of task {task!r} at step {step}")
+        return _load(str(rows.iloc[0]["graph_file"]))
+
+    def end_step(self, task: str, of_task: str | None = None) -> int | None:
+        """The analysed step that stands for "the end of ``of_task``" (default ``task``) at which ``task``
+        was analysed: the last analysis of ``task`` at or before ``of_task``'s last step."""
+        end = self.task_ends.get(of_task or task)
+        if end is None:
+            return None
+        steps = self.records.loc[(self.records["task"] == task) & (self.records["step"] <= end), "step"]
+        return int(steps.max()) if len(steps) else None
+
+    def value(self, step: int | None, task: str, column: str) -> float:
+        """One number of the records (NaN when that step or task was not analysed)."""
+        if step is None:
+            return math.nan
+        rows = self.records[(self.records["step"] == step) & (self.records["task"] == task)]
+        return float(rows.iloc[0][column]) if len(rows) else math.nan
+
+    def val_value(self, step: int | None, task: str, column: str) -> float:
+        """A validation scalar at an optimizer step (NaN when not logged there)."""
+        if step is None or self.val.empty:
+            return math.nan
+        rows = self.val[(self.val["step"] == step) & (self.val["task"] == task)]
+        return float(rows.iloc[-1][column]) if len(rows) else math.nan
+
+
+@lru_cache(maxsize=8)
+def _load(path: str) -> Graph:
+    from circuitft.eap.io import load_graph
+
+    return load_graph(path)
+
+
+# ---- discovery ------------------------------------------------------------------------------------------
+def run_kind(folder: Path) -> str | None:
+    """``circuitft``, ``prior`` or None (not a run folder)."""
+    if (folder / "circuits" / "metrics.jsonl").is_file():
+        return "circuitft"
+    if any(CHECKPOINT.match(p.name) and p.is_dir() for p in folder.iterdir()):
+        return "prior"
+    return None
+
+
+def find_runs(folders: list[Path]) -> list[Path]:
+    """Every run folder among ``folders`` and (for a sweep) their sub-folders; one-line errors otherwise."""
+    found: list[Path] = []
+    for folder in folders:
+        if not folder.exists():
+            raise DataError(f"{folder}: no such folder")
+        if not folder.is_dir():
+            raise DataError(f"{folder}: not a folder (give a run folder or a sweep folder)")
+        if run_kind(folder):
+            found.append(folder)
+            continue
+        subs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+        runs = [p for p in subs if run_kind(p)]
+        if not runs:
+            what = "an empty folder" if not any(folder.iterdir()) else "not a run folder"
+            raise DataError(
+                f"{folder}: {what}: no circuits/metrics.jsonl (a circuitft run with the CircuitCallback), "
+                "no checkpoint-<N>/ folders (the prior work's layout) and no run folders under it (a sweep)"
+            )
+        found += runs
+    return found
+
+
+def read_run(folder: Path) -> RunData:
+    """Read one run folder of either layout."""
+    kind = run_kind(folder)
+    if kind == "circuitft":
+        return _read_circuitft(folder)
+    if kind == "prior":
+        return _read_prior(folder)
+    raise DataError(f"{folder}: not a run folder (no circuits/metrics.jsonl, no checkpoint-<N>/ folders)")
+
+
+# ---- circuitft layout -----------------------------------------------------------------------------------
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """The records of a ``metrics.jsonl``; a bad line raises naming the file and the line."""
+    rows = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not a UTF-8 text file ({err.reason} at byte {err.start})") from None
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{path}: line {n}: not valid JSON ({err.msg} at column {err.colno})") from None
+        if not isinstance(rec, dict):
+            raise DataError(f"{path}: line {n}: expected a JSON object, got {type(rec).__name__}")
+        if rec.get("error"):  # a failed analysis: recorded, but it has no numbers and no graph
+            continue
+        for key in RECORD_KEYS:
+            if key not in rec:
+                raise DataError(f"{path}: line {n}: missing key {key!r}")
+        if isinstance(rec["step"], bool) or not isinstance(rec["step"], int) or rec["step"] < 0:
+            raise DataError(f"{path}: line {n}: 'step' must be a non-negative integer, got {rec['step']!r}")
+        metrics = rec.get("metrics", {})
+        if not isinstance(metrics, dict):
+            raise DataError(f"{path}: line {n}: 'metrics' must be an object")
+        for k, v in metrics.items():
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)):
+                raise DataError(f"{path}: line {n}: metric {k!r} must be a number, got {v!r}")
+        rec["_line"] = n
+        rows.append(rec)
+    if not rows:
+        raise DataError(f"{path}: no usable records (the run has not analysed any circuit yet)")
+    return rows
+
+
+def _read_config(folder: Path) -> dict[str, Any]:
+    path = folder / "config.yaml"
+    if not path.is_file():
+        return {}
+    try:
+        cfg = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise DataError(f"{path}: malformed YAML ({str(err).splitlines()[0]})") from None
+    return cfg if isinstance(cfg, dict) else {}
+
+
+def _stream(cfg: dict[str, Any]) -> tuple[list[str], list[int | None]]:
+    tasks = ((cfg.get("data") or {}).get("tasks")) or []
+    names, steps = [], []
+    for t in tasks:
+        if isinstance(t, dict) and (t.get("name") or t.get("task")):
+            names.append(str(t.get("name") or t.get("task")))
+            steps.append(int(t["steps"]) if t.get("steps") is not None else None)
+    return names, steps
+
+
+def _read_circuitft(folder: Path) -> RunData:
+    log = folder / "circuits" / "metrics.jsonl"
+    recs = read_records(log)
+    cfg = _read_config(folder)
+    names, steps = _stream(cfg)
+    rows, curves = [], []
+    for rec in recs:
+        graph_file = (log.parent / str(rec["graph_path"])).resolve()
+        m = rec.get("metrics") or {}
+        row = {
+            "step": rec["step"],
+            "task": str(rec["task"]),
+            "trained_task": str(rec.get("trained_task", "")),
+        }
+        row.update({c: _num(m.get(c)) for c in METRIC_COLUMNS})
+        row["graph_file"] = str(graph_file)
+        rows.append(row)
+        for frac, point in (rec.get("size_curve") or {}).items():
+            if isinstance(point, dict):
+                curves.append({"step": rec["step"], "task": str(rec["task"]), "fraction": float(frac),
+                               **{k: _num(v) for k, v in point.items()}})  # fmt: skip
+    records = pd.DataFrame(rows).sort_values(["step", "task"], kind="stable").reset_index(drop=True)
+    if not names:
+        names = list(dict.fromkeys([r for r in records["trained_task"] if r] + list(records["task"])))
+    ends: dict[str, int | None] = {}
+    if steps and all(s is not None for s in steps):
+        total = 0
+        for name, s in zip(names, steps, strict=True):
+            total += int(s)  # type: ignore[arg-type]
+            ends[name] = total
+    else:
+        for name in names:
+            trained = records.loc[records["trained_task"] == name, "step"]
+            ends[name] = int(trained.max()) if len(trained) else None
+    model = str(((cfg.get("model") or {}).get("model")) or _graph_shape(records))
+    return RunData(folder, folder.name, "circuitft", model, names, ends, records, _read_val(folder),
+                   pd.DataFrame(curves))  # fmt: skip
+
+
+def _graph_shape(records: pd.DataFrame) -> str:
+    """A model label from the first graph file's shape (when config.yaml names none)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(records.iloc[0]["graph_file"]), framework="pt") as f:
+            cfg = json.loads((f.metadata() or {}).get("cfg", "{}"))
+        return f"{cfg.get('n_layers')} layers x {cfg.get('n_heads')} heads"
+    except Exception:  # noqa: BLE001 - only a label
+        return "unknown model"
+
+
+def _read_val(folder: Path) -> pd.DataFrame:
+    """``val/<task>/loss`` and ``val/<task>/acc`` from the run's TensorBoard events (step shifted by +1)."""
+    files = sorted(folder.glob("events.out.tfevents.*"))
+    empty = pd.DataFrame(columns=["step", "task", "loss", "acc"])
+    if not files:
+        return empty
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    values: dict[tuple[int, str], dict[str, float]] = {}
+    for path in files:
+        acc = EventAccumulator(str(path), size_guidance={"scalars": 0})
+        try:
+            acc.Reload()
+        except Exception as err:  # noqa: BLE001 - a corrupt event file
+            raise DataError(f"{path}: unreadable TensorBoard event file ({err})") from None
+        for tag in acc.Tags().get("scalars", []):
+            parts = tag.split("/")
+            if len(parts) != 3 or parts[0] != "val" or parts[2] not in ("loss", "acc"):
+                continue
+            for ev in acc.Scalars(tag):
+                values.setdefault((ev.step + 1, parts[1]), {})[parts[2]] = float(ev.value)
+    if not values:
+        return empty
+    rows = [{"step": s, "task": t, "loss": v.get("loss", math.nan), "acc": v.get("acc", math.nan)}
+            for (s, t), v in sorted(values.items())]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+# ---- prior layout ---------------------------------------------------------------------------------------
+def _read_prior(folder: Path) -> RunData:
+    checkpoints = sorted(
+        (int(m.group(1)), p) for p in folder.iterdir() if (m := CHECKPOINT.match(p.name)) and p.is_dir()
+    )
+    rows = []
+    for step, ck in checkpoints:
+        if (ck / "graph.json").is_file() or (ck / "metrics.json").is_file():
+            entries = [(folder.name, ck)]
+        else:
+            entries = [
+                (p.name, p) for p in sorted(ck.iterdir()) if p.is_dir() and (p / "graph.json").is_file()
+            ]
+        for task, where in entries:
+            if not (where / "graph.json").is_file():
+                raise DataError(f"{where}: metrics.json without graph.json")
+            row = {"step": step, "task": task, "trained_task": ""}
+            row.update(_prior_metrics(where / "metrics.json"))
+            row["graph_file"] = str((where / "graph.json").resolve())
+            rows.append(row)
+    if not rows:
+        raise DataError(f"{folder}: checkpoint-<N>/ folders without graph.json files")
+    records = pd.DataFrame(rows).sort_values(["step", "task"], kind="stable").reset_index(drop=True)
+    present = list(dict.fromkeys(records["task"]))
+    parts = folder.name.split("__")
+    names = parts if sorted(parts) == sorted(present) else present
+    steps = [s for s, _ in checkpoints]
+    if len(steps) == len(names) and len(names) > 1:
+        ends: dict[str, int | None] = dict(zip(names, steps, strict=True))
+    else:
+        ends = {n: None for n in names}
+        ends[names[-1]] = steps[-1]
+    return RunData(folder, folder.name, "prior", _prior_model(records), names, ends, records)
+
+
+def _prior_metrics(path: Path) -> dict[str, float]:
+    out = {c: math.nan for c in METRIC_COLUMNS}
+    if not path.is_file():
+        return out
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(d, dict):
+        raise DataError(f"{path}: expected a JSON object")
+    for col, keys in PRIOR_KEYS.items():
+        for k in keys:
+            if k in d:
+                v = d[k]
+                if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)):
+                    raise DataError(f"{path}: {k!r} must be a number, got {v!r}")
+                out[col] = _num(v)
+                break
+    return out
+
+
+def _prior_model(records: pd.DataFrame) -> str:
+    """A model label from the first graph.json's cfg (read as a stream: the file can be large)."""
+    path = Path(records.iloc[0]["graph_file"])
+    try:
+        with open(path, encoding="utf-8") as f:
+            head = f.read(4096)
+        m = re.search(r'"cfg"\s*:\s*(\{[^}]*\})', head)
+        cfg = json.loads(m.group(1)) if m else {}
+        return f"{cfg.get('n_layers')} layers x {cfg.get('n_heads')} heads" if cfg else "unknown model"
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return "unknown model"
+
+
+def _num(v: Any) -> float:
+    return math.nan if v is None else float(v)
