@@ -8,6 +8,7 @@ Subcommands dispatch to small modules under :mod:`circuitft.commands` that are i
 - ``circuit``: EAP-IG on one model/adapter (``circuitft.commands.circuit``)
 - ``tasks``: list and generate task data (``circuitft.commands.tasks``)
 - ``bench``: benchmarks (``circuitft.commands.bench``)
+- ``circuitlora``: CircuitLoRA plans (``circuitft.commands.circuitlora``)
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "circuit": ("circuitft.commands.circuit", "find a circuit with EAP-IG and evaluate it"),
     "tasks": ("circuitft.commands.tasks", "list built-in tasks or generate task data"),
     "bench": ("circuitft.commands.bench", "benchmarks (EAP-IG against the plain-transformers floor)"),
+    "circuitlora": ("circuitft.commands.circuitlora", "plan circuit-aware LoRA ranks (CircuitLoRA) for a fit config"),
 }
 
 

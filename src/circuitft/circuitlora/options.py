@@ -59,7 +59,22 @@ def as_options(value: CircuitLoRAOptions | dict[str, Any] | None) -> CircuitLoRA
     unknown = sorted(set(value) - known)
     if unknown:
         raise ConfigError(f"model.circuit_lora: unknown option(s) {unknown}; known: {', '.join(sorted(known))}")
+    for key, v in value.items():
+        _check_type(key, v, str(CircuitLoRAOptions.__dataclass_fields__[key].type))
     return CircuitLoRAOptions(**value)
+
+
+def _check_type(key: str, value: Any, annotation: str) -> None:
+    kinds = [k.strip() for k in annotation.split("|")]
+    if value is None and "None" in kinds:
+        return
+    ok = {
+        "int": isinstance(value, int) and not isinstance(value, bool),
+        "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+        "str": isinstance(value, str),
+    }
+    if not any(ok.get(k, False) for k in kinds):
+        raise ConfigError(f"model.circuit_lora.{key} must be {annotation}, got {value!r}")
 
 
 def check_options(opts: CircuitLoRAOptions, n_layers: int) -> None:
