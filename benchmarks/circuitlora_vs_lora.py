@@ -161,7 +161,9 @@ def main() -> None:
         seconds = dict(zip(runs, pool.map(lambda k: fit(cfgs[k], root, args.threads), runs), strict=True))
     from circuitft.models.loading import load_model
 
-    tests = held_out(base, args.seeds, args.n_test, args.test_seed, load_model(base["model"]["model"]).tokenizer)
+    tests = held_out(
+        base, args.seeds, args.n_test, args.test_seed, load_model(base["model"]["model"]).tokenizer
+    )
     lines, rows = [], []
     for s, m in runs:
         run_dir = Path(cfgs[(s, m)]["trainer"]["default_root_dir"])
@@ -191,7 +193,8 @@ def main() -> None:
         summary.append(
             f"| {label} | {mine[0]['trainable_parameters']:,} | {mine[0]['steps'] + mine[0]['probe_steps']} "
             f"({mine[0]['probe_steps']}) | {len(mine)} | {statistics.mean(accs):.3f} | {std:.3f} | "
-            + ", ".join(f"{a:.3f}" for a in accs) + " |"
+            + ", ".join(f"{a:.3f}" for a in accs)
+            + " |"
         )
     crit = [r["critical_layers"] for r in rows if r["method"] == "circuit"]
     summary += ["", f"critical layers per seed: {crit}", f"held-out rows per task: {rows[0]['test_rows']}"]

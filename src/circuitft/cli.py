@@ -28,7 +28,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "circuit": ("circuitft.commands.circuit", "find a circuit with EAP-IG and evaluate it"),
     "tasks": ("circuitft.commands.tasks", "list built-in tasks or generate task data"),
     "bench": ("circuitft.commands.bench", "benchmarks (EAP-IG against the plain-transformers floor)"),
-    "circuitlora": ("circuitft.commands.circuitlora", "plan circuit-aware LoRA ranks (CircuitLoRA) for a fit config"),
+    "circuitlora": (
+        "circuitft.commands.circuitlora",
+        "plan circuit-aware LoRA ranks (CircuitLoRA) for a fit config",
+    ),
 }
 
 

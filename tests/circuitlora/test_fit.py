@@ -58,7 +58,9 @@ def test_trained_adapter_has_the_planned_ranks(planned_run, tmp_path):
     saved = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())  # peft's own record
     assert saved["r"] == 2 and saved["lora_alpha"] == 4
     assert saved["rank_pattern"] == plan["rank_pattern"] and saved["alpha_pattern"] == plan["alpha_pattern"]
-    assert set(plan["rank_pattern"]) == {m for m in plan["ranks"] if module_layer(m) in plan["critical_layers"]}
+    assert set(plan["rank_pattern"]) == {
+        m for m in plan["ranks"] if module_layer(m) in plan["critical_layers"]
+    }
     ranks = {}
     for name, module in model.named_modules():
         if hasattr(module, "lora_A") and "default" in module.lora_A:
@@ -98,7 +100,9 @@ def test_plan_command_writes_the_same_plan_and_nothing_else(planned_run, tmp_pat
     assert ours == theirs
     assert not (tmp_path / "nothing").exists()
     # a run folder with checkpoints keeps its plan
-    rc = main(["circuitlora", "plan", "--config", str(config), "--trainer.default_root_dir", str(planned_run)])
+    rc = main(
+        ["circuitlora", "plan", "--config", str(config), "--trainer.default_root_dir", str(planned_run)]
+    )
     assert rc == 2 and "already holds a run" in capsys.readouterr().err
 
 
@@ -114,7 +118,13 @@ def test_plan_then_fit_resumes_after_sigkill_to_the_same_weights(tmp_path):
     config = write_config(tmp_path)
     whole, crashed = tmp_path / "whole", tmp_path / "crashed"
     assert _fit(config, whole).returncode == 0
-    r = _fit(config, crashed, "--trainer.callbacks+=tests.training.killer.KillAtStep", "--trainer.callbacks.step", "3")
+    r = _fit(
+        config,
+        crashed,
+        "--trainer.callbacks+=tests.training.killer.KillAtStep",
+        "--trainer.callbacks.step",
+        "3",
+    )
     assert r.returncode == -9, r.stderr[-2000:]  # killed after step 3: last.ckpt is from step 2
     plan = crashed / "circuit_lora.json"
     stamp, text = plan.stat().st_mtime_ns, plan.read_text()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from circuitft.circuitlora import plan as P
-from circuitft.circuitlora.probe import lora_shapes, plan_record
 from circuitft.circuitlora.options import CircuitLoRAOptions
+from circuitft.circuitlora.probe import lora_shapes, plan_record
 from circuitft.eap.graph import Graph, GraphConfig
 from circuitft.errors import ConfigError
 
@@ -42,7 +42,9 @@ EDGES_2L = {
 )
 def test_layer_scores_equal_a_hand_computation(assignment, expected):
     before, after = _pair(GraphConfig(n_layers=2, n_heads=1), EDGES_2L)
-    assert P.layer_scores(before, after, assignment) == pytest.approx(expected, rel=1e-6)  # scores are stored as float32
+    assert P.layer_scores(before, after, assignment) == pytest.approx(
+        expected, rel=1e-6
+    )  # scores are stored as float32
 
 
 @pytest.mark.parametrize(
@@ -62,7 +64,9 @@ def test_layer_scores_with_grouped_query_attention(assignment, expected):
         "m2->logits": (None, -0.125),  # after only: 0.125
     }
     before, after = _pair(cfg, edges)
-    assert P.layer_scores(before, after, assignment) == pytest.approx(expected, rel=1e-6)  # scores are stored as float32
+    assert P.layer_scores(before, after, assignment) == pytest.approx(
+        expected, rel=1e-6
+    )  # scores are stored as float32
 
 
 def test_edge_deltas_are_zero_off_both_circuits_and_shapes_must_agree():
@@ -110,7 +114,11 @@ def test_parameter_counts_equal_peft_own_count(spec):
         rank_pattern=record["rank_pattern"], alpha_pattern=record["alpha_pattern"],
     )  # fmt: skip
     trainable, _ = planned.get_nb_trainable_parameters()
-    assert record["parameters"]["plan"] == trainable == sum(p.numel() for p in planned.parameters() if p.requires_grad)
+    assert (
+        record["parameters"]["plan"]
+        == trainable
+        == sum(p.numel() for p in planned.parameters() if p.requires_grad)
+    )
     r_u = record["parameters"]["uniform_rank_equal_budget"]
     uniform = wrap_lora(load_model(spec).model, r_u, None, 0.0)
     assert record["parameters"]["uniform_equal_budget"] == uniform.get_nb_trainable_parameters()[0]

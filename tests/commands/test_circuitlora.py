@@ -79,7 +79,12 @@ def test_bad_options_are_one_line_and_write_nothing(tmp_path, capsys, command, o
 @pytest.mark.parametrize("command", ["fit", "plan"])
 def test_model_without_circuits_support_is_refused(tmp_path, capsys, unsupported_model, command):
     root = tmp_path / "run"
-    args = ["--config", str(_config(tmp_path, model=unsupported_model)), "--trainer.default_root_dir", str(root)]
+    args = [
+        "--config",
+        str(_config(tmp_path, model=unsupported_model)),
+        "--trainer.default_root_dir",
+        str(root),
+    ]
     assert main(["fit", *args] if command == "fit" else ["circuitlora", "plan", *args]) == 2
     line = _one_error_line(capsys)
     assert "model.lora_plan circuit needs circuits" in line and "'opt'" in line

@@ -85,7 +85,9 @@ def plan_for_run(module: Any, trainer: Any, stage: str) -> dict[str, Any]:
         opts: CircuitLoRAOptions = module.circuit_lora
         task = opts.probe_task or dm.names[0]
         if task not in dm.names:
-            raise ConfigError(f"model.circuit_lora.probe_task {task!r} is not in the stream ({', '.join(dm.names)})")
+            raise ConfigError(
+                f"model.circuit_lora.probe_task {task!r} is not in the stream ({', '.join(dm.names)})"
+            )
         i = dm.names.index(task)
         from circuitft.circuitlora.probe import make_plan
 

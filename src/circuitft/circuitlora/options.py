@@ -58,7 +58,9 @@ def as_options(value: CircuitLoRAOptions | dict[str, Any] | None) -> CircuitLoRA
     known = set(CircuitLoRAOptions.__dataclass_fields__)
     unknown = sorted(set(value) - known)
     if unknown:
-        raise ConfigError(f"model.circuit_lora: unknown option(s) {unknown}; known: {', '.join(sorted(known))}")
+        raise ConfigError(
+            f"model.circuit_lora: unknown option(s) {unknown}; known: {', '.join(sorted(known))}"
+        )
     for key, v in value.items():
         _check_type(key, v, str(CircuitLoRAOptions.__dataclass_fields__[key].type))
     return CircuitLoRAOptions(**value)
@@ -86,7 +88,9 @@ def check_options(opts: CircuitLoRAOptions, n_layers: int) -> None:
     if opts.probe_steps < 1:
         raise ConfigError(f"{where}.probe_steps must be at least 1, got {opts.probe_steps}")
     if opts.assignment not in ASSIGNMENTS:
-        raise ConfigError(f"{where}.assignment must be one of {', '.join(ASSIGNMENTS)}, got {opts.assignment!r}")
+        raise ConfigError(
+            f"{where}.assignment must be one of {', '.join(ASSIGNMENTS)}, got {opts.assignment!r}"
+        )
     if opts.rule not in RULES:
         raise ConfigError(f"{where}.rule must be one of {', '.join(RULES)}, got {opts.rule!r}")
     if opts.rule == "top_k" and not 1 <= opts.k <= n_layers:

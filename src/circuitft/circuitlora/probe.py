@@ -31,7 +31,10 @@ def lora_shapes(peft_model: torch.nn.Module) -> dict[str, tuple[int, int]]:
     shapes = {}
     for name, module in peft_model.named_modules():
         if isinstance(module, LoraLayer):
-            shapes[name.removeprefix("base_model.model.")] = (int(module.in_features), int(module.out_features))
+            shapes[name.removeprefix("base_model.model.")] = (
+                int(module.in_features),
+                int(module.out_features),
+            )
     return shapes
 
 

@@ -69,7 +69,9 @@ def plan(argv: Sequence[str]) -> Path:
     opts = module.circuit_lora
     task = opts.probe_task or dm.names[0]
     if task not in dm.names:
-        raise ConfigError(f"model.circuit_lora.probe_task {task!r} is not in the stream ({', '.join(dm.names)})")
+        raise ConfigError(
+            f"model.circuit_lora.probe_task {task!r} is not in the stream ({', '.join(dm.names)})"
+        )
     dm.tokenizer = module.tokenizer
     dm.setup("fit")
     i = dm.names.index(task)
