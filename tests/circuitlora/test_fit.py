@@ -137,3 +137,24 @@ def test_plan_then_fit_resumes_after_sigkill_to_the_same_weights(tmp_path):
     assert max((a["state_dict"][k] - b["state_dict"][k]).abs().max().item() for k in a["state_dict"]) < 1e-5
     strip = lambda s: {k: v for k, v in json.loads(s).items() if k != "probe"}  # noqa: E731
     assert strip((whole / "circuit_lora.json").read_text()) == strip(text)  # the probe is deterministic
+
+
+def test_validate_reuses_the_saved_plan(planned_run, capsys):
+    plan = planned_run / "circuit_lora.json"
+    stamp = plan.stat().st_mtime_ns
+    config = planned_run / "config.yaml"
+    rc = main(
+        ["validate", "--config", str(config), "--ckpt_path", str(planned_run / "checkpoints" / "last.ckpt")]
+    )
+    assert rc == 0
+    assert "val/AddSub/acc" in capsys.readouterr().out
+    assert plan.stat().st_mtime_ns == stamp  # no new probe
+
+
+def test_resume_with_other_plan_options_is_refused_before_anything_is_written(planned_run, tmp_path, capsys):
+    before = {p: p.stat().st_mtime_ns for p in planned_run.rglob("*") if p.is_file()}
+    rc = main(["fit", "--config", str(write_config(tmp_path, k=2)), "--trainer.default_root_dir", str(planned_run),
+               "--ckpt_path", "last"])  # fmt: skip
+    assert rc == 2
+    assert "circuit_lora=" in capsys.readouterr().err
+    assert {p: p.stat().st_mtime_ns for p in planned_run.rglob("*") if p.is_file()} == before

@@ -144,6 +144,8 @@ def check_compatible(path: str | Path, model_args: dict[str, Any], data_args: An
     if "model" not in hp:
         raise ConfigError(f"checkpoint {path} is not a circuitft LoRA checkpoint (no model hyper-parameters)")
     diff = [k for k in MODEL_KEYS if k in model_args and hp.get(k) != model_args[k]]
+    plan_keys = {"lora_plan": "uniform", "circuit_lora": None}  # CircuitLoRA; older checkpoints lack them
+    diff += [k for k, v in plan_keys.items() if k in model_args and hp.get(k, v) != model_args[k]]
     if diff:
         parts = ", ".join(f"{k}={hp.get(k)!r} (config: {model_args[k]!r})" for k in diff)
         raise ConfigError(f"checkpoint {path} was made with a different model/adapter: {parts}")
