@@ -40,12 +40,13 @@ def run_config(base: dict, seed: int, method: str, rank: int | None, root: Path)
     model = cfg.setdefault("model", {})
     model.setdefault("circuit_lora", {})["seed"] = seed
     probe = int(model["circuit_lora"].get("probe_steps", 20))
-    if method == "uniform":
+    if method in ("uniform", "uniform_short"):
         model["lora_plan"] = "uniform"
         model["lora_r"] = rank
         model["lora_alpha"] = 2 * rank
-        for task in cfg["data"]["tasks"]:  # the probe's steps go to the uniform run
-            task["steps"] = int(task["steps"]) + (probe if task is cfg["data"]["tasks"][0] else 0)
+        for task in cfg["data"]["tasks"]:  # uniform: the probe's steps go to the uniform run
+            extra = probe if method == "uniform" and task is cfg["data"]["tasks"][0] else 0
+            task["steps"] = int(task["steps"]) + extra
     else:
         model["lora_plan"] = "circuit"
     return cfg
@@ -148,6 +149,13 @@ def main() -> None:
     ap.add_argument("--out", default="runs/circuitlora_bench")
     ap.add_argument("--n_test", type=int, default=2000, help="rows drawn before removing seen ones")
     ap.add_argument("--test_seed", type=int, default=99_991)
+    ap.add_argument(
+        "--methods",
+        nargs="+",
+        default=["circuit", "uniform"],
+        choices=["circuit", "uniform", "uniform_short"],
+        help="uniform_short: the uniform rank trained only the planned run's steps (a control)",
+    )
     ap.add_argument("--jobs", type=int, default=1, help="runs at a time")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per run")
     args = ap.parse_args()
@@ -155,7 +163,7 @@ def main() -> None:
     root.mkdir(parents=True, exist_ok=True)
     base = yaml.safe_load(Path(args.config).read_text())
     rank = equal_budget_rank(base)
-    runs = [(s, m) for s in args.seeds for m in ("circuit", "uniform")]
+    runs = [(s, m) for s in args.seeds for m in args.methods]
     cfgs = {(s, m): run_config(base, s, m, rank, root) for s, m in runs}
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         seconds = dict(zip(runs, pool.map(lambda k: fit(cfgs[k], root, args.threads), runs), strict=True))
@@ -172,7 +180,7 @@ def main() -> None:
         params = sum(t.numel() for t in torch.load(ckpt, weights_only=True)["state_dict"].values())
         plan = json.loads((run_dir / "circuit_lora.json").read_text()) if m == "circuit" else None
         row = {
-            "seed": s, "method": m, "rank": rank if m == "uniform" else "plan", "trainable_parameters": params,
+            "seed": s, "method": m, "rank": "plan" if m == "circuit" else rank, "trainable_parameters": params,
             "steps": sum(int(t["steps"]) for t in cfgs[(s, m)]["data"]["tasks"]),
             "probe_steps": plan["probe"]["steps"] if plan else 0,
             "critical_layers": plan["critical_layers"] if plan else None,
@@ -184,11 +192,13 @@ def main() -> None:
     (root / "results.jsonl").write_text("\n".join(lines) + "\n")
     summary = ["| method | trainable parameters | steps (probe) | seeds | held-out acc mean | std | per seed |",
                "|---|---|---|---|---|---|---|"]  # fmt: skip
-    for m in ("circuit", "uniform"):
+    for m in args.methods:
         mine = [r for r in rows if r["method"] == m]
         accs = [statistics.mean(r["test_acc"].values()) for r in mine]
         std = statistics.stdev(accs) if len(accs) > 1 else float("nan")
-        label = "CircuitLoRA" if m == "circuit" else f"LoRA r{rank}"
+        label = {"circuit": "CircuitLoRA", "uniform": f"LoRA r{rank}"}.get(
+            m, f"LoRA r{rank}, no probe budget"
+        )
         summary.append(
             f"| {label} | {mine[0]['trainable_parameters']:,} | {mine[0]['steps'] + mine[0]['probe_steps']} "
             f"({mine[0]['probe_steps']}) | {len(mine)} | {statistics.mean(accs):.3f} | {std:.3f} | "
@@ -199,7 +209,7 @@ def main() -> None:
     summary += [
         "",
         f"critical layers per seed: {crit}",
-        f"held-out rows per seed: {[r['test_rows'] for r in rows if r['method'] == 'circuit']}",
+        f"held-out rows per seed: {[r['test_rows'] for r in rows if r['method'] == args.methods[0]]}",
     ]
     (root / "summary.md").write_text("\n".join(summary) + "\n")
     print("\n".join(summary))
