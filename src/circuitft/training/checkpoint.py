@@ -39,8 +39,14 @@ def wrap_lora(
     alpha: float | None,
     dropout: float,
     target_modules: str | list[str] = "auto",
+    rank_pattern: dict[str, int] | None = None,
+    alpha_pattern: dict[str, float] | None = None,
 ) -> PeftModel:
-    """``model`` with a fresh peft LoRA adapter (base weights frozen); bad settings raise ConfigError."""
+    """``model`` with a fresh peft LoRA adapter (base weights frozen); bad settings raise ConfigError.
+
+    ``rank_pattern`` / ``alpha_pattern`` (peft's, keyed by module name) override ``r`` / ``alpha`` per module
+    (CircuitLoRA plans, :mod:`circuitft.circuitlora`).
+    """
     if r <= 0:
         raise ConfigError(f"model.lora_r must be positive, got {r}")
     if not 0.0 <= dropout < 1.0:
@@ -56,6 +62,8 @@ def wrap_lora(
         bias="none",
         task_type="CAUSAL_LM",
         fan_in_fan_out=_conv1d(model),
+        rank_pattern=dict(rank_pattern or {}),
+        alpha_pattern=dict(alpha_pattern or {}),
     )
     try:
         return get_peft_model(model, cfg)
@@ -143,6 +151,8 @@ def check_compatible(path: str | Path, model_args: dict[str, Any], data_args: An
     if "model" not in hp:
         raise ConfigError(f"checkpoint {path} is not a circuitft LoRA checkpoint (no model hyper-parameters)")
     diff = [k for k in MODEL_KEYS if k in model_args and hp.get(k) != model_args[k]]
+    plan_keys = {"lora_plan": "uniform", "circuit_lora": None}  # CircuitLoRA; older checkpoints lack them
+    diff += [k for k, v in plan_keys.items() if k in model_args and hp.get(k, v) != model_args[k]]
     if diff:
         parts = ", ".join(f"{k}={hp.get(k)!r} (config: {model_args[k]!r})" for k in diff)
         raise ConfigError(f"checkpoint {path} was made with a different model/adapter: {parts}")
@@ -162,9 +172,12 @@ def model_from_checkpoint(path: str | Path, dtype: torch.dtype | None = None) ->
         raise ConfigError(f"checkpoint {path} is not a circuitft LoRA checkpoint (no model hyper-parameters)")
     dt = dtype if dtype is not None else DTYPES.get(hp.get("dtype", "float32"), torch.float32)
     loaded = load_model(hp["model"], dt, seed=int(hp.get("model_seed", 0)))
+    plan = (ckpt.get(CKPT_KEY) or {}).get("lora_plan")  # CircuitLoRA: per-module ranks and alphas
+    r, alpha = (plan["r"], plan["alpha"]) if plan else (int(hp["lora_r"]), hp.get("lora_alpha"))
     peft_model = wrap_lora(
-        loaded.model, int(hp["lora_r"]), hp.get("lora_alpha"), 0.0, hp.get("target_modules", "auto")
-    )
+        loaded.model, int(r), alpha, 0.0, hp.get("target_modules", "auto"),
+        rank_pattern=plan and plan["rank_pattern"], alpha_pattern=plan and plan["alpha_pattern"],
+    )  # fmt: skip
     prefix = "model."
     state = {k[len(prefix) :]: v for k, v in ckpt.get("state_dict", {}).items() if k.startswith(prefix)}
     ours = {n: p for n, p in peft_model.named_parameters() if p.requires_grad}

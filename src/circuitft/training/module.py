@@ -77,6 +77,8 @@ class LoRAModule(L.LightningModule):
             stage's own ``lr`` (data.tasks[i].lr) overrides it.
         accuracy: ``exact_match`` (every answer token right) or ``first_token`` (only the first answer
             token, as the prior work scored; numbers comparable with its accuracies).
+            from a probe run's circuits, made when the run sets up; ``lora_r``/``lora_alpha`` are then unused).
+        circuit_lora: options of the ``circuit`` plan (see :class:`circuitft.circuitlora.options.CircuitLoRAOptions`).
     """
 
     def __init__(
@@ -95,6 +97,8 @@ class LoRAModule(L.LightningModule):
         fresh_optimizer_per_task: bool = True,
         later_tasks_lr_scale: float = 1.0,
         accuracy: str = "exact_match",
+        lora_plan: str = "uniform",
+        circuit_lora: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if dtype not in DTYPES:
@@ -104,8 +108,17 @@ class LoRAModule(L.LightningModule):
             raise ConfigError(f"model.accuracy must be one of {', '.join(ACCURACY)}, got {accuracy!r}")
         self.save_hyperparameters()
         self.strict_loading = False  # checkpoints carry the adapter only
+        if lora_plan not in ("uniform", "circuit"):
+            raise ConfigError(f"model.lora_plan must be 'uniform' or 'circuit', got {lora_plan!r}")
         loaded = load_model(model, DTYPES[dtype], seed=model_seed)
-        self.model = wrap_lora(loaded.model, lora_r, lora_alpha, lora_dropout, target_modules).train()
+        self.lora_plan_record: dict[str, Any] | None = None  # CircuitLoRA plan, once applied
+        if lora_plan == "circuit":  # the adapter is planned in setup(), when the data is there
+            from circuitft.circuitlora.apply import check_plannable
+
+            self.circuit_lora = check_plannable(loaded.model, circuit_lora)
+            self.model = loaded.model.requires_grad_(False)
+        else:
+            self.model = wrap_lora(loaded.model, lora_r, lora_alpha, lora_dropout, target_modules).train()
         self.tokenizer = loaded.tokenizer
         self.tokenizer_dir = loaded.tokenizer_dir
         self.spec = model
@@ -124,11 +137,21 @@ class LoRAModule(L.LightningModule):
     def setup(self, stage: str) -> None:
         """One loss and one accuracy metric per task of the stream (identical on every rank)."""
         dm = self.trainer.datamodule if self.trainer is not None else None
+        if self.hparams.get("lora_plan") == "circuit" and self.lora_plan_record is None:
+            self._apply_circuit_plan(stage)
         names = list(getattr(dm, "names", []) or ["task"])
         if names != self.task_names:
             self.task_names = names
             self.val_loss = torch.nn.ModuleList(MeanMetric() for _ in names)
             self.val_acc = torch.nn.ModuleList(MeanMetric() for _ in names)
+
+    def _apply_circuit_plan(self, stage: str) -> None:
+        from circuitft.circuitlora.apply import PLAN_FILE, plan_for_run, wrap_planned
+
+        record = plan_for_run(self, self.trainer, stage)
+        wrap_planned(self, record, PLAN_FILE)
+        self.lora_plan_record = record
+        self.trainable_keys = {n for n, p in self.named_parameters() if p.requires_grad}
 
     def _task_steps(self) -> list[int]:
         dm = self.trainer.datamodule
@@ -150,7 +173,12 @@ class LoRAModule(L.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         """AdamW on the adapter; the LR at each step follows :func:`optim.lr_multiplier` (per-task policy)."""
         hp = self.hparams
-        params = [p for p in self.parameters() if p.requires_grad]
+        params: Any = [p for p in self.parameters() if p.requires_grad]
+        if self.lora_plan_record is not None:  # CircuitLoRA: critical modules may get a larger rate
+            from circuitft.circuitlora.apply import lr_scales
+
+            named = [(n, p) for n, p in self.named_parameters() if p.requires_grad]
+            params = optim.param_groups(named, hp.lr, lr_scales(self))
         opt = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
         steps = self._task_steps()
         dm = self.trainer.datamodule
@@ -234,6 +262,7 @@ class LoRAModule(L.LightningModule):
         checkpoint[CKPT_KEY] = {
             "signature": adapter_signature(self),
             "optimizer_task": self._opt_task,
+            "lora_plan": _plan_of_adapter(self.lora_plan_record),
             "rng": {
                 "cpu": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state() if torch.cuda.is_available() else None,
@@ -244,5 +273,14 @@ class LoRAModule(L.LightningModule):
         """Refuse a checkpoint of another model or adapter shape; restore the optimizer task and RNG."""
         check_adapter_state(checkpoint, self)
         extra = checkpoint.get(CKPT_KEY, {})
+        if extra.get("lora_plan") != _plan_of_adapter(self.lora_plan_record):
+            raise ConfigError("the checkpoint's LoRA plan (ranks, alphas, lr scale) differs from this run's")
         self._opt_task = int(extra.get("optimizer_task", 0))
         self._rng_to_restore = extra.get("rng")
+
+
+def _plan_of_adapter(record: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What rebuilding a CircuitLoRA adapter needs (stored in checkpoints), or None for a uniform one."""
+    if record is None:
+        return None
+    return {k: record[k] for k in ("r", "alpha", "rank_pattern", "alpha_pattern", "critical_lr_scale")}

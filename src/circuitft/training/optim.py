@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import bisect
 from collections import defaultdict
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Literal
 
 import torch
 
@@ -91,3 +91,14 @@ def check_policy(lr: float, weight_decay: float, schedule: str, warmup_steps: in
 def clear_state(optimizer: torch.optim.Optimizer) -> None:
     """Forget moments and step counts, as if ``optimizer`` had just been constructed."""
     optimizer.state = defaultdict(dict)
+
+
+def param_groups(
+    named_params: Iterable[tuple[str, torch.nn.Parameter]], lr: float, lr_scales: Mapping[str, float]
+) -> list[dict[str, Any]]:
+    """Optimizer parameter groups: one per learning-rate multiplier in ``lr_scales`` (name -> multiplier,
+    missing names 1.0), each with ``lr = lr * multiplier`` (a per-step schedule then scales every group)."""
+    groups: dict[float, list[torch.nn.Parameter]] = {}
+    for name, p in named_params:
+        groups.setdefault(float(lr_scales.get(name, 1.0)), []).append(p)
+    return [{"params": ps, "lr": lr * scale, "lr_scale": scale} for scale, ps in sorted(groups.items())]

@@ -1,0 +1,108 @@
+"""``circuitft circuitlora plan --config FIT.yaml [fit options] [--output PATH]``: a CircuitLoRA plan alone.
+
+Reads a fit config (the same options as ``circuitft fit``; ``model.circuit_lora`` holds the plan's
+options, ``model.lora_plan`` may be either value), runs the probe and the two circuits on the first task
+(or ``model.circuit_lora.probe_task``) and writes the plan JSON (default: ``circuit_lora.json`` in the run
+folder, ``trainer.default_root_dir``) without training the planned adapter. The plan gives the uniform rank
+with about the same trainable parameter count (``parameters.uniform_rank_equal_budget``) for a
+comparison run. It refuses to replace the plan of a run folder that already holds checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from circuitft.errors import ConfigError
+
+USAGE = "usage: circuitft circuitlora plan --config FIT.yaml [--FIT.OPTION VALUE ...] [--output PATH]"
+
+
+def _split_output(argv: list[str]) -> tuple[list[str], str | None]:
+    rest, output = [], None
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--output":
+            if i + 1 >= len(argv):
+                raise ConfigError("circuitlora plan: --output needs a path")
+            output, i = argv[i + 1], i + 2
+            continue
+        if arg.startswith("--output="):
+            output = arg.split("=", 1)[1]
+        else:
+            rest.append(arg)
+        i += 1
+    return rest, output
+
+
+def plan(argv: Sequence[str]) -> Path:
+    """Make the plan of the fit config in ``argv``; returns the path written."""
+    import warnings
+
+    from jsonargparse import ArgumentError
+
+    from circuitft.circuitlora.apply import PLAN_FILE, write_plan
+    from circuitft.circuitlora.probe import make_plan
+    from circuitft.commands.train import _cli_class, _one_line, check_config_files, trainer_defaults
+    from circuitft.data.stream import TaskStreamDataModule
+    from circuitft.training.module import LoRAModule
+
+    args, output = _split_output(list(argv))
+    check_config_files(args)
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+    try:
+        cli = _cli_class()(
+            LoRAModule, TaskStreamDataModule, args=[*args, "--model.lora_plan", "circuit"], run=False,
+            seed_everything_default=0, trainer_defaults=trainer_defaults(), save_config_callback=None,
+            parser_kwargs={"default_env": True, "exit_on_error": False}, auto_configure_optimizers=False,
+        )  # fmt: skip
+    except ArgumentError as err:
+        raise ConfigError(_one_line(str(err))) from None
+    module, dm, trainer = cli.model, cli.datamodule, cli.trainer
+    root = Path(trainer.default_root_dir)
+    path = Path(output) if output else root / PLAN_FILE
+    if output is None and any((root / "checkpoints").glob("*.ckpt")):
+        raise ConfigError(f"{root} already holds a run trained with its plan; give --output for a new plan")
+    opts = module.circuit_lora
+    task = opts.probe_task or dm.names[0]
+    if task not in dm.names:
+        raise ConfigError(
+            f"model.circuit_lora.probe_task {task!r} is not in the stream ({', '.join(dm.names)})"
+        )
+    dm.tokenizer = module.tokenizer
+    dm.setup("fit")
+    i = dm.names.index(task)
+    hp = module.hparams
+    record = make_plan(
+        module.model, dm.task_pairs(task, "train"), dm.task_pairs(task, "val"), opts,
+        batch_size=dm.batch_size, data_seed=dm.task_seed(i), lr=hp.lr, target_modules=hp.target_modules,
+        device=trainer.strategy.root_device, extra={"model": hp.model, "task": task},
+    )  # fmt: skip
+    write_plan(path, record)
+    return path
+
+
+def main(name: str, argv: Sequence[str]) -> int:
+    """Entry point of ``circuitft circuitlora``."""
+    args = list(argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(USAGE)
+        print(__doc__.split("\n\n", 1)[1].strip())
+        return 0 if args else 2
+    if args[0] != "plan":
+        raise ConfigError(f"circuitlora: unknown action {args[0]!r}; {USAGE}")
+    path = plan(args[1:])
+    record = json.loads(path.read_text())
+    params = record["parameters"]
+    print(
+        f"wrote {path}: critical layers {record['critical_layers']}, {params['plan']} trainable parameters "
+        f"(uniform rank {params['uniform_rank_equal_budget']}: {params['uniform_equal_budget']})"
+    )
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main("circuitlora", sys.argv[1:]))
