@@ -120,3 +120,27 @@ def test_record_log_replaces_by_key(tmp_path: Path) -> None:
 def test_bad_settings(kwargs: dict, fragment: str) -> None:
     with pytest.raises(ConfigError, match=fragment):
         CircuitCallback(**kwargs)
+
+
+def test_first_token_accuracy_option(tmp_path: Path) -> None:
+    """`accuracy: first_token` scores only the first answer token: never below exact match, and checked."""
+    import torch
+
+    from circuitft.data.tasks import make_pairs
+    from circuitft.eap.curve import evaluate_circuits
+    from circuitft.eap.graph import Graph
+    from circuitft.models import load_model
+
+    loaded = load_model("tiny-gpt2")
+    pairs = make_pairs("AddSub", loaded.tokenizer, n=8, seed=0, lo=10, hi=19, prefix="")
+    assert max(len(r.answer) for r in pairs.rows) > 1  # two-digit answers: at least some multi-token
+    graph = Graph.from_model(loaded.model)
+    full = graph.cfg.real_edge_mask
+    exact, first = (
+        evaluate_circuits(loaded.model, graph.cfg, [full], pairs, accuracy=a)[0]
+        for a in ("exact_match", "first_token")
+    )
+    assert bool((first.model_correct >= exact.model_correct).all())
+    assert torch.equal(exact.clean, first.clean)
+    with pytest.raises(ConfigError, match="accuracy"):
+        CircuitCallback(accuracy="top5")

@@ -38,6 +38,7 @@ class AnalysisSettings:
     dtype: str | None = None
     sizes: tuple[float, ...] = ()  # size curve fractions; empty: no size curve
     cross_tasks: frozenset[str] = frozenset()  # tasks whose circuits are evaluated on each other's data
+    accuracy: str = "exact_match"  # or "first_token" (the prior work's scoring)
 
 
 @dataclass
@@ -133,8 +134,9 @@ def _evaluate_on(
         if len(mine) == 0:
             return None
         return evaluate_circuits(
-            model, own.graph.cfg, masks, mine, metric=s.metric, batch_size=s.batch_size, dtype=s.dtype
-        )
+            model, own.graph.cfg, masks, mine, metric=s.metric, batch_size=s.batch_size, dtype=s.dtype,
+            accuracy=s.accuracy,
+        )  # fmt: skip
 
     parts = [p for p in ranks.gather(task, work) if p is not None]
     merged = [_concat([p[i] for p in parts]) for i in range(len(masks))]

@@ -72,6 +72,8 @@ class CircuitCallback(Callback):
             models with more than 50,000 edges).
         images: the cross-task edge-Jaccard heatmap and the accuracy matrix in TensorBoard.
         dirname: folder under the run's log dir.
+        accuracy: ``exact_match`` (every answer token) or ``first_token`` (the first answer token only, as the
+            prior work scored model and circuit accuracy).
     """
 
     def __init__(
@@ -95,6 +97,7 @@ class CircuitCallback(Callback):
         on_error: Literal["record", "raise"] = "record",
         diagrams: bool = True,
         images: bool = True,
+        accuracy: Literal["exact_match", "first_token"] = "exact_match",
     ) -> None:
         from circuitft.eap.attribute import BUFFER_DTYPES, check_method
         from circuitft.eap.curve import SIZES, check_sizes
@@ -117,6 +120,10 @@ class CircuitCallback(Callback):
                 f"CircuitCallback tasks must be 'seen', 'all' or a list of names, got {tasks!r}"
             )
         check_name(dirname, "CircuitCallback dirname")
+        if accuracy not in ("exact_match", "first_token"):
+            raise ConfigError(
+                f"CircuitCallback accuracy must be 'exact_match' or 'first_token', got {accuracy!r}"
+            )
         if on_error not in ("record", "raise"):
             raise ConfigError(f"CircuitCallback on_error must be 'record' or 'raise', got {on_error!r}")
         if sizes is True:
@@ -132,7 +139,7 @@ class CircuitCallback(Callback):
         self.diagrams, self.images = diagrams, images
         self.settings = AnalysisSettings(
             method=method, metric=metric, ig_steps=ig_steps, batch_size=batch_size, top_frac=top_frac,
-            top_n=top_n, dtype=None if dtype == "float32" else dtype, sizes=size_fracs,
+            top_n=top_n, dtype=None if dtype == "float32" else dtype, sizes=size_fracs, accuracy=accuracy,
         )  # fmt: skip
         self._done: set[int] = set()
         self._trained = False  # whether this process trained a step (a finished run resumed trains none)

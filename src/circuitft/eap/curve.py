@@ -61,8 +61,15 @@ def evaluate_circuits(
     metric: str = "kl",
     batch_size: int = 8,
     dtype: torch.dtype | str | None = None,
+    accuracy: str = "exact_match",
 ) -> list[EvalResult]:
-    """One :class:`EvalResult` per edge mask in ``circuits`` (each [n_forward, n_backward] bool)."""
+    """One :class:`EvalResult` per edge mask in ``circuits`` (each [n_forward, n_backward] bool).
+
+    ``accuracy="first_token"`` scores model and circuit accuracy on the first answer token only.
+    """
+    if accuracy not in ("exact_match", "first_token"):
+        raise ConfigError(f"accuracy must be 'exact_match' or 'first_token', got {accuracy!r}")
+    first = accuracy == "first_token"
     validate_pairs(pairs, metric)
     if batch_size < 1:
         raise ConfigError(f"batch_size must be positive, got {batch_size}")
@@ -88,7 +95,7 @@ def evaluate_circuits(
             lp_clean, lp_corr = torch.log_softmax(wide(clean), -1), torch.log_softmax(wide(corr), -1)
             common["clean"].append(metric_values(metric, clean, index, lp_clean))
             common["corr"].append(metric_values(metric, corr, index, lp_clean))
-            common["mc"].append(correct(clean, index))
+            common["mc"].append(correct(clean, index, first))
             common["klc"].append(index.per_example_mean(kl_rows(lp_corr, lp_clean)))
             for notin, out in zip(notins, per, strict=True):
                 work = delta.clone()  # the patched run subtracts the current outputs from its buffer
@@ -96,7 +103,7 @@ def evaluate_circuits(
                     circ = kept_logits(model, index, input_ids=batch.clean_ids, attention_mask=mask)
                 lp_circ = torch.log_softmax(wide(circ), -1)
                 out["circ"].append(metric_values(metric, circ, index, lp_clean))
-                out["cc"].append(correct(circ, index))
+                out["cc"].append(correct(circ, index, first))
                 out["klk"].append(index.per_example_mean(kl_rows(lp_corr, lp_circ)))
                 del work
     cat = lambda xs: torch.cat(xs).cpu() if xs else torch.zeros(0)  # noqa: E731
