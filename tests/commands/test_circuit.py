@@ -241,3 +241,23 @@ def test_graph_option_bad_input(tmp_path: Path, data: Path, capsys, make, extra,
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("error: ") and re.search(message, err), err
     assert not out.exists()
+
+
+def test_accuracy_option_is_recorded_and_checked(tmp_path: Path, data: Path, capsys) -> None:
+    common = (
+        "--model",
+        "tiny-gpt2",
+        "--data",
+        data,
+        "--method",
+        "EAP",
+        "--metric",
+        "logprob",
+        "--top_n",
+        "20",
+    )
+    assert run(*common, "--accuracy", "first_token", "--out", tmp_path / "a") == 0
+    metrics = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    assert metrics["accuracy"] == "first_token"
+    assert run(*common, "--accuracy", "top5", "--out", tmp_path / "b") == 2
+    assert "--accuracy" in capsys.readouterr().err and not (tmp_path / "b").exists()

@@ -62,6 +62,10 @@ def build_parser(prog: str = "circuitft circuit") -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--ig_steps", type=int, default=5, help="integrated-gradient steps (default 5)")
     p.add_argument("--metric", default="kl", help="task metric: kl (default), logit_diff, prob_diff, logprob")
+    p.add_argument(
+        "--accuracy", choices=("exact_match", "first_token"), default="exact_match",
+        help="model/circuit accuracy: every answer token (default) or the first one only (the prior work's)",
+    )  # fmt: skip
     p.add_argument("--batch_size", type=int, default=8, help="examples per batch (default 8)")
     p.add_argument(
         "--dtype", default=None, help="attribution buffers: float32 (default) or bfloat16 (half the memory)"
@@ -210,7 +214,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         select(graph, **sizes)
     result = evaluate(
         model, graph, pairs, metric=args.metric, batch_size=args.batch_size, progress=not args.quiet,
-        dtype=args.dtype,
+        dtype=args.dtype, accuracy=args.accuracy,
     )  # fmt: skip
     scores = faithfulness(result)
     seconds = time.perf_counter() - start
@@ -227,6 +231,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "method": args.method or graph.meta.get("method"),
         "graph": _str(args.graph),
         "metric": args.metric,
+        "accuracy": args.accuracy,
         "ig_steps": graph.meta.get("ig_steps")
         if saved is not None
         else (args.ig_steps if "IG" in args.method else None),
