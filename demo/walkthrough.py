@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -24,8 +26,9 @@
 # 5. compare: accuracy, faithfulness, edge and node Jaccard, a diff diagram;
 # 6. evaluate the task's circuit on another task's data.
 #
-# Run it as a script: `python demo/walkthrough.py` (the embedded SmolLM2-135M, about 5 minutes on 2 CPU
-# cores) or `python demo/walkthrough.py --model tiny-gpt2` (random weights, seconds).
+# Run it as a script: `python demo/walkthrough.py` (the embedded SmolLM2-135M; the committed outputs took
+# 11 min 40 s on 2 CPU cores shared with the test suite) or `python demo/walkthrough.py --model tiny-gpt2`
+# (random weights, seconds).
 
 # %%
 from __future__ import annotations

@@ -15,8 +15,12 @@ from typing import Any, TypeVar
 import torch.distributed as dist
 
 from circuitft.data.pairs import PromptPairs
+from circuitft.diskfull import DiskFull, is_out_of_space
 
 T = TypeVar("T")
+
+
+_DISK_FULL = "disk full: "  # marks an out-of-space error in the exchanged status (fatal, not recorded)
 
 
 class AnalysisFailed(RuntimeError):
@@ -62,13 +66,16 @@ class Ranks:
         self._raise_first(task, [s for s, _ in self._exchange((status, None))])
         return value  # type: ignore[return-value]
 
-    @staticmethod
-    def _attempt(work: Callable[[], T]) -> tuple[str | None, T | None]:
+    def _attempt(self, work: Callable[[], T]) -> tuple[str | None, T | None]:
         try:
             return None, work()
         except AnalysisFailed as err:
             return err.message, None
         except Exception as err:  # noqa: BLE001 - any failure of an analysis is reported, then re-raised
+            if is_out_of_space(err):  # a full disk stops the run (checkpoints would fail next), on every rank
+                if not self.active:
+                    raise
+                return f"{_DISK_FULL}{err}", None
             first = (str(err).strip().splitlines() or [""])[0][:300]
             return (f"{type(err).__name__}: {first}" if first else type(err).__name__), None
 
@@ -80,6 +87,9 @@ class Ranks:
         return parts
 
     def _raise_first(self, task: str, errors: list[str | None]) -> None:
+        for message in errors:
+            if message is not None and message.startswith(_DISK_FULL):
+                raise DiskFull(message[len(_DISK_FULL) :])
         for rank, message in enumerate(errors):
             if message is not None:
                 raise AnalysisFailed(task, f"{message} (rank {rank})" if self.active else message)
