@@ -33,7 +33,7 @@ def _differs(base: int):
     )
 
 
-# Independent statement of prior-work.md's rules: task -> operator symbol -> (value, valid operand pair).
+# Independent statement of the prior work's rules: task -> operator symbol -> (value, valid operand pair).
 RULES = {
     "Add": {"+": (lambda a, b: a + b, _true)},
     "Sub": {"-": (lambda a, b: a - b, lambda a, b: a >= b)},

@@ -1,4 +1,4 @@
-"""GraphConfig layout, edge counts and names against eap-ig.md section 1, name lookup, Graph helpers."""
+"""GraphConfig layout, edge counts and names against the reference layout formulas, name lookup, Graph helpers."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from circuitft.errors import DataError
 
 
 def formula_edges(L: int, H: int, G: int | None = None, parallel: bool = False) -> int:
-    """eap-ig.md section 1 formulas (G=None: no GQA)."""
+    """The reference library's layout formulas (G=None: no GQA)."""
     head_in = 3 * H if G is None else H + 2 * G
     per_layer = head_in + 2 + (H if parallel else 2 * H)  # 5H+2 / 4H+2 / 3H+2G+2 / 2H+2G+2
     return 1 + L * per_layer + (head_in + 1) * (H + 1) * L * (L - 1) // 2

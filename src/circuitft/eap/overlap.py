@@ -6,7 +6,7 @@ compared. Node sets leave ``logits`` out (it is in every circuit, so it would on
 Graphs compared with each other must have the same edges (same model shape); circuits of different tasks
 on one model compare directly.
 
-Measures (``prior-work.md`` section 3):
+Measures (as the prior work defined them; see the README, "Which numbers compare with the prior work"):
 
 - Jaccard ``|A ∩ B| / |A ∪ B|`` (1.0 for two empty sets), of circuit edges, circuit nodes or top-k sets;
 - edge change (mech-interp-ft): ``1 - |T_prev ∩ T_curr| / k``, T the top-k edges by ``|score|``,

@@ -1,7 +1,7 @@
 """The analysis form of a model: a TransformerLens 4 ``TransformerBridge`` booted from a merged copy.
 
 ``to_bridge`` is the one place that turns a training model (HF, with or without a peft LoRA adapter) into
-something TransformerLens can hook. It follows ``platform.md`` sections 2-3:
+something TransformerLens can hook, avoiding the known traps of TransformerLens 4 and peft:
 
 - boot a **merged copy** (``merged_copy``), never the training model: booting rewrites a model in place,
   and a live peft model gives wrong logits once the EAP flags are on;

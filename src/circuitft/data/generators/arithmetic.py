@@ -1,4 +1,4 @@
-"""The prior-work arithmetic tasks (see shared notes, prior-work.md section 1), seeded and regenerable.
+"""The prior work's arithmetic tasks (robeskins/mech-interp-ft), seeded and regenerable.
 
 Prompt: ``PREFIX + a OP b =`` with no spaces, e.g. ``"...final answer: 55+14="`` -> ``"69"``; base tasks
 write operands and answer in base N and say so in the prefix. Corruption keeps ``a`` and the operator and
