@@ -294,29 +294,10 @@ def _tokenizer(spec: str) -> Any:
 
 def _analysis_model(args: argparse.Namespace, spec: str) -> Any:
     """The merged, frozen float32 model: base + ``--adapter`` or the ``--ckpt`` adapter."""
-    from circuitft.models import load_model
-    from circuitft.models.merge import merged_copy
+    from circuitft.models.analysis import load_analysis_model
 
-    if args.ckpt is not None:
-        from circuitft.training.checkpoint import model_from_checkpoint
-
-        loaded = model_from_checkpoint(args.ckpt)
-        if args.model and loaded.spec != args.model:
-            raise ConfigError(
-                f"--ckpt {args.ckpt} was trained on {loaded.spec!r}, not --model {args.model!r}"
-            )
-        return merged_copy(loaded.model)
-    loaded = load_model(spec)
-    if args.adapter is None:
-        return merged_copy(loaded.model)
-    from peft import PeftModel
-
-    try:
-        peft_model = PeftModel.from_pretrained(loaded.model, str(args.adapter))
-    except (ValueError, RuntimeError, KeyError, OSError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ConfigError(f"--adapter {args.adapter}: does not fit model {spec!r} ({first})") from None
-    return merged_copy(peft_model)
+    model = args.model if args.ckpt is not None else spec
+    return load_analysis_model(model, adapter=args.adapter, checkpoint=args.ckpt).model
 
 
 def _task_name(data: str) -> str:
