@@ -220,22 +220,6 @@ def load_circuit(path: str | os.PathLike[str], cfg: GraphConfig | None = None) -
 
 
 def _load_json(path: Path) -> dict[str, Any]:
-    try:
-        with open(path, encoding="utf-8") as f:
-            d = json.load(f)
-    except FileNotFoundError:
-        raise DataError(f"{path}: graph file not found") from None
-    except json.JSONDecodeError as err:
-        raise DataError(
-            f"{path}: not valid JSON ({err.msg} at line {err.lineno} column {err.colno})"
-        ) from None
-    except UnicodeDecodeError as err:
-        raise DataError(f"{path}: not a UTF-8 text file ({err.reason} at byte {err.start})") from None
-    if not isinstance(d, dict):
-        raise DataError(f"{path}: expected a JSON object with keys cfg, nodes, edges")
-    for key in ("cfg", "nodes", "edges"):
-        if not isinstance(d.get(key), dict):
-            raise DataError(
-                f"{path}: top-level key {key!r} must be a JSON object (a graph file needs cfg, nodes, edges)"
-            )
-    return d
+    from circuitft.eap.io import load_graph_dict
+
+    return load_graph_dict(path)

@@ -109,10 +109,13 @@ def write_json(graph: Graph, path: str | os.PathLike[str]) -> None:
     atomic_write(path, save)
 
 
-def read_json(path: str | os.PathLike[str], cfg: GraphConfig | None = None) -> Graph:
-    """Read a JSON graph (ours or the reference library's); see the module docstring."""
+def load_graph_dict(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The parsed JSON object of a graph file, with its ``cfg``, ``nodes`` and ``edges`` objects checked.
+
+    Any problem (missing file, invalid JSON or UTF-8, a missing or malformed top-level key) is one
+    :class:`DataError` naming the file.
+    """
     path = Path(path)
-    where = f"{path}: "
     try:
         with open(path, encoding="utf-8") as f:
             d = json.load(f)
@@ -131,6 +134,14 @@ def read_json(path: str | os.PathLike[str], cfg: GraphConfig | None = None) -> G
             raise DataError(f"{path}: missing top-level key {key!r} (a graph file needs cfg, nodes, edges)")
         if not isinstance(d[key], dict):
             raise DataError(f"{path}: top-level key {key!r} must be a JSON object")
+    return d
+
+
+def read_json(path: str | os.PathLike[str], cfg: GraphConfig | None = None) -> Graph:
+    """Read a JSON graph (ours or the reference library's); see the module docstring."""
+    path = Path(path)
+    where = f"{path}: "
+    d = load_graph_dict(path)
     file_cfg = _parse_cfg(d["cfg"], where)
     edges: dict[str, Any] = d["edges"]
     names = list(edges)
