@@ -156,11 +156,13 @@ def read_collapsed_json(path: str | os.PathLike[str], cfg: GraphConfig | None = 
     ``cfg`` (optional) is the shape of the model it must fit; a file of another shape raises
     :class:`DataError`. Edges not listed are out of the circuit with score 0; a ``null`` score reads as 0.
     """
+    return _collapsed_from_dict(_load_json(Path(path)), Path(path), cfg)
+
+
+def _collapsed_from_dict(d: dict[str, Any], path: Path, cfg: GraphConfig | None) -> CollapsedGraph:
     from circuitft.eap.io import _parse_cfg, _read_nodes, _same_d_model
 
-    path = Path(path)
     where = f"{path}: "
-    d = _load_json(path)
     file_cfg = _parse_cfg(d["cfg"], where)
     if cfg is not None and not (cfg.same_edges(file_cfg) and _same_d_model(cfg, file_cfg)):
         raise DataError(f"{where}graph has {file_cfg.describe()}, model has {cfg.describe()}")
@@ -211,12 +213,17 @@ def write_collapsed_json(graph: CollapsedGraph, path: str | os.PathLike[str]) ->
 
 def load_circuit(path: str | os.PathLike[str], cfg: GraphConfig | None = None) -> Graph | CollapsedGraph:
     """Read any graph file: a collapsed JSON as a :class:`CollapsedGraph`, anything else as a :class:`Graph`."""
-    from circuitft.eap.io import load_graph
+    from circuitft.eap.io import graph_from_dict, load_graph
 
     path = Path(path)
-    if path.suffix == ".json" and is_collapsed(list(_load_json(path)["edges"])):
-        return read_collapsed_json(path, cfg)
-    return load_graph(path, cfg)
+    if path.suffix != ".json":
+        return load_graph(path, cfg)
+    d = _load_json(path)  # parsed once, whichever kind it is
+    return (
+        _collapsed_from_dict(d, path, cfg)
+        if is_collapsed(list(d["edges"]))
+        else graph_from_dict(d, path, cfg)
+    )
 
 
 def _load_json(path: Path) -> dict[str, Any]:

@@ -139,9 +139,13 @@ def load_graph_dict(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def read_json(path: str | os.PathLike[str], cfg: GraphConfig | None = None) -> Graph:
     """Read a JSON graph (ours or the reference library's); see the module docstring."""
+    return graph_from_dict(load_graph_dict(path), path, cfg)
+
+
+def graph_from_dict(d: dict[str, Any], path: str | os.PathLike[str], cfg: GraphConfig | None = None) -> Graph:
+    """The :class:`Graph` of an already parsed graph file ``d`` (from :func:`load_graph_dict`; ``path`` for errors)."""
     path = Path(path)
     where = f"{path}: "
-    d = load_graph_dict(path)
     file_cfg = _parse_cfg(d["cfg"], where)
     edges: dict[str, Any] = d["edges"]
     names = list(edges)
