@@ -21,7 +21,8 @@ import lightning as L
 import torch
 
 from circuitft.data.stream import TaskStreamDataModule
-from circuitft.training.module import LoRAModule, answer_loss
+from circuitft.training.answers import answer_loss
+from circuitft.training.module import LoRAModule
 
 
 class StepTimer(L.Callback):

@@ -59,7 +59,7 @@ def equal_budget_rank(base: dict) -> int:
     from circuitft.circuitlora.options import as_options
     from circuitft.circuitlora.probe import lora_shapes
     from circuitft.models.loading import load_model
-    from circuitft.training.checkpoint import wrap_lora
+    from circuitft.models.lora import wrap_lora
 
     model = base["model"]
     opts = as_options(model.get("circuit_lora"))
@@ -126,8 +126,8 @@ def score(ckpt: Path, tests: dict) -> dict[str, float]:
     """Teacher-forced exact match of every answer token on each task's held-out rows."""
     import torch
 
+    from circuitft.training.answers import exact_match
     from circuitft.training.checkpoint import model_from_checkpoint
-    from circuitft.training.module import exact_match
 
     model = model_from_checkpoint(ckpt).model
     acc = {}

@@ -103,7 +103,7 @@ def test_module_layer_from_names():
 @pytest.mark.parametrize("spec", ["tiny-gpt2", "tiny-llama", "tiny-neox"])
 def test_parameter_counts_equal_peft_own_count(spec):
     from circuitft.models.loading import load_model
-    from circuitft.training.checkpoint import wrap_lora
+    from circuitft.models.lora import wrap_lora
 
     probe = wrap_lora(load_model(spec).model, 2, 4.0, 0.0)
     shapes = lora_shapes(probe)

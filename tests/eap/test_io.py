@@ -94,7 +94,7 @@ def test_safetensors_round_trip(tmp_path: Path, cfg: GraphConfig) -> None:
     path = tmp_path / "graph.safetensors"
     save_graph(g, path)
     assert_same(g, load_graph(path))
-    assert_same(g, Graph.load(path, cfg))
+    assert_same(g, load_graph(path, cfg))
     from safetensors import safe_open
 
     with safe_open(str(path), "pt") as f:

@@ -8,9 +8,9 @@ import transformers
 from model_helpers import random_ids
 
 from circuitft.models.architectures import ARCHITECTURES, tiny_architectures
+from circuitft.models.lora import default_targets, wrap_lora
 from circuitft.models.merge import merged_copy
 from circuitft.models.tiny import tiny_specs
-from circuitft.training.checkpoint import default_targets, wrap_lora
 
 FAMILIES = list(tiny_architectures())
 

@@ -131,7 +131,7 @@ def log_chart(trainer: Any, record: dict[str, Any]) -> None:
 def wrap_planned(module: Any, record: dict[str, Any], source: str) -> None:
     """Replace ``module.model`` (the unwrapped base) by the base with the planned adapter."""
     from circuitft.circuitlora.probe import lora_shapes
-    from circuitft.training.checkpoint import wrap_lora
+    from circuitft.models.lora import wrap_lora
 
     hp = module.hparams
     peft_model = wrap_lora(

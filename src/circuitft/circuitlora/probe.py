@@ -69,7 +69,7 @@ def train_probe(
 ) -> list[float]:
     """``steps`` AdamW steps on the answer tokens of the run's first training batches; returns the losses."""
     from circuitft.data.batches import StageBatches
-    from circuitft.training.module import answer_loss
+    from circuitft.training.answers import answer_loss
 
     batches = StageBatches([train_pairs], [data_seed], [1.0], 0, batch_size, 0, 1)
     params = [p for p in peft_model.parameters() if p.requires_grad]
@@ -107,7 +107,7 @@ def make_plan(
 ) -> dict[str, Any]:
     """Run the probe on the unwrapped ``model`` (left as it was) and return the plan record (JSON-ready)."""
     from circuitft.eap.overlap import edge_jaccard
-    from circuitft.training.checkpoint import wrap_lora
+    from circuitft.models.lora import wrap_lora
 
     t0 = time.perf_counter()
     pairs = val_pairs.subset(range(min(opts.n_examples, len(val_pairs))))

