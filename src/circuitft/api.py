@@ -21,8 +21,8 @@ from typing import Any
 import torch
 
 from circuitft.data.pairs import PromptPairs
+from circuitft.eap import DEFAULT_TOP_FRAC
 from circuitft.eap.graph import Graph
-from circuitft.eap.select import DEFAULT_TOP_FRAC
 from circuitft.errors import ConfigError
 from circuitft.models.loading import LoadedModel
 

@@ -11,6 +11,7 @@ DTYPES: dict[str, torch.dtype] = {
     "float64": torch.float64,
 }
 MODEL_DTYPES = ("float32", "bfloat16", "float16")  # the weights of a model that is trained
+AUTOCAST_DTYPES = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}  # Lightning precision -> autocast
 
 
 def dtype_name(dtype: torch.dtype) -> str:

@@ -26,7 +26,7 @@ import pandas as pd
 from circuitft.analysis.fits import MIN_POINTS, fit_line, fit_sigmoid
 from circuitft.analysis.measures import top_jaccard
 from circuitft.analysis.runs import RunData
-from circuitft.eap.overlap import DEFAULT_FRAC
+from circuitft.eap import DEFAULT_TOP_FRAC
 
 THRESHOLD = 0.8
 PAIR_COLUMNS = [
@@ -48,7 +48,9 @@ def relative_drop(before: float, after: float) -> float:
     return (before - after) / before
 
 
-def pair_row(run: RunData, threshold: float = THRESHOLD, frac: float = DEFAULT_FRAC) -> dict[str, Any] | None:
+def pair_row(
+    run: RunData, threshold: float = THRESHOLD, frac: float = DEFAULT_TOP_FRAC
+) -> dict[str, Any] | None:
     """The pair numbers of one two-task run (None if the run's stream is not two tasks)."""
     if len(run.tasks) != 2:
         return None
@@ -91,7 +93,7 @@ def _loss_at(run: RunData, task: str, end: int | None) -> float:
 
 
 def pairs_table(
-    runs: Sequence[RunData], threshold: float = THRESHOLD, frac: float = DEFAULT_FRAC
+    runs: Sequence[RunData], threshold: float = THRESHOLD, frac: float = DEFAULT_TOP_FRAC
 ) -> pd.DataFrame:
     """One row per pair run (runs whose stream is not two tasks are left out)."""
     rows = [r for r in (pair_row(run, threshold, frac) for run in runs) if r is not None]

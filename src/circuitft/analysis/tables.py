@@ -17,7 +17,8 @@ import pandas as pd
 
 from circuitft.analysis.measures import edge_change, top_jaccard
 from circuitft.analysis.runs import RunData
-from circuitft.eap.overlap import DEFAULT_FRAC, node_change, node_jaccard
+from circuitft.eap import DEFAULT_TOP_FRAC
+from circuitft.eap.overlap import node_change, node_jaccard
 
 CIRCUIT_COLUMNS = [
     "run", "step", "task", "trained_task", "task_end", "model_accuracy", "circuit_accuracy", "faithfulness",
@@ -26,7 +27,7 @@ CIRCUIT_COLUMNS = [
 ]  # fmt: skip
 
 
-def circuits_table(run: RunData, frac: float = DEFAULT_FRAC) -> pd.DataFrame:
+def circuits_table(run: RunData, frac: float = DEFAULT_TOP_FRAC) -> pd.DataFrame:
     """One row per (step, task) of ``run`` (``frac``: the top share of edges compared): metrics, circuit change vs the previous and the first analysis,
     ``task_end`` (this analysis stands for the end of its task) and the validation scalars at that step."""
     rows = []
@@ -70,7 +71,7 @@ def first_to_last(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def overlap_matrices(
-    run: RunData, step: int | None = None, frac: float = DEFAULT_FRAC
+    run: RunData, step: int | None = None, frac: float = DEFAULT_TOP_FRAC
 ) -> tuple[int | None, pd.DataFrame, pd.DataFrame]:
     """(step, edge Jaccard, node IoU) between every two tasks analysed at ``step`` (default: the last step
     at which the most tasks were analysed)."""

@@ -21,6 +21,7 @@ import torch
 
 from circuitft.callbacks.ranks import AnalysisFailed, Ranks
 from circuitft.data.pairs import PromptPairs
+from circuitft.eap import DEFAULT_TOP_FRAC
 from circuitft.eap.evaluate import EvalResult, faithfulness
 from circuitft.eap.graph import Graph
 
@@ -33,7 +34,7 @@ class AnalysisSettings:
     metric: str = "kl"
     ig_steps: int = 5
     batch_size: int = 8
-    top_frac: float | None = 0.05
+    top_frac: float | None = DEFAULT_TOP_FRAC
     top_n: int | None = None
     dtype: str | None = None
     sizes: tuple[float, ...] = ()  # size curve fractions; empty: no size curve

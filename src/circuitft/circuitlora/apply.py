@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from circuitft.circuitlora.options import CircuitLoRAOptions, as_options, check_options
+from circuitft.dtypes import AUTOCAST_DTYPES
 from circuitft.errors import ConfigError
 from circuitft.files import atomic_write_text
 
@@ -73,7 +74,7 @@ def _resuming(trainer: Any) -> bool:
 
 def _autocast(trainer: Any) -> torch.dtype | None:
     precision = str(getattr(trainer, "precision", ""))
-    return {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(precision)
+    return AUTOCAST_DTYPES.get(precision)
 
 
 def plan_for_run(module: Any, trainer: Any, stage: str) -> dict[str, Any]:

@@ -30,6 +30,8 @@ import torch
 from circuitft.commands.args import OneLineParser, parse
 from circuitft.data.pairs import PromptPairs
 from circuitft.data.rows import PromptRow
+from circuitft.dtypes import dtype_name
+from circuitft.eap import DEFAULT_TOP_FRAC
 from circuitft.errors import ConfigError
 
 KEYS = (
@@ -118,7 +120,7 @@ def run_eap_bench(
     ig_steps: int = 5,
     repeats: int = 2,
     device: str | None = None,
-    circuit_frac: float = 0.05,
+    circuit_frac: float = DEFAULT_TOP_FRAC,
     model: torch.nn.Module | None = None,
 ) -> dict[str, object]:
     """Run the benchmark and return its record (see module docstring); times are the best of ``repeats``.
@@ -189,7 +191,7 @@ def run_eap_bench(
         "eap_ratio": round(best["eap"] / best["floor"], 3), "eval_seconds": round(best["eval"], 4),
         "eval_floor_seconds": round(best["eval_floor"], 4),
         "eval_ratio": round(best["eval"] / best["eval_floor"], 3), "eval_circuit_edges": k,
-        "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
+        "dtype": dtype_name(next(model.parameters()).dtype),
         "eap_seconds_per_100_batches": round(100 * best["eap"] / batches, 3),
         "eval_seconds_per_100_batches": round(100 * best["eval"] / batches, 3),
         "eap_peak_gib": round(peak["eap"] / 2**30, 3), "floor_peak_gib": round(peak["floor"] / 2**30, 3),

@@ -26,10 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from circuitft.commands.args import OneLineParser, parse
+from circuitft.eap import DEFAULT_TOP_FRAC
 from circuitft.errors import CircuitftError, ConfigError
 from circuitft.outputs import check_writable, output_error
-
-DEFAULT_TOP_FRAC = 0.05
 
 
 def _bool(text: str) -> bool:

@@ -35,6 +35,7 @@ from typing import Any
 import pandas as pd
 
 from circuitft.commands.args import OneLineParser, parse
+from circuitft.eap import DEFAULT_TOP_FRAC
 from circuitft.errors import ConfigError
 
 METRICS = ("model_accuracy", "circuit_accuracy", "faithfulness", "kl_faithfulness_pct", "val_acc")
@@ -54,8 +55,8 @@ def build_parser() -> OneLineParser:
     p.add_argument(
         "--top_frac",
         type=float,
-        default=0.05,
-        help="share of edges (by |score|) compared by edge change and Jaccard (0.05, as the prior work)",
+        default=DEFAULT_TOP_FRAC,
+        help=f"share of edges (by |score|) compared by edge change and Jaccard ({DEFAULT_TOP_FRAC}, as the prior work)",
     )
     p.add_argument("--max_run_sections", type=int, default=4, help="draw per-run figures for at most N runs")
     p.add_argument(
@@ -141,7 +142,7 @@ def build_report(
     threshold: float = 0.8,
     max_run_sections: int = 4,
     max_edges: int = 300,
-    top_frac: float = 0.05,
+    top_frac: float = DEFAULT_TOP_FRAC,
 ) -> dict[str, Any]:
     """Write every figure, table and the page of ``runs`` into ``out``; returns counts and warnings."""
     from circuitft.analysis.continual import accuracy_matrix, summaries

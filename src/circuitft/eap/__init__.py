@@ -18,6 +18,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+DEFAULT_TOP_FRAC = 0.05  # the circuit size when none is given: 5% of the edges, as the prior work chose
+
 _EXPORTS: dict[str, str | tuple[str, str]] = {
     "Graph": "circuitft.eap.graph",
     "GraphConfig": "circuitft.eap.graph",

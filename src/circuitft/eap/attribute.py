@@ -28,6 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from circuitft.data.pairs import PairBatch, PromptPairs
+from circuitft.dtypes import DTYPES, dtype_name
 from circuitft.eap.graph import Graph, GraphConfig
 from circuitft.eap.metrics import (
     LOSS_SIGN,
@@ -68,12 +69,7 @@ def analysis_mode(model: torch.nn.Module) -> Iterator[None]:
         model.train(training)
 
 
-BUFFER_DTYPES = {
-    "float32": torch.float32,
-    "bfloat16": torch.bfloat16,
-    "float16": torch.float16,
-    "float64": torch.float64,
-}
+BUFFER_DTYPES = DTYPES  # every dtype name works for the buffers
 
 
 def buffer_dtype(model: torch.nn.Module, dtype: torch.dtype | str | None) -> torch.dtype:
@@ -412,7 +408,7 @@ def attribute(
         passes_per_batch=passes,
         n_examples=len(pairs),
         batch_size=batch_size,
-        buffer_dtype=str(dtype).removeprefix("torch."),
+        buffer_dtype=dtype_name(dtype),
         task=pairs.task,
         model=str(getattr(model.config, "name_or_path", "") or type(model).__name__),
     )

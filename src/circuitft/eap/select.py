@@ -26,10 +26,9 @@ from numbers import Integral, Real
 
 import torch
 
+from circuitft.eap import DEFAULT_TOP_FRAC as DEFAULT_TOP_FRAC  # re-exported: the default of top_frac
 from circuitft.eap.graph import Graph, GraphConfig
 from circuitft.errors import ConfigError, DataError
-
-DEFAULT_TOP_FRAC = 0.05  # the prior work's circuit size: 5% of the edges
 
 
 def select(
