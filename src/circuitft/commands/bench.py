@@ -32,6 +32,7 @@ from circuitft.data.pairs import PromptPairs
 from circuitft.data.rows import PromptRow
 from circuitft.dtypes import dtype_name
 from circuitft.eap import DEFAULT_TOP_FRAC
+from circuitft.eap.topk import top_k
 from circuitft.errors import ConfigError
 
 KEYS = (
@@ -172,7 +173,7 @@ def run_eap_bench(
         # circuit for evaluation: the top circuit_frac of edges by |score| (every destination gets patched)
         real = graph.cfg.real_edge_mask
         k = max(1, int(circuit_frac * graph.n_edges))
-        top = graph.scores.abs().masked_fill(~real, -1).flatten().topk(k).indices
+        top = top_k(graph.scores.abs().masked_fill(~real, -1), k)
         graph.in_graph = torch.zeros_like(real).flatten().index_fill_(0, top, True).view_as(real)
         floor_evaluation(model, warm, batch_size)
         for _ in range(repeats):

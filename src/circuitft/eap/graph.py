@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from circuitft.eap.topk import top_k
 from circuitft.errors import DataError
 
 
@@ -402,7 +403,7 @@ class Graph:
         mask = self.cfg.real_edge_mask & (self.in_graph.cpu() if circuit_only else True)
         src, dst = mask.nonzero(as_tuple=True)
         scores = self.scores.detach().cpu().float()[src, dst]
-        order = torch.sort(scores.abs().nan_to_num(nan=-1.0), descending=True, stable=True).indices[:n]
+        order = top_k(scores.abs(), n)
         fwd, bwd = self.cfg.forward_names, self.cfg.backward_names
         rows = []
         for i in order.tolist():

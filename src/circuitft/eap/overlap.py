@@ -31,6 +31,7 @@ import torch
 from circuitft.eap import DEFAULT_TOP_FRAC
 from circuitft.eap.collapsed import CollapsedGraph, as_collapsed
 from circuitft.eap.graph import Graph
+from circuitft.eap.topk import top_k_mask
 from circuitft.errors import ConfigError, DataError
 
 Set = torch.Tensor | set | frozenset
@@ -61,11 +62,7 @@ def top_k_edges(
     scores = graph.scores.detach().cpu()
     rank = scores.abs() if absolute else scores.clone()
     rank = rank.float().nan_to_num(nan=-math.inf).masked_fill(~graph.cfg.real_edge_mask, -math.inf)
-    # stable descending sort: ties keep canonical order (topk's tie order is unspecified)
-    order = torch.sort(rank.flatten(), descending=True, stable=True).indices[:k]
-    mask = torch.zeros(rank.numel(), dtype=torch.bool)
-    mask[order] = True
-    return mask.view_as(rank)
+    return top_k_mask(rank, k)
 
 
 def default_k(graph: Graph, k: int | None = None, frac: float = DEFAULT_TOP_FRAC) -> int:
