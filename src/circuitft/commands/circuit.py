@@ -16,10 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,8 +24,9 @@ from typing import Any
 
 from circuitft.commands.args import OneLineParser, parse
 from circuitft.eap import DEFAULT_TOP_FRAC
-from circuitft.errors import CircuitftError, ConfigError
-from circuitft.outputs import check_writable, output_error
+from circuitft.errors import ConfigError
+from circuitft.files import atomic_folder
+from circuitft.outputs import check_writable
 
 
 def _bool(text: str) -> bool:
@@ -257,7 +255,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         write_safetensors(graph, folder / "graph.safetensors")
         (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
 
-    _write_folder(args.out, write)
+    atomic_folder(write, args.out, option="--out")
     return metrics
 
 
@@ -301,33 +299,6 @@ def _analysis_model(args: argparse.Namespace, spec: str) -> Any:
 
 def _task_name(data: str) -> str:
     return data.split(":", 1)[1] if data.startswith("hf:") else Path(data).stem
-
-
-def _write_folder(out: Path, write: Any) -> None:
-    """Write into a fresh temporary sibling of ``out``, then move it (or its files) into place.
-
-    Errors name ``out`` (the user's path), never the temporary folder."""
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    except OSError as err:
-        raise output_error(out, err, "--out") from None
-    try:
-        mask = os.umask(0o022)
-        os.umask(mask)
-        tmp.chmod(0o777 & ~mask)  # mkdtemp makes it private; the result should be an ordinary folder
-        write(tmp)
-        if not out.exists():
-            os.replace(tmp, out)
-            return
-        for item in tmp.iterdir():  # existing folder: replace our files one by one, keep the others
-            os.replace(item, out / item.name)
-        tmp.rmdir()
-    except (OSError, CircuitftError) as err:
-        raise output_error(out, err, "--out", tmp) from None
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _plain(value: Any) -> Any:

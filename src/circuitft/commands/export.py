@@ -61,11 +61,11 @@ def export_adapter(ckpt: str | Path, out: str | Path) -> Path:
     }
     config = ckpt.resolve().parent.parent / "config.yaml"
 
-    def write(tmp: str) -> None:
+    def write(tmp: Path) -> None:
         loaded.model.save_pretrained(tmp)
-        (Path(tmp) / "circuitft.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        (tmp / "circuitft.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
         if config.is_file():
-            shutil.copyfile(config, Path(tmp) / "config.yaml")
+            shutil.copyfile(config, tmp / "config.yaml")
 
     if out.is_dir():  # an empty folder the user made: replace it
         out.rmdir()

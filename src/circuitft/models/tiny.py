@@ -81,7 +81,7 @@ def build_tokenizer(folder: Path) -> PreTrainedTokenizerFast:
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", unk_token="<unk>", pad_token="<pad>"
     )
-    atomic_folder(fast.save_pretrained, folder)  # DDP ranks may build it at the same time
+    atomic_folder(fast.save_pretrained, folder, overwrite=False)  # DDP ranks may build it at the same time
     return PreTrainedTokenizerFast.from_pretrained(str(folder))
 
 
