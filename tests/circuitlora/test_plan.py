@@ -110,9 +110,13 @@ def test_parameter_counts_equal_peft_own_count(spec):
     opts = CircuitLoRAOptions(k=1, r_critical=6, alpha_critical=12, r_other=3, alpha_other=6)
     record = plan_record(shapes, [0.1, 0.9], [1], opts)
     planned = wrap_lora(
-        load_model(spec).model, record["r"], record["alpha"], 0.0,
-        rank_pattern=record["rank_pattern"], alpha_pattern=record["alpha_pattern"],
-    )  # fmt: skip
+        load_model(spec).model,
+        record["r"],
+        record["alpha"],
+        0.0,
+        rank_pattern=record["rank_pattern"],
+        alpha_pattern=record["alpha_pattern"],
+    )
     trainable, _ = planned.get_nb_trainable_parameters()
     assert (
         record["parameters"]["plan"]

@@ -44,10 +44,16 @@ def fc_file(path, edges: dict[str, float], nodes: list[str]):
 
 
 # F has 6 full edges; collapsed, input->a0.h0<k> and <v> become one edge: 5 collapsed edges.
-F = full({
-    "input->a0.h0<k>": 1.0, "input->a0.h0<v>": -0.5, "a0.h0->a1.h1<q>": 2.0, "a1.h1->logits": 3.0,
-    "input->a1.h0<v>": 0.25, "a1.h0->logits": 0.5,
-})  # fmt: skip
+F = full(
+    {
+        "input->a0.h0<k>": 1.0,
+        "input->a0.h0<v>": -0.5,
+        "a0.h0->a1.h1<q>": 2.0,
+        "a1.h1->logits": 3.0,
+        "input->a1.h0<v>": 0.25,
+        "a1.h0->logits": 0.5,
+    }
+)
 C_EDGES = {
     "input->a0.h0": 4.0,
     "a0.h0->a1.h1": 1.0,

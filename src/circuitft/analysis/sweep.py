@@ -30,10 +30,25 @@ from circuitft.eap import DEFAULT_TOP_FRAC
 
 THRESHOLD = 0.8
 PAIR_COLUMNS = [
-    "run", "model", "A", "B", "end_A", "end_B", "jaccard", "circuit_acc_A_end_A", "circuit_acc_A_end_B",
-    "forgetting_circuit", "model_acc_A_end_A", "model_acc_A_end_B", "forgetting_model", "jaccard_self",
-    "loss_A_end_A", "loss_A_end_B", "loss_change", "included",
-]  # fmt: skip
+    "run",
+    "model",
+    "A",
+    "B",
+    "end_A",
+    "end_B",
+    "jaccard",
+    "circuit_acc_A_end_A",
+    "circuit_acc_A_end_B",
+    "forgetting_circuit",
+    "model_acc_A_end_A",
+    "model_acc_A_end_B",
+    "forgetting_model",
+    "jaccard_self",
+    "loss_A_end_A",
+    "loss_A_end_B",
+    "loss_change",
+    "included",
+]
 VARIANTS = {
     "headline": ("jaccard", "forgetting_circuit"),
     "model_accuracy": ("jaccard", "forgetting_model"),
@@ -58,8 +73,14 @@ def pair_row(
     end_a = run.end_step(a)  # A's analysis at the end of A
     end_b_of_b = run.end_step(b)  # B's analysis at the end of B
     end_b_of_a = run.end_step(a, of_task=b)  # A's analysis at the end of B
-    row: dict[str, Any] = {"run": run.name, "model": run.model, "A": a, "B": b, "end_A": end_a,
-                           "end_B": end_b_of_a}  # fmt: skip
+    row: dict[str, Any] = {
+        "run": run.name,
+        "model": run.model,
+        "A": a,
+        "B": b,
+        "end_A": end_a,
+        "end_B": end_b_of_a,
+    }
     ga = run.graph(end_a, a) if end_a is not None else None
     gb = run.graph(end_b_of_b, b) if end_b_of_b is not None else None
     row["jaccard"] = top_jaccard(ga, gb, frac=frac) if ga is not None and gb is not None else math.nan

@@ -21,10 +21,24 @@ from circuitft.eap import DEFAULT_TOP_FRAC
 from circuitft.eap.overlap import node_change, node_jaccard
 
 CIRCUIT_COLUMNS = [
-    "run", "step", "task", "trained_task", "task_end", "model_accuracy", "circuit_accuracy", "faithfulness",
-    "kl_faithfulness_pct", "n_edges", "n_nodes", "edge_change_prev", "node_change_prev", "edge_change_first",
-    "node_change_first", "val_loss", "val_acc",
-]  # fmt: skip
+    "run",
+    "step",
+    "task",
+    "trained_task",
+    "task_end",
+    "model_accuracy",
+    "circuit_accuracy",
+    "faithfulness",
+    "kl_faithfulness_pct",
+    "n_edges",
+    "n_nodes",
+    "edge_change_prev",
+    "node_change_prev",
+    "edge_change_first",
+    "node_change_first",
+    "val_loss",
+    "val_acc",
+]
 
 
 def circuits_table(run: RunData, frac: float = DEFAULT_TOP_FRAC) -> pd.DataFrame:
@@ -40,8 +54,13 @@ def circuits_table(run: RunData, frac: float = DEFAULT_TOP_FRAC) -> pd.DataFrame
         prev = None
         for (_, rec), step in zip(recs.iterrows(), steps, strict=True):
             g = run.graph(step, task)
-            row = {"run": run.name, "step": step, "task": task, "trained_task": rec["trained_task"],
-                   "task_end": ends.get(task) == step}  # fmt: skip
+            row = {
+                "run": run.name,
+                "step": step,
+                "task": task,
+                "trained_task": rec["trained_task"],
+                "task_end": ends.get(task) == step,
+            }
             for col in ("model_accuracy", "circuit_accuracy", "faithfulness", "kl_faithfulness_pct"):
                 row[col] = rec[col]
             row["n_edges"] = rec["n_edges"] if math.isfinite(rec["n_edges"]) else float(g.count_edges())
@@ -64,9 +83,16 @@ def first_to_last(table: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for task, rows_t in table.groupby("task", sort=False):
         last = rows_t.sort_values("step").iloc[-1]
-        rows.append({"task": task, "first_step": int(rows_t.loc[rows_t["step"] > 0, "step"].min())
-                     if (rows_t["step"] > 0).any() else math.nan, "last_step": int(last["step"]),
-                     "edge_change": last["edge_change_first"], "node_change": last["node_change_first"]})  # fmt: skip
+        tuned = rows_t.loc[rows_t["step"] > 0, "step"]
+        rows.append(
+            {
+                "task": task,
+                "first_step": int(tuned.min()) if len(tuned) else math.nan,
+                "last_step": int(last["step"]),
+                "edge_change": last["edge_change_first"],
+                "node_change": last["node_change_first"],
+            }
+        )
     return pd.DataFrame(rows, columns=["task", "first_step", "last_step", "edge_change", "node_change"])
 
 

@@ -94,11 +94,18 @@ def plan_for_run(module: Any, trainer: Any, stage: str) -> dict[str, Any]:
 
         hp = module.hparams
         record = make_plan(
-            module.model, dm.task_pairs(task, "train"), dm.task_pairs(task, "val"), opts,
-            batch_size=dm.batch_size, data_seed=dm.task_seed(i), lr=hp.lr,
-            target_modules=hp.target_modules, device=trainer.strategy.root_device,
-            autocast=_autocast(trainer), extra={"model": hp.model, "task": task},
-        )  # fmt: skip
+            module.model,
+            dm.task_pairs(task, "train"),
+            dm.task_pairs(task, "val"),
+            opts,
+            batch_size=dm.batch_size,
+            data_seed=dm.task_seed(i),
+            lr=hp.lr,
+            target_modules=hp.target_modules,
+            device=trainer.strategy.root_device,
+            autocast=_autocast(trainer),
+            extra={"model": hp.model, "task": task},
+        )
         write_plan(path, record)
         log_chart(trainer, record)
     trainer.strategy.barrier("circuit-lora-plan")
@@ -136,9 +143,14 @@ def wrap_planned(module: Any, record: dict[str, Any], source: str) -> None:
 
     hp = module.hparams
     peft_model = wrap_lora(
-        module.model, int(record["r"]), float(record["alpha"]), hp.lora_dropout, hp.target_modules,
-        rank_pattern=record["rank_pattern"], alpha_pattern=record["alpha_pattern"],
-    )  # fmt: skip
+        module.model,
+        int(record["r"]),
+        float(record["alpha"]),
+        hp.lora_dropout,
+        hp.target_modules,
+        rank_pattern=record["rank_pattern"],
+        alpha_pattern=record["alpha_pattern"],
+    )
     if sorted(lora_shapes(peft_model)) != sorted(record["ranks"]):
         raise ConfigError(f"{source} was made for other LoRA modules than model.target_modules gives")
     module.model = peft_model.train()

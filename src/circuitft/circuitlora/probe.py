@@ -49,9 +49,15 @@ def find_circuit(model: torch.nn.Module, pairs: PromptPairs, opts: CircuitLoRAOp
     model.train(was_training)
     graph = Graph.from_model(copy)
     attribute(
-        copy, graph, pairs, method=opts.method, metric=opts.metric, ig_steps=opts.ig_steps,
-        batch_size=opts.batch_size, progress=False,
-    )  # fmt: skip
+        copy,
+        graph,
+        pairs,
+        method=opts.method,
+        metric=opts.metric,
+        ig_steps=opts.ig_steps,
+        batch_size=opts.batch_size,
+        progress=False,
+    )
     select(graph, top_frac=opts.top_frac)
     del copy
     return graph

@@ -139,9 +139,15 @@ class BatchRuns:
     """
 
     def __init__(
-        self, model, sites: ModelSites, cfg: GraphConfig, batch: PairBatch, metric: str, dtype,
+        self,
+        model,
+        sites: ModelSites,
+        cfg: GraphConfig,
+        batch: PairBatch,
+        metric: str,
+        dtype,
         corrupted_run: bool = True,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.batch, self.metric, self.sites, self.cfg = batch, metric, sites, cfg
         self.index = AnswerIndex.from_batch(batch, metric)
         self.mask = batch.attention_mask
@@ -189,10 +195,15 @@ def repeated_index(index: AnswerIndex, k: int) -> AnswerIndex:
     shift = lambda t, step: None if t is None else torch.cat([t + j * step for j in range(k)])  # noqa: E731
     rep = lambda t: None if t is None else t.repeat(k)  # noqa: E731
     return AnswerIndex(
-        index.mask.repeat(k, 1), shift(index.example, index.n_examples), rep(index.token),
-        index.n_examples * k, rep(index.answer_len), shift(index.diff_row, n), rep(index.diff_answer),
+        index.mask.repeat(k, 1),
+        shift(index.example, index.n_examples),
+        rep(index.token),
+        index.n_examples * k,
+        rep(index.answer_len),
+        shift(index.diff_row, n),
+        rep(index.diff_answer),
         rep(index.diff_wrong),
-    )  # fmt: skip
+    )
 
 
 def _grad_pass(model, runs: BatchRuns, embeds: torch.Tensor, hooks: Handles | None = None) -> None:

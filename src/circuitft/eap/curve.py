@@ -127,6 +127,6 @@ def evaluate_circuits(
                 shared["klc"],
                 cat(out["klk"]),
                 int((c.cpu() & real).sum()),
-            )  # fmt: skip
+            )
         )
     return results

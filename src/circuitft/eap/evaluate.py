@@ -115,9 +115,16 @@ def evaluate(
     position = torch.cat(order) if order else torch.zeros(0, dtype=torch.long)
     cat = {k: torch.cat(v).cpu()[torch.argsort(position)] for k, v in out.items()}
     return EvalResult(
-        metric, cat["clean"], cat["corr"], cat["circ"], cat["mc"], cat["cc"], cat["klc"], cat["klk"],
+        metric,
+        cat["clean"],
+        cat["corr"],
+        cat["circ"],
+        cat["mc"],
+        cat["cc"],
+        cat["klc"],
+        cat["klk"],
         int((graph.in_graph.cpu() & cfg.real_edge_mask).sum()),
-    )  # fmt: skip
+    )
 
 
 def faithfulness(result: EvalResult) -> dict[str, float]:

@@ -288,9 +288,9 @@ class GraphConfig:
 
     def same_edges(self, other: GraphConfig) -> bool:
         """Whether ``other`` has exactly the same edges (``d_model`` is not compared)."""
-        return (self.n_layers, self.n_heads, self.groups, self.parallel_attn_mlp) == (
-            other.n_layers, other.n_heads, other.groups, other.parallel_attn_mlp,
-        )  # fmt: skip
+        mine = (self.n_layers, self.n_heads, self.groups, self.parallel_attn_mlp)
+        theirs = (other.n_layers, other.n_heads, other.groups, other.parallel_attn_mlp)
+        return mine == theirs
 
 
 class Graph:

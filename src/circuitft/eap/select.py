@@ -59,7 +59,7 @@ def select(
         apply_threshold(graph, threshold, absolute=absolute, prune=prune)
     else:
         apply_greedy(graph, greedy_n, absolute=absolute, prune=prune)  # type: ignore[arg-type]
-    (option, value), = given.items()  # fmt: skip
+    [(option, value)] = given.items()
     graph.meta["selection"] = {"option": option, "value": value, "absolute": absolute, "prune": prune}
     return graph
 

@@ -118,9 +118,14 @@ def model_from_checkpoint(path: str | Path, dtype: torch.dtype | None = None) ->
     plan = (ckpt.get(CKPT_KEY) or {}).get("lora_plan")  # CircuitLoRA: per-module ranks and alphas
     r, alpha = (plan["r"], plan["alpha"]) if plan else (int(hp["lora_r"]), hp.get("lora_alpha"))
     peft_model = wrap_lora(
-        loaded.model, int(r), alpha, 0.0, hp.get("target_modules", "auto"),
-        rank_pattern=plan and plan["rank_pattern"], alpha_pattern=plan and plan["alpha_pattern"],
-    )  # fmt: skip
+        loaded.model,
+        int(r),
+        alpha,
+        0.0,
+        hp.get("target_modules", "auto"),
+        rank_pattern=plan and plan["rank_pattern"],
+        alpha_pattern=plan and plan["alpha_pattern"],
+    )
     prefix = "model."
     state = {k[len(prefix) :]: v for k, v in ckpt.get("state_dict", {}).items() if k.startswith(prefix)}
     ours = {n: p for n, p in peft_model.named_parameters() if p.requires_grad}
