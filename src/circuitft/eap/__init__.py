@@ -1,7 +1,9 @@
 """Edge attribution patching with integrated gradients (EAP-IG) on circuitft models.
 
 - :mod:`circuitft.eap.graph`: :class:`Graph` / :class:`GraphConfig`, the edge graph as dense tensors
-- :mod:`circuitft.eap.select`: choosing a circuit (top-n, top fraction, threshold, greedy) and pruning
+- :mod:`circuitft.eap.select`: choosing a circuit (top-n, top fraction, threshold, greedy) and pruning;
+  :data:`DEFAULT_TOP_FRAC` (here) is the circuit size wherever none is given
+- :mod:`circuitft.eap.topk`: the one top-k (largest first, ties by position) every ranking uses
 - :mod:`circuitft.eap.io`: reference-compatible JSON and compact safetensors files
 - :mod:`circuitft.eap.overlap`: Jaccard, edge change, node change between circuits
 - :mod:`circuitft.eap.collapsed`: graphs with q/k/v merged per head (FinetuneCircuits' files)
