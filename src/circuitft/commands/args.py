@@ -82,6 +82,8 @@ def only_one(args: Any, names: Sequence[str], where: str = "") -> None:
 
 # ---- one-line messages --------------------------------------------------------------------------------
 _KEY = re.compile(r'^Parser key "([^"]+)"(?: element \d+)?:\s*(.*)$', re.S)
+_UNKNOWN = re.compile(r"^(?:Option '([^']+)' is not accepted|\w+ '([^']+)' does not accept option '([^']+)')")
+_OWN = {"help", "config", "print_config", "print_shtab"}
 _VALUE = re.compile(r"(?:Got|Given) value:\s*(.*?)\s*$", re.S)
 
 
@@ -100,6 +102,14 @@ def one_line_error(parser: Any, message: str, argv: Sequence[str] = ()) -> str:
             return f"{option}: expected {expected}, got {value.group(1)!r}{source}"
         detail = re.sub(r"^Not of type \w+:\s*", "", _join(rest))
         return f"{option}: {detail[:1].lower()}{detail[1:]}{source}"
+    m = _UNKNOWN.match(message)
+    if m:
+        key = m.group(1) or (
+            m.group(3) if m.group(2) in dict(_subparsers(parser)) else f"{m.group(2)}.{m.group(3)}"
+        )
+        sub = dict(_subparsers(parser)).get(m.group(2) or "", parser)
+        valid = sorted(a.dest for a in sub._actions if a.option_strings and a.dest not in _OWN)
+        return f"unknown option {key!r}{_config_source(key, argv)}; valid: {', '.join(valid)}"
     m = re.match(r"the following arguments are required: (.*)$", message)
     if m:
         names = [_option_name(parser, k.strip()) for k in m.group(1).split(",")]
