@@ -296,7 +296,7 @@ def _parser() -> Any:
     from typing import Literal
 
     p = make_parser("circuitft bench", __doc__.splitlines()[0])
-    p.add_argument("which", type=Literal["eap"], help="benchmark to run")
+    p.add_argument("which", type=Literal["eap"], metavar="BENCHMARK", help="benchmark to run: eap")
     p.add_argument("--model", type=str, default="smollm2-135m", help="model spec")
     p.add_argument("--batch_size", type=int, default=6, help="examples per batch")
     p.add_argument("--seq_len", type=int, default=25, help="tokens per synthetic example")
