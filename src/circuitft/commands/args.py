@@ -100,7 +100,7 @@ def one_line_error(parser: Any, message: str, argv: Sequence[str] = ()) -> str:
         source = _config_source(key, argv)
         if expected and value:
             return f"{option}: expected {expected}, got {value.group(1)!r}{source}"
-        detail = re.sub(r"^Not of type \w+:\s*", "", _join(rest))
+        detail = re.sub(r"^Not of type \w+:\s*", "", _join(_union_error(rest)))
         return f"{option}: {detail[:1].lower()}{detail[1:]}{source}"
     m = _UNKNOWN.match(message)
     if m:
@@ -118,6 +118,17 @@ def one_line_error(parser: Any, message: str, argv: Sequence[str] = ()) -> str:
     if m:
         return f"missing {m.group(1).upper()}: one of {m.group(2).replace(',', ', ')}"
     return _join(message)
+
+
+def _union_error(text: str) -> str:
+    """Of jsonargparse's "does not validate against any of the Union subtypes" list, the error that is not
+    about the None alternative (an optional option's real type)."""
+    if "Union subtypes" not in text or "Errors:" not in text:
+        return text
+    errors = text.split("Errors:", 1)[1].split("Given value type:", 1)[0]
+    lines = [ln.strip().lstrip("- ").strip() for ln in errors.splitlines() if ln.strip()]
+    real = [ln for ln in lines if "NoneType" not in ln]
+    return real[0] if real else text
 
 
 def _join(text: str) -> str:

@@ -106,10 +106,20 @@ def build_parser(prog: str = "circuitft sweep") -> Any:
                             "and a time estimate; run nothing"),
     )  # fmt: skip
     p.add_argument(
-        "extra", type=str, nargs="*", default=[],
-        help="extra fit arguments for every run, after `--` (e.g. -- --trainer.precision bf16-mixed)",
+        "--extra", type=list[str], default=[],
+        help="extra fit arguments for every run, after the run's own; everything after `--` is added here "
+        "(e.g. -- --trainer.precision bf16-mixed)",
     )  # fmt: skip
     return p
+
+
+def after_dashes(argv: Sequence[str]) -> list[str]:
+    """``argv`` with the fit arguments after ``--`` turned into ``--extra+=ARG`` (added to ``extra``)."""
+    argv = list(argv)
+    if "--" not in argv:
+        return argv
+    i = argv.index("--")
+    return [*argv[:i], *(f"--extra+={a}" for a in argv[i + 1 :])]
 
 
 def _sweep_file(args: Any) -> Path | None:
@@ -276,7 +286,7 @@ def fit_command(fit_config: Path, folder: Path, run: Run, extra: Sequence[str], 
 
 def main(name: str, argv: Sequence[str]) -> int:
     """Entry point of ``circuitft sweep``."""
-    args = parse(build_parser(f"circuitft {name}"), argv)
+    args = parse(build_parser(f"circuitft {name}"), after_dashes(argv))
     if isinstance(args, int):  # --help, --print_config
         return args
     fit_config, root, runs = sweep_runs(args)
