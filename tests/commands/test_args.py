@@ -28,16 +28,34 @@ def cli(capsys: pytest.CaptureFixture, *argv: str | Path) -> tuple[int, str, str
 COMMANDS = {
     "circuit": (
         ["circuit"],
-        ["--model", "tiny-gpt2", "--data", "rows.csv", "--method", "EAP", "--top_n", "7", "--prepend_bos",
-         "false", "--quiet", "--adapter", "adapters/a", "--out", "out/c"],
+        [
+            "--model",
+            "tiny-gpt2",
+            "--data",
+            "rows.csv",
+            "--method",
+            "EAP",
+            "--top_n",
+            "7",
+            "--prepend_bos",
+            "false",
+            "--quiet",
+            "--adapter",
+            "adapters/a",
+            "--out",
+            "out/c",
+        ],
     ),
     "tasks show": (["tasks", "show"], ["Add", "--n", "2", "--param", "lo=0", "hi=9", "--split", "val"]),
     "tasks make": (["tasks", "make"], ["AddSub", "--n", "3", "--seed", "4", "--no-bos", "--out", "x.jsonl"]),
     "tasks check": (["tasks", "check"], ["rows.csv", "--model", "tiny-gpt2", "--no_bos", "true"]),
-    "sweep": (["sweep"], ["--config", str(QUICK_PAIRS), "--shard", "1/2", "--dry_run", "--", "--model.lr", "0.1"]),
+    "sweep": (
+        ["sweep"],
+        ["--config", str(QUICK_PAIRS), "--shard", "1/2", "--dry_run", "--", "--model.lr", "0.1"],
+    ),
     "bench": (["bench"], ["eap", "--model", "tiny-gpt2", "--threads", "1", "--device", "cpu"]),
     "export": (["export"], ["runs/x/checkpoints/last.ckpt", "--out", "adapters/x"]),
-}  # fmt: skip
+}
 
 
 def with_print_config(options: list[str]) -> list[str]:
@@ -77,8 +95,16 @@ def test_print_config_values(capsys: pytest.CaptureFixture) -> None:
     assert printed["quiet"] is True and printed["adapter"] == "adapters/a" and printed["ig_steps"] == 5
     prefix, options = COMMANDS["tasks make"]
     printed = yaml.safe_load(cli(capsys, *prefix, *options, "--print_config")[1])
-    assert printed == {"name": "AddSub", "n": 3, "seed": 4, "split": "all", "param": [], "out": "x.jsonl",
-                       "model": None, "no_bos": True}  # fmt: skip
+    assert printed == {
+        "name": "AddSub",
+        "n": 3,
+        "seed": 4,
+        "split": "all",
+        "param": [],
+        "out": "x.jsonl",
+        "model": None,
+        "no_bos": True,
+    }
     prefix, options = COMMANDS["sweep"]
     printed = yaml.safe_load(cli(capsys, *prefix, *with_print_config(options))[1])
     assert printed["fit_config"] == str(REPO / "configs" / "quick.yaml")  # absolute: loads from anywhere
@@ -93,8 +119,9 @@ def test_a_config_file_runs_the_command(tmp_path: Path, capsys: pytest.CaptureFi
     argv = ["AddSub", "--n", "4", "--seed", "3", "--param", "lo=0", "hi=9"]
     assert cli(capsys, "tasks", "make", *argv, "--out", out_cli)[0] == 0
     config = tmp_path / "make.yaml"
-    config.write_text(yaml.safe_dump({"name": "AddSub", "n": 4, "seed": 3, "param": ["lo=0", "hi=9"],
-                                      "out": str(out_cfg)}))  # fmt: skip
+    config.write_text(
+        yaml.safe_dump({"name": "AddSub", "n": 4, "seed": 3, "param": ["lo=0", "hi=9"], "out": str(out_cfg)})
+    )
     assert cli(capsys, "tasks", "make", "--config", config)[0] == 0
     assert out_cfg.read_text() == out_cli.read_text() and len(out_cli.read_text().splitlines()) == 5
 
@@ -103,8 +130,18 @@ def test_circuit_from_a_config_file(tmp_path: Path, capsys: pytest.CaptureFixtur
     data = tmp_path / "rows.csv"
     data.write_text("clean,corrupted,answer\n59+63=,59+15=,122\n72-61=,72-69=,11\n")
     config = tmp_path / "circuit.yaml"
-    config.write_text(yaml.safe_dump({"model": "tiny-gpt2", "data": str(data), "method": "EAP", "top_n": 9,
-                                      "quiet": True, "out": str(tmp_path / "out")}))  # fmt: skip
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "model": "tiny-gpt2",
+                "data": str(data),
+                "method": "EAP",
+                "top_n": 9,
+                "quiet": True,
+                "out": str(tmp_path / "out"),
+            }
+        )
+    )
     code, out, err = cli(capsys, "circuit", "--config", config, "--seed", "2")
     assert code == 0, err
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
@@ -156,8 +193,19 @@ def test_help_lists_every_option_with_its_default(capsys: pytest.CaptureFixture,
 
 def test_sweep_help_documents_the_sweep_file(capsys: pytest.CaptureFixture) -> None:
     out = cli(capsys, "sweep", "--help")[1]
-    for option in ("--fit_config", "--root_dir", "--args", "--permutations.tasks", "--permutations.length",
-                   "--permutations.stage", "--runs", "--shard", "--only", "--dry_run", "extra"):  # fmt: skip
+    for option in (
+        "--fit_config",
+        "--root_dir",
+        "--args",
+        "--permutations.tasks",
+        "--permutations.length",
+        "--permutations.stage",
+        "--runs",
+        "--shard",
+        "--only",
+        "--dry_run",
+        "extra",
+    ):
         assert option in out
     assert "default: 0/1" in out and "default: 2" in out
 
@@ -165,36 +213,56 @@ def test_sweep_help_documents_the_sweep_file(capsys: pytest.CaptureFixture) -> N
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["circuit", "--data", "x.csv", "--out", "o", "--ig_steps", "x"], "--ig_steps: expected an integer, got 'x'"),
-        (["circuit", "--data", "x.csv", "--out", "o", "--prepend_bos", "maybe"],
-         "--prepend_bos: expected true or false, got 'maybe'"),
-        (["circuit", "--data", "x.csv", "--out", "o", "--accuracy", "top5"],
-         "--accuracy: expected one of exact_match, first_token, got 'top5'"),
+        (
+            ["circuit", "--data", "x.csv", "--out", "o", "--ig_steps", "x"],
+            "--ig_steps: expected an integer, got 'x'",
+        ),
+        (
+            ["circuit", "--data", "x.csv", "--out", "o", "--prepend_bos", "maybe"],
+            "--prepend_bos: expected true or false, got 'maybe'",
+        ),
+        (
+            ["circuit", "--data", "x.csv", "--out", "o", "--accuracy", "top5"],
+            "--accuracy: expected one of exact_match, first_token, got 'top5'",
+        ),
         (["circuit", "--out", "o"], "the following arguments are required: --data"),
         (["circuit", "--data", "x.csv", "--out", "o", "--bogus", "1"], "unrecognized arguments: --bogus 1"),
-        (["circuit", "--data", "x.csv", "--out", "o", "--top_n", "3", "--greedy_n", "4"],
-         "give only one of --top_n, --top_frac, --threshold, --greedy_n; got --top_n and --greedy_n"),
-        (["circuit", "--data", "x.csv", "--out", "o", "--threshold", "0.1", "--top_frac", "0.2"],
-         "give only one of --top_n, --top_frac, --threshold, --greedy_n; got --top_frac and --threshold"),
-        (["circuit", "--data", "x.csv", "--out", "o", "--adapter", "a", "--ckpt", "b.ckpt"],
-         "give only one of --adapter, --ckpt; got --adapter and --ckpt"),
+        (
+            ["circuit", "--data", "x.csv", "--out", "o", "--top_n", "3", "--greedy_n", "4"],
+            "give only one of --top_n, --top_frac, --threshold, --greedy_n; got --top_n and --greedy_n",
+        ),
+        (
+            ["circuit", "--data", "x.csv", "--out", "o", "--threshold", "0.1", "--top_frac", "0.2"],
+            "give only one of --top_n, --top_frac, --threshold, --greedy_n; got --top_frac and --threshold",
+        ),
+        (
+            ["circuit", "--data", "x.csv", "--out", "o", "--adapter", "a", "--ckpt", "b.ckpt"],
+            "give only one of --adapter, --ckpt; got --adapter and --ckpt",
+        ),
         (["circuit", "--config", "MISSING"], "config file MISSING does not exist"),
         (["tasks", "make", "Add", "--n", "x"], "--n: expected an integer, got 'x'"),
-        (["tasks", "show", "Add", "--split", "dev"], "--split: expected one of train, val, test, all, got 'dev'"),
+        (
+            ["tasks", "show", "Add", "--split", "dev"],
+            "--split: expected one of train, val, test, all, got 'dev'",
+        ),
         (["tasks", "check", "rows.csv"], "the following arguments are required: --model"),
         (["tasks", "make", "--n", "3"], "the following arguments are required: NAME"),
         (["tasks"], "missing ACTION: one of list, show, make, check"),
         (["sweep", "--config", str(QUICK_PAIRS), "--shard", "2/2"], "--shard 2/2: need 0 <= i < N"),
-        (["sweep", "--config", str(QUICK_PAIRS), "--only", "Abs__Nope"],
-         "--only Abs__Nope: no run of that name in the sweep"),
-        (["sweep", "--config", str(QUICK_PAIRS), "--dry_run", "perhaps"],
-         "--dry_run: expected true or false, got 'perhaps'"),
+        (
+            ["sweep", "--config", str(QUICK_PAIRS), "--only", "Abs__Nope"],
+            "--only Abs__Nope: no run of that name in the sweep",
+        ),
+        (
+            ["sweep", "--config", str(QUICK_PAIRS), "--dry_run", "perhaps"],
+            "--dry_run: expected true or false, got 'perhaps'",
+        ),
         (["sweep", "--shard", "0/1"], "sweep: missing fit_config"),
         (["bench", "flops"], "BENCHMARK: expected one of eap, got 'flops'"),
         (["bench", "eap", "--repeats", "1.5"], "--repeats: expected an integer, got '1.5'"),
         (["export", "--out", "x"], "the following arguments are required: CKPT"),
     ],
-)  # fmt: skip
+)
 def test_bad_options_are_one_line_exit_2(
     capsys: pytest.CaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
@@ -212,19 +280,40 @@ def test_bad_options_are_one_line_exit_2(
 @pytest.mark.parametrize(
     ("command", "body", "message"),
     [
-        (["circuit"], "data: x.csv\nout: o\nig_steps: many\n",
-         "--ig_steps: expected an integer, got 'many' (from config file CFG)"),
-        (["circuit"], "data: x.csv\nout: o\nsteps: 3\n", "unknown option 'steps' (from config file CFG); valid: "),
+        (
+            ["circuit"],
+            "data: x.csv\nout: o\nig_steps: many\n",
+            "--ig_steps: expected an integer, got 'many' (from config file CFG)",
+        ),
+        (
+            ["circuit"],
+            "data: x.csv\nout: o\nsteps: 3\n",
+            "unknown option 'steps' (from config file CFG); valid: ",
+        ),
         (["tasks", "make"], "name: Add\nn: 3\nrows: 4\n", "unknown option 'rows' (from config file CFG)"),
         (["circuit"], "data: [x.csv\n", "config file CFG: line 2, column 1: malformed YAML"),
-        (["sweep"], f"fit_config: {QUICK_PAIRS}\npermutations: {{taskz: [Add]}}\n",
-         "unknown option 'permutations.taskz' (from config file CFG)"),
-        (["sweep"], "fit_config: missing.yaml\nruns: [{name: a}]\n", "--fit_config: file does not exist: 'TMP/missing.yaml' (from config file CFG)"),
-        (["sweep"], f"fit_config: {QUICK_PAIRS}\npermutations: [Add, Sub]\n", "permutations must be a mapping"),
-        (["sweep"], f"fit_config: {QUICK_PAIRS}\nruns: [{{name: a, arg: [--x]}}]\n",
-         "runs[0]: unknown keys ['arg']; valid: ['args', 'name']"),
+        (
+            ["sweep"],
+            f"fit_config: {QUICK_PAIRS}\npermutations: {{taskz: [Add]}}\n",
+            "unknown option 'permutations.taskz' (from config file CFG)",
+        ),
+        (
+            ["sweep"],
+            "fit_config: missing.yaml\nruns: [{name: a}]\n",
+            "--fit_config: file does not exist: 'TMP/missing.yaml' (from config file CFG)",
+        ),
+        (
+            ["sweep"],
+            f"fit_config: {QUICK_PAIRS}\npermutations: [Add, Sub]\n",
+            "permutations must be a mapping",
+        ),
+        (
+            ["sweep"],
+            f"fit_config: {QUICK_PAIRS}\nruns: [{{name: a, arg: [--x]}}]\n",
+            "runs[0]: unknown keys ['arg']; valid: ['args', 'name']",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_config_files_are_one_line_exit_2(
     capsys: pytest.CaptureFixture, tmp_path: Path, command: list[str], body: str, message: str
 ) -> None:
@@ -236,7 +325,12 @@ def test_bad_config_files_are_one_line_exit_2(
 
 
 def test_flags_take_true_false_or_nothing(capsys: pytest.CaptureFixture) -> None:
-    for given, expected in (([], False), (["--quiet"], True), (["--quiet", "true"], True),
-                            (["--quiet", "false"], False), (["--quiet=true"], True)):  # fmt: skip
+    for given, expected in (
+        ([], False),
+        (["--quiet"], True),
+        (["--quiet", "true"], True),
+        (["--quiet", "false"], False),
+        (["--quiet=true"], True),
+    ):
         printed = cli(capsys, "circuit", "--data", "d", "--out", "o", *given, "--print_config")[1]
         assert yaml.safe_load(printed)["quiet"] is expected, given

@@ -148,28 +148,50 @@ def test_all_done_and_unknown_steps(tmp_path, capsys, monkeypatch):
 
 def test_counts_follow_the_callback_settings(tmp_path):
     fit = tmp_path / "fit.yaml"
-    fit.write_text(yaml.safe_dump({
-        "trainer": {"callbacks": [{"class_path": "circuitft.callbacks.CircuitCallback", "init_args": {}}]},
-        "checkpoint": {"every_n_train_steps": 5},
-        "data": {"batch_size": 4, "tasks": [{"task": "Add", "steps": 10}, {"task": "Sub", "steps": 7}]},
-    }))  # fmt: skip
+    fit.write_text(
+        yaml.safe_dump(
+            {
+                "trainer": {
+                    "callbacks": [{"class_path": "circuitft.callbacks.CircuitCallback", "init_args": {}}]
+                },
+                "checkpoint": {"every_n_train_steps": 5},
+                "data": {
+                    "batch_size": 4,
+                    "tasks": [{"task": "Add", "steps": 10}, {"task": "Sub", "steps": 7}],
+                },
+            }
+        )
+    )
     cfg = sweep_plan.run_config(fit, [])
     steps = sweep_plan.stage_steps(cfg)
     assert steps == [10, 7]
     # analysis steps 0, 5, 10 (end of Add), 15, 17 (end): seen tasks 1, 1, 1, 2, 2
     assert sweep_plan.count_analyses(cfg, steps) == 7
-    cfg = sweep_plan.run_config(fit, ["--trainer.callbacks", '[{"class_path": "CircuitCallback", "init_args": '
-                                      '{"tasks": "all", "at_start": false, "every_n_steps": 4}}]'])  # fmt: skip
+    cfg = sweep_plan.run_config(
+        fit,
+        [
+            "--trainer.callbacks",
+            '[{"class_path": "CircuitCallback", "init_args": '
+            '{"tasks": "all", "at_start": false, "every_n_steps": 4}}]',
+        ],
+    )
     # steps 4, 8, 10, 12, 16, 17 with both tasks
     assert sweep_plan.count_analyses(cfg, steps) == 12
-    cfg = sweep_plan.run_config(fit, ["--data.tasks", '[{"mix": ["Add", "Sub"], "epochs": 2, "n_train": 10}, '
-                                      '{"task": "Abs", "steps": 5}]', "--checkpoint.every_n_train_steps=100"])  # fmt: skip
+    cfg = sweep_plan.run_config(
+        fit,
+        [
+            "--data.tasks",
+            '[{"mix": ["Add", "Sub"], "epochs": 2, "n_train": 10}, {"task": "Abs", "steps": 5}]',
+            "--checkpoint.every_n_train_steps=100",
+        ],
+    )
     steps = sweep_plan.stage_steps(cfg)
     assert steps == [10, 5]  # 2 epochs of 20 rows, batches of 4
     # steps 0 (first task only), 10 (Add, Sub), 15 (all three)
     assert sweep_plan.count_analyses(cfg, steps) == 1 + 2 + 3
-    cfg = sweep_plan.run_config(fit, ["--trainer.callbacks", "[]", "--data.tasks",
-                                      '[{"task": "X", "source": "x.csv", "epochs": 1}]'])  # fmt: skip
+    cfg = sweep_plan.run_config(
+        fit, ["--trainer.callbacks", "[]", "--data.tasks", '[{"task": "X", "source": "x.csv", "epochs": 1}]']
+    )
     assert sweep_plan.stage_steps(cfg) == [None] and sweep_plan.count_analyses(cfg, [None]) == 0
 
 

@@ -48,9 +48,12 @@ def make_parser(prog: str, description: str, before_dump: Callable[[Any], None] 
             return super().dump(cfg, *args, **kwargs)
 
     parser = CommandParser(
-        prog=prog, description=description, exit_on_error=False, default_env=False,
+        prog=prog,
+        description=description,
+        exit_on_error=False,
+        default_env=False,
         print_config="--print_config",
-    )  # fmt: skip
+    )
     parser.add_argument("--config", action=ActionConfigFile, help=CONFIG_HELP)
     return parser
 

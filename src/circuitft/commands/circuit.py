@@ -4,7 +4,8 @@
         [--metric kl] [--batch_size B] [--prepend_bos true|false] [--top_n N | --top_frac F | ...]
         [--seed S] --out DIR
 
-Writes ``DIR/graph.json`` (every edge with its score; ``in_graph`` marks the circuit, the reference
+Options may also come from ``--config FILE`` (YAML, as ``--print_config`` writes it; options given after it
+override it). Writes ``DIR/graph.json`` (every edge with its score; ``in_graph`` marks the circuit, the reference
 library's format), ``DIR/graph.safetensors`` (the same, compact) and ``DIR/metrics.json`` (faithfulness,
 accuracies, sizes, settings, seconds). Every option, the data file and its tokenization are checked before
 the model is run; the outputs are written to a temporary folder and moved into ``DIR`` at the end, so a
@@ -39,61 +40,85 @@ def build_parser(prog: str = "circuitft circuit") -> Any:
 
     p = make_parser(prog, "Find a circuit with EAP(-IG) on one model and evaluate it.")
     p.add_argument(
-        "--model", type=str | None, default=None,
+        "--model",
+        type=str | None,
+        default=None,
         help="model spec (built-in name, folder or hub name); optional with --ckpt",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--adapter", type=Path | None, default=None,
+        "--adapter",
+        type=Path | None,
+        default=None,
         help="peft LoRA adapter folder to merge into the model (not with --ckpt)",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--ckpt", type=Path | None, default=None,
+        "--ckpt",
+        type=Path | None,
+        default=None,
         help="circuitft training checkpoint (.ckpt) with a LoRA adapter (not with --adapter)",
-    )  # fmt: skip
+    )
     p.add_argument(
         "--data", type=str, required=True, help="task rows: CSV/TSV/JSONL file, dataset folder or hf:NAME"
     )
     p.add_argument(
-        "--task", type=str | None, default=None,
+        "--task",
+        type=str | None,
+        default=None,
         help="task name recorded in the outputs (null: the data file's stem)",
-    )  # fmt: skip
+    )
     p.add_argument("--limit", type=int | None, default=None, help="use only the first N rows (null: all)")
     p.add_argument(
-        "--method", type=str | None, default=None,
+        "--method",
+        type=str | None,
+        default=None,
         help="attribution method: EAP-IG-inputs (null: this one), EAP, EAP-IG-activations, clean-corrupted, exact",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--graph", type=Path | None, default=None,
+        "--graph",
+        type=Path | None,
+        default=None,
         help="evaluate a saved graph (graph.json, reference format, or .safetensors) instead of attributing; "
         "its circuit is used unless a size option (--top_n, ...) reselects from its scores",
-    )  # fmt: skip
+    )
     p.add_argument("--ig_steps", type=int, default=5, help="integrated-gradient steps")
     p.add_argument("--metric", type=str, default="kl", help="task metric: kl, logit_diff, prob_diff, logprob")
     p.add_argument(
-        "--accuracy", type=Literal["exact_match", "first_token"], default="exact_match",
+        "--accuracy",
+        type=Literal["exact_match", "first_token"],
+        default="exact_match",
         help="model/circuit accuracy: every answer token (exact_match) or the first one only (the prior work's)",
-    )  # fmt: skip
+    )
     p.add_argument("--batch_size", type=int, default=8, help="examples per batch")
     p.add_argument(
-        "--dtype", type=str | None, default=None,
+        "--dtype",
+        type=str | None,
+        default=None,
         help="attribution buffers: float32 (null: this one) or bfloat16 (half the memory)",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--prepend_bos", type=bool | None, default=None,
+        "--prepend_bos",
+        type=bool | None,
+        default=None,
         help="prepend BOS to prompts: true or false (null: if the tokenizer has one)",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--on_mismatch", type=Literal["drop", "error"], default="drop",
+        "--on_mismatch",
+        type=Literal["drop", "error"],
+        default="drop",
         help="rows whose clean/corrupted prompts tokenize to different lengths: drop or error",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--top_n", type=int | None, default=None,
+        "--top_n",
+        type=int | None,
+        default=None,
         help="keep the N best edges by |score| (before pruning); one size option at most",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--top_frac", type=float | None, default=None,
+        "--top_frac",
+        type=float | None,
+        default=None,
         help=f"keep this fraction of edges ({DEFAULT_TOP_FRAC} when no size option is given)",
-    )  # fmt: skip
+    )
     p.add_argument("--threshold", type=float | None, default=None, help="keep edges with |score| >= T")
     p.add_argument(
         "--greedy_n", type=int | None, default=None, help="greedy selection of N edges from the logits up"

@@ -80,36 +80,53 @@ def build_parser(prog: str = "circuitft sweep") -> Any:
         before_dump=_fill_root_dir,
     )
     p.add_argument(
-        "--fit_config", type=Path_fr | None, default=None,
+        "--fit_config",
+        type=Path_fr | None,
+        default=None,
         help="the fit config every run starts from (required; in a sweep file: relative to that file)",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--root_dir", type=str | None, default=None,
+        "--root_dir",
+        type=str | None,
+        default=None,
         help="folder of the run folders (null: runs/<name of the sweep file>)",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--args", type=list[str | int | float | bool], default=[],
+        "--args",
+        type=list[str | int | float | bool],
+        default=[],
         help="extra fit arguments for every run, e.g. [--model.lr, '0.1']",
-    )  # fmt: skip
+    )
     p.add_argument("--permutations", type=Permutations, default=Permutations(), help="permutation runs")
     p.add_argument(
-        "--runs", type=list[dict[str, Any]], default=[],
+        "--runs",
+        type=list[dict[str, Any]],
+        default=[],
         help="explicit runs: a list of {name: NAME, args: [fit arguments]}",
-    )  # fmt: skip
+    )
     p.add_argument("--shard", type=str, default="0/1", help="run every N-th run starting at i: i/N (0-based)")
     p.add_argument(
-        "--only", type=str, nargs="+", default=[], metavar="NAME",
+        "--only",
+        type=str,
+        nargs="+",
+        default=[],
+        metavar="NAME",
         help="run only these runs (names as --dry_run lists them; none: every run of the shard)",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--dry_run", **flag("check every run, print each one's tasks, steps, analyses and state, the totals "
-                            "and a time estimate; run nothing"),
-    )  # fmt: skip
+        "--dry_run",
+        **flag(
+            "check every run, print each one's tasks, steps, analyses and state, the totals "
+            "and a time estimate; run nothing"
+        ),
+    )
     p.add_argument(
-        "--extra", type=list[str], default=[],
+        "--extra",
+        type=list[str],
+        default=[],
         help="extra fit arguments for every run, after the run's own; everything after `--` is added here "
         "(e.g. -- --trainer.precision bf16-mixed)",
-    )  # fmt: skip
+    )
     return p
 
 

@@ -45,14 +45,20 @@ def _build_parser(prog: str) -> Any:
             p.add_argument("--n", type=int, default=n_default, help="number of rows")
         p.add_argument("--seed", type=int, default=0, help="random seed")
         p.add_argument(
-            "--split", type=Literal["train", "val", "test", "all"], default="all",
+            "--split",
+            type=Literal["train", "val", "test", "all"],
+            default="all",
             help="draw from this split only (all: ignore the train/val/test partition)",
-        )  # fmt: skip
+        )
         p.add_argument(
-            "--param", type=str, default=[], metavar="KEY=VALUE",
+            "--param",
+            type=str,
+            default=[],
+            metavar="KEY=VALUE",
             help="task parameters, e.g. --param lo=1 hi=9 (see `circuitft tasks show NAME`)",
-            nargs="+", action="extend",
-        )  # fmt: skip
+            nargs="+",
+            action="extend",
+        )
 
     list_ = sub_parser("list", "Built-in tasks with a one-line description.")
     show = sub_parser("show", "Describe a task, the size of its splits and a few rows.")
@@ -63,9 +69,11 @@ def _build_parser(prog: str) -> Any:
         "--out", type=Path | None, default=None, help="output file (.csv or .jsonl), written atomically"
     )
     make.add_argument(
-        "--model", type=str | None, default=None,
+        "--model",
+        type=str | None,
+        default=None,
         help="model spec whose tokenizer the rows must fit (resamples mismatches)",
-    )  # fmt: skip
+    )
     make.add_argument("--no_bos", "--no-bos", **flag("with --model: do not prepend BOS"))
     check = sub_parser("check", "Validate a task file against a model's tokenizer.")
     check.add_argument("file", type=str, metavar="FILE", help="CSV, JSONL, dataset folder or hf:NAME")
