@@ -138,12 +138,24 @@ def test_states_partial_locked_done_and_the_estimate(tmp_path, capsys, monkeypat
     assert m.group(1) == sweep_plan.duration(72 * step_s + 19 * analysis_s)
 
 
-def test_all_done_and_unknown_steps(tmp_path, capsys, monkeypatch):
+def test_all_done_and_no_timing(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    for name in ("Abs__Modulo",):
-        _finished_run(tmp_path / "runs" / "quick_pairs" / name, time.time())
+    root = tmp_path / "runs" / "quick_pairs"
+    _finished_run(root / "Abs__Modulo", time.time())
     lines, rows = dry_run(capsys, "--config", QUICK_PAIRS, "--only", "Abs__Modulo")
     assert rows["Abs__Modulo"][-1] == "done" and lines[-1] == "time: nothing to run (every run is done)"
+    _records(root / "Abs__FloorDiv", [(0, "Abs")])  # finished without TensorBoard events (logger off)
+    (root / "Abs__FloorDiv" / "DONE").write_text("finished\n")
+    for events in (root / "Abs__Modulo").glob("events.out.tfevents.*"):
+        events.unlink()
+    lines, rows = dry_run(
+        capsys, "--config", QUICK_PAIRS, "--only", "Abs__Modulo", "Abs__FloorDiv", "Modulo__Abs"
+    )
+    assert [r[-1] for r in rows.values()] == ["new", "done", "done"]
+    assert lines[-1] == (
+        "time: no estimate: the 2 finished runs in runs/quick_pairs/ recorded no TensorBoard events with their "
+        "steps to time"
+    )
 
 
 def test_counts_follow_the_callback_settings(tmp_path):

@@ -16,7 +16,7 @@ the runs to make from it::
 Runs go in sequence, each ``circuitft fit`` in its own subprocess (so DDP works inside a run). A run whose
 folder holds ``DONE`` is skipped; one with ``checkpoints/last*.ckpt`` but no ``DONE`` resumes with
 ``--ckpt_path last``. ``--shard i/N`` runs every N-th run starting at i (0-based); ``--only`` picks runs by
-name. ``--dry_run`` runs nothing: it checks every run and prints each run's tasks, steps, circuit analyses
+name (before the shard's share is taken). ``--dry_run`` runs nothing: it checks every run and prints each run's tasks, steps, circuit analyses
 and state, the totals and an estimate of the time (:mod:`circuitft.commands.sweep_plan`).
 """
 
@@ -111,7 +111,7 @@ def build_parser(prog: str = "circuitft sweep") -> Any:
         nargs="+",
         default=[],
         metavar="NAME",
-        help="run only these runs (names as --dry_run lists them; none: every run of the shard)",
+        help="run only these runs (names as --dry_run lists them; --shard splits them; none: every run)",
     )
     p.add_argument(
         "--dry_run",
@@ -308,13 +308,13 @@ def main(name: str, argv: Sequence[str]) -> int:
         return args
     fit_config, root, runs = sweep_runs(args)
     i, n = parse_shard(args.shard)
-    mine = runs[i::n]
     if args.only:
         names = {r.name for r in runs}
         unknown = [x for x in args.only if x not in names]
         if unknown:
             raise ConfigError(f"--only {unknown[0]}: no run of that name in the sweep (--dry_run lists them)")
-        mine = [r for r in mine if r.name in args.only]
+        runs = [r for r in runs if r.name in args.only]
+    mine = runs[i::n]
     check_runs(fit_config, mine, args.extra)
     if args.dry_run:
         from circuitft.commands.sweep_plan import plan_table

@@ -376,6 +376,12 @@ def estimate_line(
     left = [p for p in plans if p.state != "done"]
     if not left:
         return "time: nothing to run (every run is done)"
+    done = len(plans) - len(left)
+    if rates is None and done:
+        return (
+            f"time: no estimate: the {_count(done, 'finished run')} in {root}/ recorded no TensorBoard events "
+            "with their steps to time"
+        )
     if rates is None:
         first = left[0].name
         how = f"circuitft sweep --config {sweep_file} --only {first}" if sweep_file else f"--only {first}"
