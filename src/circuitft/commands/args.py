@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import re
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from circuitft.errors import ConfigError
@@ -197,7 +198,7 @@ def _config_source(key: str, argv: Sequence[str]) -> str:
 
     for path in reversed(_config_paths(argv)):
         try:
-            data = yaml.safe_load(open(path, encoding="utf-8").read())  # noqa: SIM115 - checked readable
+            data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
         except (OSError, yaml.YAMLError):
             continue
         node: Any = data
