@@ -148,7 +148,14 @@ def test_ckpt_and_adapter_give_the_same_circuit(tmp_path: Path, data: Path, tiny
         (("--method", "EAP", "--top_n", "0"), "top_n must be a positive integer, got 0"),
         (("--method", "EAP", "--top_n", "100000"), "top_n 100000 exceeds the 110 edges"),
         (("--method", "EAP", "--top_frac", "1.5"), r"top_frac must be in \(0, 1\], got 1.5"),
-        (("--method", "EAP", "--top_n", "5", "--top_frac", "0.1"), "not allowed with argument"),
+        (
+            ("--method", "EAP", "--top_n", "5", "--top_frac", "0.1"),
+            "give only one of --top_n, --top_frac, --threshold, --greedy_n; got --top_n and --top_frac",
+        ),
+        (
+            ("--method", "EAP", "--adapter", "NOADAPTER", "--ckpt", "NOCKPT"),
+            "give only one of --adapter, --ckpt; got --adapter and --ckpt",
+        ),
         (("--method", "EAP", "--prepend_bos", "maybe"), "expected true or false"),
         (("--method", "EAP", "--ig_steps", "0"), "--ig_steps must be at least 1"),
         (("--method", "EAP", "--metric", "logit_diff", "--data", "NOWRONG"), "wrong"),

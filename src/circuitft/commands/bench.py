@@ -19,15 +19,15 @@ jobs on a busy machine disturb far less with one thread) and a one-line summary 
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
-from circuitft.commands.args import OneLineParser, parse
+from circuitft.commands.args import make_parser, parse
 from circuitft.data.pairs import PromptPairs
 from circuitft.data.rows import PromptRow
 from circuitft.dtypes import dtype_name
@@ -295,24 +295,28 @@ def run_train_bench(
     }  # fmt: skip
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = OneLineParser(prog="circuitft bench", description=__doc__.splitlines()[0])
-    p.add_argument("which", choices=["eap"], help="benchmark to run")
-    p.add_argument("--model", default="smollm2-135m", help="model spec (default: smollm2-135m)")
-    p.add_argument("--batch_size", type=int, default=6)
-    p.add_argument("--seq_len", type=int, default=25)
-    p.add_argument("--batches", type=int, default=2)
-    p.add_argument("--ig_steps", type=int, default=5)
+def _parser() -> Any:
+    from typing import Literal
+
+    p = make_parser("circuitft bench", __doc__.splitlines()[0])
+    p.add_argument("which", type=Literal["eap"], metavar="BENCHMARK", help="benchmark to run: eap")
+    p.add_argument("--model", type=str, default="smollm2-135m", help="model spec")
+    p.add_argument("--batch_size", type=int, default=6, help="examples per batch")
+    p.add_argument("--seq_len", type=int, default=25, help="tokens per synthetic example")
+    p.add_argument("--batches", type=int, default=2, help="batches per timed run")
+    p.add_argument("--ig_steps", type=int, default=5, help="integrated-gradient steps")
     p.add_argument("--repeats", type=int, default=2, help="timed repetitions; the best is reported")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    p.add_argument("--device", type=str | None, default=None, help="cpu or cuda (null: cuda when available)")
+    p.add_argument(
+        "--threads", type=int | None, default=None, help="torch intra-op threads (null: torch's default)"
+    )
     return p
 
 
 def main(name: str, argv: Sequence[str]) -> int:
     """Entry point of ``circuitft bench``."""
     args = parse(_parser(), argv)
-    if isinstance(args, int):  # --help
+    if isinstance(args, int):  # --help, --print_config
         return args
     if args.threads:
         torch.set_num_threads(args.threads)
