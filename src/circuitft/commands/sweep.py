@@ -35,11 +35,10 @@ from typing import Any
 import yaml
 
 from circuitft.commands.args import flag, make_parser, parse
+from circuitft.commands.sweep_plan import DONE
 from circuitft.errors import ConfigError
 from circuitft.names import check_name, inside
 from circuitft.runlock import OWNER_ENV, RunLock, RunLocked
-
-DONE = "DONE"
 
 
 @dataclass

@@ -30,6 +30,9 @@ CALLBACK = "CircuitCallback"
 MAX_TIMED_RUNS = 8  # finished runs read for the estimate (the most recent ones)
 
 
+DONE = "DONE"  # the marker file of a finished run
+
+
 @dataclass
 class RunPlan:
     """What one run of a sweep does and how far it got."""
@@ -184,7 +187,6 @@ def records_dir(cfg: dict[str, Any], folder: Path) -> Path:
 # ---- a run's state ------------------------------------------------------------------------------------
 def run_progress(folder: Path) -> tuple[str, int | None]:
     """(state, step of the last checkpoint): ``done``, ``locked``, ``partial`` or ``new``."""
-    from circuitft.commands.sweep import DONE
     from circuitft.runlock import holder, is_stale
 
     if (folder / DONE).exists():
@@ -267,8 +269,6 @@ def measured_rates(root: Path, plans: Sequence[RunPlan]) -> Rates | None:
     """Rates from the finished runs of the sweep (at most :data:`MAX_TIMED_RUNS`, the latest): each run's
     TensorBoard event span less its analyses' ``circuit/seconds``, over its steps; the analyses' seconds over
     their count. None when no finished run recorded them."""
-    from circuitft.commands.sweep import DONE
-
     finished = [p for p in plans if p.state == "done" and p.steps]
     finished.sort(key=lambda p: (root / p.name / DONE).stat().st_mtime, reverse=True)
     train_s = analysis_s = 0.0
