@@ -10,9 +10,13 @@ slow one (``make test-slow``). A command no rule matches fails with its file and
 How each kind of command is checked:
 
 - ``circuitft fit/validate/test ...``: fast: the command with ``--print_config`` parses (config files exist,
-  every option is known) and prints the resolved config. Slow: the command runs on tiny GPT-2 for 2 steps.
+  every option is known) and prints the resolved config. Slow: the command runs on tiny GPT-2 for 2 steps
+  (a ``--ckpt_path last`` resume first makes the run it resumes).
 - ``circuitft sweep ...``: fast: ``--dry_run`` (every run's tasks, config and data checked) with the model
   swapped for tiny GPT-2. Slow: the first run of the sweep (``--shard 0/N``) trains 2 steps on tiny GPT-2.
+- Commands that only print (``--print_config``, ``--dry_run``) have no slow check. Nor do the prior
+  experiments (``configs/experiments/``: minutes per run even on tiny GPT-2):
+  tests/commands/test_experiment_configs.py trains each of them for 2 steps in the slow suite.
 - ``circuitft tasks list/show/make``: run as shown (cheap). ``tasks check``, ``circuit``: run with
   ``--model tiny-gpt2`` (``circuit`` is slow; its fast check is its ``--help`` naming every option used).
 - ``circuitft report/export/bench/circuitlora``: fast: ``--help`` printed and naming every option the
@@ -236,7 +240,9 @@ def check_fit_parses(cmd: DocCommand, words: tuple[str, ...], scratch: Path) -> 
     args = [w for w in words[1:] if w != "--print_config"] + ["--print_config"]
     status, output = run_cli(args, scratch)
     _ok(cmd, status, output, ["circuitft", *args])
-    assert "model:" in output and "data:" in output, f"{cmd.where}: --print_config printed no config:\n{output}"
+    assert "model:" in output and "data:" in output, (
+        f"{cmd.where}: --print_config printed no config:\n{output}"
+    )
 
 
 def check_fit_runs_tiny(cmd: DocCommand, words: tuple[str, ...], scratch: Path) -> None:
@@ -261,7 +267,11 @@ def _sweep_args(words: tuple[str, ...]) -> tuple[list[str], list[str]]:
     args = list(words[1:])
     extra = args[args.index("--") + 1 :] if "--" in args else []
     args = args[: args.index("--")] if "--" in args else args
-    extra = [w for i, w in enumerate(extra) if not (w == "--model.model" or (i and extra[i - 1] == "--model.model"))]
+    extra = [
+        w
+        for i, w in enumerate(extra)
+        if not (w == "--model.model" or (i and extra[i - 1] == "--model.model"))
+    ]
     return args, extra
 
 
@@ -270,6 +280,11 @@ def check_sweep_dry_run(cmd: DocCommand, words: tuple[str, ...], scratch: Path) 
     args = [a for a in args if a != "--dry_run"] + ["--dry_run", "--", *extra, "--model.model", TINY_MODEL]
     status, output = run_cli(args, scratch)
     _ok(cmd, status, output, ["circuitft", *args])
+
+
+def check_parses_or_dry_run(cmd: DocCommand, words: tuple[str, ...], scratch: Path) -> None:
+    """A fit parses (``--print_config``), a sweep passes ``--dry_run``."""
+    (check_fit_parses if words[1] == "fit" else check_sweep_dry_run)(cmd, words, scratch)
 
 
 def check_sweep_first_run_tiny(cmd: DocCommand, words: tuple[str, ...], scratch: Path) -> None:
@@ -339,7 +354,9 @@ def check_pip_install(cmd: DocCommand, words: tuple[str, ...], scratch: Path) ->
     }
     for arg in [w for w in words[2:] if not w.startswith("-")]:
         if arg.startswith("."):
-            assert (REPO / arg.split("[")[0] / "pyproject.toml").is_file(), f"{cmd.where}: no project at {arg}"
+            assert (REPO / arg.split("[")[0] / "pyproject.toml").is_file(), (
+                f"{cmd.where}: no project at {arg}"
+            )
         else:
             assert arg.lower() in pinned, f"{cmd.where}: {arg} is not pinned in requirements.lock"
 
@@ -403,8 +420,13 @@ class Rule:
 RULES: list[Rule] = [
     Rule(r"^circuitft( --help)?$", check_help),
     Rule(r"^circuitft \w+ --help$", check_help),
+    # The prior experiments (Pythia-sized data, minutes per run even on tiny GPT-2): the fast check parses the
+    # fit / dry-runs the sweep; tests/commands/test_experiment_configs.py trains every one of them (and every
+    # kind of sweep run) for 2 steps on tiny GPT-2 in the slow suite.
+    Rule(r"^circuitft (fit|sweep) --config configs/experiments/", check_parses_or_dry_run),
     Rule(r"^circuitft (fit|validate|test) .*--print_config", check_fit_parses),  # it only prints: no slow run
     Rule(r"^circuitft (fit|validate|test) ", check_fit_parses, check_fit_runs_tiny),
+    Rule(r"^circuitft sweep .*--dry_run", check_sweep_dry_run),  # it only lists: no slow run
     Rule(r"^circuitft sweep ", check_sweep_dry_run, check_sweep_first_run_tiny),
     Rule(r"^circuitft tasks (list|show|make)\b", check_run_as_shown),
     Rule(r"^circuitft tasks check ", check_run_tiny_model),
