@@ -1,6 +1,7 @@
 """LoRAModule: a model spec wrapped with a peft LoRA adapter, trained with the loss on answer tokens only.
 
-Logs ``train/loss`` (and ``train/lr``, ``train/task``) every step and, at each validation, ``val/<task>/loss``
+Logs ``train/loss`` and ``train/lr`` every step, ``train/task`` when the task changes and, at each validation
+during fit (under the global step after the optimizer step, as checkpoints and circuits), ``val/<task>/loss``
 (mean cross-entropy per answer token) and ``val/<task>/acc`` (greedy exact match: the teacher-forced argmax
 equals every answer token; ``accuracy: first_token`` scores the first answer token only) for each
 validated task, plus ``val/loss`` and ``val/acc`` averaged over them.
@@ -128,6 +129,7 @@ class LoRAModule(L.LightningModule):
         self.task_names: list[str] = []
         self._opt_task = 0  # task whose optimizer state the optimizer holds
         self._rng_to_restore: dict[str, Any] | None = None
+        self._logged_task: int | None = None  # task of the last ``train/task`` scalar
 
     # ---- model ------------------------------------------------------------------------------------------
     def forward(self, batch: PairBatch) -> torch.Tensor:
@@ -166,8 +168,14 @@ class LoRAModule(L.LightningModule):
         loss = answer_loss(self(b), b)
         n = len(b)
         self.log("train/loss", loss, prog_bar=True, batch_size=n)
-        self.log("train/task", float(batch["task_idx"]), batch_size=n)
+        if batch["task_idx"] != self._logged_task:  # once per task (and once after a resume)
+            # straight to the loggers: self.log would repeat the last value at every step
+            self._logged_task = int(batch["task_idx"])
+            for logger in self.loggers:
+                logger.log_metrics({"train/task": float(self._logged_task)}, step=self.trainer.global_step)
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=n)
+        # the x-axis Lightning would use (optimizer steps before this one), without its `epoch` scalar
+        self.log("step", float(self.trainer.global_step), batch_size=n)
         return loss
 
     def configure_optimizers(self) -> dict[str, Any]:
@@ -244,6 +252,10 @@ class LoRAModule(L.LightningModule):
         if losses:
             self.log(f"{prefix}/loss", torch.stack(losses).mean(), prog_bar=prefix == "val")
             self.log(f"{prefix}/acc", torch.stack(accs).mean(), prog_bar=prefix == "val")
+        if prefix == "val" and self.trainer.state.fn == "fit":
+            # under the global step after the optimizer step (the step of the checkpoint and circuits saved
+            # with these weights), not Lightning's count of the steps before it, and without `epoch`
+            self.log("step", float(self.trainer.global_step))
 
     def on_validation_epoch_end(self) -> None:
         """Log ``val/<task>/{loss,acc}`` for each validated task and their means."""
