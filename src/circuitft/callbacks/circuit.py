@@ -401,7 +401,9 @@ class CircuitCallback(Callback):
         if self.echo:
             self._echo(trainer, step, records, ends)
 
-    def _echo(self, trainer: L.Trainer, step: int, records: list[CircuitRecord], ends: dict[str, int]) -> None:
+    def _echo(
+        self, trainer: L.Trainer, step: int, records: list[CircuitRecord], ends: dict[str, int]
+    ) -> None:
         """One line per task above the progress bar; a warning when the model does not do a task."""
         for rec in records:
             say(trainer, messages.task_line(rec))
