@@ -214,17 +214,35 @@ class CircuitCallback(Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Analyse the untuned model (step 0) of a fresh run, or the checkpoint step a run resumes from.
 
-        On resume the restored weights are those of the checkpoint's step, so the analysis reproduces the
-        same files and records; ``circuitft fit --ckpt_path`` drops the crashed run's TensorBoard events from
-        that step on, so the scalars are logged once.
+        On resume the checkpoint's step is analysed again only if ``metrics.jsonl`` lacks a successful record
+        of it for a task (the analysis of a step runs before the checkpoint of that step is saved, so it is
+        normally there, with its TensorBoard events, which ``circuitft fit --ckpt_path`` keeps).
         """
         for writer in board.writers(trainer):
             board.add_layout(writer)
         step = trainer.global_step
         if step > 0 and step >= self._total_steps(trainer):
             return  # a finished run resumed: nothing is trained, its circuits are already there
-        if (step == 0 and self.at_start) or self._is_analysis_step(trainer, step):
+        if step == 0 and self.at_start:
             self._analyse(trainer, pl_module)
+        elif self._is_analysis_step(trainer, step) and not self._recorded(trainer, step):
+            self._analyse(trainer, pl_module)
+
+    def _recorded(self, trainer: L.Trainer, step: int) -> bool:
+        """Whether every task analysed at ``step`` has a successful record (rank 0's answer, on every rank)."""
+        tasks, _ = self._task_list(trainer)
+        dm = trainer.datamodule
+
+        def look() -> bool:
+            assert self._root is not None
+            done = {r["task"] for r in RecordLog(self._root / "metrics.jsonl").results() if r["step"] == step}
+            wanted = {t for t in tasks if len(dm.task_pairs(t, "val"))}
+            return wanted <= done
+
+        try:
+            return bool(Ranks().gather("*", look)[0])
+        except AnalysisFailed:
+            return False
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
         """Analyse at every interval step and task end (before ModelCheckpoint saves the same weights)."""

@@ -186,8 +186,10 @@ def _cli_class(argv: Sequence[str] = ()) -> type:
             tasks = cfg.get("data", {}).get("tasks") if cfg.get("data") else None
             if tasks and cfg.trainer.get("max_epochs") is None:
                 cfg.trainer.max_epochs = len(tasks)  # one epoch per task
-            purge = self._resume.step if self._resume is not None else None
-            if self._resume is not None and self._resume.steps and purge >= self._resume.total:
+            # Everything logged under the checkpoint's step S (training scalars, circuits, validation) is
+            # about the weights saved at S; the resumed run logs from S + 1 on.
+            purge = self._resume.step + 1 if self._resume is not None else None
+            if self._resume is not None and self._resume.steps and self._resume.step >= self._resume.total:
                 purge = None  # a finished run: nothing is trained or logged again, so nothing is purged
             loggers = cfg.trainer.get("logger")
             for lg in loggers if isinstance(loggers, list) else [loggers]:
@@ -197,7 +199,7 @@ def _cli_class(argv: Sequence[str] = ()) -> type:
                         init.save_dir = root
                     if purge is not None and init.get("purge_step") is None:
                         # SummaryWriter(purge_step=...): TensorBoard drops what the interrupted run logged
-                        # from the checkpoint's step on; the resumed run logs it again, once.
+                        # after the checkpoint's step; the resumed run logs it again, once.
                         init.purge_step = purge
 
     return CircuitftCLI
