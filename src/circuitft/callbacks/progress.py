@@ -13,7 +13,7 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import TQDMProgressBar
-from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
+from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm, convert_inf
 
 
 def stage_label(trainer: L.Trainer, stage: int | None = None) -> str:
@@ -57,11 +57,15 @@ class TaskProgressBar(TQDMProgressBar):
         return self._bar("Testing", 2 * self.process_position, True)
 
     def on_train_epoch_start(self, trainer: L.Trainer, *args: Any) -> None:
-        """Name the stage being trained (one epoch per stage of the task stream)."""
-        super().on_train_epoch_start(trainer, *args)
-        label = stage_label(trainer)
-        if label:
-            self.train_progress_bar.set_description(label)
+        """Name the stage being trained (one epoch per stage of the task stream); as Lightning's own, which
+        would show ``Epoch N`` first."""
+        if self._leave:
+            self.train_progress_bar = self.init_train_tqdm()
+        bar = self.train_progress_bar
+        bar.reset()
+        bar.total = convert_inf(self.total_train_batches)
+        bar.initial = 0
+        bar.set_description(stage_label(trainer) or f"Epoch {trainer.current_epoch}")
 
     def analysis_bar(self, total: int, desc: str) -> Tqdm | None:
         """A bar below the training bar for one circuit analysis (None when bars are off)."""
