@@ -21,7 +21,12 @@ Under DDP every rank analyses a block of each task's examples and the sums are g
 the default) is recorded in ``metrics.jsonl`` with its step, task and message, logged, and training goes
 on, on every rank; ``on_error: raise`` stops the run on every rank. Attribution is deterministic, so a
 resumed run rewrites the same files and records (keyed by step and task): a run resumed from a checkpoint
-step re-analyses that step from the restored weights.
+step re-analyses that step from the restored weights only where ``metrics.jsonl`` lacks a successful record
+of it (the analysis of a step runs before that step's checkpoint is saved).
+
+Rank 0 shows a bar per analysis under circuitft's progress bar (``circuit AddSub @ step 40: attribute 3/8``)
+and prints one line per task after it (``echo``), with a warning for a task whose model accuracy at the end
+of its own training is below 20% (the model does not do the task).
 """
 
 from __future__ import annotations
