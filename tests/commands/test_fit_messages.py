@@ -161,7 +161,7 @@ def test_fresh_start_interrupt_and_resume_lines(tmp_path, small_config, capsys, 
                                             "--trainer.callbacks.step", "3"])  # fmt: skip
     assert f"interrupted at step 3 of 4; resume from the last checkpoint with:\n  {expected}" in cap.err
     assert expected.endswith("--ckpt_path last") and expected.count("--ckpt_path") == 1
-    assert "Traceback" not in cap.err and "Detected KeyboardInterrupt" in cap.err
+    assert "Traceback" not in cap.err
     # resuming names the task, the step and the file
     assert main(["fit", *base, "--ckpt_path", "last"]) == 0
     out = capsys.readouterr().out
