@@ -161,6 +161,11 @@ class CircuitCallback(Callback):
         self._warned_diagram = False
         self.final: dict[str, float] = {}  # final/<task>/accuracy ... once the run has finished
 
+    @property
+    def folder(self) -> Path | None:
+        """The run's circuits folder (known once the trainer has set the callback up)."""
+        return self._root
+
     # ---- when ---------------------------------------------------------------------------------------
     def _interval(self, trainer: L.Trainer) -> int | None:
         if self.every_n_steps is not None:

@@ -133,9 +133,8 @@ def _cli_class(argv: Sequence[str] = ()) -> type:
             final: dict[str, float] = {}
             circuits = None
             for cb in tr.callbacks:
-                if hasattr(cb, "final") and hasattr(cb, "dirname"):  # the CircuitCallback
-                    final = dict(cb.final)
-                    circuits = Path(tr.log_dir or tr.default_root_dir) / cb.dirname
+                if hasattr(cb, "final") and hasattr(cb, "folder"):  # the CircuitCallback
+                    final, circuits = dict(cb.final), cb.folder  # (trainer.log_dir is a DDP collective)
             ckpt = getattr(tr.checkpoint_callback, "dirpath", None)
             total = sum(dm.task_steps()) if hasattr(dm, "task_steps") else 0
             return fit_messages.summary(
