@@ -26,18 +26,38 @@ SMALL = {
         "callbacks": [
             {
                 "class_path": "circuitft.callbacks.CircuitCallback",
-                "init_args": {"n_examples": 4, "batch_size": 4, "ig_steps": 2, "top_frac": 0.2, "diagrams": False,
-                              "images": False, "sizes": [0.1, 1.0]},
+                "init_args": {
+                    "n_examples": 4,
+                    "batch_size": 4,
+                    "ig_steps": 2,
+                    "top_frac": 0.2,
+                    "diagrams": False,
+                    "images": False,
+                    "sizes": [0.1, 1.0],
+                },
             }
         ],
     },
     "checkpoint": {"every_n_train_steps": 2},
     "model": {"model": "tiny-gpt2", "lora_r": 4, "lr": 1.0e-3},
-    "data": {"batch_size": 4, "validate_on": "all",
-             "tasks": [{"task": "AddSub", **TASK}, {"task": "AddSubInv", **TASK}]},
-}  # fmt: skip
-NOISE = ("GPU available", "TPU available", "litlogger", "💡", "LeafSpec", "_pytree", "Total FLOPs",
-         "exists and is not empty", "Trainable params", "max_epochs=")  # fmt: skip
+    "data": {
+        "batch_size": 4,
+        "validate_on": "all",
+        "tasks": [{"task": "AddSub", **TASK}, {"task": "AddSubInv", **TASK}],
+    },
+}
+NOISE = (
+    "GPU available",
+    "TPU available",
+    "litlogger",
+    "💡",
+    "LeafSpec",
+    "_pytree",
+    "Total FLOPs",
+    "exists and is not empty",
+    "Trainable params",
+    "max_epochs=",
+)
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +73,16 @@ def small_run(tmp_path_factory, small_config) -> tuple[Path, subprocess.Complete
     root = tmp_path_factory.mktemp("small") / "mysmallrun"
     env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     env.pop("CIRCUITFT_VERBOSE", None)
-    cmd = [sys.executable, "-m", "circuitft", "fit", "--config", str(small_config),
-           "--trainer.default_root_dir", str(root)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "circuitft",
+        "fit",
+        "--config",
+        str(small_config),
+        "--trainer.default_root_dir",
+        str(root),
+    ]
     r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     return root, r
@@ -118,8 +146,19 @@ def test_resume_of_a_finished_run_says_so(small_run, small_config, capsys):
     root, _ = small_run
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        rc = main(["fit", "--config", str(small_config), "--trainer.default_root_dir", str(root),
-                   "--trainer.enable_progress_bar", "false", "--ckpt_path", "last"])  # fmt: skip
+        rc = main(
+            [
+                "fit",
+                "--config",
+                str(small_config),
+                "--trainer.default_root_dir",
+                str(root),
+                "--trainer.enable_progress_bar",
+                "false",
+                "--ckpt_path",
+                "last",
+            ]
+        )
     assert rc == 0
     out = capsys.readouterr().out
     assert (
@@ -147,18 +186,34 @@ def _logs_to_this_test(monkeypatch) -> None:
 def test_fresh_start_interrupt_and_resume_lines(tmp_path, small_config, capsys, monkeypatch):
     _logs_to_this_test(monkeypatch)
     root = tmp_path / "run"
-    base = ["--config", str(small_config), "--trainer.default_root_dir", str(root),
-            "--trainer.enable_progress_bar", "false"]  # fmt: skip
+    base = [
+        "--config",
+        str(small_config),
+        "--trainer.default_root_dir",
+        str(root),
+        "--trainer.enable_progress_bar",
+        "false",
+    ]
     # --ckpt_path last before any checkpoint: one line, then a fresh run (interrupted at step 3 by "Ctrl-C")
-    rc = main(["fit", *base, "--ckpt_path", "last", "--trainer.callbacks+=tests.training.killer.InterruptAtStep",
-               "--trainer.callbacks.step", "3"])  # fmt: skip
+    rc = main(
+        [
+            "fit",
+            *base,
+            "--ckpt_path",
+            "last",
+            "--trainer.callbacks+=tests.training.killer.InterruptAtStep",
+            "--trainer.callbacks.step",
+            "3",
+        ]
+    )
     assert rc == 130
     cap = capsys.readouterr()
     assert (
         f"--ckpt_path last: no checkpoint in {root / 'checkpoints'} yet, so this run starts fresh" in cap.out
     )
-    expected = fit_messages.resume_command([*base, "--trainer.callbacks+=tests.training.killer.InterruptAtStep",
-                                            "--trainer.callbacks.step", "3"])  # fmt: skip
+    expected = fit_messages.resume_command(
+        [*base, "--trainer.callbacks+=tests.training.killer.InterruptAtStep", "--trainer.callbacks.step", "3"]
+    )
     assert f"interrupted at step 3 of 4; resume from the last checkpoint with:\n  {expected}" in cap.err
     assert expected.endswith("--ckpt_path last") and expected.count("--ckpt_path") == 1
     assert "Traceback" not in cap.err
@@ -174,8 +229,17 @@ def test_ckpt_path_last_with_only_step_checkpoints_is_refused(tmp_path, small_co
     folder = tmp_path / "run" / "checkpoints"
     folder.mkdir(parents=True)
     (folder / "step000002.ckpt").write_bytes(b"")
-    rc = main(["fit", "--config", str(small_config), "--trainer.default_root_dir", str(tmp_path / "run"),
-               "--ckpt_path", "last"])  # fmt: skip
+    rc = main(
+        [
+            "fit",
+            "--config",
+            str(small_config),
+            "--trainer.default_root_dir",
+            str(tmp_path / "run"),
+            "--ckpt_path",
+            "last",
+        ]
+    )
     assert rc == 2
     err = capsys.readouterr().err
     assert "holds no last*.ckpt (step000002.ckpt, ...); resume from one of them with --ckpt_path" in err

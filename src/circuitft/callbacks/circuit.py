@@ -47,6 +47,7 @@ from circuitft.callbacks.analysis import AnalysisSettings, TaskResult, analyse, 
 from circuitft.callbacks.progress import AnalysisBar, say
 from circuitft.callbacks.ranks import AnalysisFailed, Ranks
 from circuitft.callbacks.records import CircuitRecord, RecordLog
+from circuitft.eap import DEFAULT_TOP_FRAC
 from circuitft.errors import ConfigError
 from circuitft.names import check_name, inside
 
@@ -95,7 +96,7 @@ class CircuitCallback(Callback):
         ig_steps: int = 5,
         n_examples: int = 32,
         batch_size: int = 8,
-        top_frac: float | None = 0.05,
+        top_frac: float | None = DEFAULT_TOP_FRAC,
         top_n: int | None = None,
         at_start: bool = True,
         save_json: bool = False,

@@ -33,9 +33,15 @@ class TaskProgressBar(TQDMProgressBar):
 
     def _bar(self, desc: str, position: int, leave: bool, smoothing: float = 0.3) -> Tqdm:
         return Tqdm(
-            desc=desc, position=position, disable=self.is_disabled, leave=leave, dynamic_ncols=True,
-            file=sys.stderr, smoothing=smoothing, bar_format=self.BAR_FORMAT,
-        )  # fmt: skip
+            desc=desc,
+            position=position,
+            disable=self.is_disabled,
+            leave=leave,
+            dynamic_ncols=True,
+            file=sys.stderr,
+            smoothing=smoothing,
+            bar_format=self.BAR_FORMAT,
+        )
 
     def init_sanity_tqdm(self) -> Tqdm:
         """Sanity-check bar (on stderr)."""

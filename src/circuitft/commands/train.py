@@ -138,9 +138,16 @@ def _cli_class(argv: Sequence[str] = ()) -> type:
             ckpt = getattr(tr.checkpoint_callback, "dirpath", None)
             total = sum(dm.task_steps()) if hasattr(dm, "task_steps") else 0
             return fit_messages.summary(
-                Path(tr.default_root_dir), names, tr.global_step, total, val, final, circuits,
-                Path(ckpt) if ckpt else None, argv,
-            )  # fmt: skip
+                Path(tr.default_root_dir),
+                names,
+                tr.global_step,
+                total,
+                val,
+                final,
+                circuits,
+                Path(ckpt) if ckpt else None,
+                argv,
+            )
 
         def before_validate(self) -> None:
             self._check_kept_rows()
