@@ -60,11 +60,13 @@ def write_run(
     seed: int = 0,
     val_loss: dict[tuple[int, str], float] | None = None,
     size_curve: dict[tuple[int, str], dict[float, float]] | None = None,
+    lightning_steps: bool = False,
 ) -> dict[tuple[int, str], Graph]:
     """A circuitft run folder: config.yaml, circuits/metrics.jsonl, graph files, TensorBoard val losses.
 
     ``analyses``: step -> task -> (model accuracy, circuit accuracy); ``val_loss``: (optimizer step, task)
-    -> loss, logged as Lightning does (at TensorBoard step s - 1). Returns the graphs written.
+    -> loss, logged at TensorBoard step s as circuitft does (``lightning_steps``: at s - 1 with an ``epoch``
+    scalar, as Lightning's own logging in older runs). Returns the graphs written.
     """
     folder.mkdir(parents=True)
     config = {"model": {"model": model}, "data": {"tasks": [{"task": t, "steps": s} for t, s in tasks]}}
@@ -112,8 +114,11 @@ def write_run(
 
         writer = SummaryWriter(str(folder))
         for (step, task), loss in sorted(val_loss.items()):
-            writer.add_scalar(f"val/{task}/loss", loss, step - 1)
-            writer.add_scalar(f"val/{task}/acc", 0.5, step - 1)
+            at = step - 1 if lightning_steps else step  # Lightning's own logging (older runs): step - 1
+            writer.add_scalar(f"val/{task}/loss", loss, at)
+            writer.add_scalar(f"val/{task}/acc", 0.5, at)
+            if lightning_steps:
+                writer.add_scalar("epoch", 0.0, at)
         writer.close()
     return graphs
 

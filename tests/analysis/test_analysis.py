@@ -131,12 +131,14 @@ def test_prior_layout(tmp_path):
     assert r.loc["AddSub", "AddSub"] == 0.9 and b["AddSub"] == 0.1
 
 
-def test_validation_scalars_are_shifted_to_the_optimizer_step(tmp_path):
+@pytest.mark.parametrize("lightning_steps", [False, True])
+def test_validation_scalars_are_at_the_optimizer_step(tmp_path, lightning_steps):
     write_run(
         tmp_path / "run",
         TASKS[:2],
         {10: {"A": (0.5, 0.5)}, 20: {"A": (0.4, 0.4), "B": (0.6, 0.6)}},
         val_loss={(10, "A"): 1.5, (20, "A"): 2.5, (20, "B"): 1.0},
+        lightning_steps=lightning_steps,
     )
     run = read_run(tmp_path / "run")
     assert run.val_value(10, "A", "loss") == 1.5 and run.val_value(20, "B", "loss") == 1.0

@@ -261,3 +261,17 @@ def test_tokenizer_built_concurrently(tmp_path):
         toks = list(pool.map(lambda _: build_tokenizer(folder), range(8)))
     assert all(t.get_vocab() == toks[0].get_vocab() for t in toks)
     assert [p.name for p in tmp_path.iterdir()] == ["tok"]
+
+
+def test_progress_false_hides_the_loading_bars_and_restores_them(tmp_path, capsys):
+    from transformers.utils import logging as hf_logging
+
+    original = load_model("tiny-gpt2")
+    original.model.save_pretrained(tmp_path)
+    original.tokenizer.save_pretrained(tmp_path)
+    capsys.readouterr()
+    load_model(str(tmp_path))
+    assert "Loading weights" in capsys.readouterr().err  # transformers' bar, shown by default
+    load_model(str(tmp_path), progress=False)
+    assert "Loading weights" not in capsys.readouterr().err
+    assert hf_logging.is_progress_bar_enabled()  # switched back on afterwards

@@ -1,4 +1,4 @@
-"""A test-only callback: SIGKILL the training process at a given global step (simulates a hard crash)."""
+"""Test-only callbacks: SIGKILL the training process (a hard crash) or press Ctrl-C at a given global step."""
 
 from __future__ import annotations
 
@@ -17,3 +17,14 @@ class KillAtStep(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: D102
         if trainer.global_step >= self.step:
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+class InterruptAtStep(L.Callback):
+    """Raise KeyboardInterrupt (as Ctrl-C does) once ``trainer.global_step`` reaches ``step``."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: D102
+        if trainer.global_step >= self.step:
+            raise KeyboardInterrupt

@@ -149,10 +149,13 @@ def test_fit_switches_tasks_with_fresh_optimizer_and_scaled_lr(tmp_path):
     assert [r[2] for r in rec.rows] == pytest.approx([1e-2] * 3 + [1e-3] * 3)
     assert [r[3] for r in rec.rows] == [0, 1, 2, 0, 1, 2]  # fresh AdamW state for the second task
     logs = scalars(tmp_path)
-    # validation covers the seen tasks: AddSubInv only once it has started
-    assert [s for s, _ in logs["val/AddSub/acc"]] == [2, 5]
-    assert [s for s, _ in logs["val/AddSubInv/acc"]] == [5]
-    assert [s for s, _ in logs["train/loss"]] == list(range(6))
+    # validation covers the seen tasks: AddSubInv only once it has started; every scalar is logged under
+    # the global step after the optimizer step (validation at the end of each 3-step task: steps 3 and 6)
+    assert [s for s, _ in logs["val/AddSub/acc"]] == [3, 6]
+    assert [s for s, _ in logs["val/AddSubInv/acc"]] == [6]
+    assert [s for s, _ in logs["train/loss"]] == list(range(1, 7))
+    assert logs["train/task"] == [(1, 0.0), (4, 1.0)]  # only where the task changes
+    assert "epoch" not in logs
 
 
 def test_optimizer_state_kept_when_not_fresh(tmp_path):

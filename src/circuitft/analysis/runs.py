@@ -25,8 +25,9 @@ layout, with as many checkpoints as tasks, task i ends at the i-th checkpoint; o
 has an end (the last checkpoint). A folder named ``A__B`` (as ``circuitft sweep`` names pair runs) gives the
 stream order A, B.
 
-**Validation scalars.** Lightning logs a validation made after optimizer step s at TensorBoard step s - 1;
-the ``val`` table shifts it back, so its ``step`` is the optimizer step the weights had.
+**Validation scalars.** circuitft logs a validation made after optimizer step s at TensorBoard step s; runs
+made before that (Lightning's own logging, with an ``epoch`` scalar) have it at s - 1 and are shifted back,
+so the ``val`` table's ``step`` is the optimizer step the weights had.
 """
 
 from __future__ import annotations
@@ -280,7 +281,7 @@ def _graph_shape(records: pd.DataFrame) -> str:
 
 
 def _read_val(folder: Path) -> pd.DataFrame:
-    """``val/<task>/loss`` and ``val/<task>/acc`` from the run's TensorBoard events (step shifted by +1)."""
+    """``val/<task>/loss`` and ``val/<task>/acc`` from the run's TensorBoard events (older runs shifted by +1)."""
     files = sorted(folder.glob("events.out.tfevents.*"))
     empty = pd.DataFrame(columns=["step", "task", "loss", "acc"])
     if not files:
@@ -294,12 +295,13 @@ def _read_val(folder: Path) -> pd.DataFrame:
             acc.Reload()
         except Exception as err:  # noqa: BLE001 - a corrupt event file
             raise DataError(f"{path}: unreadable TensorBoard event file ({err})") from None
+        shift = 1 if "epoch" in acc.Tags().get("scalars", []) else 0  # older runs: Lightning's step - 1
         for tag in acc.Tags().get("scalars", []):
             parts = tag.split("/")
             if len(parts) != 3 or parts[0] != "val" or parts[2] not in ("loss", "acc"):
                 continue
             for ev in acc.Scalars(tag):
-                values.setdefault((ev.step + 1, parts[1]), {})[parts[2]] = float(ev.value)
+                values.setdefault((ev.step + shift, parts[1]), {})[parts[2]] = float(ev.value)
     if not values:
         return empty
     rows = [

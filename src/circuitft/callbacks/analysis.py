@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,7 @@ from circuitft.data.pairs import PromptPairs
 from circuitft.eap import DEFAULT_TOP_FRAC
 from circuitft.eap.evaluate import EvalResult, faithfulness
 from circuitft.eap.graph import Graph
+from circuitft.eap.progress import Progress
 
 
 @dataclass
@@ -59,26 +61,53 @@ def size_key(fraction: float) -> str:
     return repr(float(fraction))
 
 
+# told (task, phase, done, total) after each batch of this rank's share: phase "attribute" or "evaluate"
+Report = Callable[[str, str, int, int], None]
+
+
 def analyse(
-    model: torch.nn.Module, pairs: dict[str, PromptPairs], settings: AnalysisSettings, ranks: Ranks
+    model: torch.nn.Module,
+    pairs: dict[str, PromptPairs],
+    settings: AnalysisSettings,
+    ranks: Ranks,
+    report: Report | None = None,
 ) -> dict[str, TaskResult]:
-    """Analyse every task of ``pairs`` (non-empty pairs only); see the module docstring."""
+    """Analyse every task of ``pairs`` (non-empty pairs only); see the module docstring. ``report`` follows
+    the work batch by batch (:func:`batches` gives the total)."""
     results: dict[str, TaskResult] = {}
     for task, task_pairs in pairs.items():
         t0 = time.perf_counter()
-        graph = _scores(model, task, task_pairs, settings, ranks)
+        graph = _scores(model, task, task_pairs, settings, ranks, _hook(report, task, "attribute"))
         ranks.together(task, lambda graph=graph: _select(graph, settings))
         results[task] = TaskResult(graph, len(task_pairs), {}, seconds=time.perf_counter() - t0)
     circuits = {task: r.graph.in_graph.clone() for task, r in results.items()}
     for task, r in results.items():
         t0 = time.perf_counter()
-        _evaluate_on(model, task, pairs[task], r, results, circuits, settings, ranks)
+        hook = _hook(report, task, "evaluate")
+        _evaluate_on(model, task, pairs[task], r, results, circuits, settings, ranks, hook)
         r.seconds = round(r.seconds + time.perf_counter() - t0, 3)
     return results
 
 
+def batches(pairs: dict[str, PromptPairs], settings: AnalysisSettings, ranks: Ranks) -> int:
+    """Batches this rank attributes and evaluates in :func:`analyse` (the total its ``report`` counts to)."""
+    per_task = [-(-len(ranks.shard(p)) // settings.batch_size) for p in pairs.values() if len(p)]
+    return 2 * sum(per_task)
+
+
+def _hook(report: Report | None, task: str, phase: str) -> Progress:
+    if report is None:
+        return False
+    return lambda done, total: report(task, phase, done, total)
+
+
 def _scores(
-    model: torch.nn.Module, task: str, pairs: PromptPairs, s: AnalysisSettings, ranks: Ranks
+    model: torch.nn.Module,
+    task: str,
+    pairs: PromptPairs,
+    s: AnalysisSettings,
+    ranks: Ranks,
+    progress: Progress = False,
 ) -> Graph:
     from circuitft.eap.attribute import attribute
 
@@ -96,7 +125,7 @@ def _scores(
             metric=s.metric,
             ig_steps=s.ig_steps,
             batch_size=s.batch_size,
-            progress=False,
+            progress=progress,
             dtype=s.dtype,
         )
         # the sum over this rank's examples (attribute gives their mean)
@@ -128,6 +157,7 @@ def _evaluate_on(
     circuits: dict[str, torch.Tensor],
     s: AnalysisSettings,
     ranks: Ranks,
+    progress: Progress = False,
 ) -> None:
     """Evaluate on ``task``'s data: its circuit, its size curve, and (cross-task) every other circuit."""
     from circuitft.eap.curve import evaluate_circuits, size_masks
@@ -150,6 +180,7 @@ def _evaluate_on(
             batch_size=s.batch_size,
             dtype=s.dtype,
             accuracy=s.accuracy,
+            progress=progress,
         )
 
     parts = [p for p in ranks.gather(task, work) if p is not None]

@@ -21,13 +21,19 @@ Under DDP every rank analyses a block of each task's examples and the sums are g
 the default) is recorded in ``metrics.jsonl`` with its step, task and message, logged, and training goes
 on, on every rank; ``on_error: raise`` stops the run on every rank. Attribution is deterministic, so a
 resumed run rewrites the same files and records (keyed by step and task): a run resumed from a checkpoint
-step re-analyses that step from the restored weights.
+step re-analyses that step from the restored weights only where ``metrics.jsonl`` lacks a successful record
+of it (the analysis of a step runs before that step's checkpoint is saved).
+
+Rank 0 shows a bar per analysis under circuitft's progress bar (``circuit AddSub @ step 40: attribute 3/8``)
+and prints one line per task after it (``echo``), with a warning for a task whose model accuracy at the end
+of its own training is below 20% (the model does not do the task).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -36,8 +42,9 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
-from circuitft.callbacks import board, history
-from circuitft.callbacks.analysis import AnalysisSettings, TaskResult, analyse
+from circuitft.callbacks import board, history, messages
+from circuitft.callbacks.analysis import AnalysisSettings, TaskResult, analyse, batches
+from circuitft.callbacks.progress import AnalysisBar, say
 from circuitft.callbacks.ranks import AnalysisFailed, Ranks
 from circuitft.callbacks.records import CircuitRecord, RecordLog
 from circuitft.eap import DEFAULT_TOP_FRAC
@@ -75,6 +82,9 @@ class CircuitCallback(Callback):
         dirname: folder under the run's log dir.
         accuracy: ``exact_match`` (every answer token) or ``first_token`` (the first answer token only, as the
             prior work scored model and circuit accuracy).
+        progress: a bar for each analysis below the training bar (with circuitft's TaskProgressBar).
+        echo: print one line per task after each analysis (faithfulness, accuracies, edge change) and warn
+            when the model's accuracy on a task is below 20% (it does not do the task: its circuit says little).
     """
 
     def __init__(
@@ -91,7 +101,7 @@ class CircuitCallback(Callback):
         at_start: bool = True,
         save_json: bool = False,
         dirname: str = "circuits",
-        progress: bool = False,
+        progress: bool = True,
         dtype: str | None = None,
         sizes: bool | list[float] = True,
         cross_task: bool | list[str] | None = None,
@@ -99,6 +109,7 @@ class CircuitCallback(Callback):
         diagrams: bool = True,
         images: bool = True,
         accuracy: Literal["exact_match", "first_token"] = "exact_match",
+        echo: bool = True,
     ) -> None:
         from circuitft.eap.attribute import BUFFER_DTYPES, check_method
         from circuitft.eap.curve import SIZES, check_sizes
@@ -137,7 +148,7 @@ class CircuitCallback(Callback):
         self.n_examples, self.at_start, self.save_json = n_examples, at_start, save_json
         self.dirname, self.progress, self.dtype = dirname, progress, dtype
         self.cross_task, self.on_error = cross_task, on_error
-        self.diagrams, self.images = diagrams, images
+        self.diagrams, self.images, self.echo = diagrams, images, echo
         self.settings = AnalysisSettings(
             method=method, metric=metric, ig_steps=ig_steps, batch_size=batch_size, top_frac=top_frac,
             top_n=top_n, dtype=None if dtype == "float32" else dtype, sizes=size_fracs, accuracy=accuracy,
@@ -149,6 +160,12 @@ class CircuitCallback(Callback):
         self._seconds = 0.0  # analysis time of this process
         self._t_fit: float | None = None
         self._warned_diagram = False
+        self.final: dict[str, float] = {}  # final/<task>/accuracy ... once the run has finished
+
+    @property
+    def folder(self) -> Path | None:
+        """The run's circuits folder (known once the trainer has set the callback up)."""
+        return self._root
 
     # ---- when ---------------------------------------------------------------------------------------
     def _interval(self, trainer: L.Trainer) -> int | None:
@@ -208,17 +225,35 @@ class CircuitCallback(Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Analyse the untuned model (step 0) of a fresh run, or the checkpoint step a run resumes from.
 
-        On resume the restored weights are those of the checkpoint's step, so the analysis reproduces the
-        same files and records; ``circuitft fit --ckpt_path`` drops the crashed run's TensorBoard events from
-        that step on, so the scalars are logged once.
+        On resume the checkpoint's step is analysed again only if ``metrics.jsonl`` lacks a successful record
+        of it for a task (the analysis of a step runs before the checkpoint of that step is saved, so it is
+        normally there, with its TensorBoard events, which ``circuitft fit --ckpt_path`` keeps).
         """
         for writer in board.writers(trainer):
             board.add_layout(writer)
         step = trainer.global_step
         if step > 0 and step >= self._total_steps(trainer):
             return  # a finished run resumed: nothing is trained, its circuits are already there
-        if (step == 0 and self.at_start) or self._is_analysis_step(trainer, step):
+        if step == 0 and self.at_start:
             self._analyse(trainer, pl_module)
+        elif self._is_analysis_step(trainer, step) and not self._recorded(trainer, step):
+            self._analyse(trainer, pl_module)
+
+    def _recorded(self, trainer: L.Trainer, step: int) -> bool:
+        """Whether every task analysed at ``step`` has a successful record (rank 0's answer, on every rank)."""
+        tasks, _ = self._task_list(trainer)
+        dm = trainer.datamodule
+
+        def look() -> bool:
+            assert self._root is not None
+            done = {r["task"] for r in RecordLog(self._root / "metrics.jsonl").results() if r["step"] == step}
+            wanted = {t for t in tasks if len(dm.task_pairs(t, "val"))}
+            return wanted <= done
+
+        try:
+            return bool(Ranks().gather("*", look)[0])
+        except AnalysisFailed:
+            return False
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
         """Analyse at every interval step and task end (before ModelCheckpoint saves the same weights)."""
@@ -267,20 +302,33 @@ class CircuitCallback(Callback):
         t0 = time.perf_counter()
         ranks = Ranks()
         tasks, trained = self._task_list(trainer)
+        bar = AnalysisBar(trainer, step) if self.progress else None
         try:
-            results = self._compute(trainer, pl_module, tasks, ranks)
+            results = self._compute(trainer, pl_module, tasks, ranks, bar)
+            if bar is not None:
+                bar.phase("writing circuits and TensorBoard figures")
             ranks.together("*", lambda: self._write(trainer, step, trained, results, t0))
         except AnalysisFailed as err:
+            if bar is not None:
+                bar.close()
             self._seconds += time.perf_counter() - t0
             if trainer.is_global_zero:
                 self._record_error(trainer, step, trained, err)
             if self.on_error == "raise":
                 raise RuntimeError(f"circuit analysis at step {step} failed: {err}") from None
             return
+        finally:
+            if bar is not None:
+                bar.close()
         self._seconds += time.perf_counter() - t0
 
     def _compute(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, tasks: list[str], ranks: Ranks
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        tasks: list[str],
+        ranks: Ranks,
+        bar: AnalysisBar | None = None,
     ) -> dict[str, TaskResult]:
         from circuitft.models.merge import merged_copy
 
@@ -302,7 +350,10 @@ class CircuitCallback(Callback):
 
         model = ranks.together("*", copy)
         try:
-            return analyse(model, pairs, self.settings, ranks)
+            if bar is None:
+                return analyse(model, pairs, self.settings, ranks)
+            bar.start(batches(pairs, self.settings, ranks))
+            return analyse(model, pairs, self.settings, ranks, bar.report)
         finally:
             del model
             if torch.cuda.is_available():
@@ -376,6 +427,18 @@ class CircuitCallback(Callback):
         for logger in trainer.loggers:
             logger.log_metrics(scalars, step=step)
         self._board(trainer, step, results, jaccard, log_file.results())
+        if self.echo:
+            self._echo(trainer, step, records, ends)
+
+    def _echo(
+        self, trainer: L.Trainer, step: int, records: list[CircuitRecord], ends: dict[str, int]
+    ) -> None:
+        """One line per task above the progress bar; a warning when the model does not do a task."""
+        for rec in records:
+            say(trainer, messages.task_line(rec))
+            acc = rec.metrics.get("model_accuracy", math.nan)
+            if step > 0 and ends.get(rec.task) == step and acc < messages.LOW_ACCURACY:
+                say(trainer, f"warning: {messages.low_accuracy(rec.task, acc, step)}", sys.stderr)
 
     def _board(
         self,
@@ -448,4 +511,5 @@ class CircuitCallback(Callback):
             writer.add_text("run/summary", text, trainer.global_step)
             board.add_hparams(writer, hp, final)
             writer.flush()
+        self.final = final
         log.info("%s", text)

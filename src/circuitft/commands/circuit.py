@@ -338,7 +338,9 @@ def _analysis_model(args: argparse.Namespace, spec: str) -> Any:
     from circuitft.models.analysis import load_analysis_model
 
     model = args.model if args.ckpt is not None else spec
-    return load_analysis_model(model, adapter=args.adapter, checkpoint=args.ckpt).model
+    return load_analysis_model(
+        model, adapter=args.adapter, checkpoint=args.ckpt, progress=not args.quiet
+    ).model
 
 
 def _task_name(data: str) -> str:

@@ -3,14 +3,19 @@
 Every output of a run lives under ``--trainer.default_root_dir``: ``config.yaml`` (rewritten on resume),
 ``hparams.yaml`` and TensorBoard events directly in it, checkpoints in ``checkpoints/``. Defaults: a
 TensorBoardLogger writing there, a ModelCheckpoint (``checkpoint.*`` options) that keeps ``last.ckpt``, a
-checkpoint at the end of every task and every ``checkpoint.every_n_train_steps``, a progress bar and
-``seed_everything: 0``. ``--ckpt_path last`` resumes after any crash.
+checkpoint at the end of every task and every ``checkpoint.every_n_train_steps``, a progress bar naming
+the task (:class:`~circuitft.callbacks.progress.TaskProgressBar`), no model summary table (one line instead)
+and ``seed_everything: 0``. ``--ckpt_path last`` resumes after any crash (and starts fresh, saying so, when
+the run has no checkpoint yet); Ctrl-C prints the command that resumes. The end of a run prints a summary
+with the commands that open its report and TensorBoard. Framework noise is silenced by name
+(:mod:`circuitft.quiet`; ``CIRCUITFT_VERBOSE=1`` shows it).
 """
 
 from __future__ import annotations
 
+import signal
 import sys
-import warnings
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -50,9 +55,10 @@ def check_config_files(argv: Sequence[str]) -> None:
             raise ConfigError(f"config file {p}: expected a mapping of options, got {type(data).__name__}")
 
 
-def _cli_class() -> type:
+def _cli_class(argv: Sequence[str] = ()) -> type:
     from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+    from circuitft.commands import fit_messages
     from circuitft.training.checkpoint import TaskCheckpoint, check_compatible
 
     class CircuitftCLI(LightningCLI):
@@ -83,6 +89,21 @@ def _cli_class() -> type:
             if path is not None:
                 check_compatible(path, dict(cfg.model), cfg.get("data"))
 
+        def instantiate_trainer(self, **kwargs: Any) -> Any:
+            # circuitft's progress bar unless the config has a bar of its own or turns bars off
+            from lightning.pytorch.callbacks.progress.progress_bar import ProgressBar
+
+            from circuitft.callbacks.progress import TaskProgressBar
+
+            config = self._get(self.config_init, "trainer", default={})
+            callbacks = config.get("callbacks") or []
+            callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+            if config.get("enable_progress_bar") is not False and not any(
+                isinstance(cb, ProgressBar) for cb in callbacks
+            ):
+                kwargs["callbacks"] = [*callbacks, TaskProgressBar()]
+            return super().instantiate_trainer(**kwargs)
+
         def before_fit(self) -> None:
             # before the trainer touches the run folder (the logger writes on any failure)
             self.datamodule.check_val_interval(
@@ -92,6 +113,41 @@ def _cli_class() -> type:
                 if hasattr(cb, "check_stream"):  # CircuitCallback's task options against the stream
                     cb.check_stream(list(self.datamodule.names))
             self._check_kept_rows()
+            _RUNNING.append(self)
+            if _rank_zero():
+                spec = getattr(self.model, "spec", type(self.model).__name__)
+                print(fit_messages.model_line(spec, self.model, list(self.datamodule.names)), flush=True)
+                if self._resume is not None:
+                    print(self._resume.line(), flush=True)
+
+        def after_fit(self) -> None:
+            if not self.trainer.is_global_zero:
+                return
+            print(self._summary(), flush=True)
+
+        def _summary(self) -> str:
+            tr, dm = self.trainer, self.datamodule
+            names = list(getattr(dm, "names", []))
+            metrics = tr.callback_metrics
+            val = {t: float(metrics[f"val/{t}/acc"]) for t in names if f"val/{t}/acc" in metrics}
+            final: dict[str, float] = {}
+            circuits = None
+            for cb in tr.callbacks:
+                if hasattr(cb, "final") and hasattr(cb, "folder"):  # the CircuitCallback
+                    final, circuits = dict(cb.final), cb.folder  # (trainer.log_dir is a DDP collective)
+            ckpt = getattr(tr.checkpoint_callback, "dirpath", None)
+            total = sum(dm.task_steps()) if hasattr(dm, "task_steps") else 0
+            return fit_messages.summary(
+                Path(tr.default_root_dir),
+                names,
+                tr.global_step,
+                total,
+                val,
+                final,
+                circuits,
+                Path(ckpt) if ckpt else None,
+                argv,
+            )
 
         def before_validate(self) -> None:
             self._check_kept_rows()
@@ -110,8 +166,22 @@ def _cli_class() -> type:
         def before_instantiate_classes(self) -> None:
             cfg = self.config[self.subcommand] if self.subcommand else self.config
             root = cfg.trainer.get("default_root_dir") or DEFAULT_ROOT
+            self._resume: fit_messages.Resume | None = None
             if self.subcommand == "fit":
                 _lock_run_folder(root)  # before the check below: two fits cannot both pass it
+                if cfg.get("ckpt_path") == "last" and _resolve_ckpt("last", cfg) is None:
+                    folder = _checkpoint_folder(cfg)
+                    others = sorted(folder.glob("*.ckpt"))
+                    if others:
+                        raise ConfigError(
+                            f"--ckpt_path last: {folder} holds no last*.ckpt ({others[0].name}, ...); resume "
+                            f"from one of them with --ckpt_path {others[-1]}"
+                        )
+                    if _rank_zero():
+                        print(fit_messages.fresh_start_line(folder), flush=True)
+                    cfg.ckpt_path = None
+                if cfg.get("ckpt_path"):
+                    self._resume = _resume_info(cfg)
             if self.subcommand == "fit" and not cfg.get("ckpt_path"):
                 old = sorted((Path(root) / "checkpoints").glob("*.ckpt"))
                 if old:
@@ -122,7 +192,11 @@ def _cli_class() -> type:
             tasks = cfg.get("data", {}).get("tasks") if cfg.get("data") else None
             if tasks and cfg.trainer.get("max_epochs") is None:
                 cfg.trainer.max_epochs = len(tasks)  # one epoch per task
-            purge = _resume_step(cfg) if self.subcommand == "fit" and cfg.get("ckpt_path") else None
+            # Everything logged under the checkpoint's step S (training scalars, circuits, validation) is
+            # about the weights saved at S; the resumed run logs from S + 1 on.
+            purge = self._resume.step + 1 if self._resume is not None else None
+            if self._resume is not None and self._resume.steps and self._resume.step >= self._resume.total:
+                purge = None  # a finished run: nothing is trained or logged again, so nothing is purged
             loggers = cfg.trainer.get("logger")
             for lg in loggers if isinstance(loggers, list) else [loggers]:
                 init = getattr(lg, "init_args", None)
@@ -131,25 +205,37 @@ def _cli_class() -> type:
                         init.save_dir = root
                     if purge is not None and init.get("purge_step") is None:
                         # SummaryWriter(purge_step=...): TensorBoard drops what the interrupted run logged
-                        # from the checkpoint's step on; the resumed run logs it again, once.
+                        # after the checkpoint's step; the resumed run logs it again, once.
                         init.purge_step = purge
 
     return CircuitftCLI
 
 
 _LOCKS: list[Any] = []
+_RUNNING: list[Any] = []  # the CLI of the fit in progress (for the interrupt message)
+
+
+def _rank_zero() -> bool:
+    """Whether this is rank 0 / the launching process (other DDP ranks are its children)."""
+    import os
+
+    rank = os.environ.get("RANK") or os.environ.get("LOCAL_RANK") or "0"
+    return rank == "0" and os.environ.get("NODE_RANK", "0") == "0"
 
 
 def _lock_run_folder(root: str) -> None:
     """Take the run folder's lock (rank 0 / the launching process only; other DDP ranks are its children)."""
-    import os
-
     from circuitft.runlock import RunLock
 
-    rank = os.environ.get("RANK") or os.environ.get("LOCAL_RANK") or "0"
-    if rank != "0" or os.environ.get("NODE_RANK", "0") != "0":
+    if not _rank_zero():
         return
     _LOCKS.append(RunLock(root, "fit", key="--trainer.default_root_dir").acquire())
+
+
+def _checkpoint_folder(cfg: Any) -> Path:
+    """The run's checkpoint folder (``checkpoint.dirpath`` or ``<default_root_dir>/checkpoints``)."""
+    dirpath = cfg.get("checkpoint", {}).get("dirpath") if cfg.get("checkpoint") else None
+    return Path(dirpath or Path(cfg.trainer.get("default_root_dir") or DEFAULT_ROOT) / "checkpoints")
 
 
 def _resolve_ckpt(ckpt: str, cfg: Any) -> Path | None:
@@ -157,9 +243,7 @@ def _resolve_ckpt(ckpt: str, cfg: Any) -> Path | None:
     if ckpt in ("best", "hpc", "registry"):
         return None
     if ckpt == "last":
-        dirpath = cfg.get("checkpoint", {}).get("dirpath") if cfg.get("checkpoint") else None
-        folder = Path(dirpath or Path(cfg.trainer.get("default_root_dir") or DEFAULT_ROOT) / "checkpoints")
-        found = sorted(folder.glob("last*.ckpt"), key=lambda p: p.stat().st_mtime)
+        found = sorted(_checkpoint_folder(cfg).glob("last*.ckpt"), key=lambda p: p.stat().st_mtime)
         return found[-1] if found else None
     path = Path(ckpt)
     if not path.is_file():
@@ -167,19 +251,19 @@ def _resolve_ckpt(ckpt: str, cfg: Any) -> Path | None:
     return path
 
 
-def _resume_step(cfg: Any) -> int | None:
-    """Global step of the checkpoint a fit resumes from, or None (no file, or a finished run: nothing is
-    trained or logged again, so nothing is purged)."""
+def _resume_info(cfg: Any) -> Any:
+    """Where a fit resumes (:class:`~circuitft.commands.fit_messages.Resume`), or None (no file)."""
+    from circuitft.commands.fit_messages import Resume
     from circuitft.training.checkpoint import load_checkpoint_file
 
     path = _resolve_ckpt(cfg.ckpt_path, cfg)
     if path is None:
         return None
     ckpt = load_checkpoint_file(path)
-    step = int(ckpt.get("global_step", 0))
     stream = ckpt.get("TaskStreamDataModule") or {}
-    total = sum(stream.get("task_steps") or []) if isinstance(stream, dict) else 0
-    return None if total and step >= total else step
+    stream = stream if isinstance(stream, dict) else {}
+    steps = [int(n) for n in stream.get("task_steps") or []]
+    return Resume(path, int(ckpt.get("global_step", 0)), list(stream.get("tasks") or []), steps)
 
 
 def trainer_defaults() -> dict[str, Any]:
@@ -194,19 +278,20 @@ def trainer_defaults() -> dict[str, Any]:
         "use_distributed_sampler": False,  # the task stream shards its batches by rank itself
         "reload_dataloaders_every_n_epochs": 1,
         "log_every_n_steps": 1,
-        "enable_progress_bar": True,
+        "enable_progress_bar": True,  # circuitft's TaskProgressBar (see CircuitftCLI.instantiate_trainer)
+        "enable_model_summary": False,  # the table (with "Total FLOPs: 0"); fit prints one line instead
     }
 
 
 def run_cli(argv: Sequence[str]) -> Any:
     """Run LightningCLI on ``argv`` (subcommand first); returns the CLI object."""
     from circuitft.data.stream import TaskStreamDataModule
+    from circuitft.quiet import quiet_framework
     from circuitft.training.module import LoRAModule
 
     check_config_files(argv)
-    warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
-    cls = _cli_class()
+    quiet_framework()
+    cls = _cli_class(list(argv[1:]))
     extra: dict[str, Any] = {}
     if argv and argv[0] != "fit":
         extra["save_config_callback"] = None  # validate/test must not rewrite the run's config.yaml
@@ -228,11 +313,14 @@ def main(name: str, argv: Sequence[str]) -> int:
     from jsonargparse import ArgumentError
 
     args = [name, *argv]
+    sigint = signal.getsignal(signal.SIGINT)
     try:
         run_cli(args)
     except ArgumentError as err:
         raise ConfigError(_one_line(str(err))) from None
     except SystemExit as err:
+        if _interrupted(argv):
+            return 130
         return int(err.code or 0) if isinstance(err.code, int) else 2
     except (ValueError, TypeError) as err:
         cause = _user_error(err)  # e.g. a callback's ConfigError, wrapped by jsonargparse's instantiation
@@ -242,7 +330,27 @@ def main(name: str, argv: Sequence[str]) -> int:
     finally:
         while _LOCKS:
             _LOCKS.pop().release()
+        _RUNNING.clear()
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, sigint)  # Lightning ignores Ctrl-C from its graceful shutdown on
     return 0
+
+
+def _interrupted(argv: Sequence[str]) -> bool:
+    """After Lightning's graceful shutdown on Ctrl-C: print the command that resumes (rank 0), True."""
+    from lightning.pytorch.trainer.states import TrainerStatus
+
+    from circuitft.commands.fit_messages import interrupt_line
+
+    for cli in _RUNNING:
+        trainer = cli.trainer
+        if trainer.state.status == TrainerStatus.INTERRUPTED:
+            if trainer.is_global_zero:
+                dm = cli.datamodule
+                total = sum(dm.task_steps()) if hasattr(dm, "task_steps") else 0
+                print(interrupt_line(trainer.global_step, total, argv), file=sys.stderr, flush=True)
+            return True
+    return False
 
 
 def _user_error(err: BaseException) -> CircuitftError | None:

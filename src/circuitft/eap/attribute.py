@@ -25,7 +25,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from circuitft.data.pairs import PairBatch, PromptPairs
 from circuitft.dtypes import DTYPES, dtype_name
@@ -40,6 +39,7 @@ from circuitft.eap.metrics import (
     wide,
 )
 from circuitft.eap.patching import GradCollector, Handles, Patcher, capture_sources, hooked
+from circuitft.eap.progress import Counter, Progress
 from circuitft.eap.sites import ModelSites, check_graph, model_sites
 from circuitft.errors import ConfigError
 
@@ -306,7 +306,7 @@ def _exact(
     pairs: PromptPairs,
     metric: str,
     batch_size: int,
-    progress: bool,
+    progress: Progress,
     dtype,
 ) -> torch.Tensor:
     """s(e) = mean loss with edge e alone corrupted - mean clean loss, one patched run per edge and batch."""
@@ -314,9 +314,7 @@ def _exact(
     totals = torch.zeros(len(edges), dtype=torch.float64)
     device = model_device(model)
     n_total = 0
-    bar = tqdm(
-        total=len(edges) * ((len(pairs) + batch_size - 1) // batch_size), disable=not progress, desc="exact"
-    )
+    bar = Counter(len(edges) * ((len(pairs) + batch_size - 1) // batch_size), progress, "exact")
     for _, batch in length_batches(pairs, batch_size):
         batch = batch.to(device)
         index = AnswerIndex.from_batch(batch, metric)
@@ -359,7 +357,7 @@ def attribute(
     metric: str = "kl",
     ig_steps: int = 5,
     batch_size: int = 8,
-    progress: bool = True,
+    progress: Progress = True,
     dtype: torch.dtype | str | None = None,
     steps_per_pass: int | None = None,
 ) -> Graph:
@@ -367,6 +365,7 @@ def attribute(
 
     ``model`` is a plain Hugging Face causal LM (merged, frozen or not: parameters get no gradients here and
     the model is restored afterwards). See the module docstring for the score definition.
+    ``progress``: a tqdm bar (True), none (False) or a ``(done, total)`` hook called after each batch.
     ``steps_per_pass``: gradient passes of a batch stacked into one forward/backward (None: all of them;
     ``ig_steps`` x ``batch_size`` rows at once; lower it to cap activation memory).
     """
@@ -393,7 +392,8 @@ def attribute(
             scores = torch.zeros(cfg.n_forward, cfg.n_backward, dtype=torch.float64)
             passes = 0
             batches = length_batches(pairs, batch_size)
-            for _, batch in tqdm(batches, total=n_batches, disable=not progress, desc=method):
+            bar = Counter(n_batches, progress, method)
+            for _, batch in batches:
                 # the corrupted sources come from a gradient pass on the corrupted input where there is one
                 own_run = method in ("EAP", "EAP-IG-activations")
                 runs = BatchRuns(model, sites, cfg, batch.to(device), metric, dtype, corrupted_run=own_run)
@@ -406,6 +406,8 @@ def attribute(
                         passes = _passes_inputs(model, runs, method, ig_steps, steps_per_pass)
                 _contract(scores, cfg, runs.delta, collector.finish())
                 del runs, acc
+                bar.update()
+            bar.close()
             scores /= len(pairs) * passes
     graph.scores = (scores * cfg.real_edge_mask).float()
     graph.meta.update(

@@ -27,6 +27,7 @@ from circuitft.eap.metrics import (
     wide,
 )
 from circuitft.eap.patching import Patcher, capture_sources, hooked
+from circuitft.eap.progress import Counter, Progress
 from circuitft.eap.select import apply_topn
 from circuitft.eap.sites import check_graph, model_sites
 from circuitft.errors import ConfigError
@@ -70,10 +71,12 @@ def evaluate_circuits(
     batch_size: int = 8,
     dtype: torch.dtype | str | None = None,
     accuracy: str = "exact_match",
+    progress: Progress = False,
 ) -> list[EvalResult]:
     """One :class:`EvalResult` per edge mask in ``circuits`` (each [n_forward, n_backward] bool).
 
     ``accuracy="first_token"`` scores model and circuit accuracy on the first answer token only.
+    ``progress``: a tqdm bar (True), none (False) or a ``(done, total)`` hook called after each batch.
     """
     first = check_accuracy(accuracy)
     validate_pairs(pairs, metric)
@@ -87,6 +90,7 @@ def evaluate_circuits(
     notins = [(real & ~c.cpu()).to(device) for c in circuits]
     common = {k: [] for k in ("clean", "corr", "mc", "klc")}
     per = [{k: [] for k in ("circ", "cc", "klk")} for _ in circuits]
+    bar = Counter(-(-len(pairs) // batch_size), progress, "evaluate")
     with analysis_mode(model), torch.no_grad():
         for batch in pairs.batches(batch_size):
             batch = batch.to(device)
@@ -112,6 +116,8 @@ def evaluate_circuits(
                 out["cc"].append(answer_exact_match(circ, index.token, index.answer_len, first))
                 out["klk"].append(index.per_example_mean(kl_rows(lp_corr, lp_circ)))
                 del work
+            bar.update()
+    bar.close()
     cat = lambda xs: torch.cat(xs).cpu() if xs else torch.zeros(0)  # noqa: E731
     shared = {k: cat(v) for k, v in common.items()}
     results = []

@@ -21,14 +21,21 @@ def load_analysis_model(
     adapter: str | Path | None = None,
     checkpoint: str | Path | None = None,
     device: str | torch.device | None = None,
+    progress: bool = True,
 ) -> LoadedModel:
     """Base model ``spec`` plus an optional peft ``adapter`` folder or circuitft training ``checkpoint``.
+    ``progress=False`` hides the Hugging Face loading bars (``circuit --quiet``).
 
     A checkpoint names its own model, so ``spec`` may be omitted with it (given, it must agree). Errors are
     one-line :class:`~circuitft.errors.CircuitftError`s naming the argument.
     """
     if adapter is not None and checkpoint is not None:
         raise ConfigError("give an adapter folder or a checkpoint, not both")
+    if not progress:
+        from circuitft.models.loading import hf_bars_off
+
+        with hf_bars_off():
+            return load_analysis_model(spec, adapter=adapter, checkpoint=checkpoint, device=device)
     if checkpoint is not None:
         from circuitft.training.checkpoint import model_from_checkpoint
 

@@ -13,9 +13,11 @@ Specs, in the order they are tried:
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,8 +60,14 @@ def model_specs() -> list[str]:
     return [EMBEDDED, *tiny_specs()]
 
 
-def load_model(spec: str, dtype: torch.dtype = torch.float32, seed: int = 0) -> LoadedModel:
-    """Load ``spec`` (see module docstring) in eval mode; raises :class:`ModelSpecError` with one line."""
+def load_model(
+    spec: str, dtype: torch.dtype = torch.float32, seed: int = 0, progress: bool = True
+) -> LoadedModel:
+    """Load ``spec`` (see module docstring) in eval mode; raises :class:`ModelSpecError` with one line.
+    ``progress=False`` hides the Hugging Face loading and download bars."""
+    if not progress:
+        with hf_bars_off():
+            return load_model(spec, dtype, seed)
     if spec == EMBEDDED:
         return _load_embedded(dtype)
     if spec in tiny_specs():
@@ -77,6 +85,24 @@ def load_model(spec: str, dtype: torch.dtype = torch.float32, seed: int = 0) -> 
         return _from_pretrained(str(path), spec, dtype, local_only=True)
     _check_hub_name(spec)
     return _from_pretrained(spec, spec, dtype, local_only=not download_allowed())
+
+
+@contextlib.contextmanager
+def hf_bars_off() -> Iterator[None]:
+    """Hide transformers' ("Loading weights") and huggingface_hub's (downloads) progress bars inside."""
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+    from transformers.utils import logging as hf_logging
+
+    hub_was_on, tf_was_on = not are_progress_bars_disabled(), hf_logging.is_progress_bar_enabled()
+    disable_progress_bars()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if hub_was_on:
+            enable_progress_bars()
+        if tf_was_on:
+            hf_logging.enable_progress_bar()
 
 
 def load_tokenizer(spec: str) -> PreTrainedTokenizerBase:

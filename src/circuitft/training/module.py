@@ -1,9 +1,12 @@
 """LoRAModule: a model spec wrapped with a peft LoRA adapter, trained with the loss on answer tokens only.
 
-Logs ``train/loss`` (and ``train/lr``, ``train/task``) every step and, at each validation, ``val/<task>/loss``
+Logs ``train/loss`` and ``train/lr`` every step, ``train/task`` when the task changes and, at each validation,
+``val/<task>/loss``
 (mean cross-entropy per answer token) and ``val/<task>/acc`` (greedy exact match: the teacher-forced argmax
 equals every answer token; ``accuracy: first_token`` scores the first answer token only) for each
-validated task, plus ``val/loss`` and ``val/acc`` averaged over them.
+validated task, plus ``val/loss`` and ``val/acc`` averaged over them. During fit every scalar goes to the
+loggers under the global step after the optimizer step, the step of the checkpoint and the circuits of the
+same weights (Lightning itself would log under the count of steps before it, and add ``epoch``).
 Checkpoints hold only the adapter (trainable parameters) and the training state; the frozen base weights
 are rebuilt from the spec in the hyper-parameters (see :mod:`circuitft.training.checkpoint`).
 """
@@ -96,6 +99,8 @@ class LoRAModule(L.LightningModule):
         self.task_names: list[str] = []
         self._opt_task = 0  # task whose optimizer state the optimizer holds
         self._rng_to_restore: dict[str, Any] | None = None
+        self._logged_step = -1  # global step of the last training scalars
+        self._step_lr = 0.0  # learning rate of the current optimizer step
 
     # ---- model ------------------------------------------------------------------------------------------
     def forward(self, batch: PairBatch) -> torch.Tensor:
@@ -133,10 +138,26 @@ class LoRAModule(L.LightningModule):
         b: PairBatch = batch["batch"]
         loss = answer_loss(self(b), b)
         n = len(b)
-        self.log("train/loss", loss, prog_bar=True, batch_size=n)
-        self.log("train/task", float(batch["task_idx"]), batch_size=n)
-        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=n)
+        self.log("train/loss", loss, prog_bar=True, batch_size=n, logger=False)  # the bar; loggers: below
+        self._step_lr = float(self.trainer.optimizers[0].param_groups[0]["lr"])
         return loss
+
+    def on_train_batch_end(self, outputs: Any, batch: dict[str, Any], batch_idx: int) -> None:
+        """Log ``train/loss`` and ``train/lr`` (and ``train/task`` when it changes) under the global step the
+        optimizer step reached, as checkpoints, circuits and validation (and without Lightning's ``epoch``)."""
+        step = self.trainer.global_step
+        if step == self._logged_step:
+            return  # still accumulating gradients
+        self._logged_step = step
+        scalars: dict[str, float] = {}
+        dm = self.trainer.datamodule
+        if hasattr(dm, "current_stage") and step == sum(self._task_steps()[: dm.current_stage()]) + 1:
+            scalars["train/task"] = float(dm.current_task())  # at the first step of each task only
+        if step % max(1, int(self.trainer.log_every_n_steps or 1)) == 0:
+            loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+            scalars.update({"train/loss": float(loss), "train/lr": self._step_lr})
+        for logger in self.loggers if scalars else []:
+            logger.log_metrics(scalars, step=step)
 
     def configure_optimizers(self) -> dict[str, Any]:
         """AdamW on the adapter; the LR at each step follows :func:`optim.lr_multiplier` (per-task policy)."""
@@ -199,19 +220,31 @@ class LoRAModule(L.LightningModule):
     def _log_eval(self, prefix: str) -> None:
         dm = self.trainer.datamodule
         tasks = dm.val_task_indices() if hasattr(dm, "val_task_indices") else range(len(self.task_names))
+        values: dict[str, torch.Tensor] = {}
         losses, accs = [], []
         for i in tasks:
             loss, acc = self.val_loss[i].compute(), self.val_acc[i].compute()  # synced across ranks
             self.val_loss[i].reset()
             self.val_acc[i].reset()
             name = self.task_names[i]
-            self.log(f"{prefix}/{name}/loss", loss)
-            self.log(f"{prefix}/{name}/acc", acc)
+            values[f"{prefix}/{name}/loss"], values[f"{prefix}/{name}/acc"] = loss, acc
             losses.append(loss)
             accs.append(acc)
         if losses:
-            self.log(f"{prefix}/loss", torch.stack(losses).mean(), prog_bar=prefix == "val")
-            self.log(f"{prefix}/acc", torch.stack(accs).mean(), prog_bar=prefix == "val")
+            values[f"{prefix}/loss"], values[f"{prefix}/acc"] = (
+                torch.stack(losses).mean(),
+                torch.stack(accs).mean(),
+            )
+        # During fit the loggers get these under the global step after the optimizer step (the step of the
+        # checkpoint and circuits saved with these weights), not Lightning's count of the steps before it.
+        direct = prefix == "val" and self.trainer.state.fn == "fit"
+        for key, value in values.items():
+            shown = prefix == "val" and key in (f"{prefix}/loss", f"{prefix}/acc")
+            self.log(key, value, prog_bar=shown, logger=not direct)
+        if direct and values:
+            scalars = {k: float(v) for k, v in values.items()}
+            for logger in self.loggers:
+                logger.log_metrics(scalars, step=self.trainer.global_step)
 
     def on_validation_epoch_end(self) -> None:
         """Log ``val/<task>/{loss,acc}`` for each validated task and their means."""

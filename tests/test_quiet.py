@@ -1,0 +1,36 @@
+"""Named framework noise: the filter drops exactly the named lines; CIRCUITFT_VERBOSE keeps everything."""
+
+from __future__ import annotations
+
+import logging
+
+from circuitft import quiet
+
+
+def _record(msg: str) -> logging.LogRecord:
+    return logging.LogRecord(
+        "lightning.pytorch.utilities.rank_zero", logging.INFO, __file__, 1, msg, (), None
+    )
+
+
+def test_named_lines_only():
+    f = quiet.NamedLines(quiet.INFO_LINES)
+    assert not f.filter(_record("GPU available: False, used: False"))
+    assert not f.filter(_record("TPU available: False, using: 0 TPU cores"))
+    assert not f.filter(
+        _record("💡 Tip: For seamless cloud logging and experiment tracking, try installing ...")
+    )
+    assert f.filter(_record("\nDetected KeyboardInterrupt, attempting graceful shutdown ..."))
+    assert f.filter(_record("Restoring states from the checkpoint path at runs/x/last.ckpt"))
+
+
+def test_verbose_env_keeps_everything(monkeypatch):
+    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    monkeypatch.setattr(logger, "filters", [])
+    monkeypatch.setenv(quiet.VERBOSE_ENV, "1")
+    quiet.quiet_framework()
+    assert logger.filters == []
+    monkeypatch.setenv(quiet.VERBOSE_ENV, "0")
+    quiet.quiet_framework()
+    quiet.quiet_framework()  # once, however often it is called
+    assert [type(f) for f in logger.filters] == [quiet.NamedLines]
