@@ -21,7 +21,7 @@ from circuitft.eap.overlap import DEFAULT_FRAC, node_change, node_jaccard
 
 CIRCUIT_COLUMNS = [
     "run", "step", "task", "trained_task", "task_end", "model_accuracy", "circuit_accuracy", "faithfulness",
-    "kl_faithfulness_pct", "n_edges", "n_nodes", "edge_change_prev", "node_change_prev", "edge_change_first",
+    "kl_recovered_pct", "n_edges", "n_nodes", "edge_change_prev", "node_change_prev", "edge_change_first",
     "node_change_first", "val_loss", "val_acc",
 ]  # fmt: skip
 
@@ -41,7 +41,7 @@ def circuits_table(run: RunData, frac: float = DEFAULT_FRAC) -> pd.DataFrame:
             g = run.graph(step, task)
             row = {"run": run.name, "step": step, "task": task, "trained_task": rec["trained_task"],
                    "task_end": ends.get(task) == step}  # fmt: skip
-            for col in ("model_accuracy", "circuit_accuracy", "faithfulness", "kl_faithfulness_pct"):
+            for col in ("model_accuracy", "circuit_accuracy", "faithfulness", "kl_recovered_pct"):
                 row[col] = rec[col]
             row["n_edges"] = rec["n_edges"] if math.isfinite(rec["n_edges"]) else float(g.count_edges())
             row["n_nodes"] = rec["n_nodes"] if math.isfinite(rec["n_nodes"]) else float(g.count_nodes())

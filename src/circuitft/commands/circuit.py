@@ -84,7 +84,18 @@ def build_parser(prog: str = "circuitft circuit") -> argparse.ArgumentParser:
     )
     size.add_argument("--threshold", type=float, help="keep edges with |score| >= T")
     size.add_argument("--greedy_n", type=int, help="greedy selection of N edges from the logits up")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument(
+        "--baseline_samples", type=int, default=3,
+        help="random circuits of the same size evaluated as a baseline (default 3; 0: none)",
+    )  # fmt: skip
+    p.add_argument(
+        "--size_curve", default="true",
+        help="faithfulness at several circuit sizes, for the smallest circuit reaching 0.8: true (default: "
+        "0.1%% ... 50%% of the edges), false, or fractions such as 0.01,0.05,0.1",
+    )  # fmt: skip
+    p.add_argument(
+        "--seed", type=int, default=0, help="random seed (default 0; also seeds the random circuits)"
+    )
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -103,14 +114,14 @@ def main(name: str, argv: Sequence[str]) -> int:
         problem = model_problem(args.model)  # a hub model missing from the cache: at once, before imports
         if problem:
             raise ConfigError(f"--model {args.model}: {problem}")
+    from circuitft.eap.summary import summary_text
+
     metrics = run(args)
-    if not metrics.get("n_edges"):
-        print(
-            "warning: the circuit is empty after pruning (no selected edge lies on an input->logits path); "
-            "try a larger --top_n / --top_frac or --greedy_n",
-            file=sys.stderr,
-        )
-    keys = ("n_edges", "n_nodes", "faithfulness", "kl_faithfulness_pct", "model_accuracy", "circuit_accuracy")
+    for warning in metrics["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(summary_text(metrics, with_warnings=False))  # the warnings went to stderr
+    keys = ("n_edges", "n_nodes", "faithfulness", "kl_recovered_pct", "model_accuracy", "circuit_accuracy")
+    keys = tuple(k for k in keys if k in metrics)
     print(" ".join(f"{k}={_fmt(metrics.get(k))}" for k in keys) + f" -> {args.out}")
     return 0
 
@@ -120,11 +131,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from circuitft.eap.attribute import BUFFER_DTYPES, attribute, check_method
+    from circuitft.eap.baseline import evaluate_references, parse_size_curve, selection_size
     from circuitft.eap.evaluate import evaluate, faithfulness
     from circuitft.eap.graph import Graph
     from circuitft.eap.io import write_json, write_safetensors
     from circuitft.eap.metrics import check_metric, validate_pairs
     from circuitft.eap.select import check_selection, select
+    from circuitft.eap.summary import add_readings, smallest_reaching
 
     start = time.perf_counter()
     # ---- cheap checks: options, files ------------------------------------------------------------
@@ -150,6 +163,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise ConfigError(f"--dtype {args.dtype!r} is not one of {', '.join(BUFFER_DTYPES)}")
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit must be positive, got {args.limit}")
+    if args.baseline_samples < 0:
+        raise ConfigError(f"--baseline_samples must be 0 (no baseline) or more, got {args.baseline_samples}")
+    curve_sizes = parse_size_curve(args.size_curve)
     sizes = {k: getattr(args, k) for k in ("top_n", "top_frac", "threshold", "greedy_n")}
     resize = any(v is not None for v in sizes.values())
     if not resize:
@@ -217,6 +233,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         dtype=args.dtype, accuracy=args.accuracy,
     )  # fmt: skip
     scores = faithfulness(result)
+    t_refs = time.perf_counter()
+    baseline, curve = evaluate_references(
+        model, graph, pairs, n_requested=selection_size(graph, sizes if saved is None or resize else None),
+        n_random=args.baseline_samples, sizes=curve_sizes, seed=args.seed, metric=args.metric,
+        batch_size=args.batch_size, dtype=args.dtype, accuracy=args.accuracy,
+    )  # fmt: skip
+    seconds_refs = time.perf_counter() - t_refs
     seconds = time.perf_counter() - start
     graph.meta.update(
         seed=args.seed, data=str(args.data), model_spec=spec, adapter=_str(args.adapter), ckpt=_str(args.ckpt),
@@ -251,6 +274,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "device": str(device),
         "seconds": round(seconds, 3),
     }
+    if baseline is not None:
+        metrics["random_baseline"] = baseline
+    if curve is not None:
+        metrics.update(size_curve=curve, smallest_80pct=smallest_reaching(curve))
+    metrics["seconds_baseline_and_curve"] = round(seconds_refs, 3)
+    add_readings(metrics)
 
     # ---- write everything to a temporary folder, then move it into --out ---------------------------
     def write(folder: Path) -> None:

@@ -37,7 +37,7 @@ import pandas as pd
 from circuitft.commands.args import OneLineParser, parse
 from circuitft.errors import ConfigError
 
-METRICS = ("model_accuracy", "circuit_accuracy", "faithfulness", "kl_faithfulness_pct", "val_acc")
+METRICS = ("model_accuracy", "circuit_accuracy", "faithfulness", "kl_recovered_pct", "val_acc")
 
 
 def build_parser() -> OneLineParser:

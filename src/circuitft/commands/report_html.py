@@ -169,9 +169,10 @@ def run_section(page: Page, out: Path, info: dict[str, Any], *, max_edges: int =
                 title=f"{run.name}: normalised faithfulness", boundaries=ends), f"{key}_faithfulness",
                 "Normalised faithfulness per task (1 = the circuit recovers the full model's metric, 0 = the "
                 "corrupted run).")  # fmt: skip
-    page.figure(out, plots.metric_over_steps(table, columns=["kl_faithfulness_pct"], ylabel="KL faithfulness (%)",
-                title=f"{run.name}: KL faithfulness %", boundaries=ends), f"{key}_kl_faithfulness",
-                "KL faithfulness % per task (the prior work's 100 (1 - |B - C| / B)).")  # fmt: skip
+    page.figure(out, plots.metric_over_steps(table, columns=["kl_recovered_pct"], ylabel="KL recovered (%)",
+                title=f"{run.name}: KL recovered %", boundaries=ends), f"{key}_kl_recovered",
+                "KL recovered % per task (metric kl only; the prior work's KL faithfulness percentage "
+                "100 (1 - |B - C| / B), B = KL(P_corrupted || P_model), C = KL(P_corrupted || P_circuit)).")  # fmt: skip
     page.figure(out, plots.metric_over_steps(table, columns=["edge_change_prev", "node_change_prev"],
                 ylabel="change vs previous analysis", title=f"{run.name}: circuit change", boundaries=ends,
                 labels=["edge change", "node change"]), f"{key}_change",

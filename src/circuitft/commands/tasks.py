@@ -3,7 +3,7 @@
 - ``circuitft tasks list``
 - ``circuitft tasks show NAME [--n 5] [--seed 0] [--split S] [--param key=value ...]``
 - ``circuitft tasks make NAME --n N --seed S [--split S] [--out FILE.csv|.jsonl] [--model SPEC] [--param ...]``
-- ``circuitft tasks check FILE --model SPEC [--no-bos]``
+- ``circuitft tasks check FILE --model SPEC [--no-bos] [--tokenizer_only] [--batch_size B] [--device D]``
 
 ``show`` also prints the size of each split (train/val/test: distinct problems). ``make`` prints CSV to
 stdout when there is no ``--out`` (the same arguments give the same bytes) and writes ``--out``
@@ -55,10 +55,23 @@ def _build_parser(prog: str) -> argparse.ArgumentParser:
     make.add_argument("--out", type=Path, help="output file (.csv or .jsonl), written atomically")
     make.add_argument("--model", help="model spec whose tokenizer the rows must fit (resamples mismatches)")
     make.add_argument("--no-bos", action="store_true", help="with --model: do not prepend BOS")
-    check = sub.add_parser("check", help="validate a task file against a model's tokenizer")
+    check = sub.add_parser(
+        "check",
+        help="validate a task file against a model's tokenizer and measure the model's accuracy on it",
+    )
     check.add_argument("file", metavar="FILE", help="CSV, JSONL, dataset folder or hf:NAME")
     check.add_argument("--model", required=True, help="model spec whose tokenizer to check against")
     check.add_argument("--no-bos", action="store_true", help="do not prepend BOS")
+    check.add_argument(
+        "--tokenizer_only", action="store_true",
+        help="check tokenization only; do not run the model to measure its accuracy on the rows",
+    )  # fmt: skip
+    check.add_argument(
+        "--batch_size", type=int, default=8, help="rows per batch for the accuracy (default 8)"
+    )
+    check.add_argument(
+        "--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available)"
+    )
     return parser
 
 
@@ -164,16 +177,9 @@ def _make(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from circuitft.data.sources import load_pairs
-    from circuitft.models.loading import load_tokenizer
+    from circuitft.commands.tasks_check import check
 
-    tokenizer = load_tokenizer(args.model)
-    pairs = load_pairs(args.file, tokenizer, prepend_bos=False if args.no_bos else None, on_mismatch="error")
-    print(
-        f"{args.file}: {len(pairs)} rows OK for {args.model} (clean and corrupted prompts of equal token "
-        f"length; longest sequence {pairs.max_len} tokens)"
-    )
-    return 0
+    return check(args)
 
 
 def _split(args: argparse.Namespace) -> str | None:
