@@ -17,7 +17,7 @@ from circuitft.eap.baseline import (
     requested_edges,
     selection_size,
 )
-from circuitft.eap.evaluate import evaluate, faithfulness
+from circuitft.eap.evaluate import EvalResult, evaluate, faithfulness
 from circuitft.eap.graph import Graph
 from circuitft.eap.select import prune, select
 from circuitft.eap.summary import smallest_reaching
@@ -105,15 +105,30 @@ def test_size_curve_points_equal_select_then_evaluate(setup):
 def test_fractions_giving_the_same_edge_count_are_evaluated_once(setup):
     model, pairs = setup
     graph = attribute(model, Graph.from_model(model), pairs, method="EAP", batch_size=4, progress=False)
-    _, curve = evaluate_references(model, graph, pairs, n_requested=5, n_random=0, sizes=DEFAULT_CURVE)
-    n = graph.n_edges  # 110: 0.1% ... 1% all ask for 1 edge
-    assert [p["frac"] for p in curve][0] == 0.001 and 0.002 not in [p["frac"] for p in curve]
-    assert len(curve) == len({max(1, int(f * n)) for f in DEFAULT_CURVE})
+    _, curve = evaluate_references(
+        model, graph, pairs, n_requested=5, n_random=0, sizes=(0.001, 0.002, 0.01, 0.1)
+    )
+    assert [p["frac"] for p in curve] == [0.001, 0.1]  # 0.1% ... 1% of 110 edges all ask for 1 edge
+
+
+def test_the_main_circuits_evaluation_is_reused(setup):
+    model, pairs = setup
+    graph = attribute(model, Graph.from_model(model), pairs, method="EAP", batch_size=4, progress=False)
+    select(graph, top_frac=0.2)
+    real = evaluate(model, graph, pairs, batch_size=4, progress=False)
+    marked = EvalResult(real.metric, real.clean, real.corrupted, real.clean * 0 + 123.0, real.model_correct,
+                        real.circuit_correct, real.kl_corr_clean, real.kl_corr_circ, real.n_edges)  # fmt: skip
+    _, curve = evaluate_references(
+        model, graph, pairs, n_requested=22, n_random=0, sizes=(0.1, 0.2), main=marked
+    )
+    by_frac = {p["frac"]: p["faithfulness"] for p in curve}
+    assert by_frac[0.2] == pytest.approx(faithfulness(marked)["faithfulness"])  # taken from ``main``
+    assert by_frac[0.1] != pytest.approx(faithfulness(marked)["faithfulness"])  # evaluated
 
 
 def test_parse_size_curve_and_requested_sizes(setup):
     model, _ = setup
-    assert parse_size_curve("true") == DEFAULT_CURVE and 1.0 not in DEFAULT_CURVE
+    assert parse_size_curve("true") == DEFAULT_CURVE == (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
     assert parse_size_curve("false") == () and parse_size_curve(False) == ()
     assert parse_size_curve("0.1, 0.05,0.1") == (0.05, 0.1)
     for bad in ("2", "abc", "0.1,x", ","):

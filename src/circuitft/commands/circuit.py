@@ -91,7 +91,7 @@ def build_parser(prog: str = "circuitft circuit") -> argparse.ArgumentParser:
     p.add_argument(
         "--size_curve", default="true",
         help="faithfulness at several circuit sizes, for the smallest circuit reaching 0.8: true (default: "
-        "0.1%% ... 50%% of the edges), false, or fractions such as 0.01,0.05,0.1",
+        "0.5%% ... 50%% of the edges), false, or fractions such as 0.01,0.05,0.1",
     )  # fmt: skip
     p.add_argument(
         "--seed", type=int, default=0, help="random seed (default 0; also seeds the random circuits)"
@@ -237,7 +237,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     baseline, curve = evaluate_references(
         model, graph, pairs, n_requested=selection_size(graph, sizes if saved is None or resize else None),
         n_random=args.baseline_samples, sizes=curve_sizes, seed=args.seed, metric=args.metric,
-        batch_size=args.batch_size, dtype=args.dtype, accuracy=args.accuracy,
+        batch_size=args.batch_size, dtype=args.dtype, accuracy=args.accuracy, main=result,
     )  # fmt: skip
     seconds_refs = time.perf_counter() - t_refs
     seconds = time.perf_counter() - start

@@ -161,7 +161,7 @@ def summary_text(metrics: Mapping[str, Any], with_warnings: bool = True) -> str:
             f"  a random circuit of the same size recovers {base['faithfulness_mean']:.3g} ± "
             f"{base['faithfulness_std']:.2g} (min {base['faithfulness_min']:.3g}, max "
             f"{base['faithfulness_max']:.3g}; {base['n_samples']} samples of {base['n_edges_sampled']} edges, "
-            f"{base['n_edges_mean']:.3g} after pruning)"
+            f"{base['n_edges_mean']:.0f} after pruning)"
         )
     small = metrics.get("smallest_80pct")
     if small:
