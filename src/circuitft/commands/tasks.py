@@ -5,7 +5,9 @@
 - ``circuitft tasks make NAME --n N --seed S [--split S] [--out FILE.csv|.jsonl] [--model SPEC] [--param ...]``
 - ``circuitft tasks check FILE --model SPEC [--no-bos] [--tokenizer_only] [--batch_size B] [--device D]``
 
-``show`` also prints the size of each split (train/val/test: distinct problems). ``make`` prints CSV to
+``check`` also flags answers that join their prompt differently than in running text (e.g. a missing
+leading space) and, unless ``--tokenizer_only``, prints the model's accuracy on the rows with a warning
+below 20%. ``show`` also prints the size of each split (train/val/test: distinct problems). ``make`` prints CSV to
 stdout when there is no ``--out`` (the same arguments give the same bytes) and writes ``--out``
 atomically; with ``--model`` rows whose clean/corrupted prompts tokenize to different lengths are resampled
 and the count is reported on stderr. ``--split train|val|test`` draws from that split only: with the
@@ -60,7 +62,9 @@ def _build_parser(prog: str) -> argparse.ArgumentParser:
         help="validate a task file against a model's tokenizer and measure the model's accuracy on it",
     )
     check.add_argument("file", metavar="FILE", help="CSV, JSONL, dataset folder or hf:NAME")
-    check.add_argument("--model", required=True, help="model spec whose tokenizer to check against")
+    check.add_argument(
+        "--model", required=True, help="model spec: its tokenizer checks the rows and the model answers them"
+    )
     check.add_argument("--no-bos", action="store_true", help="do not prepend BOS")
     check.add_argument(
         "--tokenizer_only", action="store_true",
