@@ -23,6 +23,7 @@ SHOWN = 5  # rows shown per kind of finding
 
 def check(args: argparse.Namespace) -> int:
     """Run the check described in the module docstring; returns the exit status."""
+    from circuitft.commands.circuit import _device
     from circuitft.data.check import glue_problems
     from circuitft.data.pairs import tokenize_pairs
     from circuitft.data.sources import load_rows, task_name
@@ -30,6 +31,7 @@ def check(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         raise ConfigError(f"--batch_size must be positive, got {args.batch_size}")
+    device = None if args.tokenizer_only else _device(args.device)  # a bad --device fails before any output
     tokenizer = load_tokenizer(args.model)
     rows = load_rows(args.file)
     task = task_name(args.file)
@@ -58,19 +60,17 @@ def check(args: argparse.Namespace) -> int:
     if args.tokenizer_only:
         return 0
     number = {id(row): n for n, row in enumerate(rows, start=1)}  # data row of each kept row
-    _accuracy(args, pairs, tokenizer, [number[id(row)] for row in pairs.rows], task)
+    _accuracy(args, device, pairs, tokenizer, [number[id(row)] for row in pairs.rows], task)
     return 0
 
 
 def _accuracy(
-    args: argparse.Namespace, pairs: Any, tokenizer: Any, row_numbers: list[int], task: str
+    args: argparse.Namespace, device: Any, pairs: Any, tokenizer: Any, row_numbers: list[int], task: str
 ) -> None:
-    from circuitft.commands.circuit import _device
     from circuitft.eap.accuracy import model_accuracy
     from circuitft.eap.summary import low_accuracy_warning
     from circuitft.models.analysis import load_analysis_model
 
-    device = _device(args.device)
     model = load_analysis_model(args.model).model.to(device)
     result = model_accuracy(model, pairs, batch_size=args.batch_size)
     hits = int(result.correct.sum())
