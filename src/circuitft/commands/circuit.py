@@ -6,7 +6,8 @@
 
 Writes ``DIR/graph.json`` (every edge with its score; ``in_graph`` marks the circuit, the reference
 library's format), ``DIR/graph.safetensors`` (the same, compact) and ``DIR/metrics.json`` (faithfulness,
-accuracies, sizes, settings, seconds). Every option, the data file and its tokenization are checked before
+accuracies, sizes, a random baseline, a size curve and the smallest circuit reaching 0.8, settings, seconds,
+``warnings``, one-sentence ``definitions`` and a plain-language ``summary``, also printed). Every option, the data file and its tokenization are checked before
 the model is run; the outputs are written to a temporary folder and moved into ``DIR`` at the end, so a
 failed run leaves nothing under ``DIR``.
 """
