@@ -99,6 +99,19 @@ def test_baseline_and_curve_options(tmp_path: Path, data: Path, capsys) -> None:
     m = json.loads((tmp_path / "b" / "metrics.json").read_text())
     assert [p["frac"] for p in m["size_curve"]] == [0.1, 0.5] and m["random_baseline"]["n_samples"] == 1
     assert m["random_baseline"]["faithfulness_std"] == 0.0
+    assert run("--data", data, "--top_n", "30", "--size_curve", "true", "--out", tmp_path / "c") == 0
+    full = json.loads((tmp_path / "c" / "metrics.json").read_text())["size_curve"]
+    assert [p["frac"] for p in full] == [0.005, 0.02, 0.05, 0.1, 0.2, 0.5] and not any(
+        "main" in p for p in full
+    )
+    assert run("--data", data, "--top_n", "30", "--out", tmp_path / "d") == 0  # auto: one side of the main
+    auto = json.loads((tmp_path / "d" / "metrics.json").read_text())["size_curve"]
+    (main_point,) = [p for p in auto if p.get("main")]
+    assert main_point["frac"] == 30 / 110 and len(auto) < len(full) + 1
+    same = {p["frac"]: p["faithfulness"] for p in full}
+    for p in auto:  # the points evaluated in both modes agree
+        if not p.get("main"):
+            assert p["faithfulness"] == pytest.approx(same[p["frac"]], abs=1e-6)
     capsys.readouterr()
     for bad, where in (
         (("--size_curve", "1.5"), "--size_curve"),

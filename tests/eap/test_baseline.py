@@ -144,3 +144,24 @@ def test_parse_size_curve_and_requested_sizes(setup):
     assert selection_size(graph, None) == 12  # from the graph's recorded selection
     graph.meta.pop("selection")
     assert selection_size(graph, None) == graph.count_edges()
+
+
+@pytest.mark.parametrize(("reaches", "side"), [(True, "smaller"), (False, "larger")])
+def test_one_sided_curve_keeps_the_side_that_decides_the_80_percent_point(setup, reaches, side):
+    model, pairs = setup
+    graph = attribute(model, Graph.from_model(model), pairs, method="EAP", batch_size=4, progress=False)
+    select(graph, top_n=22)
+    real = evaluate(model, graph, pairs, batch_size=4, progress=False)
+    circuit = real.clean if reaches else real.corrupted  # faithfulness exactly 1 or 0
+    main = EvalResult(real.metric, real.clean, real.corrupted, circuit, real.model_correct, real.circuit_correct,
+                      real.kl_corr_clean, real.kl_corr_circ, real.n_edges)  # fmt: skip
+    fracs = (0.05, 0.1, 0.5, 0.9)  # 5, 11, 55, 99 edges around the main circuit's 22
+    _, curve = evaluate_references(model, graph, pairs, n_requested=22, n_random=0, sizes=fracs, main=main,
+                                   one_side=True)  # fmt: skip
+    mains = [p for p in curve if p.get("main")]
+    assert len(mains) == 1 and mains[0]["frac"] == 22 / 110 and mains[0]["faithfulness"] == float(reaches)
+    others = [p["frac"] for p in curve if not p.get("main")]
+    assert others == ([0.05, 0.1] if side == "smaller" else [0.5, 0.9])
+    best = smallest_reaching(curve)
+    if reaches:  # the main circuit or a smaller one on the curve
+        assert best["frac"] <= 22 / 110

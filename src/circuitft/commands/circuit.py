@@ -90,9 +90,10 @@ def build_parser(prog: str = "circuitft circuit") -> argparse.ArgumentParser:
         help="random circuits of the same size evaluated as a baseline (default 3; 0: none)",
     )  # fmt: skip
     p.add_argument(
-        "--size_curve", default="true",
-        help="faithfulness at several circuit sizes, for the smallest circuit reaching 0.8: true (default: "
-        "0.5%% ... 50%% of the edges), false, or fractions such as 0.01,0.05,0.1",
+        "--size_curve", default="auto",
+        help="faithfulness at several circuit sizes (0.5%% ... 50%% of the edges), for the smallest circuit "
+        "reaching 0.8: auto (default: only the sizes on the side of the circuit that decides it), true "
+        "(all), false, or fractions such as 0.01,0.05,0.1",
     )  # fmt: skip
     p.add_argument(
         "--seed", type=int, default=0, help="random seed (default 0; also seeds the random circuits)"
@@ -132,7 +133,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from circuitft.eap.attribute import BUFFER_DTYPES, attribute, check_method
-    from circuitft.eap.baseline import evaluate_references, parse_size_curve, selection_size
+    from circuitft.eap.baseline import (
+        evaluate_references,
+        one_sided,
+        parse_size_curve,
+        selection_option,
+        selection_size,
+    )
     from circuitft.eap.evaluate import evaluate, faithfulness
     from circuitft.eap.graph import Graph
     from circuitft.eap.io import write_json, write_safetensors
@@ -235,10 +242,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     )  # fmt: skip
     scores = faithfulness(result)
     t_refs = time.perf_counter()
+    chosen = selection_option(graph, sizes if saved is None or resize else None)
     baseline, curve = evaluate_references(
-        model, graph, pairs, n_requested=selection_size(graph, sizes if saved is None or resize else None),
+        model, graph, pairs, n_requested=selection_size(graph, dict([chosen]) if chosen else None),
         n_random=args.baseline_samples, sizes=curve_sizes, seed=args.seed, metric=args.metric,
         batch_size=args.batch_size, dtype=args.dtype, accuracy=args.accuracy, main=result,
+        one_side=one_sided(args.size_curve) and chosen is not None and chosen[0] in ("top_n", "top_frac"),
     )  # fmt: skip
     seconds_refs = time.perf_counter() - t_refs
     seconds = time.perf_counter() - start

@@ -22,6 +22,7 @@ from circuitft.eap.curve import SIZES, check_sizes, evaluate_circuits, size_mask
 from circuitft.eap.evaluate import EvalResult, faithfulness
 from circuitft.eap.graph import Graph
 from circuitft.eap.select import n_from_frac, prune_graph
+from circuitft.eap.summary import FAITHFULNESS_TARGET
 from circuitft.errors import ConfigError
 
 DEFAULT_SAMPLES = 3
@@ -31,13 +32,14 @@ DEFAULT_CURVE = tuple(f for f in SIZES if 0.005 <= f < 1.0)
 
 
 def parse_size_curve(text: str | bool | None, where: str = "--size_curve") -> tuple[float, ...]:
-    """Size-curve fractions from an option: true (the default fractions), false (none) or a comma list."""
+    """Size-curve fractions from an option: auto or true (the default fractions), false (none) or a comma
+    list (see :func:`one_sided` for auto)."""
     if text is None or text is True:
         return DEFAULT_CURVE
     if text is False:
         return ()
     value = str(text).strip().lower()
-    if value in ("true", "yes", "1", "default"):
+    if value in ("auto", "true", "yes", "1", "default"):
         return DEFAULT_CURVE
     if value in ("false", "no", "0", "none", "off"):
         return ()
@@ -45,23 +47,32 @@ def parse_size_curve(text: str | bool | None, where: str = "--size_curve") -> tu
         fracs = [float(x) for x in value.split(",") if x.strip()]
     except ValueError:
         raise ConfigError(
-            f"{where} {text!r}: expected true, false or fractions of the edges such as 0.01,0.05,0.1"
+            f"{where} {text!r}: expected auto, true, false or fractions of the edges such as 0.01,0.05,0.1"
         ) from None
     return check_sizes(fracs, where)
 
 
-def selection_size(graph: Graph, sizes: dict[str, float | None] | None) -> int:
-    """The edges a selection picked before pruning: from ``sizes`` (the one option given), else from the
-    graph's recorded selection, else the circuit's own size (a saved circuit used as it is)."""
+def one_sided(text: str | bool | None) -> bool:
+    """Whether a ``--size_curve`` value asks for the cheaper one-sided curve (``auto``, the default): only
+    the points on the side of the main circuit that decides the smallest circuit reaching 0.8."""
+    return text is None or str(text).strip().lower() == "auto"
+
+
+def selection_option(graph: Graph, sizes: dict[str, float | None] | None) -> tuple[str, float] | None:
+    """``(option, value)`` of the selection: the one given in ``sizes``, else the graph's recorded one."""
     given = {k: v for k, v in (sizes or {}).items() if v is not None}
     if not given:
         sel = graph.meta.get("selection")
         if isinstance(sel, dict) and sel.get("option") in ("top_n", "top_frac", "threshold", "greedy_n"):
             given = {sel["option"]: sel["value"]}
-    if not given:
-        return graph.count_edges()
-    ((option, value),) = given.items()
-    return requested_edges(graph, option, value)
+    return next(iter(given.items())) if len(given) == 1 else None
+
+
+def selection_size(graph: Graph, sizes: dict[str, float | None] | None) -> int:
+    """The edges a selection picked before pruning: from ``sizes`` (the one option given), else from the
+    graph's recorded selection, else the circuit's own size (a saved circuit used as it is)."""
+    chosen = selection_option(graph, sizes)
+    return graph.count_edges() if chosen is None else requested_edges(graph, *chosen)
 
 
 def requested_edges(graph: Graph, option: str, value: float) -> int:
@@ -115,21 +126,34 @@ def evaluate_references(
     dtype: torch.dtype | str | None = None,
     accuracy: str = "exact_match",
     main: EvalResult | None = None,
+    one_side: bool = False,
 ) -> tuple[dict[str, Any] | None, list[dict[str, Any]] | None]:
     """``(random_baseline, size_curve)`` for the circuit of ``graph`` (None for each part not asked for).
 
     ``n_requested``: the edges the real selection picked before pruning (the random circuits' size);
     ``sizes``: fractions of the edges for the size curve (top fraction by |score|, pruned); ``main``: the
     evaluation of ``graph``'s own circuit on ``pairs``, reused for a circuit equal to it (e.g. the curve's
-    point at the selection's own fraction). Each distinct circuit is evaluated once."""
+    point at the selection's own fraction). Each distinct circuit is evaluated once.
+
+    ``one_side`` (with ``main``, whose circuit must be the top ``n_requested`` edges by |score|): the curve
+    gets the main circuit as a point (``"main": true``) and only the fractions on one side of it: smaller
+    ones when its faithfulness reaches 0.8, larger ones otherwise (half the cost; the smallest circuit
+    reaching 0.8 is the same unless the curve is not monotone)."""
     randoms = random_masks(graph, n_requested, n_random, seed) if n_random > 0 else []
     counts = {}  # one circuit per distinct requested size (small graphs map several fractions to one n)
     for f in sorted(sizes):
         counts.setdefault(max(1, int(f * graph.n_edges)), f)
+    main_point = None
+    if one_side and main is not None and counts:
+        scores = faithfulness(main)
+        reached = math.isfinite(scores["faithfulness"]) and scores["faithfulness"] >= FAITHFULNESS_TARGET
+        counts = {n: f for n, f in counts.items() if (n < n_requested if reached else n > n_requested)}
+        main_point = {"frac": n_requested / graph.n_edges, "n_edges": main.n_edges, "faithfulness":
+                      _plain(scores["faithfulness"]), "circuit_accuracy": scores["circuit_accuracy"], "main": True}  # fmt: skip
     fracs = sorted(counts.values())
     curve_masks = size_masks(graph, fracs) if fracs else []
     masks = randoms + curve_masks
-    if not masks:
+    if not masks and main_point is None:
         return None, None
     # each distinct circuit once; one equal to the graph's own circuit reuses ``main`` (its evaluation)
     real = graph.cfg.real_edge_mask
@@ -146,14 +170,15 @@ def evaluate_references(
     results = [known[key(m)] for m in masks]
     baseline = _baseline(results[: len(randoms)], n_requested, seed) if randoms else None
     curve = None
-    if fracs:
-        curve = []
+    if fracs or main_point:
+        curve = [main_point] if main_point else []
         for f, res in zip(fracs, results[len(randoms) :], strict=True):
             point = faithfulness(res)
             curve.append(
                 {"frac": f, "n_edges": res.n_edges, "faithfulness": _plain(point["faithfulness"]),
                  "circuit_accuracy": point["circuit_accuracy"]}
             )  # fmt: skip
+        curve.sort(key=lambda p: p["frac"])
     return baseline, curve
 
 
@@ -185,8 +210,10 @@ __all__ = [
     "DEFAULT_CURVE",
     "DEFAULT_SAMPLES",
     "evaluate_references",
+    "one_sided",
     "parse_size_curve",
     "random_masks",
     "requested_edges",
+    "selection_option",
     "selection_size",
 ]

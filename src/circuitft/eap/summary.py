@@ -47,7 +47,9 @@ _DEFINITIONS = {
     "pruned and is evaluated on the same rows (n_edges_mean: mean size after pruning; std is the sample "
     "standard deviation, 0 for one sample).",
     "size_curve": "Faithfulness of the circuits of the top fraction 'frac' of edges by |score| (pruned, "
-    "as the main circuit), evaluated on the same rows.",
+    "as the main circuit), evaluated on the same rows; with --size_curve auto (the default) the main "
+    "circuit is a point (main: true) and only the fractions on the side that decides the 80% point are "
+    "evaluated: smaller ones if the main circuit reaches 0.8, larger ones if not.",
     "smallest_80pct": "The smallest circuit of the size curve whose faithfulness reaches 0.8 (null with a "
     "reason when none does); its resolution is that of the curve's fractions.",
     "warnings": "Problems with these results that a reader should know (e.g. the model does not do the task).",
