@@ -193,7 +193,7 @@ def _finite(value: Any) -> bool:
 
 
 def _pct(frac: float) -> str:
-    return f"{100 * frac:g}%"
+    return f"{100 * frac:.3g}%"
 
 
 __all__ = [
