@@ -21,7 +21,8 @@ import lightning as L
 import torch
 
 from circuitft.data.stream import TaskStreamDataModule
-from circuitft.training.module import LoRAModule, answer_loss
+from circuitft.training.answers import answer_loss
+from circuitft.training.module import LoRAModule
 
 
 class StepTimer(L.Callback):
@@ -61,11 +62,18 @@ def run_lightning(args) -> list[float]:
         from lightning.pytorch.loggers import TensorBoardLogger
 
         trainer = L.Trainer(
-            default_root_dir=root, logger=TensorBoardLogger(root, name="", version=""), callbacks=[timer],
-            accelerator="cpu" if args.cpu else "auto", devices=1, enable_checkpointing=False,
-            enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-            log_every_n_steps=1, limit_val_batches=0,
-        )  # fmt: skip
+            default_root_dir=root,
+            logger=TensorBoardLogger(root, name="", version=""),
+            callbacks=[timer],
+            accelerator="cpu" if args.cpu else "auto",
+            devices=1,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            log_every_n_steps=1,
+            limit_val_batches=0,
+        )
         t0 = time.perf_counter()
         trainer.fit(module, dm)
         total = time.perf_counter() - t0
@@ -136,7 +144,7 @@ def main() -> None:
                 "plain_fit_s": [round(x, 2) for x in plain_total],
                 "lightning_fit_s": [round(x, 2) for x in light_total],
             }
-        )  # fmt: skip
+        )
     )
 
 

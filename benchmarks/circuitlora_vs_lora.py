@@ -59,7 +59,7 @@ def equal_budget_rank(base: dict) -> int:
     from circuitft.circuitlora.options import as_options
     from circuitft.circuitlora.probe import lora_shapes
     from circuitft.models.loading import load_model
-    from circuitft.training.checkpoint import wrap_lora
+    from circuitft.models.lora import wrap_lora
 
     model = base["model"]
     opts = as_options(model.get("circuit_lora"))
@@ -88,8 +88,12 @@ def fit(cfg: dict, root: Path, threads: int) -> float:
     cmd = [sys.executable, "-m", "circuitft", "fit", "--config", str(path)]
     if (run_dir / "checkpoints" / "last.ckpt").is_file():
         cmd += ["--ckpt_path", "last"]
-    env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-           "OMP_NUM_THREADS": str(threads), "HF_HUB_OFFLINE": "1"}  # fmt: skip
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        "OMP_NUM_THREADS": str(threads),
+        "HF_HUB_OFFLINE": "1",
+    }
     t0 = time.time()
     with open(root / f"{run_dir.name}.log", "w") as log:
         r = subprocess.run(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -126,8 +130,8 @@ def score(ckpt: Path, tests: dict) -> dict[str, float]:
     """Teacher-forced exact match of every answer token on each task's held-out rows."""
     import torch
 
+    from circuitft.training.answers import exact_match
     from circuitft.training.checkpoint import model_from_checkpoint
-    from circuitft.training.module import exact_match
 
     model = model_from_checkpoint(ckpt).model
     acc = {}
@@ -180,18 +184,24 @@ def main() -> None:
         params = sum(t.numel() for t in torch.load(ckpt, weights_only=True)["state_dict"].values())
         plan = json.loads((run_dir / "circuit_lora.json").read_text()) if m == "circuit" else None
         row = {
-            "seed": s, "method": m, "rank": "plan" if m == "circuit" else rank, "trainable_parameters": params,
+            "seed": s,
+            "method": m,
+            "rank": "plan" if m == "circuit" else rank,
+            "trainable_parameters": params,
             "steps": sum(int(t["steps"]) for t in cfgs[(s, m)]["data"]["tasks"]),
             "probe_steps": plan["probe"]["steps"] if plan else 0,
             "critical_layers": plan["critical_layers"] if plan else None,
-            "test_rows": {k: len(v) for k, v in tests[s].items()}, "test_acc": score(ckpt, tests[s]),
+            "test_rows": {k: len(v) for k, v in tests[s].items()},
+            "test_acc": score(ckpt, tests[s]),
             "seconds": seconds[(s, m)],
-        }  # fmt: skip
+        }
         rows.append(row)
         lines.append(json.dumps(row))
     (root / "results.jsonl").write_text("\n".join(lines) + "\n")
-    summary = ["| method | trainable parameters | steps (probe) | seeds | held-out acc mean | std | per seed |",
-               "|---|---|---|---|---|---|---|"]  # fmt: skip
+    summary = [
+        "| method | trainable parameters | steps (probe) | seeds | held-out acc mean | std | per seed |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for m in args.methods:
         mine = [r for r in rows if r["method"] == m]
         accs = [statistics.mean(r["test_acc"].values()) for r in mine]

@@ -25,6 +25,14 @@ from circuitft.commands.bench import run_eap_bench, run_train_bench, shaped_mode
 
 # experiment 2 (configs/experiments/pair_base.yaml, pairs.yaml)
 PAIRS, STEPS, EVERY, N_VAL, VAL_BATCH, TASKS_PER_RUN = 56, 540, 90, 400, 40, 2
+# the fields of run_eap_bench's record written to the eap_<dtype> and eval_<dtype> figures
+EAP_FIELDS = (
+    "dtype n_edges batches eap_seconds_per_100_batches eap_ratio eap_peak_gib floor_peak_gib eap_seconds "
+    "floor_seconds"
+).split()
+EVAL_FIELDS = (
+    "dtype eval_circuit_edges batches eval_seconds_per_100_batches eval_ratio eval_seconds eval_floor_seconds"
+).split()
 
 
 def projection(eap: dict, train: dict) -> dict:
@@ -43,11 +51,15 @@ def projection(eap: dict, train: dict) -> dict:
     train_s = STEPS * train["train_seconds_per_step"]
     run_s = train_s + circuits_s + val_s
     return {
-        "pairs": PAIRS, "steps_per_pair": STEPS, "circuit_analyses_per_pair": analyses,
-        "hours_training": round(PAIRS * train_s / 3600, 3), "hours_circuits": round(PAIRS * circuits_s / 3600, 3),
-        "hours_validation": round(PAIRS * val_s / 3600, 3), "hours_total": round(PAIRS * run_s / 3600, 3),
+        "pairs": PAIRS,
+        "steps_per_pair": STEPS,
+        "circuit_analyses_per_pair": analyses,
+        "hours_training": round(PAIRS * train_s / 3600, 3),
+        "hours_circuits": round(PAIRS * circuits_s / 3600, 3),
+        "hours_validation": round(PAIRS * val_s / 3600, 3),
+        "hours_total": round(PAIRS * run_s / 3600, 3),
         "circuits_from": f"eap_{eap['dtype']}",
-    }  # fmt: skip
+    }
 
 
 def main() -> int:
@@ -76,8 +88,14 @@ def main() -> int:
     gpu = torch.cuda.get_device_name(0) if device == "cuda" else "cpu"
 
     def emit(figure: str, record: dict) -> None:
-        line = {"figure": figure, "shape": shape, "device": gpu, "date": stamp, "torch": torch.__version__,
-                **record}  # fmt: skip
+        line = {
+            "figure": figure,
+            "shape": shape,
+            "device": gpu,
+            "date": stamp,
+            "torch": torch.__version__,
+            **record,
+        }
         records.append(line)
         print(json.dumps(line), flush=True)
 
@@ -85,17 +103,19 @@ def main() -> int:
     for dtype in (torch.float32, torch.bfloat16):
         model = shaped_model(shape, device, dtype)
         rec = run_eap_bench(
-            f"{shape}-shape", batch_size=6, seq_len=25, batches=batches, ig_steps=5, repeats=1 if smoke else 2, device=device,
+            f"{shape}-shape",
+            batch_size=6,
+            seq_len=25,
+            batches=batches,
+            ig_steps=5,
+            repeats=1 if smoke else 2,
+            device=device,
             model=model,
-        )  # fmt: skip
+        )
         name = str(dtype).removeprefix("torch.")
         eap_by_dtype[name] = rec
-        emit(f"eap_{name}", {k: rec[k] for k in (
-            "dtype", "n_edges", "batches", "eap_seconds_per_100_batches", "eap_ratio", "eap_peak_gib",
-            "floor_peak_gib", "eap_seconds", "floor_seconds")})  # fmt: skip
-        emit(f"eval_{name}", {k: rec[k] for k in (
-            "dtype", "eval_circuit_edges", "batches", "eval_seconds_per_100_batches", "eval_ratio",
-            "eval_seconds", "eval_floor_seconds")})  # fmt: skip
+        emit(f"eap_{name}", {k: rec[k] for k in EAP_FIELDS})
+        emit(f"eval_{name}", {k: rec[k] for k in EVAL_FIELDS})
         del model
         if device == "cuda":
             torch.cuda.empty_cache()

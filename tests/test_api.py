@@ -52,8 +52,12 @@ def test_top_edges_is_a_ranked_named_table(model, pairs):
     circuit = cf.find_circuit(model, pairs, method="EAP", metric="logprob", top_n=10, progress=False)
     table = circuit.top_edges(5)
     assert isinstance(table, pd.DataFrame) and list(table.columns) == [
-        "edge", "source", "destination", "score", "in_circuit",
-    ]  # fmt: skip
+        "edge",
+        "source",
+        "destination",
+        "score",
+        "in_circuit",
+    ]
     flat = circuit.edge_scores()
     names = circuit.cfg.edge_names
     best = sorted(range(len(flat)), key=lambda i: -abs(float(flat[i])))[:5]

@@ -23,8 +23,9 @@ def fake(tmp_path: Path, name: str) -> Path:
 
 def sbatch(script: str, args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
     full = {**os.environ, "CIRCUITFT": str(fake(tmp_path, "circuitft")), **env}
-    return subprocess.run(["bash", str(CLUSTER / script), *args], capture_output=True, text=True, env=full,
-                          cwd=ROOT, timeout=60)  # fmt: skip
+    return subprocess.run(
+        ["bash", str(CLUSTER / script), *args], capture_output=True, text=True, env=full, cwd=ROOT, timeout=60
+    )
 
 
 def test_array_task_runs_its_shard_of_the_sweep(tmp_path):
@@ -40,8 +41,14 @@ def test_array_task_runs_its_shard_of_the_sweep(tmp_path):
 
 def test_array_script_outside_an_array_says_how_to_submit(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
-    result = subprocess.run(["bash", str(CLUSTER / "sweep_array.sbatch"), "s.yaml"], capture_output=True,
-                            text=True, env=env, cwd=ROOT, timeout=60)  # fmt: skip
+    result = subprocess.run(
+        ["bash", str(CLUSTER / "sweep_array.sbatch"), "s.yaml"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=60,
+    )
     assert result.returncode == 2 and "sbatch --array=0-N-1" in result.stderr
 
 

@@ -193,7 +193,13 @@ def test_fit_out_of_space_is_resumable_and_resume_matches(tmp_path, monkeypatch,
     assert [(r["step"], r["task"]) for r in ra] == [(r["step"], r["task"]) for r in rb]
     for x, y in zip(ra, rb, strict=True):
         assert x["metrics"].keys() == y["metrics"].keys()
-        differ = {k: (x["metrics"][k], y["metrics"][k]) for k in x["metrics"]
-                  if not (abs(x["metrics"][k] - y["metrics"][k]) < 1e-4
-                          or math.isnan(x["metrics"][k]) and math.isnan(y["metrics"][k]))}  # fmt: skip
+        differ = {
+            k: (x["metrics"][k], y["metrics"][k])
+            for k in x["metrics"]
+            if not (
+                abs(x["metrics"][k] - y["metrics"][k]) < 1e-4
+                or math.isnan(x["metrics"][k])
+                and math.isnan(y["metrics"][k])
+            )
+        }
         assert not differ, (x["step"], x["task"], differ)

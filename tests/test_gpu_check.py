@@ -47,8 +47,15 @@ def test_smoke_run_writes_every_figure(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     lines = [json.loads(x) for x in (tmp_path / "out" / "gpu_check.jsonl").read_text().splitlines()]
     figures = [x["figure"] for x in lines]
-    assert figures == ["cuda_tests", "eap_float32", "eval_float32", "eap_bfloat16", "eval_bfloat16", "train",
-                       "projection"]  # fmt: skip
+    assert figures == [
+        "cuda_tests",
+        "eap_float32",
+        "eval_float32",
+        "eap_bfloat16",
+        "eval_bfloat16",
+        "train",
+        "projection",
+    ]
     printed = [json.loads(x) for x in result.stdout.splitlines() if x.startswith("{")]
     assert [x["figure"] for x in printed] == figures
     by = {x["figure"]: x for x in lines}
@@ -60,5 +67,6 @@ def test_smoke_run_writes_every_figure(tmp_path):
         assert by[f"eval_{dtype}"]["eval_ratio"] > 0
     assert by["train"]["train_steps_per_second"] > 0
     p = by["projection"]
-    assert p["hours_total"] == pytest.approx(p["hours_training"] + p["hours_circuits"] + p["hours_validation"],
-                                             abs=0.01)  # fmt: skip
+    assert p["hours_total"] == pytest.approx(
+        p["hours_training"] + p["hours_circuits"] + p["hours_validation"], abs=0.01
+    )

@@ -37,8 +37,10 @@ def test_traversing_task_name_is_refused_before_anything_is_written(tmp_path, ca
     quick = Path(__file__).resolve().parents[1] / "configs" / "quick.yaml"
     tasks = '[{"task": "AddSub", "name": "../../../../x", "steps": 2, "n_train": 8, "n_val": 4}]'
     root = tmp_path / "run"
-    assert main(["fit", "--config", str(quick), "--trainer.default_root_dir", str(root),
-                 "--data.tasks", tasks]) == 2  # fmt: skip
+    assert (
+        main(["fit", "--config", str(quick), "--trainer.default_root_dir", str(root), "--data.tasks", tasks])
+        == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: data.tasks[0].name: '../../../../x' is not a valid name"), err
     assert not root.exists() and not (tmp_path / "x").exists()

@@ -21,8 +21,8 @@ from typing import Any
 import torch
 
 from circuitft.data.pairs import PromptPairs
+from circuitft.eap import DEFAULT_TOP_FRAC
 from circuitft.eap.graph import Graph
-from circuitft.eap.select import DEFAULT_TOP_FRAC
 from circuitft.errors import ConfigError
 from circuitft.models.loading import LoadedModel
 
@@ -93,9 +93,15 @@ def find_circuit(
     net = _module(model)
     graph = Graph.from_model(net)
     attribute(
-        net, graph, pairs, method=method, metric=metric, ig_steps=ig_steps, batch_size=batch_size,
+        net,
+        graph,
+        pairs,
+        method=method,
+        metric=metric,
+        ig_steps=ig_steps,
+        batch_size=batch_size,
         progress=progress,
-    )  # fmt: skip
+    )
     sizes = {"top_n": top_n, "top_frac": top_frac, "threshold": threshold}
     if all(v is None for v in sizes.values()):
         sizes["top_frac"] = DEFAULT_TOP_FRAC

@@ -1,8 +1,8 @@
 """Atomic writes: a crash or a concurrent reader never sees half a file or half a folder.
 
 Every file circuitft writes goes through :func:`atomic_write` (a temporary file in the same folder, then
-``os.replace``) and gets the ordinary permissions of the user's umask; cache folders go through
-:func:`atomic_folder`.
+``os.replace``) and gets the ordinary permissions of the user's umask; whole folders (output folders,
+caches) go through :func:`atomic_folder`.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from circuitft.diskfull import disk_full, is_out_of_space
+from circuitft.errors import CircuitftError
+from circuitft.outputs import output_error
 
 
 def atomic_write(path: str | os.PathLike[str], saver: Callable[[str], None]) -> None:
@@ -54,26 +56,44 @@ def _umask() -> int:
     return mask
 
 
-def atomic_folder(write: Callable[[str], None], folder: Path) -> None:
-    """Create ``folder`` by ``write(tmp)`` into a sibling temp folder, then renaming it into place.
+def atomic_folder(
+    write: Callable[[Path], None],
+    folder: str | os.PathLike[str],
+    *,
+    option: str | None = None,
+    overwrite: bool = True,
+) -> None:
+    """Fill ``folder`` by ``write(tmp)`` into a fresh temporary sibling folder, then move it into place.
 
-    Readers never see a partial folder; if ``write`` raises (or the process is interrupted) the temp folder
-    is removed. If another process created ``folder`` meanwhile, its folder is kept and ours discarded.
+    - ``folder`` absent: the temporary folder is renamed onto it, so readers never see a partial folder.
+    - ``folder`` present (an earlier run's output, or another process that filled a cache first): each file
+      written replaces its namesake (with ``overwrite=False`` the file already there wins: caches whose
+      content does not depend on the writer); the folder's other files are kept.
+    - On failure or interrupt the temporary folder is removed and ``folder`` is left as it was. Errors name
+      ``folder``, never the temporary one: out of space is :class:`~circuitft.diskfull.DiskFull`, a circuitft
+      error keeps its type, and with ``option`` (the command-line option that gave ``folder``, e.g.
+      ``--out``) an ``OSError`` becomes one ConfigError naming both.
     """
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    tmp: Path | None = None
     try:
-        write(str(tmp))
-        tmp.chmod(0o777 & ~_umask())
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+        tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private; the result is an ordinary folder
+        write(tmp)
         try:
-            os.replace(tmp, folder)  # fails if folder exists and is not empty: another process won
+            os.replace(tmp, folder)  # fails when folder exists and is not empty
+            tmp = None
         except OSError:
             if not folder.is_dir():
                 raise
-        shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException as err:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(err, Exception) and is_out_of_space(err):
-            raise disk_full(folder) from None
+            for item in tmp.iterdir():  # existing folder: move our files in one by one, keep the others
+                if overwrite or not (folder / item.name).exists():
+                    os.replace(item, folder / item.name)
+    except Exception as err:
+        if isinstance(err, CircuitftError) or is_out_of_space(err) or (option and isinstance(err, OSError)):
+            raise output_error(folder, err, option or "", tmp) from None
         raise
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -82,12 +82,25 @@ def write_run(
             write_safetensors(g, folder / "circuits" / rel)
             graphs[(step, task)] = g
             rec = {
-                "step": step, "task": task, "trained_task": trained, "method": "EAP-IG-inputs", "metric": "kl",
-                "ig_steps": 5, "n_examples": 8, "graph_path": rel, "overlap": {}, "seconds": 0.1,
-                "metrics": {"model_accuracy": model_acc, "circuit_accuracy": circuit_acc,
-                            "faithfulness": 0.5 + 0.01 * step, "kl_recovered_pct": 90.0 + step,
-                            "n_edges": float(g.count_edges()), "n_nodes": float(g.count_nodes())},
-            }  # fmt: skip
+                "step": step,
+                "task": task,
+                "trained_task": trained,
+                "method": "EAP-IG-inputs",
+                "metric": "kl",
+                "ig_steps": 5,
+                "n_examples": 8,
+                "graph_path": rel,
+                "overlap": {},
+                "seconds": 0.1,
+                "metrics": {
+                    "model_accuracy": model_acc,
+                    "circuit_accuracy": circuit_acc,
+                    "faithfulness": 0.5 + 0.01 * step,
+                    "kl_recovered_pct": 90.0 + step,
+                    "n_edges": float(g.count_edges()),
+                    "n_nodes": float(g.count_nodes()),
+                },
+            }
             if size_curve and (step, task) in size_curve:
                 rec["size_curve"] = {
                     repr(f): {"faithfulness": v} for f, v in size_curve[(step, task)].items()
@@ -112,7 +125,15 @@ def write_prior_run(folder: Path, checkpoints: dict[int, tuple[float, float, flo
         ck = folder / f"checkpoint-{step}"
         g = make_graph(seed * 100 + n)
         write_json(g, ck / "graph.json")
-        (ck / "metrics.json").write_text(json.dumps({"model_accuracy": model_acc, "graph_accuracy": graph_acc,
-                                                     "percentage_performance_kl": pct, "faithfulness_kl": 1e-5}))  # fmt: skip
+        (ck / "metrics.json").write_text(
+            json.dumps(
+                {
+                    "model_accuracy": model_acc,
+                    "graph_accuracy": graph_acc,
+                    "percentage_performance_kl": pct,
+                    "faithfulness_kl": 1e-5,
+                }
+            )
+        )
         graphs[step] = g
     return graphs

@@ -54,8 +54,12 @@ def test_accuracy_matrix_and_gem_summaries(tmp_path):
 
 def test_seen_tasks_leave_cells_undefined(tmp_path):
     # tasks: seen -- B is analysed only from its own first step on; no untuned B
-    analyses = {0: {"A": (0.1, 0.1)}, 10: {"A": (0.9, 0.8)}, 15: {"A": (0.7, 0.6), "B": (0.5, 0.4)},
-                20: {"A": (0.6, 0.5), "B": (0.9, 0.9)}}  # fmt: skip
+    analyses = {
+        0: {"A": (0.1, 0.1)},
+        10: {"A": (0.9, 0.8)},
+        15: {"A": (0.7, 0.6), "B": (0.5, 0.4)},
+        20: {"A": (0.6, 0.5), "B": (0.9, 0.9)},
+    }
     write_run(tmp_path / "run", TASKS[:2], analyses)
     run = read_run(tmp_path / "run")
     r, b = accuracy_matrix(run, "model_accuracy")
@@ -140,8 +144,12 @@ def test_prior_layout(tmp_path):
 
 
 def test_validation_scalars_are_shifted_to_the_optimizer_step(tmp_path):
-    write_run(tmp_path / "run", TASKS[:2], {10: {"A": (0.5, 0.5)}, 20: {"A": (0.4, 0.4), "B": (0.6, 0.6)}},
-              val_loss={(10, "A"): 1.5, (20, "A"): 2.5, (20, "B"): 1.0})  # fmt: skip
+    write_run(
+        tmp_path / "run",
+        TASKS[:2],
+        {10: {"A": (0.5, 0.5)}, 20: {"A": (0.4, 0.4), "B": (0.6, 0.6)}},
+        val_loss={(10, "A"): 1.5, (20, "A"): 2.5, (20, "B"): 1.0},
+    )
     run = read_run(tmp_path / "run")
     assert run.val_value(10, "A", "loss") == 1.5 and run.val_value(20, "B", "loss") == 1.0
     r, _ = accuracy_matrix(run, "val_loss")

@@ -28,8 +28,9 @@ def make_sweep(root, pairs=PAIRS, model="tiny-gpt2"):
     for n, ((a, b), (end_a, end_b)) in enumerate(pairs.items()):
         analyses = {0: {a: (0.1, 0.1)}, 10: {a: end_a}, 20: {a: end_b, b: (0.9, 0.9)}}
         val = {(10, a): 1.0 + n * 0.1, (20, a): 1.5 + n * 0.3}
-        graphs[(a, b)] = write_run(root / f"{a}__{b}", [(a, 10), (b, 10)], analyses, seed=n, model=model,
-                                   val_loss=val)  # fmt: skip
+        graphs[(a, b)] = write_run(
+            root / f"{a}__{b}", [(a, 10), (b, 10)], analyses, seed=n, model=model, val_loss=val
+        )
     return graphs
 
 
@@ -39,9 +40,18 @@ def expected(graphs):
         g = graphs[(a, b)]
         ta, tb, ta_late = top_names(g[(10, a)]), top_names(g[(20, b)]), top_names(g[(20, a)])
         la, lb = 1.0 + n * 0.1, 1.5 + n * 0.3
-        rows.append({"A": a, "B": b, "jaccard": len(ta & tb) / len(ta | tb), "fc": (ca - cb) / ca,
-                     "fm": (ma - mb) / ma, "included": ca >= 0.8, "self": len(ta & ta_late) / len(ta | ta_late),
-                     "loss": (lb - la) / la})  # fmt: skip
+        rows.append(
+            {
+                "A": a,
+                "B": b,
+                "jaccard": len(ta & tb) / len(ta | tb),
+                "fc": (ca - cb) / ca,
+                "fm": (ma - mb) / ma,
+                "included": ca >= 0.8,
+                "self": len(ta & ta_late) / len(ta | ta_late),
+                "loss": (lb - la) / la,
+            }
+        )
     return rows
 
 

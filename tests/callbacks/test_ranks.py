@@ -37,15 +37,26 @@ def _analyse(out: Path | None):
 
     torch.set_num_threads(1)
     loaded = load_model("tiny-llama", seed=0)
-    settings = AnalysisSettings(ig_steps=3, batch_size=2, top_frac=0.2, sizes=(0.05, 0.5, 1.0),
-                                cross_tasks=frozenset({"add", "add_more"}))  # fmt: skip
+    settings = AnalysisSettings(
+        ig_steps=3,
+        batch_size=2,
+        top_frac=0.2,
+        sizes=(0.05, 0.5, 1.0),
+        cross_tasks=frozenset({"add", "add_more"}),
+    )
     ranks = Ranks()
     results = analyse(loaded.model, _pairs(loaded.tokenizer), settings, ranks)
     found = {
-        t: {"scores": r.graph.scores, "summary": r.summary, "curve": r.size_curve, "cross": r.cross_task,
-            "n": r.n_examples, "meta_n": r.graph.meta["n_examples"]}
+        t: {
+            "scores": r.graph.scores,
+            "summary": r.summary,
+            "curve": r.size_curve,
+            "cross": r.cross_task,
+            "n": r.n_examples,
+            "meta_n": r.graph.meta["n_examples"],
+        }
         for t, r in results.items()
-    }  # fmt: skip
+    }
     if out is not None and ranks.rank == 0:
         torch.save(found, out)
     return found

@@ -18,18 +18,37 @@ from circuitft.cli import main
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = {
     "seed_everything": 0,
-    "trainer": {"accelerator": "cpu", "devices": 1, "enable_progress_bar": False,
-                "enable_model_summary": False, "val_check_interval": 1.0},
+    "trainer": {
+        "accelerator": "cpu",
+        "devices": 1,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "val_check_interval": 1.0,
+    },
     "checkpoint": {"every_n_train_steps": 2},
     "model": {
-        "model": "tiny-gpt2", "lr": 1.0e-2, "lora_plan": "circuit",
-        "circuit_lora": {"probe_steps": 2, "k": 1, "r_critical": 6, "alpha_critical": 12, "r_other": 2,
-                         "alpha_other": 4, "critical_lr_scale": 2.0, "n_examples": 4, "ig_steps": 1,
-                         "batch_size": 4, "top_frac": 0.2},
+        "model": "tiny-gpt2",
+        "lr": 1.0e-2,
+        "lora_plan": "circuit",
+        "circuit_lora": {
+            "probe_steps": 2,
+            "k": 1,
+            "r_critical": 6,
+            "alpha_critical": 12,
+            "r_other": 2,
+            "alpha_other": 4,
+            "critical_lr_scale": 2.0,
+            "n_examples": 4,
+            "ig_steps": 1,
+            "batch_size": 4,
+            "top_frac": 0.2,
+        },
     },
-    "data": {"batch_size": 4, "tasks": [{"task": "AddSub", "steps": 6, "n_train": 16, "n_val": 4,
-                                          "params": {"lo": 0, "hi": 9}}]},
-}  # fmt: skip
+    "data": {
+        "batch_size": 4,
+        "tasks": [{"task": "AddSub", "steps": 6, "n_train": 16, "n_val": 4, "params": {"lo": 0, "hi": 9}}],
+    },
+}
 
 
 def write_config(tmp_path: Path, **model: object) -> Path:

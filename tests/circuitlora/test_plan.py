@@ -103,16 +103,20 @@ def test_module_layer_from_names():
 @pytest.mark.parametrize("spec", ["tiny-gpt2", "tiny-llama", "tiny-neox"])
 def test_parameter_counts_equal_peft_own_count(spec):
     from circuitft.models.loading import load_model
-    from circuitft.training.checkpoint import wrap_lora
+    from circuitft.models.lora import wrap_lora
 
     probe = wrap_lora(load_model(spec).model, 2, 4.0, 0.0)
     shapes = lora_shapes(probe)
     opts = CircuitLoRAOptions(k=1, r_critical=6, alpha_critical=12, r_other=3, alpha_other=6)
     record = plan_record(shapes, [0.1, 0.9], [1], opts)
     planned = wrap_lora(
-        load_model(spec).model, record["r"], record["alpha"], 0.0,
-        rank_pattern=record["rank_pattern"], alpha_pattern=record["alpha_pattern"],
-    )  # fmt: skip
+        load_model(spec).model,
+        record["r"],
+        record["alpha"],
+        0.0,
+        rank_pattern=record["rank_pattern"],
+        alpha_pattern=record["alpha_pattern"],
+    )
     trainable, _ = planned.get_nb_trainable_parameters()
     assert (
         record["parameters"]["plan"]

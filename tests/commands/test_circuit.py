@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from circuitft.cli import main
-from circuitft.eap.graph import Graph, GraphConfig
+from circuitft.eap.graph import GraphConfig
 from circuitft.eap.io import load_graph
 
 PREFIX = "Solve the following and respond with only the final answer: "
@@ -105,19 +105,19 @@ def test_gqa_model_default_size_and_adapter(tmp_path: Path, data: Path, tiny) ->
             "2",
         )
         assert run(*args, "--out", outs[name]) == 0
-    g = Graph.load(outs["base"] / "graph.safetensors")
+    g = load_graph(outs["base"] / "graph.safetensors")
     assert g.cfg.grouped and "input->a0.g1<k>" in g.cfg.edge_names
     metrics = json.loads((outs["base"] / "metrics.json").read_text())
     assert metrics["selection"]["option"] == "top_frac" and metrics["selection"]["value"] == 0.05
     assert metrics["n_edges"] <= int(0.05 * g.n_edges) == 4  # may prune to nothing on a random model
-    lora_scores = Graph.load(outs["lora"] / "graph.safetensors").scores
+    lora_scores = load_graph(outs["lora"] / "graph.safetensors").scores
     scale = g.scores.abs().max()
     assert (lora_scores - g.scores).abs().max() > 1e-3 * scale  # the adapter was merged in
     assert json.loads((outs["lora"] / "metrics.json").read_text())["adapter"] == str(tmp_path / "adapter")
 
 
 def test_ckpt_and_adapter_give_the_same_circuit(tmp_path: Path, data: Path, tiny) -> None:
-    from circuitft.training.checkpoint import wrap_lora
+    from circuitft.models.lora import wrap_lora
 
     peft_model = wrap_lora(tiny("tiny-gpt2").model, r=2, alpha=4.0, dropout=0.0)
     trainable = {n: p for n, p in peft_model.named_parameters() if p.requires_grad}
@@ -134,7 +134,7 @@ def test_ckpt_and_adapter_give_the_same_circuit(tmp_path: Path, data: Path, tiny
         run("--model", "tiny-gpt2", "--adapter", tmp_path / "adapter", *common, "--out", tmp_path / "b") == 0
     )
     assert run("--model", "tiny-gpt2", *common, "--out", tmp_path / "c") == 0
-    a, b, c = (Graph.load(tmp_path / x / "graph.safetensors") for x in "abc")
+    a, b, c = (load_graph(tmp_path / x / "graph.safetensors") for x in "abc")
     assert torch.allclose(a.scores, b.scores, rtol=1e-4, atol=1e-7) and torch.equal(a.in_graph, b.in_graph)
     assert not torch.allclose(a.scores, c.scores, rtol=1e-2)
     assert json.loads((tmp_path / "a" / "metrics.json").read_text())["model"] == "tiny-gpt2"
@@ -148,7 +148,14 @@ def test_ckpt_and_adapter_give_the_same_circuit(tmp_path: Path, data: Path, tiny
         (("--method", "EAP", "--top_n", "0"), "top_n must be a positive integer, got 0"),
         (("--method", "EAP", "--top_n", "100000"), "top_n 100000 exceeds the 110 edges"),
         (("--method", "EAP", "--top_frac", "1.5"), r"top_frac must be in \(0, 1\], got 1.5"),
-        (("--method", "EAP", "--top_n", "5", "--top_frac", "0.1"), "not allowed with argument"),
+        (
+            ("--method", "EAP", "--top_n", "5", "--top_frac", "0.1"),
+            "give only one of --top_n, --top_frac, --threshold, --greedy_n; got --top_n and --top_frac",
+        ),
+        (
+            ("--method", "EAP", "--adapter", "NOADAPTER", "--ckpt", "NOCKPT"),
+            "give only one of --adapter, --ckpt; got --adapter and --ckpt",
+        ),
         (("--method", "EAP", "--prepend_bos", "maybe"), "expected true or false"),
         (("--method", "EAP", "--ig_steps", "0"), "--ig_steps must be at least 1"),
         (("--method", "EAP", "--metric", "logit_diff", "--data", "NOWRONG"), "wrong"),

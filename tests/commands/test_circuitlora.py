@@ -17,9 +17,11 @@ def _config(tmp_path: Path, model: str = "tiny-gpt2", **options: object) -> Path
     cfg = {
         "trainer": {"accelerator": "cpu", "enable_progress_bar": False},
         "model": {"model": model, "lora_plan": "circuit", "circuit_lora": {"probe_steps": 2, **options}},
-        "data": {"batch_size": 4, "tasks": [{"task": "AddSub", "steps": 2, "n_train": 8, "n_val": 4,
-                                              "params": {"lo": 0, "hi": 9}}]},
-    }  # fmt: skip
+        "data": {
+            "batch_size": 4,
+            "tasks": [{"task": "AddSub", "steps": 2, "n_train": 8, "n_val": 4, "params": {"lo": 0, "hi": 9}}],
+        },
+    }
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -34,8 +36,15 @@ def unsupported_model(tmp_path_factory) -> str:
 
     folder = tmp_path_factory.mktemp("opt")
     tok = load_model("tiny-gpt2").tokenizer
-    cfg = OPTConfig(vocab_size=len(tok), hidden_size=16, num_hidden_layers=2, ffn_dim=32, num_attention_heads=2,
-                    max_position_embeddings=64, word_embed_proj_dim=16)  # fmt: skip
+    cfg = OPTConfig(
+        vocab_size=len(tok),
+        hidden_size=16,
+        num_hidden_layers=2,
+        ffn_dim=32,
+        num_attention_heads=2,
+        max_position_embeddings=64,
+        word_embed_proj_dim=16,
+    )
     OPTForCausalLM(cfg).save_pretrained(folder)
     tok.save_pretrained(folder)
     return str(folder)

@@ -36,8 +36,10 @@ def test_config_runs_two_steps_on_tiny_gpt2(tmp_path):
     ])  # fmt: skip
     assert rc == 0
     assert sorted(p.name for p in (root / "checkpoints").iterdir()) == [
-        "last.ckpt", "step000001.ckpt", "step000002.ckpt",
-    ]  # fmt: skip
+        "last.ckpt",
+        "step000001.ckpt",
+        "step000002.ckpt",
+    ]
     steps = sorted(p.name for p in (root / "circuits").iterdir() if p.is_dir())
     assert steps == ["step000000", "step000001", "step000002"], "circuits at the untuned model and each step"
     lines = [json.loads(x) for x in (root / "circuits" / "metrics.jsonl").read_text().splitlines()]

@@ -19,8 +19,11 @@ from circuitft.cli import main as cli_main
 
 REPO = Path(__file__).resolve().parents[2]
 TASKS = [("A", 10), ("B", 10)]
-ANALYSES = {0: {"A": (0.1, 0.1), "B": (0.2, 0.15)}, 10: {"A": (0.9, 0.8), "B": (0.3, 0.2)},
-            20: {"A": (0.5, 0.45), "B": (0.95, 0.9)}}  # fmt: skip
+ANALYSES = {
+    0: {"A": (0.1, 0.1), "B": (0.2, 0.15)},
+    10: {"A": (0.9, 0.8), "B": (0.3, 0.2)},
+    20: {"A": (0.5, 0.45), "B": (0.95, 0.9)},
+}
 
 
 def report(capsys, *args) -> tuple[int, str, str]:
@@ -34,8 +37,9 @@ def images(index: Path) -> list[str]:
 
 
 def test_single_run_report(tmp_path, capsys):
-    graphs = write_run(tmp_path / "run", TASKS, ANALYSES,
-                       size_curve={(20, "A"): {0.01: 0.2, 0.1: 0.7, 1.0: 1.0}})  # fmt: skip
+    graphs = write_run(
+        tmp_path / "run", TASKS, ANALYSES, size_curve={(20, "A"): {0.01: 0.2, 0.1: 0.7, 1.0: 1.0}}
+    )
     rc, out, err = report(capsys, tmp_path / "run", "--out", tmp_path / "rep")
     assert rc == 0, err
     rep = tmp_path / "rep"
@@ -57,13 +61,17 @@ def test_single_run_report(tmp_path, capsys):
         "diagram_A",
         "diff_A",
     ):
-        assert f"run_{kind}" in names, kind  # fmt: skip
+        assert f"run_{kind}" in names, kind
     assert "http" not in index.read_text().replace("http-equiv", "")  # nothing from the network
     circuits = pd.read_csv(rep / "tables" / "circuits.csv")
     assert len(circuits) == 6 and set(circuits.columns) >= {"run", "step", "task", "edge_change_prev"}
     # BWT on the page: R[B][A] - R[A][A] = 0.5 - 0.9 (divisor T-1 = 1); FWT: R[A][B] - b_B = 0.3 - 0.2
-    row = re.search(r'id="continual-summary">.*?<td>run</td><td>([^<]+)</td><td>([^<]+)</td><td>([^<]+)</td>'
-                    r"<td>([^<]+)</td>", index.read_text(), re.S)  # fmt: skip
+    row = re.search(
+        r'id="continual-summary">.*?<td>run</td><td>([^<]+)</td><td>([^<]+)</td><td>([^<]+)</td>'
+        r"<td>([^<]+)</td>",
+        index.read_text(),
+        re.S,
+    )
     acc, bwt, fwt, forget = row.groups()
     assert acc == f"{(0.5 + 0.95) / 2:.3f}" and bwt == f"{0.5 - 0.9:.3f}" and fwt == f"{0.3 - 0.2:.3f}"
     assert forget == f"{0.9 - 0.5:.3f}"
@@ -100,8 +108,11 @@ def test_sweep_report_numbers(tmp_path, capsys):
     for key in ("slope", "intercept"):
         assert key in h and key in fit["model_accuracy"] and key in fit["loss"]
     page = (rep / "index.html").read_text()
-    row = re.search(r'<tr id="fit-headline"><td></td><td>headline</td><td>[^<]+</td><td>([^<]+)</td>'
-                    r"<td>([^<]+)</td><td>(\d+)</td><td>(\d+)</td>", page)  # fmt: skip
+    row = re.search(
+        r'<tr id="fit-headline"><td></td><td>headline</td><td>[^<]+</td><td>([^<]+)</td>'
+        r"<td>([^<]+)</td><td>(\d+)</td><td>(\d+)</td>",
+        page,
+    )
     assert row.groups() == (f"{r:.3f}", f"{r * r:.3f}", "5", "1")
     stems = {Path(s).stem for s in images(rep / "index.html")}
     assert {"sweep_headline", "sweep_model_accuracy", "sweep_loss", "sweep_forgetting_model"} <= stems
@@ -195,8 +206,14 @@ def test_unusable_out(tmp_path, capsys):
 # ---- real runs and a browser (slow) ---------------------------------------------------------------------
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**__import__("os").environ, "PYTHONPATH": str(REPO / "src"), "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "circuitft", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=900)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "circuitft", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
 @pytest.mark.slow
@@ -246,11 +263,14 @@ def test_browser_loads_every_image(tmp_path, capsys):
     n_images = len(images(index))
     # a page script writes how many images loaded into the title; chromium dumps the DOM after load
     probe = tmp_path / "rep" / "probe.html"
-    probe.write_text(index.read_text().replace(
-        "</body>",
-        "<script>window.addEventListener('load', () => { const imgs = [...document.images];"
-        " document.title = 'loaded ' + imgs.filter(i => i.complete && i.naturalWidth > 0).length"
-        " + ' of ' + imgs.length; });</script></body>"))  # fmt: skip
+    probe.write_text(
+        index.read_text().replace(
+            "</body>",
+            "<script>window.addEventListener('load', () => { const imgs = [...document.images];"
+            " document.title = 'loaded ' + imgs.filter(i => i.complete && i.naturalWidth > 0).length"
+            " + ' of ' + imgs.length; });</script></body>",
+        )
+    )
     res = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--allow-file-access-from-files",
                           "--virtual-time-budget=10000", "--dump-dom", probe.as_uri()],
                          capture_output=True, text=True, timeout=120)  # fmt: skip

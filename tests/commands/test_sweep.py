@@ -55,7 +55,7 @@ def test_run_state(tmp_path):
     "body, match",
     [
         ("fit_config: nope.yaml\nruns: [{name: a}]\n", "does not exist"),
-        ("fit_config: {q}\nbogus: 1\n", "unknown keys"),
+        ("fit_config: {q}\nbogus: 1\n", "unknown option 'bogus' \\(from config file .*; valid: args, "),
         ("fit_config: {q}\n", "no runs"),
         ("fit_config: {q}\nruns: [{name: a}, {name: a}]\n", "duplicate"),
     ],

@@ -106,7 +106,7 @@ def test_make_with_model_validates_tokens(capsys):
         (["make", "AddSb", "--n", "5"], "unknown task 'AddSb' (did you mean AddSub?)"),
         (["make", "AddSub", "--n", "0"], "--n must be a positive integer, got 0"),
         (["make", "AddSub", "--n", "-4"], "--n must be a positive integer, got -4"),
-        (["make", "AddSub", "--n", "x"], "argument --n: invalid int value: 'x'"),
+        (["make", "AddSub", "--n", "x"], "--n: expected an integer, got 'x'"),
         (["make", "AddSub"], "the following arguments are required: --n"),
         (["make", "AddSub", "--n", "3", "--param", "lo"], "--param 'lo': expected KEY=VALUE"),
         (["make", "AddSub", "--n", "3", "--param", "lo=x"], "parameter 'lo' must be an integer, got 'x'"),
@@ -115,7 +115,7 @@ def test_make_with_model_validates_tokens(capsys):
         (["make", "AddSub", "--n", "3", "--model", "no-such-model"], "unknown model spec 'no-such-model'"),
         (["show", "Nope"], "unknown task 'Nope'"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
-        ([], "the following arguments are required: ACTION"),
+        ([], "missing ACTION: one of list, show, make, check"),
     ],
 )
 def test_errors_are_one_line_exit_2(capsys, argv, pattern):

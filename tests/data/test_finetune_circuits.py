@@ -93,8 +93,10 @@ def test_sequence_space_and_geometric_share():
     # Uniform over problems (as the original's de-duplicated data), so geometric rows are rare.
     assert space_size("FCSequence") == 50_000 - 2 + 24
     geometric = [
-        r for r in make_rows("FCSequence", 3000, seed=5) if (t := _parse(r"[^\d]*(\d+), (\d+), (\d+).*", r.clean))[1] - t[0] != t[2] - t[1]
-    ]  # fmt: skip
+        r
+        for r in make_rows("FCSequence", 3000, seed=5)
+        if (t := _parse(r"[^\d]*(\d+), (\d+), (\d+).*", r.clean))[1] - t[0] != t[2] - t[1]
+    ]
     assert len(geometric) < 10
     small = make_rows("FCSequence", 50, seed=0, max_value=16)
     assert all(int(r.answer) <= 16 for r in small) and len({r.clean for r in small}) > 5
@@ -294,5 +296,7 @@ def test_small_split_is_exhausted_with_one_line():
     assert sum(sizes.values()) == 90 and 0 < sizes["val"] < 20
     rows = make_rows("FCAddSub", 2 * sizes["val"] + 40, seed=0, split="train", lo=1, hi=9)
     assert len(rows) == 2 * sizes["val"] + 40, "train samples with replacement past its size"
-    with pytest.raises(DataError, match=rf"task FCAddSub: asked for 50 val rows, but the val split holds {sizes['val']}"):  # fmt: skip
+    with pytest.raises(
+        DataError, match=rf"task FCAddSub: asked for 50 val rows, but the val split holds {sizes['val']}"
+    ):
         make_rows("FCAddSub", 50, seed=0, split="val", lo=1, hi=9)

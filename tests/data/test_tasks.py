@@ -13,9 +13,21 @@ from circuitft.errors import DataError
 
 PREFIX = "Solve the following and respond with only the final answer: "
 ARITH = [
-    "Add", "Sub", "AddSub", "AddSubAlias", "AddSubInv", "CondAddSub", "Abs", "FloorDiv", "Modulo",
-    "ScaledMul", "DigitSum", "AddBase8", "AddBase9", "AddBase10",
-]  # fmt: skip
+    "Add",
+    "Sub",
+    "AddSub",
+    "AddSubAlias",
+    "AddSubInv",
+    "CondAddSub",
+    "Abs",
+    "FloorDiv",
+    "Modulo",
+    "ScaledMul",
+    "DigitSum",
+    "AddBase8",
+    "AddBase9",
+    "AddBase10",
+]
 BASES = {"AddBase8": 8, "AddBase9": 9, "AddBase10": 10}
 
 

@@ -94,10 +94,12 @@ def test_stacked_gradient_passes_equal_one_pass_at_a_time(tiny, metric, method):
 
     loaded = tiny("tiny-qwen2")
     pairs = tokenize_pairs(digit_rows(7, two_token_answers=True), loaded.tokenizer, "add")
-    run = lambda per_pass: attribute(  # noqa: E731
-        loaded.model, Graph.from_model(loaded.model), pairs, method=method, metric=metric, ig_steps=4,
-        batch_size=3, progress=False, steps_per_pass=per_pass,
-    ).scores  # fmt: skip
+
+    def run(per_pass: int | None) -> torch.Tensor:
+        graph = Graph.from_model(loaded.model)
+        options = {"method": method, "metric": metric, "ig_steps": 4, "batch_size": 3, "progress": False}
+        return attribute(loaded.model, graph, pairs, steps_per_pass=per_pass, **options).scores
+
     stacked, single, pairs_of_two = run(None), run(1), run(3)
     assert stacked.abs().max() > 0
     for other in (single, pairs_of_two):

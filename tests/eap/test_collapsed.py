@@ -17,7 +17,7 @@ from circuitft.eap.collapsed import (
 from circuitft.eap.graph import Graph, GraphConfig
 from circuitft.eap.io import load_graph, write_json
 from circuitft.eap.overlap import edge_flips, edge_jaccard, node_change, node_jaccard, overlap, pairwise
-from circuitft.eap.select import prune
+from circuitft.eap.select import apply_topn, prune
 from circuitft.errors import DataError
 
 CFG = GraphConfig(2, 2)
@@ -44,10 +44,16 @@ def fc_file(path, edges: dict[str, float], nodes: list[str]):
 
 
 # F has 6 full edges; collapsed, input->a0.h0<k> and <v> become one edge: 5 collapsed edges.
-F = full({
-    "input->a0.h0<k>": 1.0, "input->a0.h0<v>": -0.5, "a0.h0->a1.h1<q>": 2.0, "a1.h1->logits": 3.0,
-    "input->a1.h0<v>": 0.25, "a1.h0->logits": 0.5,
-})  # fmt: skip
+F = full(
+    {
+        "input->a0.h0<k>": 1.0,
+        "input->a0.h0<v>": -0.5,
+        "a0.h0->a1.h1<q>": 2.0,
+        "a1.h1->logits": 3.0,
+        "input->a1.h0<v>": 0.25,
+        "a1.h0->logits": 0.5,
+    }
+)
 C_EDGES = {
     "input->a0.h0": 4.0,
     "a0.h0->a1.h1": 1.0,
@@ -130,7 +136,7 @@ def test_collapse_reproduces_finetune_circuits_collapse_of_a_full_file(tmp_path)
     g = Graph(CFG)
     gen = torch.Generator().manual_seed(0)
     g.scores = torch.randn(g.scores.shape, generator=gen) * CFG.real_edge_mask
-    g.apply_topn(12, absolute=True, prune=True)
+    apply_topn(g, 12, absolute=True, prune=True)
     write_json(g, tmp_path / "full.json")
     merged: dict[str, float] = {}
     for name, e in json.loads((tmp_path / "full.json").read_text())["edges"].items():

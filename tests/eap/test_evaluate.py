@@ -106,10 +106,16 @@ def test_single_input_edge_patch_equals_corrupted_projection_columns(tiny, name,
 def test_faithfulness_formulas_by_hand():
     t = lambda *v: torch.tensor(v, dtype=torch.float32)  # noqa: E731
     result = EvalResult(
-        metric="logit_diff", clean=t(2.0, 4.0), corrupted=t(0.0, 0.0), circuit=t(1.0, 2.0),
-        model_correct=torch.tensor([True, True]), circuit_correct=torch.tensor([True, False]),
-        kl_corr_clean=t(1.0, 3.0), kl_corr_circ=t(0.5, 0.5), n_edges=5,
-    )  # fmt: skip
+        metric="logit_diff",
+        clean=t(2.0, 4.0),
+        corrupted=t(0.0, 0.0),
+        circuit=t(1.0, 2.0),
+        model_correct=torch.tensor([True, True]),
+        circuit_correct=torch.tensor([True, False]),
+        kl_corr_clean=t(1.0, 3.0),
+        kl_corr_circ=t(0.5, 0.5),
+        n_edges=5,
+    )
     f = faithfulness(result)
     assert f["faithfulness"] == pytest.approx(0.5) and "kl_recovered_pct" not in f  # logit_diff: no KL %
     result.metric = "kl"

@@ -83,8 +83,12 @@ def test_gqa_destinations_per_group() -> None:
     assert cfg.grouped and cfg.groups == 2
     assert cfg.backward_names[:9] == [
         *(f"a0.h{h}<q>" for h in range(4)),
-        "a0.g0<k>", "a0.g1<k>", "a0.g0<v>", "a0.g1<v>", "m0",
-    ]  # fmt: skip
+        "a0.g0<k>",
+        "a0.g1<k>",
+        "a0.g0<v>",
+        "a0.g1<v>",
+        "m0",
+    ]
     assert cfg.head_group.tolist() == [0, 0, 1, 1]
     dst, node = cfg.destination_owners
     owners = {}

@@ -14,8 +14,15 @@ from circuitft.eap.select import select
 from circuitft.errors import DataError
 
 FIXTURE = Path(__file__).parent / "fixtures" / "reference_1layer.json"
-META = {"method": "EAP-IG-inputs", "metric": "kl", "ig_steps": 5, "step_convention": "k=0..m-1",
-        "kl_reduction": "sum", "seed": 3, "n_examples": 12}  # fmt: skip
+META = {
+    "method": "EAP-IG-inputs",
+    "metric": "kl",
+    "ig_steps": 5,
+    "step_convention": "k=0..m-1",
+    "kl_reduction": "sum",
+    "seed": 3,
+    "n_examples": 12,
+}
 
 
 def scored_graph(cfg: GraphConfig) -> Graph:
@@ -39,8 +46,12 @@ def test_reads_the_reference_library_json() -> None:
     assert g.cfg == GraphConfig(1, 2, d_model=8)
     assert g.n_edges == 13
     assert set(g.edges_in_graph()) == {
-        "input->a0.h0<q>", "input->a0.h0<v>", "a0.h0->m0", "a0.h0->logits", "m0->logits",
-    }  # fmt: skip
+        "input->a0.h0<q>",
+        "input->a0.h0<v>",
+        "a0.h0->m0",
+        "a0.h0->logits",
+        "m0->logits",
+    }
     assert g.score_of("m0->logits").item() == 3.0
     assert g.score_of("input->a0.h0<k>").item() == -0.0625
     assert g.nodes_in_graph_names() == ["input", "a0.h0", "m0", "logits"]
@@ -94,7 +105,7 @@ def test_safetensors_round_trip(tmp_path: Path, cfg: GraphConfig) -> None:
     path = tmp_path / "graph.safetensors"
     save_graph(g, path)
     assert_same(g, load_graph(path))
-    assert_same(g, Graph.load(path, cfg))
+    assert_same(g, load_graph(path, cfg))
     from safetensors import safe_open
 
     with safe_open(str(path), "pt") as f:

@@ -12,8 +12,8 @@ from circuitft.data.rows import PromptRow
 from circuitft.eap.metrics import (
     METRICS,
     AnswerIndex,
+    answer_exact_match,
     check_metric,
-    correct,
     metric_loss,
     metric_values,
     validate_pairs,
@@ -82,13 +82,16 @@ def test_kl_logprob_and_accuracy_by_hand(tok):
     assert torch.allclose(
         lp, torch.tensor([math.log(p), (math.log(p) + math.log(1 / (math.exp(4) + v - 1))) / 2])
     )
-    assert correct(clean, index).tolist() == [True, True]
-    assert correct(run, index).tolist() == [True, False]  # all answer tokens must be right
-    assert correct(run, index, first_token=True).tolist() == [True, True]  # example 1's first token is right
+    right = lambda logits, first=False: answer_exact_match(  # noqa: E731
+        logits, index.token, index.answer_len, first_token=first
+    ).tolist()
+    assert right(clean) == [True, True]
+    assert right(run) == [True, False]  # all answer tokens must be right
+    assert right(run, first=True) == [True, True]  # example 1's first token is right
     first_wrong = clean.clone()
     first_wrong[1] = 0.0
     first_wrong[1, tokens[1] + 1] = 4.0  # example 1's first answer token wrong, its second right
-    assert correct(first_wrong, index, first_token=True).tolist() == [True, False]
+    assert right(first_wrong, first=True) == [True, False]
     # attribution loss = sum over examples, loss sign (logprob negated)
     assert torch.allclose(metric_loss("logprob", run, index, None), -lp.sum())
 

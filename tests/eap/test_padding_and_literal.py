@@ -135,8 +135,11 @@ def test_ig_activations_with_several_steps_equals_a_literal_computation(gpt2):
         hooks = [model.transformer.ln_f.register_forward_pre_hook(grab)]
         if replace is not None:
             i, value = replace
-            hooks.append(blocks[i].register_forward_hook(
-                lambda mod, a, o: (value, *o[1:]) if isinstance(o, tuple) else value))  # fmt: skip
+            hooks.append(
+                blocks[i].register_forward_hook(
+                    lambda mod, a, o: (value, *o[1:]) if isinstance(o, tuple) else value
+                )
+            )
         with torch.enable_grad():
             logits = model(inputs_embeds=embeds.detach().requires_grad_(True), attention_mask=mask).logits
             literal_kl(clean_logits, logits, pairs).sum().backward()

@@ -112,8 +112,11 @@ def test_top_n_and_frac_select_the_largest_abs_scores() -> None:
     n = int(0.5 * cfg.n_edges)
     select(g, top_frac=0.5, prune=False)
     assert g.count_edges() == n and g.meta["selection"] == {
-        "option": "top_frac", "value": 0.5, "absolute": True, "prune": False,
-    }  # fmt: skip
+        "option": "top_frac",
+        "value": 0.5,
+        "absolute": True,
+        "prune": False,
+    }
 
 
 def test_threshold() -> None:

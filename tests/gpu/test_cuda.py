@@ -56,8 +56,9 @@ def test_attribute_on_cuda_equals_cpu(tiny, name, metric):
     scores = {}
     for device in ("cpu", "cuda"):
         model = loaded.model.to(device)
-        graph = attribute(model, Graph.from_model(model), pairs, metric=metric, ig_steps=5, batch_size=6,
-                          progress=False)  # fmt: skip
+        graph = attribute(
+            model, Graph.from_model(model), pairs, metric=metric, ig_steps=5, batch_size=6, progress=False
+        )
         scores[device] = graph.scores[graph.cfg.real_edge_mask].cpu()
     assert scores["cpu"].abs().max() > 0
     assert pearson(scores["cpu"], scores["cuda"]) >= 0.9999
@@ -96,12 +97,21 @@ def _fit(root: Path, accelerator: str, precision: str = "32-true", max_steps: in
     module = LoRAModule(model="tiny-llama", lora_r=4, lr=1e-3)
     dm = TaskStreamDataModule(tasks=tasks, batch_size=4, seed=0)
     trainer = L.Trainer(
-        default_root_dir=root, accelerator=accelerator, devices=1, precision=precision, max_steps=max_steps,
-        logger=TensorBoardLogger(root, name="", version=0), enable_progress_bar=False,
-        enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
-        callbacks=[ModelCheckpoint(dirpath=root / "ckpt", every_n_train_steps=2, save_last=True),
-                   CircuitCallback(n_examples=8, batch_size=4, ig_steps=3, top_frac=0.05, every_n_steps=2)],
-    )  # fmt: skip
+        default_root_dir=root,
+        accelerator=accelerator,
+        devices=1,
+        precision=precision,
+        max_steps=max_steps,
+        logger=TensorBoardLogger(root, name="", version=0),
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        callbacks=[
+            ModelCheckpoint(dirpath=root / "ckpt", every_n_train_steps=2, save_last=True),
+            CircuitCallback(n_examples=8, batch_size=4, ig_steps=3, top_frac=0.05, every_n_steps=2),
+        ],
+    )
     trainer.fit(module, datamodule=dm)
     return trainer
 

@@ -8,9 +8,9 @@ import transformers
 from model_helpers import random_ids
 
 from circuitft.models.architectures import ARCHITECTURES, tiny_architectures
+from circuitft.models.lora import default_targets, wrap_lora
 from circuitft.models.merge import merged_copy
 from circuitft.models.tiny import tiny_specs
-from circuitft.training.checkpoint import default_targets, wrap_lora
 
 FAMILIES = list(tiny_architectures())
 
@@ -84,9 +84,16 @@ def test_unsupported_model_folder_is_one_line_and_writes_nothing(tiny, tmp_path,
 
     tokenizer = tiny("tiny-gpt2").tokenizer
     opt = OPTForCausalLM(
-        OPTConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1, ffn_dim=32,
-                  num_attention_heads=2, word_embed_proj_dim=16, max_position_embeddings=64)
-    )  # fmt: skip
+        OPTConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=16,
+            num_hidden_layers=1,
+            ffn_dim=32,
+            num_attention_heads=2,
+            word_embed_proj_dim=16,
+            max_position_embeddings=64,
+        )
+    )
     opt.save_pretrained(tmp_path / "opt")
     tokenizer.save_pretrained(tmp_path / "opt")
     rows = tmp_path / "rows.csv"

@@ -187,8 +187,8 @@ def test_atomic_save_crash_leaves_nothing(tmp_path):
 
     atomic_folder(lambda folder: (Path(folder) / "config.json").write_text("{}"), target)
     assert (target / "config.json").read_text() == "{}"
-    # A second writer that loses the race keeps the first one's folder.
-    atomic_folder(lambda folder: (Path(folder) / "config.json").write_text("[]"), target)
+    # A second writer that loses the race to fill a cache keeps the first one's files.
+    atomic_folder(lambda folder: (Path(folder) / "config.json").write_text("[]"), target, overwrite=False)
     assert (target / "config.json").read_text() == "{}"
     assert [p.name for p in target.parent.iterdir()] == ["model"]
 

@@ -107,8 +107,14 @@ def test_heatmaps_write_values_and_baseline_row():
 
 
 def test_curves_and_bars():
-    t = pd.DataFrame({"step": [0, 3, 6] * 2, "task": ["A"] * 3 + ["B"] * 3,
-                      "model_accuracy": [0.1, 0.5, 0.9, 0.2, 0.3, 0.4], "circuit_accuracy": [np.nan] * 6})  # fmt: skip
+    t = pd.DataFrame(
+        {
+            "step": [0, 3, 6] * 2,
+            "task": ["A"] * 3 + ["B"] * 3,
+            "model_accuracy": [0.1, 0.5, 0.9, 0.2, 0.3, 0.4],
+            "circuit_accuracy": [np.nan] * 6,
+        }
+    )
     fig = plots.metric_over_steps(
         t, columns=["model_accuracy", "circuit_accuracy"], ylabel="acc", boundaries=[3]
     )
@@ -138,8 +144,15 @@ def test_scatter_legend_has_fit_numbers_and_skips():
     rng = np.random.default_rng(0)
     x = rng.uniform(0.2, 0.5, 8)
     y = 1 - 2 * x + rng.normal(0, 0.05, 8)
-    pairs = pd.DataFrame({"A": list("abcdefgh"), "B": list("bcdefgha"), "jaccard": x, "forgetting_circuit": y,
-                          "included": [True] * 6 + [False] * 2})  # fmt: skip
+    pairs = pd.DataFrame(
+        {
+            "A": list("abcdefgh"),
+            "B": list("bcdefgha"),
+            "jaccard": x,
+            "forgetting_circuit": y,
+            "included": [True] * 6 + [False] * 2,
+        }
+    )
     fits = {"linear": fit_line(x[:6], y[:6]), "sigmoid": fit_sigmoid(x[:6], y[:6])}
     fig = plots.overlap_forgetting_scatter(pairs, fits)
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]

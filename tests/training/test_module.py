@@ -13,8 +13,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from circuitft.data.stream import TaskStreamDataModule
 from circuitft.errors import ConfigError
 from circuitft.training import LoRAModule, model_from_checkpoint
+from circuitft.training.answers import answer_loss, exact_match
 from circuitft.training.checkpoint import TaskCheckpoint, check_adapter_state
-from circuitft.training.module import answer_loss, exact_match
 
 P = {"lo": 0, "hi": 9}
 TASKS = [

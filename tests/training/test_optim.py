@@ -54,9 +54,13 @@ def test_clear_state_equals_fresh_adamw():
 
 @pytest.mark.parametrize(
     "args, word",
-    [((0.0, 0, "constant", 0, 1.0), "lr"), ((1e-3, 0, "step", 0, 1.0), "lr_schedule"),
-     ((1e-3, 0, "constant", -1, 1.0), "warmup"), ((1e-3, 0, "constant", 0, 0.0), "later_tasks")],
-)  # fmt: skip
+    [
+        ((0.0, 0, "constant", 0, 1.0), "lr"),
+        ((1e-3, 0, "step", 0, 1.0), "lr_schedule"),
+        ((1e-3, 0, "constant", -1, 1.0), "warmup"),
+        ((1e-3, 0, "constant", 0, 0.0), "later_tasks"),
+    ],
+)
 def test_bad_policy_is_one_line(args, word):
     with pytest.raises(ConfigError, match=word):
         optim.check_policy(*args)

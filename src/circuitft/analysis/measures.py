@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import torch
 
+from circuitft.eap import DEFAULT_TOP_FRAC
 from circuitft.eap.graph import Graph
-from circuitft.eap.overlap import DEFAULT_FRAC, default_k, jaccard, top_k_edges
+from circuitft.eap.overlap import default_k, jaccard, top_k_edges
 from circuitft.errors import DataError
 
 
-def top_mask(graph: Graph, frac: float = DEFAULT_FRAC) -> torch.Tensor:
+def top_mask(graph: Graph, frac: float = DEFAULT_TOP_FRAC) -> torch.Tensor:
     """``top_k_edges(graph, int(frac * n_edges))``, computed once per graph and k."""
     k = default_k(graph, None, frac)
     cache = graph.__dict__.setdefault("_top_masks", {})
@@ -32,13 +33,13 @@ def _check(a: Graph, b: Graph) -> None:
         )
 
 
-def top_jaccard(a: Graph, b: Graph, frac: float = DEFAULT_FRAC) -> float:
+def top_jaccard(a: Graph, b: Graph, frac: float = DEFAULT_TOP_FRAC) -> float:
     """:func:`circuitft.eap.overlap.top_k_jaccard` with k = ``int(frac * n_edges)``."""
     _check(a, b)
     return jaccard(top_mask(a, frac), top_mask(b, frac))
 
 
-def edge_change(prev: Graph, curr: Graph, frac: float = DEFAULT_FRAC) -> float:
+def edge_change(prev: Graph, curr: Graph, frac: float = DEFAULT_TOP_FRAC) -> float:
     """:func:`circuitft.eap.overlap.edge_change`: ``1 - |T_prev ∩ T_curr| / k``."""
     _check(prev, curr)
     k = default_k(prev, None, frac)

@@ -242,8 +242,14 @@ def _read_circuitft(folder: Path) -> RunData:
         rows.append(row)
         for frac, point in (rec.get("size_curve") or {}).items():
             if isinstance(point, dict):
-                curves.append({"step": rec["step"], "task": str(rec["task"]), "fraction": float(frac),
-                               **{k: _num(v) for k, v in _renamed(point).items()}})  # fmt: skip
+                curves.append(
+                    {
+                        "step": rec["step"],
+                        "task": str(rec["task"]),
+                        "fraction": float(frac),
+                        **{k: _num(v) for k, v in _renamed(point).items()},
+                    }
+                )
     records = pd.DataFrame(rows).sort_values(["step", "task"], kind="stable").reset_index(drop=True)
     if not names:
         names = list(dict.fromkeys([r for r in records["trained_task"] if r] + list(records["task"])))
@@ -258,8 +264,9 @@ def _read_circuitft(folder: Path) -> RunData:
             trained = records.loc[records["trained_task"] == name, "step"]
             ends[name] = int(trained.max()) if len(trained) else None
     model = str(((cfg.get("model") or {}).get("model")) or _graph_shape(records))
-    return RunData(folder, folder.name, "circuitft", model, names, ends, records, _read_val(folder),
-                   pd.DataFrame(curves))  # fmt: skip
+    return RunData(
+        folder, folder.name, "circuitft", model, names, ends, records, _read_val(folder), pd.DataFrame(curves)
+    )
 
 
 def _graph_shape(records: pd.DataFrame) -> str:
@@ -297,8 +304,10 @@ def _read_val(folder: Path) -> pd.DataFrame:
                 values.setdefault((ev.step + 1, parts[1]), {})[parts[2]] = float(ev.value)
     if not values:
         return empty
-    rows = [{"step": s, "task": t, "loss": v.get("loss", math.nan), "acc": v.get("acc", math.nan)}
-            for (s, t), v in sorted(values.items())]  # fmt: skip
+    rows = [
+        {"step": s, "task": t, "loss": v.get("loss", math.nan), "acc": v.get("acc", math.nan)}
+        for (s, t), v in sorted(values.items())
+    ]
     return pd.DataFrame(rows)
 
 

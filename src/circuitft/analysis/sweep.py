@@ -26,14 +26,29 @@ import pandas as pd
 from circuitft.analysis.fits import MIN_POINTS, fit_line, fit_sigmoid
 from circuitft.analysis.measures import top_jaccard
 from circuitft.analysis.runs import RunData
-from circuitft.eap.overlap import DEFAULT_FRAC
+from circuitft.eap import DEFAULT_TOP_FRAC
 
 THRESHOLD = 0.8
 PAIR_COLUMNS = [
-    "run", "model", "A", "B", "end_A", "end_B", "jaccard", "circuit_acc_A_end_A", "circuit_acc_A_end_B",
-    "forgetting_circuit", "model_acc_A_end_A", "model_acc_A_end_B", "forgetting_model", "jaccard_self",
-    "loss_A_end_A", "loss_A_end_B", "loss_change", "included",
-]  # fmt: skip
+    "run",
+    "model",
+    "A",
+    "B",
+    "end_A",
+    "end_B",
+    "jaccard",
+    "circuit_acc_A_end_A",
+    "circuit_acc_A_end_B",
+    "forgetting_circuit",
+    "model_acc_A_end_A",
+    "model_acc_A_end_B",
+    "forgetting_model",
+    "jaccard_self",
+    "loss_A_end_A",
+    "loss_A_end_B",
+    "loss_change",
+    "included",
+]
 VARIANTS = {
     "headline": ("jaccard", "forgetting_circuit"),
     "model_accuracy": ("jaccard", "forgetting_model"),
@@ -48,7 +63,9 @@ def relative_drop(before: float, after: float) -> float:
     return (before - after) / before
 
 
-def pair_row(run: RunData, threshold: float = THRESHOLD, frac: float = DEFAULT_FRAC) -> dict[str, Any] | None:
+def pair_row(
+    run: RunData, threshold: float = THRESHOLD, frac: float = DEFAULT_TOP_FRAC
+) -> dict[str, Any] | None:
     """The pair numbers of one two-task run (None if the run's stream is not two tasks)."""
     if len(run.tasks) != 2:
         return None
@@ -56,8 +73,14 @@ def pair_row(run: RunData, threshold: float = THRESHOLD, frac: float = DEFAULT_F
     end_a = run.end_step(a)  # A's analysis at the end of A
     end_b_of_b = run.end_step(b)  # B's analysis at the end of B
     end_b_of_a = run.end_step(a, of_task=b)  # A's analysis at the end of B
-    row: dict[str, Any] = {"run": run.name, "model": run.model, "A": a, "B": b, "end_A": end_a,
-                           "end_B": end_b_of_a}  # fmt: skip
+    row: dict[str, Any] = {
+        "run": run.name,
+        "model": run.model,
+        "A": a,
+        "B": b,
+        "end_A": end_a,
+        "end_B": end_b_of_a,
+    }
     ga = run.graph(end_a, a) if end_a is not None else None
     gb = run.graph(end_b_of_b, b) if end_b_of_b is not None else None
     row["jaccard"] = top_jaccard(ga, gb, frac=frac) if ga is not None and gb is not None else math.nan
@@ -91,7 +114,7 @@ def _loss_at(run: RunData, task: str, end: int | None) -> float:
 
 
 def pairs_table(
-    runs: Sequence[RunData], threshold: float = THRESHOLD, frac: float = DEFAULT_FRAC
+    runs: Sequence[RunData], threshold: float = THRESHOLD, frac: float = DEFAULT_TOP_FRAC
 ) -> pd.DataFrame:
     """One row per pair run (runs whose stream is not two tasks are left out)."""
     rows = [r for r in (pair_row(run, threshold, frac) for run in runs) if r is not None]

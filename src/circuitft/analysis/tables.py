@@ -17,16 +17,31 @@ import pandas as pd
 
 from circuitft.analysis.measures import edge_change, top_jaccard
 from circuitft.analysis.runs import RunData
-from circuitft.eap.overlap import DEFAULT_FRAC, node_change, node_jaccard
+from circuitft.eap import DEFAULT_TOP_FRAC
+from circuitft.eap.overlap import node_change, node_jaccard
 
 CIRCUIT_COLUMNS = [
-    "run", "step", "task", "trained_task", "task_end", "model_accuracy", "circuit_accuracy", "faithfulness",
-    "kl_recovered_pct", "n_edges", "n_nodes", "edge_change_prev", "node_change_prev", "edge_change_first",
-    "node_change_first", "val_loss", "val_acc",
-]  # fmt: skip
+    "run",
+    "step",
+    "task",
+    "trained_task",
+    "task_end",
+    "model_accuracy",
+    "circuit_accuracy",
+    "faithfulness",
+    "kl_recovered_pct",
+    "n_edges",
+    "n_nodes",
+    "edge_change_prev",
+    "node_change_prev",
+    "edge_change_first",
+    "node_change_first",
+    "val_loss",
+    "val_acc",
+]
 
 
-def circuits_table(run: RunData, frac: float = DEFAULT_FRAC) -> pd.DataFrame:
+def circuits_table(run: RunData, frac: float = DEFAULT_TOP_FRAC) -> pd.DataFrame:
     """One row per (step, task) of ``run`` (``frac``: the top share of edges compared): metrics, circuit change vs the previous and the first analysis,
     ``task_end`` (this analysis stands for the end of its task) and the validation scalars at that step."""
     rows = []
@@ -39,8 +54,13 @@ def circuits_table(run: RunData, frac: float = DEFAULT_FRAC) -> pd.DataFrame:
         prev = None
         for (_, rec), step in zip(recs.iterrows(), steps, strict=True):
             g = run.graph(step, task)
-            row = {"run": run.name, "step": step, "task": task, "trained_task": rec["trained_task"],
-                   "task_end": ends.get(task) == step}  # fmt: skip
+            row = {
+                "run": run.name,
+                "step": step,
+                "task": task,
+                "trained_task": rec["trained_task"],
+                "task_end": ends.get(task) == step,
+            }
             for col in ("model_accuracy", "circuit_accuracy", "faithfulness", "kl_recovered_pct"):
                 row[col] = rec[col]
             row["n_edges"] = rec["n_edges"] if math.isfinite(rec["n_edges"]) else float(g.count_edges())
@@ -63,14 +83,21 @@ def first_to_last(table: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for task, rows_t in table.groupby("task", sort=False):
         last = rows_t.sort_values("step").iloc[-1]
-        rows.append({"task": task, "first_step": int(rows_t.loc[rows_t["step"] > 0, "step"].min())
-                     if (rows_t["step"] > 0).any() else math.nan, "last_step": int(last["step"]),
-                     "edge_change": last["edge_change_first"], "node_change": last["node_change_first"]})  # fmt: skip
+        tuned = rows_t.loc[rows_t["step"] > 0, "step"]
+        rows.append(
+            {
+                "task": task,
+                "first_step": int(tuned.min()) if len(tuned) else math.nan,
+                "last_step": int(last["step"]),
+                "edge_change": last["edge_change_first"],
+                "node_change": last["node_change_first"],
+            }
+        )
     return pd.DataFrame(rows, columns=["task", "first_step", "last_step", "edge_change", "node_change"])
 
 
 def overlap_matrices(
-    run: RunData, step: int | None = None, frac: float = DEFAULT_FRAC
+    run: RunData, step: int | None = None, frac: float = DEFAULT_TOP_FRAC
 ) -> tuple[int | None, pd.DataFrame, pd.DataFrame]:
     """(step, edge Jaccard, node IoU) between every two tasks analysed at ``step`` (default: the last step
     at which the most tasks were analysed)."""

@@ -21,6 +21,7 @@ import torch
 
 from circuitft.callbacks.ranks import AnalysisFailed, Ranks
 from circuitft.data.pairs import PromptPairs
+from circuitft.eap import DEFAULT_TOP_FRAC
 from circuitft.eap.evaluate import EvalResult, faithfulness
 from circuitft.eap.graph import Graph
 
@@ -33,7 +34,7 @@ class AnalysisSettings:
     metric: str = "kl"
     ig_steps: int = 5
     batch_size: int = 8
-    top_frac: float | None = 0.05
+    top_frac: float | None = DEFAULT_TOP_FRAC
     top_n: int | None = None
     dtype: str | None = None
     sizes: tuple[float, ...] = ()  # size curve fractions; empty: no size curve
@@ -88,9 +89,16 @@ def _scores(
         if len(mine) == 0:
             return None, 0, {}
         attribute(
-            model, graph, mine, method=s.method, metric=s.metric, ig_steps=s.ig_steps,
-            batch_size=s.batch_size, progress=False, dtype=s.dtype,
-        )  # fmt: skip
+            model,
+            graph,
+            mine,
+            method=s.method,
+            metric=s.metric,
+            ig_steps=s.ig_steps,
+            batch_size=s.batch_size,
+            progress=False,
+            dtype=s.dtype,
+        )
         # the sum over this rank's examples (attribute gives their mean)
         return graph.scores.double() * len(mine), len(mine), dict(graph.meta)
 
@@ -134,9 +142,15 @@ def _evaluate_on(
         if len(mine) == 0:
             return None
         return evaluate_circuits(
-            model, own.graph.cfg, masks, mine, metric=s.metric, batch_size=s.batch_size, dtype=s.dtype,
+            model,
+            own.graph.cfg,
+            masks,
+            mine,
+            metric=s.metric,
+            batch_size=s.batch_size,
+            dtype=s.dtype,
             accuracy=s.accuracy,
-        )  # fmt: skip
+        )
 
     parts = [p for p in ranks.gather(task, work) if p is not None]
     merged = [_concat([p[i] for p in parts]) for i in range(len(masks))]
@@ -170,6 +184,13 @@ def _concat(parts: list[EvalResult]) -> EvalResult:
         return parts[0]
     cat = lambda name: torch.cat([getattr(p, name) for p in parts])  # noqa: E731
     return EvalResult(
-        parts[0].metric, cat("clean"), cat("corrupted"), cat("circuit"), cat("model_correct"),
-        cat("circuit_correct"), cat("kl_corr_clean"), cat("kl_corr_circ"), parts[0].n_edges,
-    )  # fmt: skip
+        parts[0].metric,
+        cat("clean"),
+        cat("corrupted"),
+        cat("circuit"),
+        cat("model_correct"),
+        cat("circuit_correct"),
+        cat("kl_corr_clean"),
+        cat("kl_corr_circ"),
+        parts[0].n_edges,
+    )

@@ -103,8 +103,9 @@ def overlap_figures(graphs: dict[str, Graph], jaccard: dict[tuple[str, str], flo
         return []
     matrix = pd.DataFrame(
         [[1.0 if a == b else jaccard.get((a, b), math.nan) for b in names] for a in names],
-        index=names, columns=names,
-    )  # fmt: skip
+        index=names,
+        columns=names,
+    )
     title = f"top-5% edge Jaccard between tasks, step {step}"
     return [("circuit/cross_task_jaccard", plots.overlap_heatmap(matrix, title=title))]
 

@@ -40,6 +40,7 @@ from circuitft.callbacks import board, history
 from circuitft.callbacks.analysis import AnalysisSettings, TaskResult, analyse
 from circuitft.callbacks.ranks import AnalysisFailed, Ranks
 from circuitft.callbacks.records import CircuitRecord, RecordLog
+from circuitft.eap import DEFAULT_TOP_FRAC
 from circuitft.errors import ConfigError
 from circuitft.names import check_name, inside
 
@@ -85,7 +86,7 @@ class CircuitCallback(Callback):
         ig_steps: int = 5,
         n_examples: int = 32,
         batch_size: int = 8,
-        top_frac: float | None = 0.05,
+        top_frac: float | None = DEFAULT_TOP_FRAC,
         top_n: int | None = None,
         at_start: bool = True,
         save_json: bool = False,

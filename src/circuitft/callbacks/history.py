@@ -18,9 +18,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from circuitft.eap import DEFAULT_TOP_FRAC
 from circuitft.eap.graph import Graph
-
-ANCHOR_FRAC = 0.05
 
 
 def graph_steps(root: Path, task: str) -> list[tuple[int, Path]]:
@@ -51,11 +50,11 @@ def anchor_overlap(root: Path, task: str, step: int, graph: Graph, task_end: int
     prev = load(*earlier[-1])
     o = overlap(prev, graph)
     out = {k: float(o[k]) for k in ("edge_change", "node_change", "edge_jaccard", "node_jaccard")}
-    out["top_jaccard_previous"] = top_k_jaccard(prev, graph, frac=ANCHOR_FRAC)
-    out["top_jaccard_first"] = top_k_jaccard(load(*earlier[0]), graph, frac=ANCHOR_FRAC)
+    out["top_jaccard_previous"] = top_k_jaccard(prev, graph, frac=DEFAULT_TOP_FRAC)
+    out["top_jaccard_first"] = top_k_jaccard(load(*earlier[0]), graph, frac=DEFAULT_TOP_FRAC)
     at_end = [(s, p) for s, p in earlier if s == task_end]
     if at_end:
-        out["top_jaccard_task_end"] = top_k_jaccard(load(*at_end[0]), graph, frac=ANCHOR_FRAC)
+        out["top_jaccard_task_end"] = top_k_jaccard(load(*at_end[0]), graph, frac=DEFAULT_TOP_FRAC)
     return out
 
 

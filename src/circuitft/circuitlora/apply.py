@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from circuitft.circuitlora.options import CircuitLoRAOptions, as_options, check_options
+from circuitft.dtypes import AUTOCAST_DTYPES
 from circuitft.errors import ConfigError
 from circuitft.files import atomic_write_text
 
@@ -73,7 +74,7 @@ def _resuming(trainer: Any) -> bool:
 
 def _autocast(trainer: Any) -> torch.dtype | None:
     precision = str(getattr(trainer, "precision", ""))
-    return {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(precision)
+    return AUTOCAST_DTYPES.get(precision)
 
 
 def plan_for_run(module: Any, trainer: Any, stage: str) -> dict[str, Any]:
@@ -93,11 +94,18 @@ def plan_for_run(module: Any, trainer: Any, stage: str) -> dict[str, Any]:
 
         hp = module.hparams
         record = make_plan(
-            module.model, dm.task_pairs(task, "train"), dm.task_pairs(task, "val"), opts,
-            batch_size=dm.batch_size, data_seed=dm.task_seed(i), lr=hp.lr,
-            target_modules=hp.target_modules, device=trainer.strategy.root_device,
-            autocast=_autocast(trainer), extra={"model": hp.model, "task": task},
-        )  # fmt: skip
+            module.model,
+            dm.task_pairs(task, "train"),
+            dm.task_pairs(task, "val"),
+            opts,
+            batch_size=dm.batch_size,
+            data_seed=dm.task_seed(i),
+            lr=hp.lr,
+            target_modules=hp.target_modules,
+            device=trainer.strategy.root_device,
+            autocast=_autocast(trainer),
+            extra={"model": hp.model, "task": task},
+        )
         write_plan(path, record)
         log_chart(trainer, record)
     trainer.strategy.barrier("circuit-lora-plan")
@@ -131,13 +139,18 @@ def log_chart(trainer: Any, record: dict[str, Any]) -> None:
 def wrap_planned(module: Any, record: dict[str, Any], source: str) -> None:
     """Replace ``module.model`` (the unwrapped base) by the base with the planned adapter."""
     from circuitft.circuitlora.probe import lora_shapes
-    from circuitft.training.checkpoint import wrap_lora
+    from circuitft.models.lora import wrap_lora
 
     hp = module.hparams
     peft_model = wrap_lora(
-        module.model, int(record["r"]), float(record["alpha"]), hp.lora_dropout, hp.target_modules,
-        rank_pattern=record["rank_pattern"], alpha_pattern=record["alpha_pattern"],
-    )  # fmt: skip
+        module.model,
+        int(record["r"]),
+        float(record["alpha"]),
+        hp.lora_dropout,
+        hp.target_modules,
+        rank_pattern=record["rank_pattern"],
+        alpha_pattern=record["alpha_pattern"],
+    )
     if sorted(lora_shapes(peft_model)) != sorted(record["ranks"]):
         raise ConfigError(f"{source} was made for other LoRA modules than model.target_modules gives")
     module.model = peft_model.train()

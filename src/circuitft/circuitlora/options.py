@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from circuitft.circuitlora.plan import ASSIGNMENTS, RULES
+from circuitft.eap import DEFAULT_TOP_FRAC
 from circuitft.errors import ConfigError
 
 PLANS = ("uniform", "circuit")
@@ -41,7 +42,7 @@ class CircuitLoRAOptions:
     ig_steps: int = 5
     n_examples: int = 32
     batch_size: int = 8
-    top_frac: float = 0.05
+    top_frac: float = DEFAULT_TOP_FRAC
     seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:

@@ -49,9 +49,15 @@ def find_circuit(model: torch.nn.Module, pairs: PromptPairs, opts: CircuitLoRAOp
     model.train(was_training)
     graph = Graph.from_model(copy)
     attribute(
-        copy, graph, pairs, method=opts.method, metric=opts.metric, ig_steps=opts.ig_steps,
-        batch_size=opts.batch_size, progress=False,
-    )  # fmt: skip
+        copy,
+        graph,
+        pairs,
+        method=opts.method,
+        metric=opts.metric,
+        ig_steps=opts.ig_steps,
+        batch_size=opts.batch_size,
+        progress=False,
+    )
     select(graph, top_frac=opts.top_frac)
     del copy
     return graph
@@ -69,7 +75,7 @@ def train_probe(
 ) -> list[float]:
     """``steps`` AdamW steps on the answer tokens of the run's first training batches; returns the losses."""
     from circuitft.data.batches import StageBatches
-    from circuitft.training.module import answer_loss
+    from circuitft.training.answers import answer_loss
 
     batches = StageBatches([train_pairs], [data_seed], [1.0], 0, batch_size, 0, 1)
     params = [p for p in peft_model.parameters() if p.requires_grad]
@@ -107,7 +113,7 @@ def make_plan(
 ) -> dict[str, Any]:
     """Run the probe on the unwrapped ``model`` (left as it was) and return the plan record (JSON-ready)."""
     from circuitft.eap.overlap import edge_jaccard
-    from circuitft.training.checkpoint import wrap_lora
+    from circuitft.models.lora import wrap_lora
 
     t0 = time.perf_counter()
     pairs = val_pairs.subset(range(min(opts.n_examples, len(val_pairs))))

@@ -19,17 +19,20 @@ jobs on a busy machine disturb far less with one thread) and a one-line summary 
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
-from circuitft.commands.args import OneLineParser, parse
+from circuitft.commands.args import make_parser, parse
 from circuitft.data.pairs import PromptPairs
 from circuitft.data.rows import PromptRow
+from circuitft.dtypes import dtype_name
+from circuitft.eap import DEFAULT_TOP_FRAC
+from circuitft.eap.topk import top_k
 from circuitft.errors import ConfigError
 
 KEYS = (
@@ -118,7 +121,7 @@ def run_eap_bench(
     ig_steps: int = 5,
     repeats: int = 2,
     device: str | None = None,
-    circuit_frac: float = 0.05,
+    circuit_frac: float = DEFAULT_TOP_FRAC,
     model: torch.nn.Module | None = None,
 ) -> dict[str, object]:
     """Run the benchmark and return its record (see module docstring); times are the best of ``repeats``.
@@ -170,7 +173,7 @@ def run_eap_bench(
         # circuit for evaluation: the top circuit_frac of edges by |score| (every destination gets patched)
         real = graph.cfg.real_edge_mask
         k = max(1, int(circuit_frac * graph.n_edges))
-        top = graph.scores.abs().masked_fill(~real, -1).flatten().topk(k).indices
+        top = top_k(graph.scores.abs().masked_fill(~real, -1), k)
         graph.in_graph = torch.zeros_like(real).flatten().index_fill_(0, top, True).view_as(real)
         floor_evaluation(model, warm, batch_size)
         for _ in range(repeats):
@@ -189,7 +192,7 @@ def run_eap_bench(
         "eap_ratio": round(best["eap"] / best["floor"], 3), "eval_seconds": round(best["eval"], 4),
         "eval_floor_seconds": round(best["eval_floor"], 4),
         "eval_ratio": round(best["eval"] / best["eval_floor"], 3), "eval_circuit_edges": k,
-        "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
+        "dtype": dtype_name(next(model.parameters()).dtype),
         "eap_seconds_per_100_batches": round(100 * best["eap"] / batches, 3),
         "eval_seconds_per_100_batches": round(100 * best["eval"] / batches, 3),
         "eap_peak_gib": round(peak["eap"] / 2**30, 3), "floor_peak_gib": round(peak["floor"] / 2**30, 3),
@@ -256,7 +259,7 @@ def run_train_bench(
     timed after ``warmup`` steps. Also times a no-grad forward of the same batch (validation cost)."""
     from peft import LoraConfig, get_peft_model
 
-    from circuitft.training.module import answer_loss
+    from circuitft.training.answers import answer_loss
 
     if precision not in ("bf16-mixed", "32-true"):
         raise ConfigError(f"--precision must be bf16-mixed or 32-true, got {precision!r}")
@@ -292,24 +295,28 @@ def run_train_bench(
     }  # fmt: skip
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = OneLineParser(prog="circuitft bench", description=__doc__.splitlines()[0])
-    p.add_argument("which", choices=["eap"], help="benchmark to run")
-    p.add_argument("--model", default="smollm2-135m", help="model spec (default: smollm2-135m)")
-    p.add_argument("--batch_size", type=int, default=6)
-    p.add_argument("--seq_len", type=int, default=25)
-    p.add_argument("--batches", type=int, default=2)
-    p.add_argument("--ig_steps", type=int, default=5)
+def _parser() -> Any:
+    from typing import Literal
+
+    p = make_parser("circuitft bench", __doc__.splitlines()[0])
+    p.add_argument("which", type=Literal["eap"], metavar="BENCHMARK", help="benchmark to run: eap")
+    p.add_argument("--model", type=str, default="smollm2-135m", help="model spec")
+    p.add_argument("--batch_size", type=int, default=6, help="examples per batch")
+    p.add_argument("--seq_len", type=int, default=25, help="tokens per synthetic example")
+    p.add_argument("--batches", type=int, default=2, help="batches per timed run")
+    p.add_argument("--ig_steps", type=int, default=5, help="integrated-gradient steps")
     p.add_argument("--repeats", type=int, default=2, help="timed repetitions; the best is reported")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    p.add_argument("--device", type=str | None, default=None, help="cpu or cuda (null: cuda when available)")
+    p.add_argument(
+        "--threads", type=int | None, default=None, help="torch intra-op threads (null: torch's default)"
+    )
     return p
 
 
 def main(name: str, argv: Sequence[str]) -> int:
     """Entry point of ``circuitft bench``."""
     args = parse(_parser(), argv)
-    if isinstance(args, int):  # --help
+    if isinstance(args, int):  # --help, --print_config
         return args
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -4,7 +4,8 @@
         [--metric kl] [--batch_size B] [--prepend_bos true|false] [--top_n N | --top_frac F | ...]
         [--seed S] --out DIR
 
-Writes ``DIR/graph.json`` (every edge with its score; ``in_graph`` marks the circuit, the reference
+Options may also come from ``--config FILE`` (YAML, as ``--print_config`` writes it; options given after it
+override it). Writes ``DIR/graph.json`` (every edge with its score; ``in_graph`` marks the circuit, the reference
 library's format), ``DIR/graph.safetensors`` (the same, compact) and ``DIR/metrics.json`` (faithfulness,
 accuracies, sizes, a random baseline, a size curve and the smallest circuit reaching 0.8, settings, seconds,
 ``warnings``, one-sentence ``definitions`` and a plain-language ``summary``, also printed). Every option, the data file and its tokenization are checked before
@@ -17,90 +18,130 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from circuitft.commands.args import OneLineParser, parse
-from circuitft.errors import CircuitftError, ConfigError
-from circuitft.outputs import check_writable, output_error
+from circuitft.commands.args import flag, make_parser, only_one, parse
+from circuitft.eap import DEFAULT_TOP_FRAC
+from circuitft.errors import ConfigError
+from circuitft.files import atomic_folder
+from circuitft.outputs import check_writable
 
-DEFAULT_TOP_FRAC = 0.05
-
-
-def _bool(text: str) -> bool:
-    value = text.strip().lower()
-    if value in ("true", "1", "yes"):
-        return True
-    if value in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+SIZE_OPTIONS = ("top_n", "top_frac", "threshold", "greedy_n")
 
 
-def build_parser(prog: str = "circuitft circuit") -> argparse.ArgumentParser:
-    """The command's argument parser."""
-    p = OneLineParser(prog=prog, description="Find a circuit with EAP(-IG) on one model and evaluate it.")
-    p.add_argument("--model", help="model spec (built-in name, folder or hub name); optional with --ckpt")
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--adapter", type=Path, help="peft LoRA adapter folder to merge into the model")
-    src.add_argument("--ckpt", type=Path, help="circuitft training checkpoint (.ckpt) with a LoRA adapter")
-    p.add_argument("--data", required=True, help="task rows: CSV/TSV/JSONL file, dataset folder or hf:NAME")
-    p.add_argument("--task", help="task name recorded in the outputs (default: the data file's stem)")
-    p.add_argument("--limit", type=int, help="use only the first N rows")
+def build_parser(prog: str = "circuitft circuit") -> Any:
+    """The command's argument parser (jsonargparse: ``--config FILE``, ``--print_config``)."""
+    from typing import Literal
+
+    p = make_parser(prog, "Find a circuit with EAP(-IG) on one model and evaluate it.")
+    p.add_argument(
+        "--model",
+        type=str | None,
+        default=None,
+        help="model spec (built-in name, folder or hub name); optional with --ckpt",
+    )
+    p.add_argument(
+        "--adapter",
+        type=Path | None,
+        default=None,
+        help="peft LoRA adapter folder to merge into the model (not with --ckpt)",
+    )
+    p.add_argument(
+        "--ckpt",
+        type=Path | None,
+        default=None,
+        help="circuitft training checkpoint (.ckpt) with a LoRA adapter (not with --adapter)",
+    )
+    p.add_argument(
+        "--data", type=str, required=True, help="task rows: CSV/TSV/JSONL file, dataset folder or hf:NAME"
+    )
+    p.add_argument(
+        "--task",
+        type=str | None,
+        default=None,
+        help="task name recorded in the outputs (null: the data file's stem)",
+    )
+    p.add_argument("--limit", type=int | None, default=None, help="use only the first N rows (null: all)")
     p.add_argument(
         "--method",
-        help="attribution method: EAP-IG-inputs (default), EAP, EAP-IG-activations, clean-corrupted, exact",
+        type=str | None,
+        default=None,
+        help="attribution method: EAP-IG-inputs (null: this one), EAP, EAP-IG-activations, clean-corrupted, exact",
     )
     p.add_argument(
-        "--graph", type=Path,
+        "--graph",
+        type=Path | None,
+        default=None,
         help="evaluate a saved graph (graph.json, reference format, or .safetensors) instead of attributing; "
         "its circuit is used unless a size option (--top_n, ...) reselects from its scores",
-    )  # fmt: skip
-    p.add_argument("--ig_steps", type=int, default=5, help="integrated-gradient steps (default 5)")
-    p.add_argument("--metric", default="kl", help="task metric: kl (default), logit_diff, prob_diff, logprob")
+    )
+    p.add_argument("--ig_steps", type=int, default=5, help="integrated-gradient steps")
+    p.add_argument("--metric", type=str, default="kl", help="task metric: kl, logit_diff, prob_diff, logprob")
     p.add_argument(
-        "--accuracy", choices=("exact_match", "first_token"), default="exact_match",
-        help="model/circuit accuracy: every answer token (default) or the first one only (the prior work's)",
-    )  # fmt: skip
-    p.add_argument("--batch_size", type=int, default=8, help="examples per batch (default 8)")
+        "--accuracy",
+        type=Literal["exact_match", "first_token"],
+        default="exact_match",
+        help="model/circuit accuracy: every answer token (exact_match) or the first one only (the prior work's)",
+    )
+    p.add_argument("--batch_size", type=int, default=8, help="examples per batch")
     p.add_argument(
-        "--dtype", default=None, help="attribution buffers: float32 (default) or bfloat16 (half the memory)"
+        "--dtype",
+        type=str | None,
+        default=None,
+        help="attribution buffers: float32 (null: this one) or bfloat16 (half the memory)",
     )
     p.add_argument(
-        "--prepend_bos", type=_bool, help="prepend BOS to prompts (default: if the tokenizer has one)"
+        "--prepend_bos",
+        type=bool | None,
+        default=None,
+        help="prepend BOS to prompts: true or false (null: if the tokenizer has one)",
     )
     p.add_argument(
-        "--on_mismatch", choices=("drop", "error"), default="drop",
-        help="rows whose clean/corrupted prompts tokenize to different lengths: drop (default) or error",
-    )  # fmt: skip
-    size = p.add_mutually_exclusive_group()
-    size.add_argument("--top_n", type=int, help="keep the N best edges by |score| (before pruning)")
-    size.add_argument(
-        "--top_frac", type=float, help=f"keep this fraction of edges (default {DEFAULT_TOP_FRAC})"
+        "--on_mismatch",
+        type=Literal["drop", "error"],
+        default="drop",
+        help="rows whose clean/corrupted prompts tokenize to different lengths: drop or error",
     )
-    size.add_argument("--threshold", type=float, help="keep edges with |score| >= T")
-    size.add_argument("--greedy_n", type=int, help="greedy selection of N edges from the logits up")
     p.add_argument(
-        "--baseline_samples", type=int, default=3,
-        help="random circuits of the same size evaluated as a baseline (default 3; 0: none)",
-    )  # fmt: skip
+        "--top_n",
+        type=int | None,
+        default=None,
+        help="keep the N best edges by |score| (before pruning); one size option at most",
+    )
     p.add_argument(
-        "--size_curve", default="auto",
+        "--top_frac",
+        type=float | None,
+        default=None,
+        help=f"keep this fraction of edges ({DEFAULT_TOP_FRAC} when no size option is given)",
+    )
+    p.add_argument("--threshold", type=float | None, default=None, help="keep edges with |score| >= T")
+    p.add_argument(
+        "--greedy_n", type=int | None, default=None, help="greedy selection of N edges from the logits up"
+    )
+    p.add_argument(
+        "--baseline_samples",
+        type=int,
+        default=3,
+        help="random circuits of the same size evaluated as a baseline (0: none)",
+    )
+    p.add_argument(
+        "--size_curve",
+        type=str,
+        default="auto",
         help="faithfulness at several circuit sizes (0.5%% ... 50%% of the edges), for the smallest circuit "
-        "reaching 0.8: auto (default: only the sizes on the side of the circuit that decides it), true "
-        "(all), false, or fractions such as 0.01,0.05,0.1",
-    )  # fmt: skip
-    p.add_argument(
-        "--seed", type=int, default=0, help="random seed (default 0; also seeds the random circuits)"
+        "reaching 0.8: auto (only the sizes on the side of the circuit that decides it), true (all), false, "
+        "or fractions such as 0.01,0.05,0.1",
     )
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (also seeds the random circuits)")
+    p.add_argument(
+        "--device", type=str, default="auto", help="cpu, cuda, cuda:1, ... (auto: cuda when available)"
+    )
     p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", **flag("no progress bars"))
     return p
 
 
@@ -108,8 +149,10 @@ def main(name: str, argv: Sequence[str]) -> int:
     """Run ``circuitft circuit``; returns the exit status (user errors raise CircuitftError)."""
     parser = build_parser(f"circuitft {name}")
     args = parse(parser, argv)
-    if isinstance(args, int):  # --help
+    if isinstance(args, int):  # --help, --print_config
         return args
+    only_one(args, ("adapter", "ckpt"))
+    only_one(args, SIZE_OPTIONS)
     if args.model is not None:
         from circuitft.preflight import model_problem
 
@@ -297,7 +340,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         write_safetensors(graph, folder / "graph.safetensors")
         (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
 
-    _write_folder(args.out, write)
+    atomic_folder(write, args.out, option="--out")
     return metrics
 
 
@@ -341,33 +384,6 @@ def _analysis_model(args: argparse.Namespace, spec: str) -> Any:
 
 def _task_name(data: str) -> str:
     return data.split(":", 1)[1] if data.startswith("hf:") else Path(data).stem
-
-
-def _write_folder(out: Path, write: Any) -> None:
-    """Write into a fresh temporary sibling of ``out``, then move it (or its files) into place.
-
-    Errors name ``out`` (the user's path), never the temporary folder."""
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    except OSError as err:
-        raise output_error(out, err, "--out") from None
-    try:
-        mask = os.umask(0o022)
-        os.umask(mask)
-        tmp.chmod(0o777 & ~mask)  # mkdtemp makes it private; the result should be an ordinary folder
-        write(tmp)
-        if not out.exists():
-            os.replace(tmp, out)
-            return
-        for item in tmp.iterdir():  # existing folder: replace our files one by one, keep the others
-            os.replace(item, out / item.name)
-        tmp.rmdir()
-    except (OSError, CircuitftError) as err:
-        raise output_error(out, err, "--out", tmp) from None
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _plain(value: Any) -> Any:

@@ -55,10 +55,16 @@ def plan(argv: Sequence[str]) -> Path:
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
     try:
         cli = _cli_class()(
-            LoRAModule, TaskStreamDataModule, args=[*args, "--model.lora_plan", "circuit"], run=False,
-            seed_everything_default=0, trainer_defaults=trainer_defaults(), save_config_callback=None,
-            parser_kwargs={"default_env": True, "exit_on_error": False}, auto_configure_optimizers=False,
-        )  # fmt: skip
+            LoRAModule,
+            TaskStreamDataModule,
+            args=[*args, "--model.lora_plan", "circuit"],
+            run=False,
+            seed_everything_default=0,
+            trainer_defaults=trainer_defaults(),
+            save_config_callback=None,
+            parser_kwargs={"default_env": True, "exit_on_error": False},
+            auto_configure_optimizers=False,
+        )
     except ArgumentError as err:
         raise ConfigError(_one_line(str(err))) from None
     module, dm, trainer = cli.model, cli.datamodule, cli.trainer
@@ -77,10 +83,17 @@ def plan(argv: Sequence[str]) -> Path:
     i = dm.names.index(task)
     hp = module.hparams
     record = make_plan(
-        module.model, dm.task_pairs(task, "train"), dm.task_pairs(task, "val"), opts,
-        batch_size=dm.batch_size, data_seed=dm.task_seed(i), lr=hp.lr, target_modules=hp.target_modules,
-        device=trainer.strategy.root_device, extra={"model": hp.model, "task": task},
-    )  # fmt: skip
+        module.model,
+        dm.task_pairs(task, "train"),
+        dm.task_pairs(task, "val"),
+        opts,
+        batch_size=dm.batch_size,
+        data_seed=dm.task_seed(i),
+        lr=hp.lr,
+        target_modules=hp.target_modules,
+        device=trainer.strategy.root_device,
+        extra={"model": hp.model, "task": task},
+    )
     write_plan(path, record)
     return path
 

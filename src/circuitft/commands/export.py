@@ -16,14 +16,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from circuitft.commands.args import OneLineParser, parse
+from circuitft.commands.args import make_parser, parse
 from circuitft.errors import ConfigError
 
 
-def build_parser(prog: str = "circuitft export") -> OneLineParser:
-    """The command's argument parser."""
-    p = OneLineParser(prog=prog, description="Write a checkpoint's LoRA adapter as a peft adapter folder.")
-    p.add_argument("ckpt", type=Path, help="circuitft training checkpoint (.ckpt)")
+def build_parser(prog: str = "circuitft export") -> Any:
+    """The command's argument parser (jsonargparse: ``--config FILE``, ``--print_config``)."""
+    p = make_parser(prog, "Write a checkpoint's LoRA adapter as a peft adapter folder.")
+    p.add_argument("ckpt", type=Path, metavar="CKPT", help="circuitft training checkpoint (.ckpt)")
     p.add_argument("--out", type=Path, required=True, help="output folder (must not exist, or be empty)")
     return p
 
@@ -31,7 +31,7 @@ def build_parser(prog: str = "circuitft export") -> OneLineParser:
 def main(name: str, argv: Sequence[str]) -> int:
     """Run ``circuitft export``; returns the exit status (user errors raise CircuitftError)."""
     args = parse(build_parser(f"circuitft {name}"), argv)
-    if isinstance(args, int):
+    if isinstance(args, int):  # --help, --print_config
         return args
     out = export_adapter(args.ckpt, args.out)
     print(f"wrote the adapter of {args.ckpt} to {out} (load it with PeftModel.from_pretrained or --adapter)")
@@ -61,11 +61,11 @@ def export_adapter(ckpt: str | Path, out: str | Path) -> Path:
     }
     config = ckpt.resolve().parent.parent / "config.yaml"
 
-    def write(tmp: str) -> None:
+    def write(tmp: Path) -> None:
         loaded.model.save_pretrained(tmp)
-        (Path(tmp) / "circuitft.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        (tmp / "circuitft.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
         if config.is_file():
-            shutil.copyfile(config, Path(tmp) / "config.yaml")
+            shutil.copyfile(config, tmp / "config.yaml")
 
     if out.is_dir():  # an empty folder the user made: replace it
         out.rmdir()

@@ -35,6 +35,7 @@ from typing import Any
 import pandas as pd
 
 from circuitft.commands.args import OneLineParser, parse
+from circuitft.eap import DEFAULT_TOP_FRAC
 from circuitft.errors import ConfigError
 
 METRICS = ("model_accuracy", "circuit_accuracy", "faithfulness", "kl_recovered_pct", "val_acc")
@@ -54,14 +55,14 @@ def build_parser() -> OneLineParser:
     p.add_argument(
         "--top_frac",
         type=float,
-        default=0.05,
-        help="share of edges (by |score|) compared by edge change and Jaccard (0.05, as the prior work)",
+        default=DEFAULT_TOP_FRAC,
+        help=f"share of edges (by |score|) compared by edge change and Jaccard ({DEFAULT_TOP_FRAC}, as the prior work)",
     )
     p.add_argument("--max_run_sections", type=int, default=4, help="draw per-run figures for at most N runs")
     p.add_argument(
         "--max_edges", type=int, default=300, help="edges drawn in a circuit diagram (largest |score|)"
     )
-    return p  # fmt: skip
+    return p
 
 
 def main(name: str, argv: Sequence[str]) -> int:
@@ -87,8 +88,14 @@ def main(name: str, argv: Sequence[str]) -> int:
             r.name = f"{r.path.parent.name}/{r.name}"
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        summary = build_report(runs, tmp, threshold=args.threshold, max_run_sections=args.max_run_sections,
-                               max_edges=args.max_edges, top_frac=args.top_frac)  # fmt: skip
+        summary = build_report(
+            runs,
+            tmp,
+            threshold=args.threshold,
+            max_run_sections=args.max_run_sections,
+            max_edges=args.max_edges,
+            top_frac=args.top_frac,
+        )
         tmp.chmod(0o777 & ~_umask())
         _move_into_place(tmp, out)
     except BaseException:
@@ -96,8 +103,10 @@ def main(name: str, argv: Sequence[str]) -> int:
         raise
     for warning in summary["warnings"]:
         print(f"warning: {warning}", file=sys.stderr)
-    print(f"report: {len(runs)} runs, {summary['figures']} figures, {summary['tables']} tables -> "
-          f"{out / 'index.html'} ({time.perf_counter() - t0:.1f} s)")  # fmt: skip
+    print(
+        f"report: {len(runs)} runs, {summary['figures']} figures, {summary['tables']} tables -> "
+        f"{out / 'index.html'} ({time.perf_counter() - t0:.1f} s)"
+    )
     return 0
 
 
@@ -141,7 +150,7 @@ def build_report(
     threshold: float = 0.8,
     max_run_sections: int = 4,
     max_edges: int = 300,
-    top_frac: float = 0.05,
+    top_frac: float = DEFAULT_TOP_FRAC,
 ) -> dict[str, Any]:
     """Write every figure, table and the page of ``runs`` into ``out``; returns counts and warnings."""
     from circuitft.analysis.continual import accuracy_matrix, summaries
@@ -170,8 +179,16 @@ def build_report(
         info["overlap"] = (step, edge, node)
         for a in edge.index:
             for b_ in edge.columns:
-                overlaps.append({"run": run.name, "step": step, "A": a, "B": b_,
-                                 "edge_jaccard": edge.loc[a, b_], "node_iou": node.loc[a, b_]})  # fmt: skip
+                overlaps.append(
+                    {
+                        "run": run.name,
+                        "step": step,
+                        "A": a,
+                        "B": b_,
+                        "edge_jaccard": edge.loc[a, b_],
+                        "node_iou": node.loc[a, b_],
+                    }
+                )
         fl = first_to_last(table)
         info["first_last"] = fl
         changes.append(fl.assign(run=run.name))
@@ -213,8 +230,10 @@ def build_report(
     for info in per_run[:max_run_sections]:
         html.run_section(page, out, info, max_edges=max_edges)
     if len(per_run) > max_run_sections:
-        page.note(f"Per-run figures are drawn for the first {max_run_sections} of {len(per_run)} runs "
-                  "(--max_run_sections); every run is in the tables.")  # fmt: skip
+        page.note(
+            f"Per-run figures are drawn for the first {max_run_sections} of {len(per_run)} runs "
+            "(--max_run_sections); every run is in the tables."
+        )
     page.tables(tables, fits)
     page.write(out / "index.html")
     return {"figures": page.n_figures, "tables": len(tables), "warnings": warnings, "fits": fits}
@@ -222,8 +241,11 @@ def build_report(
 
 def _long_matrix(run: str, metric: str, r: pd.DataFrame, b: pd.Series) -> pd.DataFrame:
     rows = [{"run": run, "metric": metric, "after": "untuned", "task": j, "value": b[j]} for j in r.columns]
-    rows += [{"run": run, "metric": metric, "after": i, "task": j, "value": r.loc[i, j]}
-             for i in r.index for j in r.columns]  # fmt: skip
+    rows += [
+        {"run": run, "metric": metric, "after": i, "task": j, "value": r.loc[i, j]}
+        for i in r.index
+        for j in r.columns
+    ]
     return pd.DataFrame(rows)
 
 

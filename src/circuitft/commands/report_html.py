@@ -69,8 +69,14 @@ class Page:
             f'<figcaption>{html.escape(caption)} (<a href="{svg}">SVG</a>)</figcaption></figure>'
         )
 
-    def summary(self, runs: list[Any], models: list[str], per_run: list[dict[str, Any]],
-                fits: dict[str, Any] | None, warnings: list[str]) -> None:  # fmt: skip
+    def summary(
+        self,
+        runs: list[Any],
+        models: list[str],
+        per_run: list[dict[str, Any]],
+        fits: dict[str, Any] | None,
+        warnings: list[str],
+    ) -> None:
         """The top of the page: runs, models, tasks and the headline numbers."""
         self.heading(self.title, 1)
         tasks = list(dict.fromkeys(t for r in runs for t in r.tasks))
@@ -161,50 +167,106 @@ def run_section(page: Page, out: Path, info: dict[str, Any], *, max_edges: int =
         + ", ".join(f"{html.escape(t)} (ends at step {fmt(run.task_ends.get(t))})" for t in run.tasks)
         + "</p>"
     )
-    page.figure(out, plots.metric_over_steps(table, columns=["model_accuracy", "circuit_accuracy"],
-                ylabel="accuracy", title=f"{run.name}: accuracy", boundaries=ends,
-                labels=["model", "circuit"]), f"{key}_accuracy",
-                "Accuracy per task over steps: model solid, circuit dashed; grey lines are task boundaries.")  # fmt: skip
-    page.figure(out, plots.metric_over_steps(table, columns=["faithfulness"], ylabel="normalised faithfulness",
-                title=f"{run.name}: normalised faithfulness", boundaries=ends), f"{key}_faithfulness",
-                "Normalised faithfulness per task (1 = the circuit recovers the full model's metric, 0 = the "
-                "corrupted run).")  # fmt: skip
-    page.figure(out, plots.metric_over_steps(table, columns=["kl_recovered_pct"], ylabel="KL recovered (%)",
-                title=f"{run.name}: KL recovered %", boundaries=ends), f"{key}_kl_recovered",
-                "KL recovered % per task (metric kl only; the prior work's KL faithfulness percentage "
-                "100 (1 - |B - C| / B), B = KL(P_corrupted || P_model), C = KL(P_corrupted || P_circuit)).")  # fmt: skip
-    page.figure(out, plots.metric_over_steps(table, columns=["edge_change_prev", "node_change_prev"],
-                ylabel="change vs previous analysis", title=f"{run.name}: circuit change", boundaries=ends,
-                labels=["edge change", "node change"]), f"{key}_change",
-                f"Change against the task's previous analysis: edge ({page.top} sets, solid) and node (dashed); "
-                "0 = same circuit.")  # fmt: skip
-    page.figure(out, plots.change_bars(info["first_last"], title=f"{run.name}: first -> last"),
-                f"{key}_change_first_last",
-                "Edge and node change from each task's first fine-tuned analysis to its last: edges move "
-                "more than nodes when circuits are rewired on a stable set of components.")  # fmt: skip
+    page.figure(
+        out,
+        plots.metric_over_steps(
+            table,
+            columns=["model_accuracy", "circuit_accuracy"],
+            ylabel="accuracy",
+            title=f"{run.name}: accuracy",
+            boundaries=ends,
+            labels=["model", "circuit"],
+        ),
+        f"{key}_accuracy",
+        "Accuracy per task over steps: model solid, circuit dashed; grey lines are task boundaries.",
+    )
+    page.figure(
+        out,
+        plots.metric_over_steps(
+            table,
+            columns=["faithfulness"],
+            ylabel="normalised faithfulness",
+            title=f"{run.name}: normalised faithfulness",
+            boundaries=ends,
+        ),
+        f"{key}_faithfulness",
+        "Normalised faithfulness per task (1 = the circuit recovers the full model's metric, 0 = the "
+        "corrupted run).",
+    )
+    page.figure(
+        out,
+        plots.metric_over_steps(
+            table,
+            columns=["kl_recovered_pct"],
+            ylabel="KL recovered (%)",
+            title=f"{run.name}: KL recovered %",
+            boundaries=ends,
+        ),
+        f"{key}_kl_recovered",
+        "KL recovered % per task (metric kl only; the prior work's KL faithfulness percentage "
+        "100 (1 - |B - C| / B), B = KL(P_corrupted || P_model), C = KL(P_corrupted || P_circuit)).",
+    )
+    page.figure(
+        out,
+        plots.metric_over_steps(
+            table,
+            columns=["edge_change_prev", "node_change_prev"],
+            ylabel="change vs previous analysis",
+            title=f"{run.name}: circuit change",
+            boundaries=ends,
+            labels=["edge change", "node change"],
+        ),
+        f"{key}_change",
+        f"Change against the task's previous analysis: edge ({page.top} sets, solid) and node (dashed); "
+        "0 = same circuit.",
+    )
+    page.figure(
+        out,
+        plots.change_bars(info["first_last"], title=f"{run.name}: first -> last"),
+        f"{key}_change_first_last",
+        "Edge and node change from each task's first fine-tuned analysis to its last: edges move "
+        "more than nodes when circuits are rewired on a stable set of components.",
+    )
     for metric, label in (("model_accuracy", "model accuracy"), ("circuit_accuracy", "circuit accuracy")):
         (r, b), s = info["matrices"][metric], info["summaries"][metric]
-        caption = (f"{label}: ACC {fmt(s['ACC'])}, BWT {fmt(s['BWT'])} (divisor T-1), FWT {fmt(s['FWT'])}, "
-                   f"forgetting {fmt(s['forgetting'])}")  # fmt: skip
+        caption = (
+            f"{label}: ACC {fmt(s['ACC'])}, BWT {fmt(s['BWT'])} (divisor T-1), FWT {fmt(s['FWT'])}, "
+            f"forgetting {fmt(s['forgetting'])}"
+        )
         fig = plots.accuracy_matrix_heatmap(r, baseline=b, caption=caption)
         fig.axes[0].set_title(f"{run.name}: {label} R[i][j]", fontsize=10)
-        page.figure(out, fig, f"{key}_matrix_{metric}",
-                    f"Row i: after training through task i (untuned: step 0); column j: evaluated on task j. "
-                    f"{caption}.")  # fmt: skip
+        page.figure(
+            out,
+            fig,
+            f"{key}_matrix_{metric}",
+            f"Row i: after training through task i (untuned: step 0); column j: evaluated on task j. "
+            f"{caption}.",
+        )
     step, edge, node = info["overlap"]
     if len(edge) >= 2:
-        page.figure(out, plots.overlap_heatmap(edge, title=f"{run.name}: {page.top} edge Jaccard, step {step}"),
-                    f"{key}_overlap_edges", f"Edge Jaccard of the tasks' {page.top} edge sets at the final analysis "
-                    "(1 = the same edges).")  # fmt: skip
-        page.figure(out, plots.overlap_heatmap(node, title=f"{run.name}: circuit node IoU, step {step}"),
-                    f"{key}_overlap_nodes", "Node IoU of the tasks' circuits at the final analysis.")  # fmt: skip
+        page.figure(
+            out,
+            plots.overlap_heatmap(edge, title=f"{run.name}: {page.top} edge Jaccard, step {step}"),
+            f"{key}_overlap_edges",
+            f"Edge Jaccard of the tasks' {page.top} edge sets at the final analysis (1 = the same edges).",
+        )
+        page.figure(
+            out,
+            plots.overlap_heatmap(node, title=f"{run.name}: circuit node IoU, step {step}"),
+            f"{key}_overlap_nodes",
+            "Node IoU of the tasks' circuits at the final analysis.",
+        )
     else:
         page.note(f"{run.name}: fewer than two tasks analysed at one step; no cross-task overlap.")
     if not run.size_curve.empty:
         last = run.size_curve[run.size_curve["step"] == run.size_curve["step"].max()]
-        page.figure(out, plots.size_faithfulness_curve(last, title=f"{run.name}: size vs faithfulness"),
-                    f"{key}_size_curve", "Faithfulness against the share of edges kept (log axis); the "
-                    "area under each curve (normalised) in the legend: higher = smaller faithful circuits.")  # fmt: skip
+        page.figure(
+            out,
+            plots.size_faithfulness_curve(last, title=f"{run.name}: size vs faithfulness"),
+            f"{key}_size_curve",
+            "Faithfulness against the share of edges kept (log axis); the "
+            "area under each curve (normalised) in the legend: higher = smaller faithful circuits.",
+        )
     else:
         page.note(f"{run.name}: no circuit-size curve recorded (figure 6 needs the callback's sizes option).")
     for task in run.tasks:
@@ -213,21 +275,36 @@ def run_section(page: Page, out: Path, info: dict[str, Any], *, max_edges: int =
             continue
         tk = slug(task)
         g_last = run.graph(steps[-1], task)
-        page.figure(out, plots.circuit_diagram(g_last, max_edges=max_edges,
-                    title=f"{run.name}: {task} at step {steps[-1]}"), f"{key}_diagram_{tk}",
-                    f"{task}'s circuit at its last analysis: blue edges help (+), red hurt (-), width = |score|; "
-                    "q/k/v inputs solid/dashed/dotted.")  # fmt: skip
+        page.figure(
+            out,
+            plots.circuit_diagram(
+                g_last, max_edges=max_edges, title=f"{run.name}: {task} at step {steps[-1]}"
+            ),
+            f"{key}_diagram_{tk}",
+            f"{task}'s circuit at its last analysis: blue edges help (+), red hurt (-), width = |score|; "
+            "q/k/v inputs solid/dashed/dotted.",
+        )
         tuned = [s for s in steps if s > 0]
         if len(tuned) >= 2 or (steps[0] == 0 and len(steps) >= 2):
             first = tuned[0] if len(tuned) >= 2 else steps[0]
-            page.figure(out, plots.circuit_diff_diagram(run.graph(first, task), g_last,
-                        title=f"{run.name}: {task}", labels=(f"step {first}", f"step {steps[-1]}"), max_edges=max_edges),
-                        f"{key}_diff_{tk}", f"{task}'s circuit from step {first} to step {steps[-1]}: grey kept, "
-                        "green added, red removed edges.")  # fmt: skip
+            page.figure(
+                out,
+                plots.circuit_diff_diagram(
+                    run.graph(first, task),
+                    g_last,
+                    title=f"{run.name}: {task}",
+                    labels=(f"step {first}", f"step {steps[-1]}"),
+                    max_edges=max_edges,
+                ),
+                f"{key}_diff_{tk}",
+                f"{task}'s circuit from step {first} to step {steps[-1]}: grey kept, "
+                "green added, red removed edges.",
+            )
 
 
-def sweep_section(page: Page, out: Path, pairs: pd.DataFrame, fits: dict[str, Any] | None,
-                  models: list[str]) -> None:  # fmt: skip
+def sweep_section(
+    page: Page, out: Path, pairs: pd.DataFrame, fits: dict[str, Any] | None, models: list[str]
+) -> None:
     """Figure 8: overlap vs forgetting (three variants) and forgetting bars, one panel set per model."""
     from circuitft import plots
 
@@ -239,22 +316,35 @@ def sweep_section(page: Page, out: Path, pairs: pd.DataFrame, fits: dict[str, An
         key = f"_{slug(model)}" if len(by_model) > 1 else ""
         label = f" ({model})" if len(by_model) > 1 else ""
         for name, caption in (
-            ("headline", f"Each dot a pair A -> B: x = Jaccard of A's {page.top} edges at the end of A and B's at the "
-                         "end of B, y = relative drop of A's circuit accuracy; grey crosses are left out."),
+            (
+                "headline",
+                f"Each dot a pair A -> B: x = Jaccard of A's {page.top} edges at the end of A and B's at the "
+                "end of B, y = relative drop of A's circuit accuracy; grey crosses are left out.",
+            ),
             ("model_accuracy", "As the headline, with the relative drop of A's model accuracy."),
-            ("loss", "Loss variant: x = Jaccard of A's own circuit at the end of A and of B, y = relative "
-                     "change of A's validation loss."),
-        ):  # fmt: skip
+            (
+                "loss",
+                "Loss variant: x = Jaccard of A's own circuit at the end of A and of B, y = relative "
+                "change of A's validation loss.",
+            ),
+        ):
             f = model_fits[name]
             lin = {k: f[k] for k in ("n", "r", "r2", "slope", "intercept", "skipped") if k in f}
-            fig = plots.overlap_forgetting_scatter(sub, {"linear": lin, "sigmoid": f["sigmoid"]}, x=f["x"],
-                                                   y=f["y"], title=f"{name}{label}")  # fmt: skip
+            fig = plots.overlap_forgetting_scatter(
+                sub, {"linear": lin, "sigmoid": f["sigmoid"]}, x=f["x"], y=f["y"], title=f"{name}{label}"
+            )
             page.figure(
                 out, fig, f"sweep_{name}{key}", f"{caption} Fits: line and sigmoid, r, R², n in the legend."
             )
-        page.figure(out, plots.forgetting_bars(sub, column="forgetting_model", title=f"model accuracy{label}"),
-                    f"sweep_forgetting_model{key}", "Relative drop of A's model accuracy per pair (hatched: "
-                    "left out of the fits).")  # fmt: skip
-        page.figure(out, plots.forgetting_bars(sub, column="forgetting_circuit", title=f"circuit accuracy{label}"),
-                    f"sweep_forgetting_circuit{key}", "Relative drop of A's circuit accuracy per pair (hatched: "
-                    "left out of the fits).")  # fmt: skip
+        page.figure(
+            out,
+            plots.forgetting_bars(sub, column="forgetting_model", title=f"model accuracy{label}"),
+            f"sweep_forgetting_model{key}",
+            "Relative drop of A's model accuracy per pair (hatched: left out of the fits).",
+        )
+        page.figure(
+            out,
+            plots.forgetting_bars(sub, column="forgetting_circuit", title=f"circuit accuracy{label}"),
+            f"sweep_forgetting_circuit{key}",
+            "Relative drop of A's circuit accuracy per pair (hatched: left out of the fits).",
+        )

@@ -1,6 +1,7 @@
-"""``circuitft sweep --config SWEEP.yaml [--shard i/N] [--dry_run]``: many fits, one run folder each.
+"""``circuitft sweep --config SWEEP.yaml [--shard i/N] [--only NAME ...] [--dry_run]``: many fits, one run folder each.
 
-A sweep file names a normal fit config and the runs to make from it::
+A sweep file is this command's ``--config``: a YAML file of its options, which name a normal fit config and
+the runs to make from it::
 
     fit_config: pair_base.yaml          # relative to the sweep file
     root_dir: runs/pairs                # run folders: <root_dir>/<run name>
@@ -14,7 +15,9 @@ A sweep file names a normal fit config and the runs to make from it::
 
 Runs go in sequence, each ``circuitft fit`` in its own subprocess (so DDP works inside a run). A run whose
 folder holds ``DONE`` is skipped; one with ``checkpoints/last*.ckpt`` but no ``DONE`` resumes with
-``--ckpt_path last``. ``--shard i/N`` runs every N-th run starting at i (0-based).
+``--ckpt_path last``. ``--shard i/N`` runs every N-th run starting at i (0-based); ``--only`` picks runs by
+name (before the shard's share is taken). ``--dry_run`` runs nothing: it checks every run and prints each run's tasks, steps, circuit analyses
+and state, the totals and an estimate of the time (:mod:`circuitft.commands.sweep_plan`).
 """
 
 from __future__ import annotations
@@ -25,18 +28,17 @@ import os
 import subprocess
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
-from circuitft.commands.args import OneLineParser, parse
+from circuitft.commands.args import flag, make_parser, parse
+from circuitft.commands.sweep_plan import DONE
 from circuitft.errors import ConfigError
 from circuitft.names import check_name, inside
 from circuitft.runlock import OWNER_ENV, RunLock, RunLocked
-
-SWEEP_KEYS = {"fit_config", "root_dir", "args", "permutations", "runs"}
-DONE = "DONE"
 
 
 @dataclass
@@ -47,49 +49,161 @@ class Run:
     args: list[str]
 
 
+@dataclass
+class Permutations:
+    """One run per ordered tuple of distinct tasks, named ``A__B``.
+
+    Args:
+        tasks: the tasks to permute (none: no permutation runs)
+        length: tasks per run (the length of each tuple)
+        stage: TaskConfig fields of every stage, e.g. {steps: 270, n_train: 3600, n_val: 400}
+    """
+
+    tasks: list[str] = field(default_factory=list)
+    length: int = 2
+    stage: dict[str, Any] = field(default_factory=dict)
+
+
+def build_parser(prog: str = "circuitft sweep") -> Any:
+    """The command's argument parser; a sweep file is its ``--config``."""
+
+    from jsonargparse.typing import Path_fr
+
+    p = make_parser(
+        prog,
+        "Run many fits from one sweep file, each `circuitft fit` in its own run folder <root_dir>/<run name>. "
+        "The sweep file is this command's --config: a YAML mapping of the options below, e.g. "
+        "{fit_config: pair_base.yaml, root_dir: runs/pairs, permutations: {tasks: [Abs, Add, Sub], length: 2, "
+        "stage: {steps: 270}}}. Finished runs (DONE in their folder) are skipped, interrupted ones resume "
+        "from their last checkpoint.",
+        before_dump=_fill_root_dir,
+    )
+    p.add_argument(
+        "--fit_config",
+        type=Path_fr | None,
+        default=None,
+        help="the fit config every run starts from (required; in a sweep file: relative to that file)",
+    )
+    p.add_argument(
+        "--root_dir",
+        type=str | None,
+        default=None,
+        help="folder of the run folders (null: runs/<name of the sweep file>)",
+    )
+    p.add_argument(
+        "--args",
+        type=list[str | int | float | bool],
+        default=[],
+        help="extra fit arguments for every run, e.g. [--model.lr, '0.1']",
+    )
+    p.add_argument("--permutations", type=Permutations, default=Permutations(), help="permutation runs")
+    p.add_argument(
+        "--runs",
+        type=list[dict[str, Any]],
+        default=[],
+        help="explicit runs: a list of {name: NAME, args: [fit arguments]}",
+    )
+    p.add_argument("--shard", type=str, default="0/1", help="run every N-th run starting at i: i/N (0-based)")
+    p.add_argument(
+        "--only",
+        type=str,
+        nargs="+",
+        default=[],
+        metavar="NAME",
+        help="run only these runs (names as --dry_run lists them; --shard splits them; none: every run)",
+    )
+    p.add_argument(
+        "--dry_run",
+        **flag(
+            "check every run, print each one's tasks, steps, analyses and state, the totals "
+            "and a time estimate; run nothing"
+        ),
+    )
+    p.add_argument(
+        "--extra",
+        type=list[str],
+        default=[],
+        help="extra fit arguments for every run, after the run's own; everything after `--` is added here "
+        "(e.g. -- --trainer.precision bf16-mixed)",
+    )
+    return p
+
+
+def after_dashes(argv: Sequence[str]) -> list[str]:
+    """``argv`` with the fit arguments after ``--`` turned into ``--extra+=ARG`` (added to ``extra``)."""
+    argv = list(argv)
+    if "--" not in argv:
+        return argv
+    i = argv.index("--")
+    return [*argv[:i], *(f"--extra+={a}" for a in argv[i + 1 :])]
+
+
+def _sweep_file(args: Any) -> Path | None:
+    configs = getattr(args, "config", None) or []
+    return Path(str(configs[-1])) if configs else None
+
+
+def _fill_root_dir(args: Any) -> None:
+    """``--print_config`` writes the root folder the runs would use (not null), so the file it writes
+    names the same folders under any file name."""
+    if args.get("root_dir") is None and _sweep_file(args) is not None:
+        args["root_dir"] = str(Path("runs") / _sweep_file(args).stem)
+
+
 def load_sweep(path: str | Path) -> tuple[Path, Path, list[Run]]:
     """Parse a sweep file into (fit config path, root folder, runs); one-line ConfigError on bad input."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"sweep file {path} does not exist")
-    try:
-        spec = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"sweep file {path}: malformed YAML ({str(err).splitlines()[0]})") from None
-    if not isinstance(spec, dict):
-        raise ConfigError(f"sweep file {path}: expected a mapping")
-    unknown = sorted(set(spec) - SWEEP_KEYS)
-    if unknown:
-        raise ConfigError(f"sweep file {path}: unknown keys {unknown}; valid: {sorted(SWEEP_KEYS)}")
-    if "fit_config" not in spec:
-        raise ConfigError(f"sweep file {path}: missing key 'fit_config'")
-    fit_config = (path.parent / spec["fit_config"]).resolve()
-    if not fit_config.is_file():
-        raise ConfigError(f"sweep file {path}: fit_config {fit_config} does not exist")
-    root = Path(spec.get("root_dir") or f"runs/{path.stem}")
-    common = [str(a) for a in spec.get("args") or []]
+    args = parse(build_parser(), ["--config", str(path)])
+    if isinstance(args, int):  # pragma: no cover - only --help or --print_config exit
+        raise ConfigError(f"sweep file {path}: could not be read")
+    return sweep_runs(args)
+
+
+def sweep_runs(args: Any) -> tuple[Path, Path, list[Run]]:
+    """(fit config path, root folder, runs) of parsed sweep options; one-line ConfigError on bad input."""
+    file = _sweep_file(args)
+    where = f"sweep file {file}" if file is not None else "sweep"
+    if args.fit_config is None:
+        raise ConfigError(f"{where}: missing fit_config (the fit config every run starts from)")
+    fit_config = Path(args.fit_config.absolute).resolve()
+    if args.root_dir is not None:
+        root = Path(args.root_dir)
+    elif file is not None:
+        root = Path("runs") / file.stem
+    else:
+        raise ConfigError("give --root_dir (the folder of the run folders) or a sweep file with --config")
+    common = [str(a) for a in args.args]
     runs: list[Run] = []
-    perm = spec.get("permutations")
-    if perm:
-        tasks, length = list(perm.get("tasks") or []), int(perm.get("length", 2))
+    perm = args.permutations
+    if not hasattr(perm, "tasks"):
+        raise ConfigError(f"{where}: permutations must be a mapping of tasks, length and stage, got {perm!r}")
+    if perm.tasks:
+        tasks, length = list(perm.tasks), int(perm.length)
+        if length < 1:
+            raise ConfigError(f"{where}: permutations.length must be positive, got {length}")
         if len(tasks) < length:
-            raise ConfigError(f"sweep file {path}: permutations need at least {length} tasks")
-        stage = dict(perm.get("stage") or {})
+            raise ConfigError(f"{where}: permutations need at least {length} tasks")
         for j, t in enumerate(tasks):
-            check_name(t, f"sweep file {path}: permutations.tasks[{j}]")
+            check_name(t, f"{where}: permutations.tasks[{j}]")
         for combo in itertools.permutations(tasks, length):
-            stream = [{"task": t, **stage} for t in combo]
+            stream = [{"task": t, **dict(perm.stage)} for t in combo]
             runs.append(Run("__".join(combo), ["--data.tasks", json.dumps(stream)]))
-    for i, r in enumerate(spec.get("runs") or []):
-        if not isinstance(r, dict) or "name" not in r:
-            raise ConfigError(f"sweep file {path}: runs[{i}] needs a 'name'")
-        check_name(r["name"], f"sweep file {path}: runs[{i}].name")
+    for i, r in enumerate(args.runs):
+        if "name" not in r:
+            raise ConfigError(f"{where}: runs[{i}] needs a 'name'")
+        unknown = sorted(set(r) - {"name", "args"})
+        if unknown:
+            raise ConfigError(f"{where}: runs[{i}]: unknown keys {unknown}; valid: ['args', 'name']")
+        check_name(r["name"], f"{where}: runs[{i}].name")
         runs.append(Run(str(r["name"]), [str(a) for a in r.get("args") or []]))
     if not runs:
-        raise ConfigError(f"sweep file {path}: no runs (give 'permutations' or 'runs')")
+        raise ConfigError(f"{where}: no runs (give 'permutations' or 'runs')")
     names = [r.name for r in runs]
     if len(set(names)) != len(names):
-        raise ConfigError(f"sweep file {path}: duplicate run names")
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        raise ConfigError(f"{where}: duplicate run names {dupes}")
     for r in runs:
         r.args = common + r.args
     return fit_config, root, runs
@@ -188,24 +302,30 @@ def fit_command(fit_config: Path, folder: Path, run: Run, extra: Sequence[str], 
 
 def main(name: str, argv: Sequence[str]) -> int:
     """Entry point of ``circuitft sweep``."""
-    p = OneLineParser(prog="circuitft sweep", description="Run a sweep of fits (see docs).")
-    p.add_argument("--config", required=True, help="sweep YAML file")
-    p.add_argument("--shard", default="0/1", help="run every N-th run starting at i: i/N (0-based)")
-    p.add_argument("--dry_run", action="store_true", help="list the runs and their state, run nothing")
-    p.add_argument("extra", nargs="*", help="extra fit arguments for every run (after --)")
-    args = parse(p, argv)
-    if isinstance(args, int):  # --help
+    args = parse(build_parser(f"circuitft {name}"), after_dashes(argv))
+    if isinstance(args, int):  # --help, --print_config
         return args
-    fit_config, root, runs = load_sweep(args.config)
+    fit_config, root, runs = sweep_runs(args)
     i, n = parse_shard(args.shard)
+    if args.only:
+        names = {r.name for r in runs}
+        unknown = [x for x in args.only if x not in names]
+        if unknown:
+            raise ConfigError(f"--only {unknown[0]}: no run of that name in the sweep (--dry_run lists them)")
+        runs = [r for r in runs if r.name in args.only]
     mine = runs[i::n]
     check_runs(fit_config, mine, args.extra)
+    if args.dry_run:
+        from circuitft.commands.sweep_plan import plan_table
+
+        print(plan_table(fit_config, root, mine, args.extra, sweep_file=_sweep_file(args)))
+        return 0
     failed, busy = [], []
     for k, run in enumerate(mine, 1):
         folder = inside(root, run.name, key=f"run {run.name}")
         state = run_state(folder)
         print(f"[{k}/{len(mine)}] {run.name}: {state}", flush=True)
-        if args.dry_run or state == "done":
+        if state == "done":
             continue
         try:
             lock = RunLock(folder, "sweep", key="shard (another worker runs it)").acquire()

@@ -23,58 +23,84 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from circuitft.commands.args import OneLineParser, parse
+from circuitft.commands.args import flag, make_parser, parse
 from circuitft.data.rows import PromptRow, rows_to_csv
 from circuitft.errors import ConfigError
 from circuitft.files import atomic_write_text
 
 
-def _build_parser(prog: str) -> argparse.ArgumentParser:
-    parser = OneLineParser(
-        prog=prog, description="List built-in tasks, generate task data, check task files."
-    )
-    sub = parser.add_subparsers(dest="action", required=True, parser_class=OneLineParser, metavar="ACTION")
-    sub.add_parser("list", help="built-in tasks with a one-line description")
+def _build_parser(prog: str) -> Any:
+    from typing import Literal
 
-    def task_args(p: argparse.ArgumentParser, n_default: int | None) -> None:
-        p.add_argument("name", metavar="NAME", help="task name (see `circuitft tasks list`)")
-        p.add_argument("--n", type=int, default=n_default, required=n_default is None, help="number of rows")
-        p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-        p.add_argument(
-            "--split", choices=("train", "val", "test", "all"), default="all",
-            help="draw from this split only (default all: ignore the train/val/test partition)",
-        )  # fmt: skip
-        p.add_argument(
-            "--param", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
-            help="task parameter, e.g. lo=1 hi=9 (see `circuitft tasks show NAME`)",
-        )  # fmt: skip
+    parser = make_parser(prog, "List built-in tasks, generate task data, check task files.")
 
-    show = sub.add_parser("show", help="describe a task and print a few rows")
+    def sub_parser(action: str, description: str) -> Any:
+        return make_parser(f"{prog} {action}", description)
+
+    def task_args(p: Any, n_default: int | None) -> None:
+        p.add_argument("name", type=str, metavar="NAME", help="task name (see `circuitft tasks list`)")
+        if n_default is None:
+            p.add_argument("--n", type=int, required=True, help="number of rows")
+        else:
+            p.add_argument("--n", type=int, default=n_default, help="number of rows")
+        p.add_argument("--seed", type=int, default=0, help="random seed")
+        p.add_argument(
+            "--split",
+            type=Literal["train", "val", "test", "all"],
+            default="all",
+            help="draw from this split only (all: ignore the train/val/test partition)",
+        )
+        p.add_argument(
+            "--param",
+            type=str,
+            default=[],
+            metavar="KEY=VALUE",
+            help="task parameters, e.g. --param lo=1 hi=9 (see `circuitft tasks show NAME`)",
+            nargs="+",
+            action="extend",
+        )
+
+    list_ = sub_parser("list", "Built-in tasks with a one-line description.")
+    show = sub_parser("show", "Describe a task, the size of its splits and a few rows.")
     task_args(show, 5)
-    make = sub.add_parser("make", help="generate rows as CSV (stdout) or to --out FILE.csv|.jsonl")
+    make = sub_parser("make", "Generate rows as CSV (stdout) or to --out FILE.csv|.jsonl.")
     task_args(make, None)
-    make.add_argument("--out", type=Path, help="output file (.csv or .jsonl), written atomically")
-    make.add_argument("--model", help="model spec whose tokenizer the rows must fit (resamples mismatches)")
-    make.add_argument("--no-bos", action="store_true", help="with --model: do not prepend BOS")
-    check = sub.add_parser(
-        "check",
-        help="validate a task file against a model's tokenizer and measure the model's accuracy on it",
+    make.add_argument(
+        "--out", type=Path | None, default=None, help="output file (.csv or .jsonl), written atomically"
     )
-    check.add_argument("file", metavar="FILE", help="CSV, JSONL, dataset folder or hf:NAME")
-    check.add_argument(
-        "--model", required=True, help="model spec: its tokenizer checks the rows and the model answers them"
+    make.add_argument(
+        "--model",
+        type=str | None,
+        default=None,
+        help="model spec whose tokenizer the rows must fit (resamples mismatches)",
     )
-    check.add_argument("--no-bos", action="store_true", help="do not prepend BOS")
-    check.add_argument(
-        "--tokenizer_only", action="store_true",
-        help="check tokenization only; do not run the model to measure its accuracy on the rows",
-    )  # fmt: skip
-    check.add_argument(
-        "--batch_size", type=int, default=8, help="rows per batch for the accuracy (default 8)"
+    make.add_argument("--no_bos", "--no-bos", **flag("with --model: do not prepend BOS"))
+    check = sub_parser(
+        "check", "Validate a task file against a model's tokenizer and measure the model's accuracy on it."
     )
+    check.add_argument("file", type=str, metavar="FILE", help="CSV, JSONL, dataset folder or hf:NAME")
     check.add_argument(
-        "--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available)"
+        "--model",
+        type=str,
+        required=True,
+        help="model spec: its tokenizer checks the rows, the model answers them",
+    )
+    check.add_argument("--no_bos", "--no-bos", **flag("do not prepend BOS"))
+    check.add_argument(
+        "--tokenizer_only", **flag("check tokenization only; do not run the model to measure its accuracy")
+    )
+    check.add_argument("--batch_size", type=int, default=8, help="rows per batch for the accuracy")
+    check.add_argument(
+        "--device", type=str, default="auto", help="cpu, cuda, cuda:1, ... (auto: cuda when available)"
+    )
+    sub = parser.add_subcommands(dest="action", required=True)
+    sub.add_subcommand("list", list_, help="built-in tasks with a one-line description")
+    sub.add_subcommand("show", show, help="describe a task and print a few rows")
+    sub.add_subcommand("make", make, help="generate rows as CSV (stdout) or to --out FILE.csv|.jsonl")
+    sub.add_subcommand(
+        "check", check, help="validate a task file against a model's tokenizer; the model's accuracy on it"
     )
     return parser
 
@@ -82,14 +108,15 @@ def _build_parser(prog: str) -> argparse.ArgumentParser:
 def main(name: str, argv: Sequence[str]) -> int:
     """Run ``circuitft tasks ...``; returns the exit status (user errors raise CircuitftError)."""
     parser = _build_parser(f"circuitft {name}")
-    args = parse(parser, argv)
-    if isinstance(args, int):  # --help
-        return args
-    if args.action == "list":
+    parsed = parse(parser, argv)
+    if isinstance(parsed, int):  # --help, --print_config
+        return parsed
+    args = parsed[parsed.action]  # the action's own options
+    if parsed.action == "list":
         return _list()
-    if args.action == "show":
+    if parsed.action == "show":
         return _show(args)
-    if args.action == "make":
+    if parsed.action == "make":
         return _make(args)
     return _check(args)
 

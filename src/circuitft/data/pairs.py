@@ -110,10 +110,18 @@ class PromptPairs:
         idx = torch.as_tensor(list(index), dtype=torch.long)
         pick = lambda t: None if t is None else t[idx]  # noqa: E731
         return PromptPairs(
-            self.task, [self.rows[i] for i in idx.tolist()], pick(self.clean_ids), pick(self.corrupted_ids),
-            pick(self.attention_mask), pick(self.prompt_len), pick(self.answer_ids), pick(self.answer_len),
-            pick(self.wrong_ids), self.n_dropped, self.n_identical,
-        )  # fmt: skip
+            self.task,
+            [self.rows[i] for i in idx.tolist()],
+            pick(self.clean_ids),
+            pick(self.corrupted_ids),
+            pick(self.attention_mask),
+            pick(self.prompt_len),
+            pick(self.answer_ids),
+            pick(self.answer_len),
+            pick(self.wrong_ids),
+            self.n_dropped,
+            self.n_identical,
+        )
 
     @property
     def max_len(self) -> int:
@@ -205,11 +213,18 @@ def tokenize_pairs(
         if wrong_ids is not None and wrong:
             wrong_ids[r, : len(wrong)] = torch.tensor(wrong)
     return PromptPairs(
-        task=task, rows=kept, clean_ids=clean_ids, corrupted_ids=corrupted_ids, attention_mask=attention_mask,
-        prompt_len=torch.tensor([s[2] for s in seqs]), answer_ids=answer_ids,
-        answer_len=torch.tensor([len(s[3]) for s in seqs]), wrong_ids=wrong_ids, n_dropped=dropped,
+        task=task,
+        rows=kept,
+        clean_ids=clean_ids,
+        corrupted_ids=corrupted_ids,
+        attention_mask=attention_mask,
+        prompt_len=torch.tensor([s[2] for s in seqs]),
+        answer_ids=answer_ids,
+        answer_len=torch.tensor([len(s[3]) for s in seqs]),
+        wrong_ids=wrong_ids,
+        n_dropped=dropped,
         n_identical=identical,
-    )  # fmt: skip
+    )
 
 
 def concat_pairs(parts: Sequence[PromptPairs], task: str) -> PromptPairs:

@@ -1,7 +1,9 @@
 """Edge attribution patching with integrated gradients (EAP-IG) on circuitft models.
 
 - :mod:`circuitft.eap.graph`: :class:`Graph` / :class:`GraphConfig`, the edge graph as dense tensors
-- :mod:`circuitft.eap.select`: choosing a circuit (top-n, top fraction, threshold, greedy) and pruning
+- :mod:`circuitft.eap.select`: choosing a circuit (top-n, top fraction, threshold, greedy) and pruning;
+  :data:`DEFAULT_TOP_FRAC` (here) is the circuit size wherever none is given
+- :mod:`circuitft.eap.topk`: the one top-k (largest first, ties by position) every ranking uses
 - :mod:`circuitft.eap.io`: reference-compatible JSON and compact safetensors files
 - :mod:`circuitft.eap.overlap`: Jaccard, edge change, node change between circuits
 - :mod:`circuitft.eap.collapsed`: graphs with q/k/v merged per head (FinetuneCircuits' files)
@@ -17,6 +19,8 @@ from __future__ import annotations
 
 import importlib
 from typing import Any
+
+DEFAULT_TOP_FRAC = 0.05  # the circuit size when none is given: 5% of the edges, as the prior work chose
 
 _EXPORTS: dict[str, str | tuple[str, str]] = {
     "Graph": "circuitft.eap.graph",

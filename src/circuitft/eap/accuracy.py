@@ -1,5 +1,5 @@
 """The full model's accuracy on task rows alone (no circuit): the clean run of
-:func:`circuitft.eap.evaluate.evaluate`, scored with the same :func:`circuitft.eap.metrics.correct`."""
+:func:`circuitft.eap.evaluate.evaluate`, scored with the same :func:`circuitft.eap.metrics.answer_exact_match`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 
 from circuitft.data.pairs import PromptPairs
 from circuitft.eap.attribute import analysis_mode, kept_logits, length_batches, model_device
-from circuitft.eap.metrics import AnswerIndex, correct
+from circuitft.eap.metrics import AnswerIndex, answer_exact_match
 from circuitft.errors import ConfigError
 
 
@@ -39,7 +39,9 @@ def model_accuracy(
             batch = batch.to(device)
             index = AnswerIndex.from_batch(batch, "kl")  # no wrong answer needed
             logits = kept_logits(model, index, input_ids=batch.clean_ids, attention_mask=batch.attention_mask)
-            hits.append(correct(logits, index, accuracy == "first_token").cpu())
+            hits.append(
+                answer_exact_match(logits, index.token, index.answer_len, accuracy == "first_token").cpu()
+            )
             start = torch.cumsum(index.answer_len, 0) - index.answer_len  # first kept row of each example
             firsts.append(logits.argmax(-1)[start].cpu())
             order.append(rows)

@@ -28,6 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from circuitft.data.pairs import PairBatch, PromptPairs
+from circuitft.dtypes import DTYPES, dtype_name
 from circuitft.eap.graph import Graph, GraphConfig
 from circuitft.eap.metrics import (
     LOSS_SIGN,
@@ -68,12 +69,7 @@ def analysis_mode(model: torch.nn.Module) -> Iterator[None]:
         model.train(training)
 
 
-BUFFER_DTYPES = {
-    "float32": torch.float32,
-    "bfloat16": torch.bfloat16,
-    "float16": torch.float16,
-    "float64": torch.float64,
-}
+BUFFER_DTYPES = DTYPES  # every dtype name works for the buffers
 
 
 def buffer_dtype(model: torch.nn.Module, dtype: torch.dtype | str | None) -> torch.dtype:
@@ -143,9 +139,15 @@ class BatchRuns:
     """
 
     def __init__(
-        self, model, sites: ModelSites, cfg: GraphConfig, batch: PairBatch, metric: str, dtype,
+        self,
+        model,
+        sites: ModelSites,
+        cfg: GraphConfig,
+        batch: PairBatch,
+        metric: str,
+        dtype,
         corrupted_run: bool = True,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.batch, self.metric, self.sites, self.cfg = batch, metric, sites, cfg
         self.index = AnswerIndex.from_batch(batch, metric)
         self.mask = batch.attention_mask
@@ -193,10 +195,15 @@ def repeated_index(index: AnswerIndex, k: int) -> AnswerIndex:
     shift = lambda t, step: None if t is None else torch.cat([t + j * step for j in range(k)])  # noqa: E731
     rep = lambda t: None if t is None else t.repeat(k)  # noqa: E731
     return AnswerIndex(
-        index.mask.repeat(k, 1), shift(index.example, index.n_examples), rep(index.token),
-        index.n_examples * k, rep(index.answer_len), shift(index.diff_row, n), rep(index.diff_answer),
+        index.mask.repeat(k, 1),
+        shift(index.example, index.n_examples),
+        rep(index.token),
+        index.n_examples * k,
+        rep(index.answer_len),
+        shift(index.diff_row, n),
+        rep(index.diff_answer),
         rep(index.diff_wrong),
-    )  # fmt: skip
+    )
 
 
 def _grad_pass(model, runs: BatchRuns, embeds: torch.Tensor, hooks: Handles | None = None) -> None:
@@ -412,7 +419,7 @@ def attribute(
         passes_per_batch=passes,
         n_examples=len(pairs),
         batch_size=batch_size,
-        buffer_dtype=str(dtype).removeprefix("torch."),
+        buffer_dtype=dtype_name(dtype),
         task=pairs.task,
         model=str(getattr(model.config, "name_or_path", "") or type(model).__name__),
     )

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -32,10 +31,18 @@ from typing import Any, Literal
 import torch
 
 from circuitft.eap.graph import Graph, GraphConfig
+from circuitft.eap.io import (
+    cfg_dict,
+    graph_from_dict,
+    is_collapsed,
+    load_graph,
+    load_graph_dict,
+    parse_cfg,
+    read_nodes,
+    same_d_model,
+)
 from circuitft.errors import DataError
 from circuitft.files import atomic_write_text
-
-_HEAD = re.compile(r"a\d+\.h\d+")
 
 
 @dataclass
@@ -145,26 +152,19 @@ def as_collapsed(graph: Graph | CollapsedGraph) -> CollapsedGraph:
 
 
 # ---- files --------------------------------------------------------------------------------------------
-def is_collapsed(edge_names: list[str]) -> bool:
-    """Whether edge names are collapsed ones: some edge ends at a head without ``<q>``, ``<k>`` or ``<v>``."""
-    return any(_HEAD.fullmatch(name.rpartition("->")[2]) for name in edge_names)
-
-
 def read_collapsed_json(path: str | os.PathLike[str], cfg: GraphConfig | None = None) -> CollapsedGraph:
     """Read a collapsed graph JSON (FinetuneCircuits' ``collapse_qkv.py`` output or :func:`write_collapsed_json`).
 
     ``cfg`` (optional) is the shape of the model it must fit; a file of another shape raises
     :class:`DataError`. Edges not listed are out of the circuit with score 0; a ``null`` score reads as 0.
     """
-    return _collapsed_from_dict(_load_json(Path(path)), Path(path), cfg)
+    return _collapsed_from_dict(load_graph_dict(path), Path(path), cfg)
 
 
 def _collapsed_from_dict(d: dict[str, Any], path: Path, cfg: GraphConfig | None) -> CollapsedGraph:
-    from circuitft.eap.io import _parse_cfg, _read_nodes, _same_d_model
-
     where = f"{path}: "
-    file_cfg = _parse_cfg(d["cfg"], where)
-    if cfg is not None and not (cfg.same_edges(file_cfg) and _same_d_model(cfg, file_cfg)):
+    file_cfg = parse_cfg(d["cfg"], where)
+    if cfg is not None and not (cfg.same_edges(file_cfg) and same_d_model(cfg, file_cfg)):
         raise DataError(f"{where}graph has {file_cfg.describe()}, model has {cfg.describe()}")
     out = CollapsedGraph.empty(cfg or file_cfg)
     lookup, mask = out.cfg.node_lookup, out.real_edge_mask
@@ -184,7 +184,7 @@ def _collapsed_from_dict(d: dict[str, Any], path: Path, cfg: GraphConfig | None)
             raise DataError(f"{where}edge {name!r}: score must be a number, got {score!r}")
         out.scores[s, t - 1] = 0.0 if score is None else float(score)
         out.in_graph[s, t - 1] = bool(entry["in_graph"])
-    _read_nodes(out, d["nodes"], where)  # type: ignore[arg-type]  # same node fields as a Graph
+    read_nodes(out, d["nodes"], where)  # type: ignore[arg-type]  # same node fields as a Graph
     meta = d.get("meta", {})
     out.meta = dict(meta) if isinstance(meta, dict) else {}
     return out
@@ -192,8 +192,6 @@ def _collapsed_from_dict(d: dict[str, Any], path: Path, cfg: GraphConfig | None)
 
 def write_collapsed_json(graph: CollapsedGraph, path: str | os.PathLike[str]) -> None:
     """Write FinetuneCircuits' collapsed shape: cfg, every node, the circuit's edges only; atomically."""
-    from circuitft.eap.io import cfg_dict
-
     names = graph.cfg.node_names
     nodes = graph.nodes_in_graph.tolist()
     nodes[-1] = True
@@ -213,20 +211,12 @@ def write_collapsed_json(graph: CollapsedGraph, path: str | os.PathLike[str]) ->
 
 def load_circuit(path: str | os.PathLike[str], cfg: GraphConfig | None = None) -> Graph | CollapsedGraph:
     """Read any graph file: a collapsed JSON as a :class:`CollapsedGraph`, anything else as a :class:`Graph`."""
-    from circuitft.eap.io import graph_from_dict, load_graph
-
     path = Path(path)
     if path.suffix != ".json":
         return load_graph(path, cfg)
-    d = _load_json(path)  # parsed once, whichever kind it is
+    d = load_graph_dict(path)  # parsed once, whichever kind it is
     return (
         _collapsed_from_dict(d, path, cfg)
         if is_collapsed(list(d["edges"]))
         else graph_from_dict(d, path, cfg)
     )
-
-
-def _load_json(path: Path) -> dict[str, Any]:
-    from circuitft.eap.io import load_graph_dict
-
-    return load_graph_dict(path)

@@ -17,7 +17,15 @@ from circuitft.data.pairs import PromptPairs
 from circuitft.eap.attribute import analysis_mode, buffer_dtype, kept_logits, model_device
 from circuitft.eap.evaluate import EvalResult
 from circuitft.eap.graph import Graph, GraphConfig
-from circuitft.eap.metrics import AnswerIndex, correct, kl_rows, metric_values, validate_pairs, wide
+from circuitft.eap.metrics import (
+    AnswerIndex,
+    answer_exact_match,
+    check_accuracy,
+    kl_rows,
+    metric_values,
+    validate_pairs,
+    wide,
+)
 from circuitft.eap.patching import Patcher, capture_sources, hooked
 from circuitft.eap.select import apply_topn
 from circuitft.eap.sites import check_graph, model_sites
@@ -67,9 +75,7 @@ def evaluate_circuits(
 
     ``accuracy="first_token"`` scores model and circuit accuracy on the first answer token only.
     """
-    if accuracy not in ("exact_match", "first_token"):
-        raise ConfigError(f"accuracy must be 'exact_match' or 'first_token', got {accuracy!r}")
-    first = accuracy == "first_token"
+    first = check_accuracy(accuracy)
     validate_pairs(pairs, metric)
     if batch_size < 1:
         raise ConfigError(f"batch_size must be positive, got {batch_size}")
@@ -96,7 +102,7 @@ def evaluate_circuits(
             lp_clean, lp_corr = torch.log_softmax(wide(clean), -1), torch.log_softmax(wide(corr), -1)
             common["clean"].append(metric_values(metric, clean, index, lp_clean))
             common["corr"].append(metric_values(metric, corr, index, lp_clean))
-            common["mc"].append(correct(clean, index, first))
+            common["mc"].append(answer_exact_match(clean, index.token, index.answer_len, first))
             common["klc"].append(index.per_example_mean(kl_rows(lp_corr, lp_clean)))
             for patcher, out in zip(patchers, per, strict=True):
                 work = delta.clone()  # the patched run subtracts the current outputs from its buffer
@@ -104,7 +110,7 @@ def evaluate_circuits(
                     circ = kept_logits(model, index, input_ids=batch.clean_ids, attention_mask=mask)
                 lp_circ = torch.log_softmax(wide(circ), -1)
                 out["circ"].append(metric_values(metric, circ, index, lp_clean))
-                out["cc"].append(correct(circ, index, first))
+                out["cc"].append(answer_exact_match(circ, index.token, index.answer_len, first))
                 out["klk"].append(index.per_example_mean(kl_rows(lp_corr, lp_circ)))
                 del work
     cat = lambda xs: torch.cat(xs).cpu() if xs else torch.zeros(0)  # noqa: E731
@@ -122,6 +128,6 @@ def evaluate_circuits(
                 shared["klc"],
                 cat(out["klk"]),
                 int((c.cpu() & real).sum()),
-            )  # fmt: skip
+            )
         )
     return results

@@ -24,7 +24,15 @@ from circuitft.eap.attribute import (
     repeated_index,
 )
 from circuitft.eap.graph import Graph
-from circuitft.eap.metrics import AnswerIndex, correct, kl_rows, metric_values, validate_pairs, wide
+from circuitft.eap.metrics import (
+    AnswerIndex,
+    answer_exact_match,
+    check_accuracy,
+    kl_rows,
+    metric_values,
+    validate_pairs,
+    wide,
+)
 from circuitft.eap.patching import Patcher, capture_sources, hooked
 from circuitft.eap.sites import check_graph, model_sites
 from circuitft.errors import ConfigError
@@ -64,6 +72,7 @@ def evaluate(
     ``accuracy="first_token"`` scores model and circuit accuracy on the first answer token only.
     """
     validate_pairs(pairs, metric)
+    first = check_accuracy(accuracy)
     if batch_size < 1:
         raise ConfigError(f"batch_size must be positive, got {batch_size}")
     sites = model_sites(model)
@@ -99,16 +108,23 @@ def evaluate(
             out["clean"].append(metric_values(metric, clean, index, lp_clean))
             out["corr"].append(metric_values(metric, corr, index, lp_clean))
             out["circ"].append(metric_values(metric, circ, index, lp_clean))
-            out["mc"].append(correct(clean, index, accuracy == "first_token"))
-            out["cc"].append(correct(circ, index, accuracy == "first_token"))
+            out["mc"].append(answer_exact_match(clean, index.token, index.answer_len, first))
+            out["cc"].append(answer_exact_match(circ, index.token, index.answer_len, first))
             out["klc"].append(index.per_example_mean(kl_rows(lp_corr, lp_clean)))
             out["klk"].append(index.per_example_mean(kl_rows(lp_corr, lp_circ)))
     position = torch.cat(order) if order else torch.zeros(0, dtype=torch.long)
     cat = {k: torch.cat(v).cpu()[torch.argsort(position)] for k, v in out.items()}
     return EvalResult(
-        metric, cat["clean"], cat["corr"], cat["circ"], cat["mc"], cat["cc"], cat["klc"], cat["klk"],
+        metric,
+        cat["clean"],
+        cat["corr"],
+        cat["circ"],
+        cat["mc"],
+        cat["cc"],
+        cat["klc"],
+        cat["klk"],
         int((graph.in_graph.cpu() & cfg.real_edge_mask).sum()),
-    )  # fmt: skip
+    )
 
 
 def faithfulness(result: EvalResult) -> dict[str, float]:

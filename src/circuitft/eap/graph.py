@@ -1,6 +1,6 @@
 """The edge graph of a transformer, stored as dense tensors (never one Python object per edge).
 
-Layout (the reference EAP-IG library's graph, extended to grouped-query attention; README, "EAP-IG in circuitft"):
+Layout (the reference EAP-IG library's graph, extended to grouped-query attention; docs/eap-ig.md):
 
 - Forward (source) index: ``input`` 0; head (l, h) ``1 + l*(H+1) + h``; MLP l ``1 + l*(H+1) + H``.
 - Backward (destination) index, ``W = H + 2G + 1`` slots per layer: head (l, h) q ``l*W + h``;
@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from circuitft.eap.topk import top_k
 from circuitft.errors import DataError
 
 
@@ -287,9 +288,9 @@ class GraphConfig:
 
     def same_edges(self, other: GraphConfig) -> bool:
         """Whether ``other`` has exactly the same edges (``d_model`` is not compared)."""
-        return (self.n_layers, self.n_heads, self.groups, self.parallel_attn_mlp) == (
-            other.n_layers, other.n_heads, other.groups, other.parallel_attn_mlp,
-        )  # fmt: skip
+        mine = (self.n_layers, self.n_heads, self.groups, self.parallel_attn_mlp)
+        theirs = (other.n_layers, other.n_heads, other.groups, other.parallel_attn_mlp)
+        return mine == theirs
 
 
 class Graph:
@@ -302,9 +303,9 @@ class Graph:
     - ``node_scores``: optional [n_forward + 1] float32 node scores (NaN where unscored), else None
     - ``meta``: how the scores were made (method, metric, ig_steps, step convention, ...)
 
-    Selection (:mod:`circuitft.eap.select`) and files (:mod:`circuitft.eap.io`) are also reachable as
-    methods: :meth:`select`, :meth:`apply_topn`, :meth:`apply_threshold`, :meth:`apply_greedy`,
-    :meth:`prune`, :meth:`to_json` / :meth:`from_json`, :meth:`save` / :meth:`load`.
+    Choosing a circuit and reading or writing files are free functions of modules built on this one
+    (:mod:`circuitft.eap.select`: ``select``, ``apply_topn``, ``prune``, ...; :mod:`circuitft.eap.io`:
+    ``load_graph``, ``save_graph``, ``write_json``, ...), so that this module depends on none of them.
     """
 
     def __init__(self, cfg: GraphConfig) -> None:
@@ -402,68 +403,10 @@ class Graph:
         mask = self.cfg.real_edge_mask & (self.in_graph.cpu() if circuit_only else True)
         src, dst = mask.nonzero(as_tuple=True)
         scores = self.scores.detach().cpu().float()[src, dst]
-        order = torch.sort(scores.abs().nan_to_num(nan=-1.0), descending=True, stable=True).indices[:n]
+        order = top_k(scores.abs(), n)
         fwd, bwd = self.cfg.forward_names, self.cfg.backward_names
         rows = []
         for i in order.tolist():
             s, d = int(src[i]), int(dst[i])
             rows.append((f"{fwd[s]}->{bwd[d]}", fwd[s], bwd[d], float(scores[i]), bool(self.in_graph[s, d])))
         return pd.DataFrame(rows, columns=["edge", "source", "destination", "score", "in_circuit"])
-
-    # ---- selection (circuitft.eap.select) ---------------------------------------------------------------
-    def select(self, **kwargs: Any) -> Graph:
-        """See :func:`circuitft.eap.select.select`."""
-        from circuitft.eap.select import select
-
-        return select(self, **kwargs)
-
-    def apply_topn(self, n: int, absolute: bool = True, prune: bool = True) -> Graph:
-        """Keep the ``n`` highest-scoring real edges (see :func:`circuitft.eap.select.apply_topn`)."""
-        from circuitft.eap.select import apply_topn
-
-        return apply_topn(self, n, absolute=absolute, prune=prune)
-
-    def apply_threshold(self, threshold: float, absolute: bool = True, prune: bool = True) -> Graph:
-        """Keep edges scoring at least ``threshold`` (see :func:`circuitft.eap.select.apply_threshold`)."""
-        from circuitft.eap.select import apply_threshold
-
-        return apply_threshold(self, threshold, absolute=absolute, prune=prune)
-
-    def apply_greedy(self, n: int, absolute: bool = True, prune: bool = True) -> Graph:
-        """Greedy selection from the logits up (see :func:`circuitft.eap.select.apply_greedy`)."""
-        from circuitft.eap.select import apply_greedy
-
-        return apply_greedy(self, n, absolute=absolute, prune=prune)
-
-    def prune(self) -> Graph:
-        """Drop dangling nodes and edges (see :func:`circuitft.eap.select.prune`)."""
-        from circuitft.eap.select import prune
-
-        return prune(self)
-
-    # ---- files (circuitft.eap.io) -------------------------------------------------------------------
-    def to_json(self, path: Any) -> None:
-        """Write the reference-compatible JSON (see :func:`circuitft.eap.io.write_json`)."""
-        from circuitft.eap.io import write_json
-
-        write_json(self, path)
-
-    @classmethod
-    def from_json(cls, path: Any, cfg: GraphConfig | None = None) -> Graph:
-        """Read a JSON graph (see :func:`circuitft.eap.io.read_json`)."""
-        from circuitft.eap.io import read_json
-
-        return read_json(path, cfg)
-
-    def save(self, path: Any) -> None:
-        """Write the compact safetensors form (see :func:`circuitft.eap.io.write_safetensors`)."""
-        from circuitft.eap.io import write_safetensors
-
-        write_safetensors(self, path)
-
-    @classmethod
-    def load(cls, path: Any, cfg: GraphConfig | None = None) -> Graph:
-        """Read a graph file by suffix, ``.json`` or ``.safetensors`` (see :func:`circuitft.eap.io.load_graph`)."""
-        from circuitft.eap.io import load_graph
-
-        return load_graph(path, cfg)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from circuitft.files import atomic_write
 FORMAT = "circuitft.graph"
 VERSION = "1"
 REQUIRED_KEYS = ("cfg", "nodes", "edges")
+_HEAD = re.compile(r"a\d+\.h\d+")
 
 
 # ---- dispatch -----------------------------------------------------------------------------------------
@@ -146,17 +148,15 @@ def graph_from_dict(d: dict[str, Any], path: str | os.PathLike[str], cfg: GraphC
     """The :class:`Graph` of an already parsed graph file ``d`` (from :func:`load_graph_dict`; ``path`` for errors)."""
     path = Path(path)
     where = f"{path}: "
-    file_cfg = _parse_cfg(d["cfg"], where)
+    file_cfg = parse_cfg(d["cfg"], where)
     edges: dict[str, Any] = d["edges"]
     names = list(edges)
-    if cfg is not None and not (cfg.same_edges(file_cfg) and _same_d_model(cfg, file_cfg)):
+    if cfg is not None and not (cfg.same_edges(file_cfg) and same_d_model(cfg, file_cfg)):
         _raise_mismatch(where, file_cfg, cfg, names)
     graph = Graph(cfg or file_cfg)
     if names == graph.cfg.edge_names:  # every edge in canonical order (our own files): no parsing
         src, dst = graph.cfg.edge_coords
     else:
-        from circuitft.eap.collapsed import is_collapsed
-
         if is_collapsed(names):
             raise DataError(
                 f"{where}a collapsed graph (one edge per head, q/k/v merged): read it with "
@@ -174,13 +174,20 @@ def graph_from_dict(d: dict[str, Any], path: str | os.PathLike[str], cfg: GraphC
         flags.append(bool(entry["in_graph"]))
     graph.scores[src, dst] = torch.tensor(scores, dtype=torch.float32)
     graph.in_graph[src, dst] = torch.tensor(flags, dtype=torch.bool)
-    _read_nodes(graph, d["nodes"], where)
+    read_nodes(graph, d["nodes"], where)
     meta = d.get("meta", {})
     graph.meta = dict(meta) if isinstance(meta, dict) else {}
     return graph
 
 
-def _read_nodes(graph: Graph, nodes: dict[str, Any], where: str) -> None:
+def is_collapsed(edge_names: list[str]) -> bool:
+    """Whether edge names are collapsed ones (:mod:`circuitft.eap.collapsed`): some edge ends at a head
+    without ``<q>``, ``<k>`` or ``<v>``."""
+    return any(_HEAD.fullmatch(name.rpartition("->")[2]) for name in edge_names)
+
+
+def read_nodes(graph: Graph, nodes: dict[str, Any], where: str) -> None:
+    """Set ``graph``'s circuit nodes and node scores from a file's ``nodes`` object (``where`` starts errors)."""
     lookup = graph.cfg.node_lookup
     node_scores = torch.full((graph.cfg.n_forward + 1,), math.nan)
     any_score = False
@@ -244,11 +251,11 @@ def read_safetensors(path: str | os.PathLike[str], cfg: GraphConfig | None = Non
         if key not in tensors:
             raise DataError(f"{path}: missing tensor {key!r}")
     try:
-        file_cfg = _parse_cfg(json.loads(metadata.get("cfg", "")), where)
+        file_cfg = parse_cfg(json.loads(metadata.get("cfg", "")), where)
         meta = json.loads(metadata.get("meta", "{}"))
     except json.JSONDecodeError as err:
         raise DataError(f"{path}: corrupt metadata ({err.msg})") from None
-    if cfg is not None and not (cfg.same_edges(file_cfg) and _same_d_model(cfg, file_cfg)):
+    if cfg is not None and not (cfg.same_edges(file_cfg) and same_d_model(cfg, file_cfg)):
         _raise_mismatch(where, file_cfg, cfg, file_cfg.edge_names)
     graph = Graph(cfg or file_cfg)
     mask = graph.cfg.real_edge_mask
@@ -271,11 +278,12 @@ def read_safetensors(path: str | os.PathLike[str], cfg: GraphConfig | None = Non
 # ---- checks -------------------------------------------------------------------------------------------
 def check_compatible(graph: Graph, cfg: GraphConfig, where: str = "graph") -> None:
     """Raise :class:`DataError` unless ``graph`` has exactly the edges of a model shaped ``cfg``."""
-    if not (cfg.same_edges(graph.cfg) and _same_d_model(cfg, graph.cfg)):
+    if not (cfg.same_edges(graph.cfg) and same_d_model(cfg, graph.cfg)):
         _raise_mismatch(f"{where}: ", graph.cfg, cfg, graph.cfg.edge_names)
 
 
-def _same_d_model(a: GraphConfig, b: GraphConfig) -> bool:
+def same_d_model(a: GraphConfig, b: GraphConfig) -> bool:
+    """Whether two shapes agree on ``d_model`` (0, unknown, agrees with anything)."""
     return not a.d_model or not b.d_model or a.d_model == b.d_model
 
 
@@ -295,7 +303,8 @@ def _raise_mismatch(where: str, file_cfg: GraphConfig, cfg: GraphConfig, names: 
     raise DataError(f"{where}graph does not match the model: d_model {file_cfg.d_model} vs {cfg.d_model}")
 
 
-def _parse_cfg(raw: Any, where: str) -> GraphConfig:
+def parse_cfg(raw: Any, where: str) -> GraphConfig:
+    """The :class:`GraphConfig` of a file's ``cfg`` object; :class:`DataError` starting with ``where``."""
     if not isinstance(raw, dict):
         raise DataError(f"{where}'cfg' must be an object with n_layers, n_heads, parallel_attn_mlp, d_model")
     for key in ("n_layers", "n_heads"):

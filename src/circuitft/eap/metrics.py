@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torchmetrics.functional.classification import multiclass_exact_match
 
 from circuitft.data.pairs import PAD_LABEL, PairBatch, PromptPairs
 from circuitft.errors import ConfigError, DataError
@@ -151,11 +152,47 @@ def metric_loss(
     return LOSS_SIGN[metric] * metric_values(metric, logits, index, clean_logp).sum()
 
 
-def correct(logits: torch.Tensor, index: AnswerIndex, first_token: bool = False) -> torch.Tensor:
-    """[B] bool: the argmax equals the answer token at every answer position (greedy exact match), or
-    with ``first_token`` at the first answer position only (the prior work's accuracy)."""
-    hit = logits.argmax(-1) == index.token
+ACCURACIES = ("exact_match", "first_token")  # how an answer counts as right (see answer_exact_match)
+
+
+def check_accuracy(accuracy: str) -> bool:
+    """Whether ``accuracy`` scores the first answer token only; :class:`ConfigError` for an unknown name."""
+    if accuracy not in ACCURACIES:
+        raise ConfigError(f"accuracy must be 'exact_match' or 'first_token', got {accuracy!r}")
+    return accuracy == "first_token"
+
+
+def answer_exact_match(
+    logits: torch.Tensor, tokens: torch.Tensor, answer_len: torch.Tensor, first_token: bool = False
+) -> torch.Tensor:
+    """[B] bool: greedy exact match, the one accuracy of circuitft (training, evaluation, size curves).
+
+    ``logits`` [n, V] are the logits at the answer positions and ``tokens`` [n] the answer tokens they
+    predict, example-major (``answer_len`` [B] rows per example, in order), as
+    :meth:`~circuitft.data.pairs.PairBatch.answer_index` lists them. An example is right when the argmax
+    equals the answer token at every answer position (torchmetrics' multiclass exact match over the
+    padded answers) or, with ``first_token``, at its first answer position only (the prior work's accuracy).
+    """
+    lengths = answer_len.to(tokens.device)
+    n_examples = len(lengths)
+    start = torch.cumsum(lengths, 0) - lengths
+    example = torch.repeat_interleave(torch.arange(n_examples, device=tokens.device), lengths)
+    position = torch.arange(len(tokens), device=tokens.device) - start[example]
+    predicted = logits.argmax(-1)
     if first_token:
-        start = torch.cumsum(index.answer_len, 0) - index.answer_len  # first kept row of each example
-        return hit[start.to(hit.device)]
-    return index.per_example_mean(hit.float()) == 1.0
+        keep = position == 0
+        example, position, tokens, predicted = example[keep], position[keep], tokens[keep], predicted[keep]
+    width = int(position.max()) + 1 if len(position) else 1
+    target = torch.full((n_examples, width), PAD_LABEL, dtype=torch.long, device=tokens.device)
+    target[example, position] = tokens
+    preds = torch.full_like(target, PAD_LABEL)
+    preds[example, position] = predicted
+    hits = multiclass_exact_match(
+        preds,
+        target,
+        num_classes=logits.shape[-1],
+        multidim_average="samplewise",
+        ignore_index=PAD_LABEL,
+        validate_args=False,
+    )
+    return hits.bool()

@@ -10,7 +10,7 @@ Measures (as the prior work defined them; see the README, "Which numbers compare
 
 - Jaccard ``|A ∩ B| / |A ∪ B|`` (1.0 for two empty sets), of circuit edges, circuit nodes or top-k sets;
 - edge change (mech-interp-ft): ``1 - |T_prev ∩ T_curr| / k``, T the top-k edges by ``|score|``,
-  k = ``int(0.05 * n_edges)`` by default;
+  k = ``int(DEFAULT_TOP_FRAC * n_edges)`` (5%) by default;
 - node change (mech-interp-ft): ``|N_prev Δ N_curr| / |N_prev|`` over circuit nodes (NaN if N_prev is empty).
 
 A collapsed graph (:class:`~circuitft.eap.collapsed.CollapsedGraph`, FinetuneCircuits' files with one edge
@@ -28,13 +28,14 @@ from typing import Any
 
 import torch
 
+from circuitft.eap import DEFAULT_TOP_FRAC
 from circuitft.eap.collapsed import CollapsedGraph, as_collapsed
 from circuitft.eap.graph import Graph
+from circuitft.eap.topk import top_k_mask
 from circuitft.errors import ConfigError, DataError
 
 Set = torch.Tensor | set | frozenset
 AnyGraph = Graph | CollapsedGraph
-DEFAULT_FRAC = 0.05
 
 
 def circuit_edges(graph: AnyGraph) -> torch.Tensor:
@@ -50,7 +51,7 @@ def circuit_nodes(graph: AnyGraph) -> torch.Tensor:
 
 
 def top_k_edges(
-    graph: Graph, k: int | None = None, absolute: bool = True, frac: float = DEFAULT_FRAC
+    graph: Graph, k: int | None = None, absolute: bool = True, frac: float = DEFAULT_TOP_FRAC
 ) -> torch.Tensor:
     """[n_forward, n_backward] bool: the ``k`` best real edges by ``|score|`` (default ``int(frac * n_edges)``).
 
@@ -61,14 +62,10 @@ def top_k_edges(
     scores = graph.scores.detach().cpu()
     rank = scores.abs() if absolute else scores.clone()
     rank = rank.float().nan_to_num(nan=-math.inf).masked_fill(~graph.cfg.real_edge_mask, -math.inf)
-    # stable descending sort: ties keep canonical order (topk's tie order is unspecified)
-    order = torch.sort(rank.flatten(), descending=True, stable=True).indices[:k]
-    mask = torch.zeros(rank.numel(), dtype=torch.bool)
-    mask[order] = True
-    return mask.view_as(rank)
+    return top_k_mask(rank, k)
 
 
-def default_k(graph: Graph, k: int | None = None, frac: float = DEFAULT_FRAC) -> int:
+def default_k(graph: Graph, k: int | None = None, frac: float = DEFAULT_TOP_FRAC) -> int:
     """``k`` if given (checked), else ``int(frac * n_edges)``."""
     if k is None:
         k = int(frac * graph.n_edges)
@@ -96,14 +93,14 @@ def node_jaccard(a: AnyGraph, b: AnyGraph) -> float:
     return jaccard(circuit_nodes(a), circuit_nodes(b))
 
 
-def top_k_jaccard(a: Graph, b: Graph, k: int | None = None, frac: float = DEFAULT_FRAC) -> float:
+def top_k_jaccard(a: Graph, b: Graph, k: int | None = None, frac: float = DEFAULT_TOP_FRAC) -> float:
     """Jaccard of the top-k edge sets by ``|score|`` (the prior work's cross-task overlap)."""
     _check_same(a, b)
     k = default_k(a, k, frac)
     return jaccard(top_k_edges(a, k), top_k_edges(b, k))
 
 
-def edge_change(prev: Graph, curr: Graph, k: int | None = None, frac: float = DEFAULT_FRAC) -> float:
+def edge_change(prev: Graph, curr: Graph, k: int | None = None, frac: float = DEFAULT_TOP_FRAC) -> float:
     """``1 - |T_prev ∩ T_curr| / k`` with T the top-k edges by ``|score|`` (0 = same set, 1 = disjoint)."""
     _check_same(prev, curr)
     k = default_k(prev, k, frac)
@@ -131,7 +128,7 @@ def edge_flips(prev: AnyGraph, curr: AnyGraph) -> dict[str, int]:
     return {"added": int((b & ~a).sum()), "removed": int((a & ~b).sum()), "kept": int((a & b).sum())}
 
 
-def overlap(a: AnyGraph, b: AnyGraph, k: int | None = None, frac: float = DEFAULT_FRAC) -> dict[str, Any]:
+def overlap(a: AnyGraph, b: AnyGraph, k: int | None = None, frac: float = DEFAULT_TOP_FRAC) -> dict[str, Any]:
     """All measures between two circuits (e.g. two checkpoints, or two tasks on one model), as a dict.
 
     When either graph is collapsed, edges are compared collapsed and the top-k measures are left out.

@@ -26,10 +26,10 @@ from numbers import Integral, Real
 
 import torch
 
+from circuitft.eap import DEFAULT_TOP_FRAC as DEFAULT_TOP_FRAC  # re-exported: the default of top_frac
 from circuitft.eap.graph import Graph, GraphConfig
+from circuitft.eap.topk import top_k_mask
 from circuitft.errors import ConfigError, DataError
-
-DEFAULT_TOP_FRAC = 0.05  # the prior work's circuit size: 5% of the edges
 
 
 def select(
@@ -59,7 +59,7 @@ def select(
         apply_threshold(graph, threshold, absolute=absolute, prune=prune)
     else:
         apply_greedy(graph, greedy_n, absolute=absolute, prune=prune)  # type: ignore[arg-type]
-    (option, value), = given.items()  # fmt: skip
+    [(option, value)] = given.items()
     graph.meta["selection"] = {"option": option, "value": value, "absolute": absolute, "prune": prune}
     return graph
 
@@ -107,13 +107,7 @@ def n_from_frac(top_frac: float, n_edges: int) -> int:
 def apply_topn(graph: Graph, n: int, absolute: bool = True, prune: bool = True) -> Graph:
     """Keep the ``n`` highest-ranked real edges (ties broken by position); returns ``graph``."""
     _check_n(n, graph.n_edges, "top_n")
-    rank = _ranking(graph, absolute)
-    flat = rank.flatten()
-    kth = torch.topk(flat, n, sorted=False).values.min()
-    keep = flat > kth  # strictly better than the n-th best ...
-    ties = (flat == kth).nonzero().flatten()[: n - int(keep.sum())]
-    keep[ties] = True  # ... then the ties in canonical order (as overlap.top_k_edges' stable sort)
-    return _finish(graph, keep.view_as(rank), prune)
+    return _finish(graph, top_k_mask(_ranking(graph, absolute), n), prune)
 
 
 def apply_threshold(graph: Graph, threshold: float, absolute: bool = True, prune: bool = True) -> Graph:

@@ -207,9 +207,17 @@ def model_sites(model: nn.Module) -> ModelSites:
     kind: NormKind = norm_kind(layers[0].attn_norm) if spec.attn_norm else "none"
     dh = layers[0].out_weight.shape[1]
     return ModelSites(
-        model_type, get(f"{spec.base}.{spec.embed}"), get(f"{spec.base}.{spec.final_norm}"), layers, h, g, dh,
-        d, spec.is_parallel(config), kind,
-    )  # fmt: skip
+        model_type,
+        get(f"{spec.base}.{spec.embed}"),
+        get(f"{spec.base}.{spec.final_norm}"),
+        layers,
+        h,
+        g,
+        dh,
+        d,
+        spec.is_parallel(config),
+        kind,
+    )
 
 
 def _layer_sites(get, spec: ArchSpec, layer: str, slots: list[list[int]], h: int, d: int) -> LayerSites:
@@ -228,11 +236,16 @@ def _layer_sites(get, spec: ArchSpec, layer: str, slots: list[list[int]], h: int
     mlp = get(layer + spec.mlp)
     shared = spec.mlp_norm is not None and spec.mlp_norm == spec.attn_norm
     ls = LayerSites(
-        attn_norm, get(layer + spec.mlp_norm) if spec.mlp_norm and not shared else mlp, get(at_path), out,
-        out_w.reshape(h, dh, d).contiguous(), mlp, projections,
+        attn_norm,
+        get(layer + spec.mlp_norm) if spec.mlp_norm and not shared else mlp,
+        get(at_path),
+        out,
+        out_w.reshape(h, dh, d).contiguous(),
+        mlp,
+        projections,
         mlp_out=get(layer + spec.post_mlp_norm) if spec.post_mlp_norm else mlp,
         mlp_shared_norm=attn_norm if shared else None,
-    )  # fmt: skip
+    )
     if spec.attn_norm:
         ls.attn_gain, ls.attn_eps = norm_gain(attn_norm, spec), norm_eps(attn_norm)
     if spec.post_attn_norm:

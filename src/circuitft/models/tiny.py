@@ -33,11 +33,19 @@ Then After While were at expedition project strike drought famine
 SHAPED = {
     "random-qwen3-135m": (
         "qwen3",
-        dict(num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3, hidden_size=576,
-             head_dim=64, intermediate_size=1536, max_position_embeddings=2048, tie_word_embeddings=True),
+        dict(
+            num_hidden_layers=30,
+            num_attention_heads=9,
+            num_key_value_heads=3,
+            hidden_size=576,
+            head_dim=64,
+            intermediate_size=1536,
+            max_position_embeddings=2048,
+            tie_word_embeddings=True,
+        ),
         49152,
     ),  # SmolLM2-135M's shape with Qwen3's q/k norms
-}  # fmt: skip
+}
 
 
 def tokenizer_folder_name() -> str:
@@ -81,7 +89,7 @@ def build_tokenizer(folder: Path) -> PreTrainedTokenizerFast:
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", unk_token="<unk>", pad_token="<pad>"
     )
-    atomic_folder(fast.save_pretrained, folder)  # DDP ranks may build it at the same time
+    atomic_folder(fast.save_pretrained, folder, overwrite=False)  # DDP ranks may build it at the same time
     return PreTrainedTokenizerFast.from_pretrained(str(folder))
 
 

@@ -46,8 +46,15 @@ def metric_over_steps(
             if col not in present:
                 continue
             ok = rows[col].notna()
-            ax.plot(rows["step"][ok], rows[col][ok], color=colours[task], linestyle=styles[k % len(styles)],
-                    marker="o", markersize=3, label=f"{task} {names[col]}")  # fmt: skip
+            ax.plot(
+                rows["step"][ok],
+                rows[col][ok],
+                color=colours[task],
+                linestyle=styles[k % len(styles)],
+                marker="o",
+                markersize=3,
+                label=f"{task} {names[col]}",
+            )
     for b in boundaries:
         ax.axvline(b, color="#999999", linewidth=0.8, linestyle="dashed")
     ax.set_xlabel("step")
@@ -66,12 +73,19 @@ def change_bars(table: pd.DataFrame, *, title: str | None = None) -> Figure:
     ax = fig.add_subplot()
     x = np.arange(len(table))
     for k, (col, colour) in enumerate((("edge_change", "tab:blue"), ("node_change", "tab:orange"))):
-        ax.bar(x + (k - 0.5) * 0.38, table[col].to_numpy(dtype=float), width=0.38, color=colour,
-               label=col.replace("_", " "))  # fmt: skip
+        ax.bar(
+            x + (k - 0.5) * 0.38,
+            table[col].to_numpy(dtype=float),
+            width=0.38,
+            color=colour,
+            label=col.replace("_", " "),
+        )
     ax.set_xticks(x, labels=[str(t) for t in table["task"]], rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("change (0 = same, 1 = disjoint)")
-    ax.set_ylim(0, max(1.0, float(np.nanmax(table[["edge_change", "node_change"]].to_numpy(dtype=float),
-                                              initial=0.0))))  # fmt: skip
+    ax.set_ylim(
+        0,
+        max(1.0, float(np.nanmax(table[["edge_change", "node_change"]].to_numpy(dtype=float), initial=0.0))),
+    )
     if title:
         ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
@@ -101,8 +115,13 @@ def size_faithfulness_curve(table: pd.DataFrame, *, title: str | None = None) ->
     for task, rows in groups:
         rows = rows.sort_values("fraction")
         auc = area_under_curve(rows["fraction"], rows["faithfulness"])
-        ax.plot(rows["fraction"] * 100, rows["faithfulness"], marker="o", markersize=3,
-                label=f"{task} (area {auc:.3f})".strip())  # fmt: skip
+        ax.plot(
+            rows["fraction"] * 100,
+            rows["faithfulness"],
+            marker="o",
+            markersize=3,
+            label=f"{task} (area {auc:.3f})".strip(),
+        )
     ax.set_xscale("log")
     ax.set_xlabel("edges kept (%)")
     ax.set_ylabel("faithfulness")

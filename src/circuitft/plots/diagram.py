@@ -16,6 +16,7 @@ from matplotlib.lines import Line2D
 
 from circuitft.eap.graph import Graph, GraphConfig
 from circuitft.eap.overlap import circuit_edges, circuit_nodes
+from circuitft.eap.topk import top_k
 from circuitft.errors import DataError
 from circuitft.plots.base import new_figure, no_data
 
@@ -108,7 +109,7 @@ def circuit_diagram(graph: Graph, *, max_edges: int | None = None, title: str | 
     if max_edges is not None and max_edges < len(src):
         if max_edges < 1:
             raise DataError(f"circuit_diagram: max_edges must be at least 1, got {max_edges}")
-        keep = torch.sort(scores.abs(), descending=True, stable=True).indices[:max_edges]
+        keep = top_k(scores.abs(), max_edges)
         src, dst, scores = src[keep], dst[keep], scores[keep]
     segs, styles = _segments(cfg, src, dst)
     mag = scores.abs().numpy()
@@ -168,7 +169,7 @@ def circuit_diff_diagram(
             raise DataError(f"circuit_diff_diagram: max_edges must be at least 1, got {max_edges}")
         mag = torch.maximum(graph_a.scores.detach().cpu().abs(), graph_b.scores.detach().cpu().abs())
         mag = mag.nan_to_num(0.0).masked_fill(~union, -1.0).flatten()
-        keep = torch.sort(mag, descending=True, stable=True).indices[:max_edges]
+        keep = top_k(mag, max_edges)
         drawn = torch.zeros_like(mag, dtype=torch.bool)
         drawn[keep] = True
         drawn = drawn.view_as(union)

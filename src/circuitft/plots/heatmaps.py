@@ -46,8 +46,16 @@ def overlap_heatmap(matrix: pd.DataFrame, *, title: str, vmin: float = 0.0, vmax
     fig = new_figure(min(14.0, 2.5 + 0.7 * n), min(12.0, 2.0 + 0.6 * n))
     if matrix.empty:
         return no_data(fig, f"{title}: no circuits to compare")
-    ax = _heatmap(fig, matrix.to_numpy(dtype=float), [str(i) for i in matrix.index],
-                  [str(c) for c in matrix.columns], vmin, vmax, "viridis", "overlap")  # fmt: skip
+    ax = _heatmap(
+        fig,
+        matrix.to_numpy(dtype=float),
+        [str(i) for i in matrix.index],
+        [str(c) for c in matrix.columns],
+        vmin,
+        vmax,
+        "viridis",
+        "overlap",
+    )
     ax.set_title(title, fontsize=10)
     return fig
 

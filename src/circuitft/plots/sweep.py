@@ -36,23 +36,45 @@ def overlap_forgetting_scatter(
         pairs.loc[inc, x], pairs.loc[inc, y], color="tab:blue", zorder=3, label=f"pairs ({int(inc.sum())})"
     )
     if out.any():
-        ax.scatter(pairs.loc[out, x], pairs.loc[out, y], color="#aaaaaa", marker="x", zorder=2,
-                   label=f"left out ({int(out.sum())})")  # fmt: skip
+        ax.scatter(
+            pairs.loc[out, x],
+            pairs.loc[out, y],
+            color="#aaaaaa",
+            marker="x",
+            zorder=2,
+            label=f"left out ({int(out.sum())})",
+        )
     if len(pairs) <= 20:
         for _, row in pairs[inc | out].iterrows():
-            ax.annotate(f"{row['A']}->{row['B']}", (row[x], row[y]), fontsize=6, xytext=(3, 3),
-                        textcoords="offset points")  # fmt: skip
+            ax.annotate(
+                f"{row['A']}->{row['B']}",
+                (row[x], row[y]),
+                fontsize=6,
+                xytext=(3, 3),
+                textcoords="offset points",
+            )
     xs = pairs.loc[inc, x].to_numpy(dtype=float)
     grid = np.linspace(xs.min(), xs.max(), 200) if len(xs) else np.array([])
     line, sig = fits.get("linear") or {}, fits.get("sigmoid") or {}
     if line.get("slope") is not None and len(grid):
-        ax.plot(grid, line["slope"] * grid + line["intercept"], color="tab:orange",
-                label=f"line: r={_fmt(line['r'])}, R²={_fmt(line['r2'])}, n={line['n']}")  # fmt: skip
+        ax.plot(
+            grid,
+            line["slope"] * grid + line["intercept"],
+            color="tab:orange",
+            label=f"line: r={_fmt(line['r'])}, R²={_fmt(line['r2'])}, n={line['n']}",
+        )
     if sig.get("a") is not None and len(grid):
-        ax.plot(grid, sigmoid(grid, sig["a"], sig["k"], sig["x0"], sig["c"]), color="tab:green",
-                label=f"sigmoid: r={_fmt(sig['r'])}, R²={_fmt(sig['r2'])}, n={sig['n']}")  # fmt: skip
-    notes = [f"{name} fit skipped: {f['skipped']}" for name, f in (("line", line), ("sigmoid", sig))
-             if f.get("skipped")]  # fmt: skip
+        ax.plot(
+            grid,
+            sigmoid(grid, sig["a"], sig["k"], sig["x0"], sig["c"]),
+            color="tab:green",
+            label=f"sigmoid: r={_fmt(sig['r'])}, R²={_fmt(sig['r2'])}, n={sig['n']}",
+        )
+    notes = [
+        f"{name} fit skipped: {f['skipped']}"
+        for name, f in (("line", line), ("sigmoid", sig))
+        if f.get("skipped")
+    ]
     if notes:
         ax.text(0.02, 0.02, "\n".join(notes), transform=ax.transAxes, fontsize=7, va="bottom")
     ax.set_xlabel(x.replace("_", " "))
@@ -79,8 +101,13 @@ def forgetting_bars(
             bar.set_hatch("//")
             bar.set_alpha(0.5)
     ax.axhline(0, color="black", linewidth=0.6)
-    ax.set_xticks(xs, labels=[f"{a}->{b}" for a, b in zip(pairs["A"], pairs["B"], strict=True)],
-                  rotation=60, ha="right", fontsize=7)  # fmt: skip
+    ax.set_xticks(
+        xs,
+        labels=[f"{a}->{b}" for a, b in zip(pairs["A"], pairs["B"], strict=True)],
+        rotation=60,
+        ha="right",
+        fontsize=7,
+    )
     ax.set_ylabel(column.replace("_", " "))
     if title:
         ax.set_title(title, fontsize=10)

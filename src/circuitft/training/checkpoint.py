@@ -12,69 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from peft import LoraConfig, PeftModel, get_peft_model
-from transformers import PreTrainedModel
 
+from circuitft.dtypes import DTYPES
 from circuitft.errors import ConfigError
-from circuitft.models.architectures import ARCHITECTURES
 from circuitft.models.loading import LoadedModel, load_model
+from circuitft.models.lora import wrap_lora
 
 CKPT_KEY = "circuitft"
 MODEL_KEYS = ("model", "model_seed", "lora_r", "lora_alpha", "target_modules")
-
-
-def default_targets(model: PreTrainedModel) -> list[str] | str:
-    """LoRA target modules for ``model``'s family, from the architecture table
-    (:data:`circuitft.models.architectures.ARCHITECTURES`: fused QKV for GPT-NeoX, attention+MLP for GPT-2,
-    attention for Mixtral's experts, ...); ``all-linear`` for a family not in the table."""
-    spec = ARCHITECTURES.get(getattr(model.config, "model_type", ""))
-    if spec is None or isinstance(spec.lora_targets, str):
-        return "all-linear"
-    return list(spec.lora_targets)
-
-
-def wrap_lora(
-    model: PreTrainedModel,
-    r: int,
-    alpha: float | None,
-    dropout: float,
-    target_modules: str | list[str] = "auto",
-    rank_pattern: dict[str, int] | None = None,
-    alpha_pattern: dict[str, float] | None = None,
-) -> PeftModel:
-    """``model`` with a fresh peft LoRA adapter (base weights frozen); bad settings raise ConfigError.
-
-    ``rank_pattern`` / ``alpha_pattern`` (peft's, keyed by module name) override ``r`` / ``alpha`` per module
-    (CircuitLoRA plans, :mod:`circuitft.circuitlora`).
-    """
-    if r <= 0:
-        raise ConfigError(f"model.lora_r must be positive, got {r}")
-    if not 0.0 <= dropout < 1.0:
-        raise ConfigError(f"model.lora_dropout must be in [0, 1), got {dropout}")
-    targets = default_targets(model) if target_modules == "auto" else target_modules
-    if isinstance(targets, str) and targets != "all-linear":
-        targets = [t.strip() for t in targets.split(",") if t.strip()]
-    cfg = LoraConfig(
-        r=r,
-        lora_alpha=alpha if alpha is not None else 2 * r,
-        lora_dropout=dropout,
-        target_modules=targets,
-        bias="none",
-        task_type="CAUSAL_LM",
-        fan_in_fan_out=_conv1d(model),
-        rank_pattern=dict(rank_pattern or {}),
-        alpha_pattern=dict(alpha_pattern or {}),
-    )
-    try:
-        return get_peft_model(model, cfg)
-    except ValueError as err:
-        first = str(err).strip().splitlines()[0]
-        raise ConfigError(f"model.target_modules {target_modules!r} do not fit the model: {first}") from None
-
-
-def _conv1d(model: PreTrainedModel) -> bool:
-    spec = ARCHITECTURES.get(getattr(model.config, "model_type", ""))
-    return spec.conv1d if spec is not None else False
 
 
 def adapter_signature(module: torch.nn.Module) -> dict[str, Any]:
@@ -164,8 +109,6 @@ def model_from_checkpoint(path: str | Path, dtype: torch.dtype | None = None) ->
     The base model is loaded from the spec stored in the checkpoint's ``hyper_parameters``; ``dtype`` None
     uses the stored dtype. Returns a :class:`LoadedModel` in eval mode.
     """
-    from circuitft.training.module import DTYPES
-
     ckpt = load_checkpoint_file(path)
     hp = ckpt.get("hyper_parameters") or {}
     if "model" not in hp or "lora_r" not in hp:
@@ -175,9 +118,14 @@ def model_from_checkpoint(path: str | Path, dtype: torch.dtype | None = None) ->
     plan = (ckpt.get(CKPT_KEY) or {}).get("lora_plan")  # CircuitLoRA: per-module ranks and alphas
     r, alpha = (plan["r"], plan["alpha"]) if plan else (int(hp["lora_r"]), hp.get("lora_alpha"))
     peft_model = wrap_lora(
-        loaded.model, int(r), alpha, 0.0, hp.get("target_modules", "auto"),
-        rank_pattern=plan and plan["rank_pattern"], alpha_pattern=plan and plan["alpha_pattern"],
-    )  # fmt: skip
+        loaded.model,
+        int(r),
+        alpha,
+        0.0,
+        hp.get("target_modules", "auto"),
+        rank_pattern=plan and plan["rank_pattern"],
+        alpha_pattern=plan and plan["alpha_pattern"],
+    )
     prefix = "model."
     state = {k[len(prefix) :]: v for k, v in ckpt.get("state_dict", {}).items() if k.startswith(prefix)}
     ours = {n: p for n, p in peft_model.named_parameters() if p.requires_grad}

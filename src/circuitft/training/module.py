@@ -18,46 +18,14 @@ import torch.nn.functional as F
 from torchmetrics import MeanMetric
 
 from circuitft.data.pairs import PairBatch
+from circuitft.dtypes import DTYPES, MODEL_DTYPES
+from circuitft.eap.metrics import ACCURACIES
 from circuitft.errors import ConfigError
 from circuitft.models.loading import load_model
+from circuitft.models.lora import wrap_lora
 from circuitft.training import optim
-from circuitft.training.checkpoint import (
-    CKPT_KEY,
-    adapter_signature,
-    check_adapter_state,
-    wrap_lora,
-)
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def answer_logits(logits: torch.Tensor, batch: PairBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(logits at answer positions [N, V], answer tokens [N], example of each [N])``."""
-    ex, pos, tok = batch.answer_index()
-    return logits[ex, pos], tok, ex
-
-
-def answer_loss(logits: torch.Tensor, batch: PairBatch) -> torch.Tensor:
-    """Mean cross-entropy over the answer tokens only (prompt and padding carry no loss)."""
-    sel, tok, _ = answer_logits(logits, batch)
-    return F.cross_entropy(sel.float(), tok)
-
-
-def exact_match(logits: torch.Tensor, batch: PairBatch, first_token: bool = False) -> torch.Tensor:
-    """Per example: 1.0 when the teacher-forced argmax equals every answer token (``first_token``: the
-    first answer token only, as the prior work scored), else 0.0."""
-    sel, tok, ex = answer_logits(logits, batch)
-    miss = sel.argmax(-1) != tok
-    if first_token:
-        first = torch.ones_like(ex, dtype=torch.bool)
-        first[1:] = ex[1:] != ex[:-1]  # answer tokens are listed example by example, in order
-        miss = miss & first
-    wrong = torch.zeros(len(batch), device=logits.device)
-    wrong.index_add_(0, ex, miss.float())
-    return (wrong == 0).float()
-
-
-ACCURACY = ("exact_match", "first_token")
+from circuitft.training.answers import answer_logits, answer_loss, exact_match
+from circuitft.training.checkpoint import CKPT_KEY, adapter_signature, check_adapter_state
 
 
 class LoRAModule(L.LightningModule):
@@ -101,11 +69,11 @@ class LoRAModule(L.LightningModule):
         circuit_lora: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        if dtype not in DTYPES:
-            raise ConfigError(f"model.dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+        if dtype not in MODEL_DTYPES:
+            raise ConfigError(f"model.dtype must be one of {', '.join(MODEL_DTYPES)}, got {dtype!r}")
         optim.check_policy(lr, weight_decay, lr_schedule, warmup_steps, later_tasks_lr_scale)
-        if accuracy not in ACCURACY:
-            raise ConfigError(f"model.accuracy must be one of {', '.join(ACCURACY)}, got {accuracy!r}")
+        if accuracy not in ACCURACIES:
+            raise ConfigError(f"model.accuracy must be one of {', '.join(ACCURACIES)}, got {accuracy!r}")
         self.save_hyperparameters()
         self.strict_loading = False  # checkpoints carry the adapter only
         if lora_plan not in ("uniform", "circuit"):

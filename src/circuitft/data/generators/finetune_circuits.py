@@ -1,4 +1,4 @@
-"""The tasks of FinetuneCircuits (Wang et al., ICML 2025; prior-work notes section 2), seeded and regenerable.
+"""The tasks of FinetuneCircuits (Wang et al., ICML 2025), seeded and regenerable.
 
 =================  ====================================================================  ======  ============
 task               clean prompt (after the prefix)                                       answer  corruption

@@ -1,0 +1,418 @@
+"""``circuitft sweep --dry_run``: each run's tasks, steps, circuit analyses and state, the totals, a time estimate.
+
+Counts come from each run's fit config (the sweep's ``fit_config`` with the run's arguments applied, as
+``circuitft fit`` would read them): steps per stage (``steps``, or ``epochs`` times the training rows over
+the batch size), and the circuit analyses the :class:`~circuitft.callbacks.CircuitCallback` makes, one per
+(analysis step, task): step 0 when ``at_start``, every ``every_n_steps`` (by default the checkpoint
+interval) and every task end, on the tasks seen so far (``tasks: seen``), all of them or a list.
+
+The state of a run comes from its folder: ``done`` (``DONE``), ``locked`` (a live process holds the run's
+lock: another worker trains it), ``partial (at step N)`` (checkpoints, the last at step N; it resumes from
+there) or ``new``. The time estimate comes from the sweep's finished runs only, from what their folders
+recorded: the span of their TensorBoard events (training, validation, checkpoints and analyses) and the
+``circuit/seconds`` of each analysis, giving seconds per training step and per analysis; with no finished
+run there is no estimate (the table says so, and how to get one).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CALLBACK = "CircuitCallback"
+MAX_TIMED_RUNS = 8  # finished runs read for the estimate (the most recent ones)
+
+
+DONE = "DONE"  # the marker file of a finished run
+
+
+@dataclass
+class RunPlan:
+    """What one run of a sweep does and how far it got."""
+
+    name: str
+    stages: list[str]  # stage names (a mixed stage: its tasks joined by +)
+    model: str
+    steps: int | None  # None: unknown (an epochs stage over a data file)
+    analyses: int | None
+    state: str  # done, locked, partial, new
+    at_step: int | None = None  # partial/locked: step of the last checkpoint
+    analyses_done: int = 0
+
+    @property
+    def steps_left(self) -> int | None:
+        if self.state == "done":
+            return 0
+        if self.steps is None:
+            return None
+        return max(0, self.steps - (self.at_step or 0))
+
+    @property
+    def analyses_left(self) -> int | None:
+        if self.state == "done":
+            return 0
+        return None if self.analyses is None else max(0, self.analyses - self.analyses_done)
+
+    def state_text(self) -> str:
+        if self.state in ("partial", "locked") and self.at_step is not None:
+            return f"{self.state} (at step {self.at_step})"
+        return self.state
+
+
+# ---- a run's fit config ------------------------------------------------------------------------------
+def run_config(fit_config: Path, args: Sequence[str]) -> dict[str, Any]:
+    """The fit config of a run: ``fit_config`` with the ``--key.sub value`` arguments applied (values read
+    as YAML, as ``circuitft fit`` reads them); ``--config FILE`` arguments merge that file."""
+    cfg = yaml.safe_load(fit_config.read_text()) or {}
+    args = list(args)
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("--"):
+            i += 1
+            continue
+        key, eq, value = arg[2:].partition("=")
+        if not eq:
+            if i + 1 < len(args) and not args[i + 1].startswith("--"):
+                value, i = args[i + 1], i + 1
+            else:
+                value = "true"
+        i += 1
+        if key == "config":
+            _merge(cfg, yaml.safe_load(Path(value).read_text()) or {})
+            continue
+        node = cfg
+        *parents, last = key.split(".")
+        for part in parents:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        node[last] = yaml.safe_load(value)
+    return cfg
+
+
+def _merge(into: dict[str, Any], new: dict[str, Any]) -> None:
+    for k, v in new.items():
+        if isinstance(v, dict) and isinstance(into.get(k), dict):
+            _merge(into[k], v)
+        else:
+            into[k] = v
+
+
+def _stages(cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    return [t for t in ((cfg.get("data") or {}).get("tasks") or []) if isinstance(t, dict)]
+
+
+def stage_units(stage: dict[str, Any]) -> list[str]:
+    """Task names of one stage (its ``mix`` components, or the stage itself)."""
+    if stage.get("mix"):
+        return [str(m.get("name") or m.get("task")) if isinstance(m, dict) else str(m) for m in stage["mix"]]
+    return [str(stage.get("name") or stage.get("task"))]
+
+
+def stage_steps(cfg: dict[str, Any]) -> list[int | None]:
+    """Optimizer steps of each stage (None where an ``epochs`` stage reads a data file of unknown size)."""
+    data = cfg.get("data") or {}
+    trainer = cfg.get("trainer") or {}
+    devices = trainer.get("devices")
+    world = devices if isinstance(devices, int) and devices > 0 else 1
+    accum = int(trainer.get("accumulate_grad_batches") or 1)
+    per_step = data.get("global_batch_size") or int(data.get("batch_size") or 8) * world * accum
+    out: list[int | None] = []
+    for stage in _stages(cfg):
+        if stage.get("steps") is not None:
+            out.append(int(stage["steps"]))
+            continue
+        parts = stage.get("mix") or [stage]
+        rows = 0
+        for part in parts:
+            part = part if isinstance(part, dict) else {}
+            if (part.get("source") or stage.get("source")) is not None:
+                rows = -1
+                break
+            rows += int(part.get("n_train") or stage.get("n_train") or 1000)
+        epochs = stage.get("epochs")
+        out.append(None if rows < 0 or epochs is None else max(1, math.ceil(float(epochs) * rows / per_step)))
+    return out
+
+
+def _callback(cfg: dict[str, Any]) -> dict[str, Any] | None:
+    for cb in (cfg.get("trainer") or {}).get("callbacks") or []:
+        if isinstance(cb, dict) and str(cb.get("class_path", "")).rsplit(".", 1)[-1] == CALLBACK:
+            return dict(cb.get("init_args") or {})
+    return None
+
+
+def count_analyses(cfg: dict[str, Any], steps: list[int | None]) -> int | None:
+    """The (step, task) analyses the circuit callback makes in the run (0 without the callback)."""
+    cb = _callback(cfg)
+    if cb is None:
+        return 0
+    if any(s is None for s in steps):
+        return None
+    ends = [sum(steps[: i + 1]) for i in range(len(steps))]  # type: ignore[arg-type]
+    total = ends[-1] if ends else 0
+    interval = cb.get("every_n_steps") or (cfg.get("checkpoint") or {}).get("every_n_train_steps")
+    units = [stage_units(s) for s in _stages(cfg)]
+    n_tasks = sum(len(u) for u in units)
+    chosen = cb.get("tasks", "seen")
+    at = {0} if cb.get("at_start", True) else set()
+    at |= {s for s in range(1, total + 1) if (interval and s % int(interval) == 0) or s in ends}
+    count = 0
+    for step in at:
+        if isinstance(chosen, list):
+            count += len(chosen)
+        elif chosen == "all":
+            count += n_tasks
+        elif step == 0:
+            count += 1  # the untuned model: the first task only
+        else:
+            stage = next(i for i, end in enumerate(ends) if step <= end)  # a task end belongs to its task
+            count += sum(len(u) for u in units[: stage + 1])
+    return count
+
+
+def records_dir(cfg: dict[str, Any], folder: Path) -> Path:
+    """The circuit callback's folder in a run folder."""
+    return folder / str((_callback(cfg) or {}).get("dirname") or "circuits")
+
+
+# ---- a run's state ------------------------------------------------------------------------------------
+def run_progress(folder: Path) -> tuple[str, int | None]:
+    """(state, step of the last checkpoint): ``done``, ``locked``, ``partial`` or ``new``."""
+    from circuitft.runlock import holder, is_stale
+
+    if (folder / DONE).exists():
+        return "done", None
+    step = last_checkpoint_step(folder)
+    info = holder(folder) if folder.is_dir() else None
+    if info is not None and not is_stale(info):
+        return "locked", step
+    if any((folder / "checkpoints").glob("last*.ckpt")):
+        return "partial", step
+    return "new", None
+
+
+def last_checkpoint_step(folder: Path) -> int | None:
+    """The step of the run's latest checkpoint, from the names ``step<N>.ckpt`` (None when there is none)."""
+    steps = [
+        int(m.group(1))
+        for p in (folder / "checkpoints").glob("step*.ckpt")
+        if (m := re.fullmatch(r"step(\d+)(?:-v\d+)?\.ckpt", p.name))
+    ]
+    return max(steps) if steps else None
+
+
+def analyses_before(records: Path, step: int | None) -> int:
+    """Successful analyses recorded before ``step`` (all of them when ``step`` is None)."""
+    path = records / "metrics.jsonl"
+    if not path.is_file():
+        return 0
+    n = 0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line) if line.strip() else None
+        except ValueError:
+            continue
+        if (
+            isinstance(rec, dict)
+            and not rec.get("error")
+            and (step is None or int(rec.get("step", 0)) < step)
+        ):
+            n += 1
+    return n
+
+
+def plan_runs(fit_config: Path, root: Path, runs: Sequence[Any], extra: Sequence[str]) -> list[RunPlan]:
+    """The plan of every run (name, stages, steps, analyses, state)."""
+    plans = []
+    for run in runs:
+        cfg = run_config(fit_config, [*run.args, *extra])
+        steps = stage_steps(cfg)
+        folder = root / run.name
+        state, at_step = run_progress(folder)
+        # a resumed run analyses its checkpoint step again: only analyses before it count as done
+        done = analyses_before(records_dir(cfg, folder), None if state == "done" else (at_step or 0))
+        plans.append(
+            RunPlan(
+                name=run.name,
+                stages=["+".join(stage_units(s)) for s in _stages(cfg)],
+                model=str((cfg.get("model") or {}).get("model") or "?"),
+                steps=None if any(s is None for s in steps) else sum(steps),  # type: ignore[misc]
+                analyses=count_analyses(cfg, steps),
+                state=state,
+                at_step=at_step,
+                analyses_done=done,
+            )
+        )
+    return plans
+
+
+# ---- the time estimate ------------------------------------------------------------------------------
+@dataclass
+class Rates:
+    """Seconds per training step and per analysis, measured on ``n_runs`` finished runs."""
+
+    step_s: float
+    analysis_s: float
+    n_runs: int
+
+
+def measured_rates(root: Path, plans: Sequence[RunPlan]) -> Rates | None:
+    """Rates from the finished runs of the sweep (at most :data:`MAX_TIMED_RUNS`, the latest): each run's
+    TensorBoard event span less its analyses' ``circuit/seconds``, over its steps; the analyses' seconds over
+    their count. None when no finished run recorded them."""
+    finished = [p for p in plans if p.state == "done" and p.steps]
+    finished.sort(key=lambda p: (root / p.name / DONE).stat().st_mtime, reverse=True)
+    train_s = analysis_s = 0.0
+    steps = analyses = used = 0
+    for plan in finished[:MAX_TIMED_RUNS]:
+        timing = event_timing(root / plan.name)
+        if timing is None:
+            continue
+        span, circuit_s = timing
+        n = plan.analyses_done
+        if span <= circuit_s or (circuit_s > 0 and n == 0):
+            continue
+        train_s += span - circuit_s
+        analysis_s += circuit_s
+        steps += plan.steps or 0
+        analyses += n
+        used += 1
+    if not used or not steps:
+        return None
+    return Rates(train_s / steps, analysis_s / analyses if analyses else 0.0, used)
+
+
+def event_timing(folder: Path) -> tuple[float, float] | None:
+    """(seconds spanned by the run's TensorBoard events, sum of its ``circuit/seconds``), or None."""
+    files = sorted(folder.glob("events.out.tfevents.*"))
+    if not files:
+        return None
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    span = circuit = 0.0
+    for path in files:
+        acc = EventAccumulator(str(path), size_guidance={"scalars": 0})
+        try:
+            acc.Reload()
+            start = acc.FirstEventTimestamp()
+        except Exception:  # noqa: BLE001 - an unreadable or empty event file: no timing from it
+            continue
+        tags = acc.Tags().get("scalars", [])
+        last = max((acc.Scalars(t)[-1].wall_time for t in tags if acc.Scalars(t)), default=start)
+        span += max(0.0, last - start)
+        if "circuit/seconds" in tags:
+            circuit += sum(float(e.value) for e in acc.Scalars("circuit/seconds"))
+    return (span, circuit) if span > 0 else None
+
+
+def duration(seconds: float) -> str:
+    """``1 h 05 min``, ``4 min 10 s``, ``12 s``."""
+    s = int(round(seconds))
+    if s >= 3600:
+        return f"{s // 3600} h {s % 3600 // 60:02d} min"
+    if s >= 60:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s} s"
+
+
+# ---- the table ------------------------------------------------------------------------------------------
+def plan_table(
+    fit_config: Path, root: Path, runs: Sequence[Any], extra: Sequence[str], sweep_file: Path | None = None
+) -> str:
+    """The ``--dry_run`` report: header, one row per run, totals and the time estimate."""
+    plans = plan_runs(fit_config, root, runs, extra)
+    rates = measured_rates(root, plans)
+    return format_table(plans, root, fit_config, rates, sweep_file)
+
+
+def format_table(
+    plans: Sequence[RunPlan], root: Path, fit_config: Path, rates: Rates | None, sweep_file: Path | None
+) -> str:
+    """The table of :func:`plan_table` from plans and rates."""
+    models = sorted({p.model for p in plans})
+    source = f"sweep {sweep_file}" if sweep_file else "sweep"
+    lines = [
+        f"{source}: {_count(len(plans), 'run')} of {_shown(fit_config)}, model {', '.join(models)}, run folders in {root}/"
+    ]
+    rows = [("run", "tasks", "steps", "analyses", "state")]
+    for p in plans:
+        rows.append((p.name, " -> ".join(p.stages), _num(p.steps), _num(p.analyses), p.state_text()))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    for r in rows:
+        lines.append(
+            f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]:>{widths[3]}}  {r[4]}".rstrip()
+        )
+    states = {s: sum(p.state == s for p in plans) for s in ("done", "partial", "locked", "new")}
+    steps = _total([p.steps for p in plans])
+    steps_left = _total([p.steps_left for p in plans])
+    analyses = _total([p.analyses for p in plans])
+    analyses_left = _total([p.analyses_left for p in plans])
+    lines.append(
+        f"total: {_count(len(plans), 'run')} ({', '.join(f'{n} {s}' for s, n in states.items())}), "
+        f"{_num(steps)} steps ({_num(steps_left)} to go), {_num(analyses)} analyses ({_num(analyses_left)} to go)"
+    )
+    lines.append(estimate_line(plans, root, rates, steps_left, analyses_left, sweep_file))
+    return "\n".join(lines)
+
+
+def estimate_line(
+    plans: Sequence[RunPlan],
+    root: Path,
+    rates: Rates | None,
+    steps_left: int | None,
+    analyses_left: int | None,
+    sweep_file: Path | None,
+) -> str:
+    """The footer: the estimated time to go and where it comes from, or why there is none."""
+    left = [p for p in plans if p.state != "done"]
+    if not left:
+        return "time: nothing to run (every run is done)"
+    done = len(plans) - len(left)
+    if rates is None and done:
+        return (
+            f"time: no estimate: the {_count(done, 'finished run')} in {root}/ recorded no TensorBoard events "
+            "with their steps to time"
+        )
+    if rates is None:
+        first = left[0].name
+        how = f"circuitft sweep --config {sweep_file} --only {first}" if sweep_file else f"--only {first}"
+        return (
+            f"time: no estimate: no finished run in {root}/ yet; run one with `{how}`, then --dry_run again"
+        )
+    if steps_left is None or analyses_left is None:
+        return "time: no estimate: some runs' steps are unknown (epochs over a data file)"
+    seconds = steps_left * rates.step_s + analyses_left * rates.analysis_s
+    return (
+        f"time: about {duration(seconds)} for the {_count(len(left), 'run')} to go, estimated from "
+        f"{_count(rates.n_runs, 'finished run')} in {root}/ ({rates.step_s:.3g} s per training step with its validation and checkpoints, "
+        f"{rates.analysis_s:.3g} s per analysis; each run's start-up, loading the model, not counted)"
+    )
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the working folder when it lies inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _num(value: int | None) -> str:
+    return "?" if value is None else str(value)
+
+
+def _total(values: Sequence[int | None]) -> int | None:
+    return None if any(v is None for v in values) else sum(v for v in values if v is not None)
