@@ -98,7 +98,7 @@ def write_run(
                     "model_accuracy": model_acc,
                     "circuit_accuracy": circuit_acc,
                     "faithfulness": 0.5 + 0.01 * step,
-                    "kl_faithfulness_pct": 90.0 + step,
+                    "kl_recovered_pct": 90.0 + step,
                     "n_edges": float(g.count_edges()),
                     "n_nodes": float(g.count_nodes()),
                 },

@@ -97,6 +97,18 @@ def test_circuits_table_change_against_previous_and_first(tmp_path):
     assert fl.set_index("task").loc["B", "edge_change"] == pytest.approx(last["edge_change_first"])
 
 
+def test_records_with_the_old_kl_name_are_read_under_the_new_one(tmp_path):
+    write_run(tmp_path / "run", TASKS, accuracies(1), size_curve={(4, "A"): {0.05: 0.5}})
+    log = tmp_path / "run" / "circuits" / "metrics.jsonl"
+    new = read_run(tmp_path / "run").records["kl_recovered_pct"].tolist()
+    old = log.read_text()
+    assert '"kl_recovered_pct"' in old
+    log.write_text(old.replace('"kl_recovered_pct"', '"kl_faithfulness_pct"'))  # a run folder of before
+    run = read_run(tmp_path / "run")
+    assert run.records["kl_recovered_pct"].tolist() == new and all(math.isfinite(v) for v in new)
+    assert "kl_faithfulness_pct" not in run.records
+
+
 def test_overlap_matrices_at_the_final_step(tmp_path):
     graphs = write_run(tmp_path / "run", TASKS, accuracies(2))
     step, edge, node = overlap_matrices(read_run(tmp_path / "run"))
@@ -121,7 +133,7 @@ def test_prior_layout(tmp_path):
     assert run.model == "3 layers x 4 heads"
     table = circuits_table(run)
     assert list(table["circuit_accuracy"]) == [0.05, 0.5, 0.8]
-    assert list(table["kl_faithfulness_pct"]) == [80.0, 92.0, 95.0]
+    assert list(table["kl_recovered_pct"]) == [80.0, 92.0, 95.0]
     assert table["n_edges"].iloc[1] == graphs[27].count_edges()
     k = len(top_names(graphs[0]))
     assert table["edge_change_prev"].iloc[2] == pytest.approx(

@@ -62,9 +62,7 @@ def test_circuits_at_every_checkpoint_step(tmp_path: Path, monkeypatch: pytest.M
         graph = load_graph(root / r["graph_path"])
         assert (graph.meta["step"], graph.meta["task"]) == (r["step"], r["task"])  # the record's own file
         assert graph.count_edges() == r["metrics"]["n_edges"]
-        assert (
-            math.isfinite(r["metrics"]["kl_faithfulness_pct"]) and r["metrics"]["kl_faithfulness_pct"] <= 100
-        )
+        assert math.isfinite(r["metrics"]["kl_recovered_pct"]) and r["metrics"]["kl_recovered_pct"] <= 100
         assert 0 <= r["metrics"]["model_accuracy"] <= 1 and 0 <= r["metrics"]["circuit_accuracy"] <= 1
         assert 0 < r["metrics"]["n_edges"] <= 0.2 * 110 + 1
     later = [r for r in records if r["task"] == "AddSub" and r["step"] > 0]
@@ -76,7 +74,7 @@ def test_circuits_at_every_checkpoint_step(tmp_path: Path, monkeypatch: pytest.M
     tags = set(acc.Tags()["scalars"])
     assert "circuit/AddSub/faithfulness" in tags and "circuit/AddSubInv/circuit_accuracy" in tags
     assert "circuit_overlap/AddSub~AddSubInv/edge_jaccard" in tags
-    assert [e.step for e in acc.Scalars("circuit/AddSub/kl_faithfulness_pct")] == [0, 2, 4, 6, 8]
+    assert [e.step for e in acc.Scalars("circuit/AddSub/kl_recovered_pct")] == [0, 2, 4, 6, 8]
 
 
 def test_resume_does_not_duplicate(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ ROWS = [  # clean, corrupted, answer, wrong (digits are one token each in the ti
     ("90-45=", "90-18=", "45", "72"),
 ]
 KEYS = (
-    "faithfulness", "kl_faithfulness_pct", "clean_metric", "corrupted_metric", "circuit_metric", "n_edges",
+    "faithfulness", "kl_recovered_pct", "clean_metric", "corrupted_metric", "circuit_metric", "n_edges",
     "n_nodes", "model_accuracy", "circuit_accuracy", "method", "metric", "ig_steps", "n_examples",
     "n_dropped", "seconds",
 )  # fmt: skip
@@ -217,8 +217,13 @@ def test_graph_option_re_evaluates_a_saved_graph(tmp_path: Path, data: Path) -> 
     again = tmp_path / "again"
     assert run("--model", "tiny-gpt2", "--data", data, "--graph", first / "graph.json", "--out", again) == 0
     m1, m2 = (json.loads((p / "metrics.json").read_text()) for p in (first, again))
-    for key in ("n_edges", "n_nodes", "faithfulness", "circuit_accuracy", "kl_faithfulness_pct"):
+    for key in ("n_edges", "n_nodes", "faithfulness", "circuit_accuracy", "kl_recovered_pct"):
         assert m1[key] == pytest.approx(m2[key], rel=1e-5), key
+    # the saved graph's selection (top 30) sizes the random circuits: the same seeded samples again
+    assert m2["random_baseline"]["n_edges_sampled"] == 30
+    assert m1["random_baseline"]["faithfulness"] == pytest.approx(
+        m2["random_baseline"]["faithfulness"], abs=1e-6
+    )
     assert m2["method"] == "EAP-IG-inputs" and m2["graph"].endswith("graph.json")
     smaller = tmp_path / "smaller"
     assert run("--model", "tiny-gpt2", "--data", data, "--graph", first / "graph.safetensors", "--top_n", "10",

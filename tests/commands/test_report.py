@@ -51,7 +51,7 @@ def test_single_run_report(tmp_path, capsys):
     for kind in (
         "accuracy",
         "faithfulness",
-        "kl_faithfulness",
+        "kl_recovered",
         "change",
         "change_first_last",
         "matrix_model_accuracy",
@@ -230,7 +230,7 @@ def test_quick_yaml_and_quick_pairs_end_to_end(tmp_path):
     assert len(circuits) == len(records)
     rec = records[-1]
     row = circuits[(circuits.step == rec["step"]) & (circuits.task == rec["task"])].iloc[0]
-    assert row["kl_faithfulness_pct"] == pytest.approx(rec["metrics"]["kl_faithfulness_pct"])
+    assert row["kl_recovered_pct"] == pytest.approx(rec["metrics"]["kl_recovered_pct"])
     # the pair sweep, in a copy of configs/ whose root_dir points into tmp_path
     cfgs = tmp_path / "configs"
     shutil.copytree(REPO / "configs", cfgs)

@@ -37,8 +37,11 @@ def test_full_circuit_is_clean_and_empty_circuit_is_corrupted(tiny, name, metric
     f_full, f_empty = faithfulness(full), faithfulness(empty)
     assert f_full["faithfulness"] == pytest.approx(1.0, abs=1e-4)
     assert f_empty["faithfulness"] == pytest.approx(0.0, abs=1e-3)
-    assert f_full["kl_faithfulness_pct"] == pytest.approx(100.0, abs=1e-3)
-    assert f_empty["kl_faithfulness_pct"] == pytest.approx(0.0, abs=1e-2)
+    if metric == "kl":
+        assert f_full["kl_recovered_pct"] == pytest.approx(100.0, abs=1e-3)
+        assert f_empty["kl_recovered_pct"] == pytest.approx(0.0, abs=1e-2)
+    else:  # defined for the kl metric only
+        assert "kl_recovered_pct" not in f_full and "kl_faithfulness_pct" not in f_full
     if metric == "kl":
         assert torch.allclose(full.clean, torch.zeros(len(pairs)), atol=1e-6)
 
@@ -114,8 +117,9 @@ def test_faithfulness_formulas_by_hand():
         n_edges=5,
     )
     f = faithfulness(result)
-    assert f["faithfulness"] == pytest.approx(0.5)
-    assert f["kl_faithfulness_pct"] == pytest.approx(100 * (1 - abs(2.0 - 0.5) / 2.0))
+    assert f["faithfulness"] == pytest.approx(0.5) and "kl_recovered_pct" not in f  # logit_diff: no KL %
+    result.metric = "kl"
+    assert faithfulness(result)["kl_recovered_pct"] == pytest.approx(100 * (1 - abs(2.0 - 0.5) / 2.0))
     assert (f["clean_metric"], f["corrupted_metric"], f["circuit_metric"]) == (3.0, 0.0, 1.5)
     assert (f["model_accuracy"], f["circuit_accuracy"]) == (1.0, 0.5)
     same = EvalResult(

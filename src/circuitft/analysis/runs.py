@@ -15,7 +15,8 @@ Prior work (robeskins/mech-interp-ft)::
     <run>/checkpoint-<N>/<task>/graph.json + metrics.json      several tasks per checkpoint
 
 ``metrics.json`` keys ``model_accuracy``, ``graph_accuracy`` (circuit accuracy) and
-``percentage_performance[_kl]`` (KL faithfulness %) are read; others are ignored.
+``percentage_performance[_kl]`` (KL faithfulness %, our ``kl_recovered_pct``) are read; others are ignored.
+Records written before ``kl_faithfulness_pct`` was renamed ``kl_recovered_pct`` are read under the new name.
 
 **Task ends.** Task i ends at the last optimizer step of task i (cumulative ``steps`` of ``data.tasks`` in
 ``config.yaml``; without steps, the last analysis whose record says it trained task i). "The end of task
@@ -51,16 +52,17 @@ METRIC_COLUMNS = (
     "model_accuracy",
     "circuit_accuracy",
     "faithfulness",
-    "kl_faithfulness_pct",
+    "kl_recovered_pct",
     "n_edges",
     "n_nodes",
 )
 PRIOR_KEYS = {
     "model_accuracy": ("model_accuracy",),
     "circuit_accuracy": ("graph_accuracy", "circuit_accuracy"),
-    "kl_faithfulness_pct": ("percentage_performance_kl", "percentage_performance", "kl_faithfulness_pct"),
+    "kl_recovered_pct": ("percentage_performance_kl", "percentage_performance", "kl_recovered_pct"),
     "faithfulness": ("normalised_faithfulness",),
 }
+OLD_NAMES = {"kl_faithfulness_pct": "kl_recovered_pct"}  # names in older metrics.jsonl records
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
@@ -230,7 +232,7 @@ def _read_circuitft(folder: Path) -> RunData:
     rows, curves = [], []
     for rec in recs:
         graph_file = (log.parent / str(rec["graph_path"])).resolve()
-        m = rec.get("metrics") or {}
+        m = _renamed(rec.get("metrics") or {})
         row = {
             "step": rec["step"],
             "task": str(rec["task"]),
@@ -246,7 +248,7 @@ def _read_circuitft(folder: Path) -> RunData:
                         "step": rec["step"],
                         "task": str(rec["task"]),
                         "fraction": float(frac),
-                        **{k: _num(v) for k, v in point.items()},
+                        **{k: _num(v) for k, v in _renamed(point).items()},
                     }
                 )
     records = pd.DataFrame(rows).sort_values(["step", "task"], kind="stable").reset_index(drop=True)
@@ -344,6 +346,12 @@ def _read_prior(folder: Path) -> RunData:
         ends = {n: None for n in names}
         ends[names[-1]] = steps[-1]
     return RunData(folder, folder.name, "prior", _prior_model(records), names, ends, records)
+
+
+def _renamed(metrics: dict[str, Any]) -> dict[str, Any]:
+    """``metrics`` with keys of older records under their current names (a current key wins)."""
+    out = {OLD_NAMES.get(k, k): v for k, v in metrics.items() if k in OLD_NAMES}
+    return {**out, **{k: v for k, v in metrics.items() if k not in OLD_NAMES}}
 
 
 def _prior_metrics(path: Path) -> dict[str, float]:

@@ -29,7 +29,7 @@ CIRCUIT_COLUMNS = [
     "model_accuracy",
     "circuit_accuracy",
     "faithfulness",
-    "kl_faithfulness_pct",
+    "kl_recovered_pct",
     "n_edges",
     "n_nodes",
     "edge_change_prev",
@@ -61,7 +61,7 @@ def circuits_table(run: RunData, frac: float = DEFAULT_TOP_FRAC) -> pd.DataFrame
                 "trained_task": rec["trained_task"],
                 "task_end": ends.get(task) == step,
             }
-            for col in ("model_accuracy", "circuit_accuracy", "faithfulness", "kl_faithfulness_pct"):
+            for col in ("model_accuracy", "circuit_accuracy", "faithfulness", "kl_recovered_pct"):
                 row[col] = rec[col]
             row["n_edges"] = rec["n_edges"] if math.isfinite(rec["n_edges"]) else float(g.count_edges())
             row["n_nodes"] = rec["n_nodes"] if math.isfinite(rec["n_nodes"]) else float(g.count_nodes())

@@ -50,7 +50,7 @@ class TaskResult:
 
     graph: Graph
     n_examples: int
-    summary: dict[str, float]  # faithfulness, KL faithfulness %, accuracies, n_edges, n_nodes
+    summary: dict[str, float]  # faithfulness, KL recovered % (kl metric), accuracies, n_edges, n_nodes
     size_curve: dict[str, dict[str, float]] = field(default_factory=dict)  # "0.05" -> numbers
     cross_task: dict[str, dict[str, float]] = field(default_factory=dict)  # other task -> numbers
     seconds: float = 0.0
@@ -196,7 +196,7 @@ def _evaluate_on(
         own.size_curve[size_key(f)] = {
             "n_edges": float(res.n_edges),
             "faithfulness": point["faithfulness"] + 0.0,  # no -0
-            "kl_faithfulness_pct": point["kl_faithfulness_pct"],
+            **{k: point[k] for k in ("kl_recovered_pct",) if k in point},  # the kl metric only
             "circuit_accuracy": point["circuit_accuracy"],
         }
     base = main["faithfulness"]

@@ -7,7 +7,8 @@
 Options may also come from ``--config FILE`` (YAML, as ``--print_config`` writes it; options given after it
 override it). Writes ``DIR/graph.json`` (every edge with its score; ``in_graph`` marks the circuit, the reference
 library's format), ``DIR/graph.safetensors`` (the same, compact) and ``DIR/metrics.json`` (faithfulness,
-accuracies, sizes, settings, seconds). Every option, the data file and its tokenization are checked before
+accuracies, sizes, a random baseline, a size curve and the smallest circuit reaching 0.8, settings, seconds,
+``warnings``, one-sentence ``definitions`` and a plain-language ``summary``, also printed). Every option, the data file and its tokenization are checked before
 the model is run; the outputs are written to a temporary folder and moved into ``DIR`` at the end, so a
 failed run leaves nothing under ``DIR``.
 """
@@ -121,7 +122,21 @@ def build_parser(prog: str = "circuitft circuit") -> Any:
     p.add_argument(
         "--greedy_n", type=int | None, default=None, help="greedy selection of N edges from the logits up"
     )
-    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument(
+        "--baseline_samples",
+        type=int,
+        default=3,
+        help="random circuits of the same size evaluated as a baseline (0: none)",
+    )
+    p.add_argument(
+        "--size_curve",
+        type=str,
+        default="auto",
+        help="faithfulness at several circuit sizes (0.5%% ... 50%% of the edges), for the smallest circuit "
+        "reaching 0.8: auto (only the sizes on the side of the circuit that decides it), true (all), false, "
+        "or fractions such as 0.01,0.05,0.1",
+    )
+    p.add_argument("--seed", type=int, default=0, help="random seed (also seeds the random circuits)")
     p.add_argument(
         "--device", type=str, default="auto", help="cpu, cuda, cuda:1, ... (auto: cuda when available)"
     )
@@ -144,14 +159,14 @@ def main(name: str, argv: Sequence[str]) -> int:
         problem = model_problem(args.model)  # a hub model missing from the cache: at once, before imports
         if problem:
             raise ConfigError(f"--model {args.model}: {problem}")
+    from circuitft.eap.summary import summary_text
+
     metrics = run(args)
-    if not metrics.get("n_edges"):
-        print(
-            "warning: the circuit is empty after pruning (no selected edge lies on an input->logits path); "
-            "try a larger --top_n / --top_frac or --greedy_n",
-            file=sys.stderr,
-        )
-    keys = ("n_edges", "n_nodes", "faithfulness", "kl_faithfulness_pct", "model_accuracy", "circuit_accuracy")
+    for warning in metrics["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(summary_text(metrics, with_warnings=False))  # the warnings went to stderr
+    keys = ("n_edges", "n_nodes", "faithfulness", "kl_recovered_pct", "model_accuracy", "circuit_accuracy")
+    keys = tuple(k for k in keys if k in metrics)
     print(" ".join(f"{k}={_fmt(metrics.get(k))}" for k in keys) + f" -> {args.out}")
     return 0
 
@@ -161,11 +176,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from circuitft.eap.attribute import BUFFER_DTYPES, attribute, check_method
+    from circuitft.eap.baseline import (
+        evaluate_references,
+        one_sided,
+        parse_size_curve,
+        selection_option,
+        selection_size,
+    )
     from circuitft.eap.evaluate import evaluate, faithfulness
     from circuitft.eap.graph import Graph
     from circuitft.eap.io import write_json, write_safetensors
     from circuitft.eap.metrics import check_metric, validate_pairs
     from circuitft.eap.select import check_selection, select
+    from circuitft.eap.summary import add_readings, smallest_reaching
 
     start = time.perf_counter()
     # ---- cheap checks: options, files ------------------------------------------------------------
@@ -191,6 +214,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise ConfigError(f"--dtype {args.dtype!r} is not one of {', '.join(BUFFER_DTYPES)}")
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit must be positive, got {args.limit}")
+    if args.baseline_samples < 0:
+        raise ConfigError(f"--baseline_samples must be 0 (no baseline) or more, got {args.baseline_samples}")
+    curve_sizes = parse_size_curve(args.size_curve)
     sizes = {k: getattr(args, k) for k in ("top_n", "top_frac", "threshold", "greedy_n")}
     resize = any(v is not None for v in sizes.values())
     if not resize:
@@ -258,6 +284,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         dtype=args.dtype, accuracy=args.accuracy,
     )  # fmt: skip
     scores = faithfulness(result)
+    t_refs = time.perf_counter()
+    chosen = selection_option(graph, sizes if saved is None or resize else None)
+    baseline, curve = evaluate_references(
+        model, graph, pairs, n_requested=selection_size(graph, dict([chosen]) if chosen else None),
+        n_random=args.baseline_samples, sizes=curve_sizes, seed=args.seed, metric=args.metric,
+        batch_size=args.batch_size, dtype=args.dtype, accuracy=args.accuracy, main=result,
+        one_side=one_sided(args.size_curve) and chosen is not None and chosen[0] in ("top_n", "top_frac"),
+    )  # fmt: skip
+    seconds_refs = time.perf_counter() - t_refs
     seconds = time.perf_counter() - start
     graph.meta.update(
         seed=args.seed, data=str(args.data), model_spec=spec, adapter=_str(args.adapter), ckpt=_str(args.ckpt),
@@ -292,6 +327,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "device": str(device),
         "seconds": round(seconds, 3),
     }
+    if baseline is not None:
+        metrics["random_baseline"] = baseline
+    if curve is not None:
+        metrics.update(size_curve=curve, smallest_80pct=smallest_reaching(curve))
+    metrics["seconds_baseline_and_curve"] = round(seconds_refs, 3)
+    add_readings(metrics)
 
     # ---- write everything to a temporary folder, then move it into --out ---------------------------
     def write(folder: Path) -> None:

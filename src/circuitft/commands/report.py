@@ -38,7 +38,7 @@ from circuitft.commands.args import OneLineParser, parse
 from circuitft.eap import DEFAULT_TOP_FRAC
 from circuitft.errors import ConfigError
 
-METRICS = ("model_accuracy", "circuit_accuracy", "faithfulness", "kl_faithfulness_pct", "val_acc")
+METRICS = ("model_accuracy", "circuit_accuracy", "faithfulness", "kl_recovered_pct", "val_acc")
 
 
 def build_parser() -> OneLineParser:

@@ -197,13 +197,14 @@ def run_section(page: Page, out: Path, info: dict[str, Any], *, max_edges: int =
         out,
         plots.metric_over_steps(
             table,
-            columns=["kl_faithfulness_pct"],
-            ylabel="KL faithfulness (%)",
-            title=f"{run.name}: KL faithfulness %",
+            columns=["kl_recovered_pct"],
+            ylabel="KL recovered (%)",
+            title=f"{run.name}: KL recovered %",
             boundaries=ends,
         ),
-        f"{key}_kl_faithfulness",
-        "KL faithfulness % per task (the prior work's 100 (1 - |B - C| / B)).",
+        f"{key}_kl_recovered",
+        "KL recovered % per task (metric kl only; the prior work's KL faithfulness percentage "
+        "100 (1 - |B - C| / B), B = KL(P_corrupted || P_model), C = KL(P_corrupted || P_circuit)).",
     )
     page.figure(
         out,

@@ -3,9 +3,11 @@
 - ``circuitft tasks list``
 - ``circuitft tasks show NAME [--n 5] [--seed 0] [--split S] [--param key=value ...]``
 - ``circuitft tasks make NAME --n N --seed S [--split S] [--out FILE.csv|.jsonl] [--model SPEC] [--param ...]``
-- ``circuitft tasks check FILE --model SPEC [--no-bos]``
+- ``circuitft tasks check FILE --model SPEC [--no-bos] [--tokenizer_only] [--batch_size B] [--device D]``
 
-``show`` also prints the size of each split (train/val/test: distinct problems). ``make`` prints CSV to
+``check`` also flags answers that join their prompt differently than in running text (e.g. a missing
+leading space) and, unless ``--tokenizer_only``, prints the model's accuracy on the rows with a warning
+below 20%. ``show`` also prints the size of each split (train/val/test: distinct problems). ``make`` prints CSV to
 stdout when there is no ``--out`` (the same arguments give the same bytes) and writes ``--out``
 atomically; with ``--model`` rows whose clean/corrupted prompts tokenize to different lengths are resampled
 and the count is reported on stderr. ``--split train|val|test`` draws from that split only: with the
@@ -75,15 +77,31 @@ def _build_parser(prog: str) -> Any:
         help="model spec whose tokenizer the rows must fit (resamples mismatches)",
     )
     make.add_argument("--no_bos", "--no-bos", **flag("with --model: do not prepend BOS"))
-    check = sub_parser("check", "Validate a task file against a model's tokenizer.")
+    check = sub_parser(
+        "check", "Validate a task file against a model's tokenizer and measure the model's accuracy on it."
+    )
     check.add_argument("file", type=str, metavar="FILE", help="CSV, JSONL, dataset folder or hf:NAME")
-    check.add_argument("--model", type=str, required=True, help="model spec whose tokenizer to check against")
+    check.add_argument(
+        "--model",
+        type=str,
+        required=True,
+        help="model spec: its tokenizer checks the rows, the model answers them",
+    )
     check.add_argument("--no_bos", "--no-bos", **flag("do not prepend BOS"))
+    check.add_argument(
+        "--tokenizer_only", **flag("check tokenization only; do not run the model to measure its accuracy")
+    )
+    check.add_argument("--batch_size", type=int, default=8, help="rows per batch for the accuracy")
+    check.add_argument(
+        "--device", type=str, default="auto", help="cpu, cuda, cuda:1, ... (auto: cuda when available)"
+    )
     sub = parser.add_subcommands(dest="action", required=True)
     sub.add_subcommand("list", list_, help="built-in tasks with a one-line description")
     sub.add_subcommand("show", show, help="describe a task and print a few rows")
     sub.add_subcommand("make", make, help="generate rows as CSV (stdout) or to --out FILE.csv|.jsonl")
-    sub.add_subcommand("check", check, help="validate a task file against a model's tokenizer")
+    sub.add_subcommand(
+        "check", check, help="validate a task file against a model's tokenizer; the model's accuracy on it"
+    )
     return parser
 
 
@@ -190,16 +208,9 @@ def _make(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from circuitft.data.sources import load_pairs
-    from circuitft.models.loading import load_tokenizer
+    from circuitft.commands.tasks_check import check
 
-    tokenizer = load_tokenizer(args.model)
-    pairs = load_pairs(args.file, tokenizer, prepend_bos=False if args.no_bos else None, on_mismatch="error")
-    print(
-        f"{args.file}: {len(pairs)} rows OK for {args.model} (clean and corrupted prompts of equal token "
-        f"length; longest sequence {pairs.max_len} tokens)"
-    )
-    return 0
+    return check(args)
 
 
 def _split(args: argparse.Namespace) -> str | None:

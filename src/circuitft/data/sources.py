@@ -88,9 +88,14 @@ def load_pairs(
         raise DataError(f"on_mismatch must be 'error' or 'drop', got {on_mismatch!r}")
     rows = load_rows(source)
     if task is None:
-        s = str(source)
-        task = s[len(HUB_PREFIX) :] if s.startswith(HUB_PREFIX) else Path(s).stem
+        task = task_name(source)
     return tokenize_pairs(rows, tokenizer, task, prepend_bos, on_mismatch, source=str(source))
+
+
+def task_name(source: str | Path) -> str:
+    """The default task name of a data source: the file's stem, or the hub name after ``hf:``."""
+    s = str(source)
+    return s[len(HUB_PREFIX) :] if s.startswith(HUB_PREFIX) else Path(s).stem
 
 
 def load_split_rows(source: str | Path) -> tuple[dict[str, list[PromptRow]], dict[str, int]]:

@@ -88,6 +88,7 @@ def evaluate_circuits(
     dtype = buffer_dtype(model, dtype)
     real = cfg.real_edge_mask
     notins = [(real & ~c.cpu()).to(device) for c in circuits]
+    patchers = [Patcher(sites, cfg, n, dtype=dtype, device=device) for n in notins]  # plans built once
     common = {k: [] for k in ("clean", "corr", "mc", "klc")}
     per = [{k: [] for k in ("circ", "cc", "klk")} for _ in circuits]
     bar = Counter(-(-len(pairs) // batch_size), progress, "evaluate")
@@ -107,9 +108,9 @@ def evaluate_circuits(
             common["corr"].append(metric_values(metric, corr, index, lp_clean))
             common["mc"].append(answer_exact_match(clean, index.token, index.answer_len, first))
             common["klc"].append(index.per_example_mean(kl_rows(lp_corr, lp_clean)))
-            for notin, out in zip(notins, per, strict=True):
+            for patcher, out in zip(patchers, per, strict=True):
                 work = delta.clone()  # the patched run subtracts the current outputs from its buffer
-                with hooked(Patcher(sites, cfg, notin, work, resid).hooks()):
+                with hooked(patcher.bind(work, resid).hooks()):
                     circ = kept_logits(model, index, input_ids=batch.clean_ids, attention_mask=mask)
                 lp_circ = torch.log_softmax(wide(circ), -1)
                 out["circ"].append(metric_values(metric, circ, index, lp_clean))

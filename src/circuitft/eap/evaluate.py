@@ -132,17 +132,19 @@ def faithfulness(result: EvalResult) -> dict[str, float]:
 
     - ``faithfulness``: (mean circuit - mean corrupted) / (mean clean - mean corrupted) (NaN if the
       denominator is 0): 1 = full-model behaviour, 0 = corrupted behaviour;
-    - ``kl_faithfulness_pct``: 100 (1 - |B - C| / B), B = mean KL(P_corr || P_clean),
-      C = mean KL(P_corr || P_circ) (the fine-tuning projects' definition);
+    - ``kl_recovered_pct`` (only for the ``kl`` metric): 100 (1 - |B - C| / B), B = mean
+      KL(P_corr || P_clean), C = mean KL(P_corr || P_circ) (the fine-tuning projects' "KL faithfulness
+      percentage", called ``kl_faithfulness_pct`` before);
     - the means of each run's metric and the clean / circuit accuracies.
     """
     clean, corr, circ = (float(x.double().mean()) for x in (result.clean, result.corrupted, result.circuit))
     denom = clean - corr
     b = float(result.kl_corr_clean.double().mean())
     c = float(result.kl_corr_circ.double().mean())
+    kl = {"kl_recovered_pct": 100.0 * (1.0 - abs(b - c) / b) if b != 0 else math.nan}
     return {
         "faithfulness": (circ - corr) / denom if denom != 0 else math.nan,
-        "kl_faithfulness_pct": 100.0 * (1.0 - abs(b - c) / b) if b != 0 else math.nan,
+        **(kl if result.metric == "kl" else {}),
         "clean_metric": clean,
         "corrupted_metric": corr,
         "circuit_metric": circ,
