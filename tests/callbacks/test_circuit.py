@@ -31,12 +31,22 @@ def _fit(root: Path, ckpt_path: str | None = None, max_steps: int = -1, ckpt_eve
     dm = TaskStreamDataModule(tasks=TASKS, batch_size=4, seed=0)
     cb = CircuitCallback(n_examples=4, batch_size=4, ig_steps=2, top_frac=0.2, **cb_kwargs)
     trainer = L.Trainer(
-        default_root_dir=root, accelerator="cpu", devices=1, max_steps=max_steps,
-        logger=TensorBoardLogger(root, name="", version=0, default_hp_metric=False), enable_progress_bar=False,
-        enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
-        callbacks=[ModelCheckpoint(dirpath=root / "ckpt", every_n_train_steps=ckpt_every, save_last=True,
-                                   save_top_k=-1), cb],
-    )  # fmt: skip
+        default_root_dir=root,
+        accelerator="cpu",
+        devices=1,
+        max_steps=max_steps,
+        logger=TensorBoardLogger(root, name="", version=0, default_hp_metric=False),
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        callbacks=[
+            ModelCheckpoint(
+                dirpath=root / "ckpt", every_n_train_steps=ckpt_every, save_last=True, save_top_k=-1
+            ),
+            cb,
+        ],
+    )
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
     return trainer, cb
 

@@ -51,13 +51,25 @@ def fit(root: Path, module_kw=None, tasks=TASKS, callbacks=(), ckpt_path=None, v
     L.seed_everything(0)
     module = LoRAModule(**{"model": "tiny-llama", "lora_r": 4, "lr": 1e-2, **(module_kw or {})})
     dm = TaskStreamDataModule(tasks=tasks, batch_size=4, validate_on=validate_on)
-    ckpt = TaskCheckpoint(every_n_train_steps=2, save_last=True, save_top_k=-1, filename="step{step:06d}",
-                          auto_insert_metric_name=False)  # fmt: skip
+    ckpt = TaskCheckpoint(
+        every_n_train_steps=2,
+        save_last=True,
+        save_top_k=-1,
+        filename="step{step:06d}",
+        auto_insert_metric_name=False,
+    )
     trainer = L.Trainer(
-        default_root_dir=root, logger=TensorBoardLogger(root, name="", version="", default_hp_metric=False),
-        callbacks=[ckpt, *callbacks], accelerator="cpu", devices=1, enable_progress_bar=False,
-        enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=1, val_check_interval=3,
-    )  # fmt: skip
+        default_root_dir=root,
+        logger=TensorBoardLogger(root, name="", version="", default_hp_metric=False),
+        callbacks=[ckpt, *callbacks],
+        accelerator="cpu",
+        devices=1,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        log_every_n_steps=1,
+        val_check_interval=3,
+    )
     trainer.fit(module, dm, ckpt_path=ckpt_path)
     return module, trainer
 

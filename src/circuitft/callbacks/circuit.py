@@ -150,9 +150,16 @@ class CircuitCallback(Callback):
         self.cross_task, self.on_error = cross_task, on_error
         self.diagrams, self.images, self.echo = diagrams, images, echo
         self.settings = AnalysisSettings(
-            method=method, metric=metric, ig_steps=ig_steps, batch_size=batch_size, top_frac=top_frac,
-            top_n=top_n, dtype=None if dtype == "float32" else dtype, sizes=size_fracs, accuracy=accuracy,
-        )  # fmt: skip
+            method=method,
+            metric=metric,
+            ig_steps=ig_steps,
+            batch_size=batch_size,
+            top_frac=top_frac,
+            top_n=top_n,
+            dtype=None if dtype == "float32" else dtype,
+            sizes=size_fracs,
+            accuracy=accuracy,
+        )
         self._done: set[int] = set()
         self._trained = False  # whether this process trained a step (a finished run resumed trains none)
         self._root: Path | None = None
@@ -406,7 +413,7 @@ class CircuitCallback(Callback):
                     seconds=r.seconds,
                     size_curve=r.size_curve,
                     cross_task_faithfulness=r.cross_task,
-                )  # fmt: skip
+                )
             )
             scalars.update({f"circuit/{task}/{k}": float(v) for k, v in {**metrics, **moved}.items()})
             for frac, point in r.size_curve.items():
@@ -437,8 +444,9 @@ class CircuitCallback(Callback):
         for rec in records:
             say(trainer, messages.task_line(rec))
             acc = rec.metrics.get("model_accuracy", math.nan)
-            if step > 0 and ends.get(rec.task) == step and acc < messages.LOW_ACCURACY:
-                say(trainer, f"warning: {messages.low_accuracy(rec.task, acc, step)}", sys.stderr)
+            warning = messages.low_accuracy(rec.task, acc, step)
+            if step > 0 and ends.get(rec.task) == step and warning:
+                say(trainer, f"warning: {warning}", sys.stderr)
 
     def _board(
         self,
@@ -465,8 +473,10 @@ class CircuitCallback(Callback):
             if too_large and not self._warned_diagram:
                 log.warning(
                     "CircuitCallback diagrams: the model has %d edges (more than %d); circuit diagrams are "
-                    "skipped", too_large[0], MAX_DIAGRAM_EDGES,
-                )  # fmt: skip
+                    "skipped",
+                    too_large[0],
+                    MAX_DIAGRAM_EDGES,
+                )
                 self._warned_diagram = True
             if not too_large:
                 figures += board.diagram_figures(graphs, step)
@@ -481,9 +491,16 @@ class CircuitCallback(Callback):
         s = self.settings
         log.error("circuit analysis at step %d failed (%s): %s", step, err.task, err.message)
         rec = CircuitRecord(
-            step=step, task=err.task, trained_task=trained, method=s.method, metric=s.metric,
-            ig_steps=s.ig_steps, n_examples=0, graph_path="", error=err.message,
-        )  # fmt: skip
+            step=step,
+            task=err.task,
+            trained_task=trained,
+            method=s.method,
+            metric=s.metric,
+            ig_steps=s.ig_steps,
+            n_examples=0,
+            graph_path="",
+            error=err.message,
+        )
         try:
             RecordLog(self._root / "metrics.jsonl").put([rec])
             for logger in trainer.loggers:

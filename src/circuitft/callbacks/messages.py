@@ -5,8 +5,7 @@ from __future__ import annotations
 import math
 
 from circuitft.callbacks.records import CircuitRecord
-
-LOW_ACCURACY = 0.2  # below this model accuracy the model "does not do the task"
+from circuitft.eap.summary import ACCURACY_FLOOR, low_accuracy_warning
 
 
 def _num(value: float | None, fmt: str = ".2f") -> str:
@@ -27,15 +26,16 @@ def task_line(rec: CircuitRecord) -> str:
         edges += f", {100 * change:.0f}% of the top edges changed since the previous analysis"
     parts.append(edges)
     line = " | ".join(parts)
-    if m.get("model_accuracy", math.nan) < LOW_ACCURACY:
-        line += " | model accuracy below 20%"
+    if m.get("model_accuracy", math.nan) < ACCURACY_FLOOR:
+        line += f" | model accuracy below {ACCURACY_FLOOR:.0%}"
     return line
 
 
-def low_accuracy(task: str, accuracy: float, step: int) -> str:
-    """The warning for a task the model does not do at the end of its own training."""
-    return (
-        f"task {task}: model accuracy {accuracy:.2f} at step {step}, the end of its training, is below "
-        f"{LOW_ACCURACY:.0%}: the model does not do this task, so its circuit says little (check the answers "
-        "in the task's rows, e.g. a missing leading space, or train longer)"
+def low_accuracy(task: str, accuracy: float, step: int) -> str | None:
+    """The warning for a task the model does not do at the end of its own training (None if it does);
+    the same wording and floor as ``circuitft circuit`` and ``tasks check``."""
+    hint = (
+        f"task {task} at step {step}, the end of its training; check the answers in the task's rows, "
+        "e.g. a missing leading space, or train longer"
     )
+    return low_accuracy_warning(accuracy, task, hint=hint)

@@ -36,11 +36,33 @@ from circuitft.eap.topk import top_k
 from circuitft.errors import ConfigError
 
 KEYS = (
-    "model", "device", "threads", "batch_size", "seq_len", "batches", "ig_steps", "n_layers", "n_heads",
-    "n_kv_heads", "d_model", "n_edges", "eap_seconds", "floor_seconds", "eap_ratio", "eval_seconds",
-    "eval_floor_seconds", "eval_ratio", "eval_circuit_edges", "dtype", "eap_seconds_per_100_batches",
-    "eval_seconds_per_100_batches", "eap_peak_gib", "floor_peak_gib", "eap_ratio_cpu", "eval_ratio_cpu",
-)  # fmt: skip
+    "model",
+    "device",
+    "threads",
+    "batch_size",
+    "seq_len",
+    "batches",
+    "ig_steps",
+    "n_layers",
+    "n_heads",
+    "n_kv_heads",
+    "d_model",
+    "n_edges",
+    "eap_seconds",
+    "floor_seconds",
+    "eap_ratio",
+    "eval_seconds",
+    "eval_floor_seconds",
+    "eval_ratio",
+    "eval_circuit_edges",
+    "dtype",
+    "eap_seconds_per_100_batches",
+    "eval_seconds_per_100_batches",
+    "eap_peak_gib",
+    "floor_peak_gib",
+    "eap_ratio_cpu",
+    "eval_ratio_cpu",
+)
 
 
 def synthetic_pairs(vocab_size: int, n: int, seq_len: int, n_changed: int = 3, seed: int = 0) -> PromptPairs:
@@ -57,11 +79,16 @@ def synthetic_pairs(vocab_size: int, n: int, seq_len: int, n_changed: int = 3, s
         corrupted[row, where] = torch.randint(10, vocab_size, (len(where),), generator=g)
     rows = [PromptRow(f"clean {i}", f"corrupted {i}", "answer") for i in range(n)]
     return PromptPairs(
-        task="synthetic", rows=rows, clean_ids=clean, corrupted_ids=corrupted,
+        task="synthetic",
+        rows=rows,
+        clean_ids=clean,
+        corrupted_ids=corrupted,
         attention_mask=torch.ones(n, seq_len, dtype=torch.long),
-        prompt_len=torch.full((n,), seq_len - 1), answer_ids=clean[:, -1:].clone(),
-        answer_len=torch.ones(n, dtype=torch.long), wrong_ids=None,
-    )  # fmt: skip
+        prompt_len=torch.full((n,), seq_len - 1),
+        answer_ids=clean[:, -1:].clone(),
+        answer_len=torch.ones(n, dtype=torch.long),
+        wrong_ids=None,
+    )
 
 
 def floor_attribution(model, pairs: PromptPairs, batch_size: int, ig_steps: int) -> None:
@@ -148,8 +175,16 @@ def run_eap_bench(
     graph = Graph.from_model(model)
 
     def eap() -> None:
-        attribute(model, graph, pairs, method="EAP-IG-inputs", metric="kl", ig_steps=ig_steps,
-                  batch_size=batch_size, progress=False)  # fmt: skip
+        attribute(
+            model,
+            graph,
+            pairs,
+            method="EAP-IG-inputs",
+            metric="kl",
+            ig_steps=ig_steps,
+            batch_size=batch_size,
+            progress=False,
+        )
 
     def evaluation() -> None:
         evaluate(model, graph, pairs, metric="kl", batch_size=batch_size, progress=False)
@@ -185,21 +220,34 @@ def run_eap_bench(
     best_cpu = {key: min(values) for key, values in cpu_times.items()}
     cfg = graph.cfg
     return {
-        "model": model_spec, "device": str(dev), "threads": torch.get_num_threads(), "batch_size": batch_size,
-        "seq_len": seq_len, "batches": batches, "ig_steps": ig_steps, "n_layers": cfg.n_layers,
-        "n_heads": cfg.n_heads, "n_kv_heads": cfg.groups, "d_model": cfg.d_model, "n_edges": cfg.n_edges,
-        "eap_seconds": round(best["eap"], 4), "floor_seconds": round(best["floor"], 4),
-        "eap_ratio": round(best["eap"] / best["floor"], 3), "eval_seconds": round(best["eval"], 4),
+        "model": model_spec,
+        "device": str(dev),
+        "threads": torch.get_num_threads(),
+        "batch_size": batch_size,
+        "seq_len": seq_len,
+        "batches": batches,
+        "ig_steps": ig_steps,
+        "n_layers": cfg.n_layers,
+        "n_heads": cfg.n_heads,
+        "n_kv_heads": cfg.groups,
+        "d_model": cfg.d_model,
+        "n_edges": cfg.n_edges,
+        "eap_seconds": round(best["eap"], 4),
+        "floor_seconds": round(best["floor"], 4),
+        "eap_ratio": round(best["eap"] / best["floor"], 3),
+        "eval_seconds": round(best["eval"], 4),
         "eval_floor_seconds": round(best["eval_floor"], 4),
-        "eval_ratio": round(best["eval"] / best["eval_floor"], 3), "eval_circuit_edges": k,
+        "eval_ratio": round(best["eval"] / best["eval_floor"], 3),
+        "eval_circuit_edges": k,
         "dtype": dtype_name(next(model.parameters()).dtype),
         "eap_seconds_per_100_batches": round(100 * best["eap"] / batches, 3),
         "eval_seconds_per_100_batches": round(100 * best["eval"] / batches, 3),
-        "eap_peak_gib": round(peak["eap"] / 2**30, 3), "floor_peak_gib": round(peak["floor"] / 2**30, 3),
+        "eap_peak_gib": round(peak["eap"] / 2**30, 3),
+        "floor_peak_gib": round(peak["floor"] / 2**30, 3),
         # the same ratios in process CPU time (robust to other jobs with 1 thread; not a GPU measure)
         "eap_ratio_cpu": round(best_cpu["eap"] / best_cpu["floor"], 3),
         "eval_ratio_cpu": round(best_cpu["eval"] / best_cpu["eval_floor"], 3),
-    }  # fmt: skip
+    }
 
 
 def _reset_peak(device: torch.device) -> dict[str, int]:
@@ -235,9 +283,14 @@ def shaped_model(
     if shape not in SHAPES:
         raise ConfigError(f"unknown model shape {shape!r}; known: {', '.join(SHAPES)}")
     cfg = GPTNeoXConfig(
-        **SHAPES[shape], max_position_embeddings=2048, rotary_pct=0.25,
-        use_parallel_residual=True, tie_word_embeddings=False, bos_token_id=0, eos_token_id=0,
-    )  # fmt: skip
+        **SHAPES[shape],
+        max_position_embeddings=2048,
+        rotary_pct=0.25,
+        use_parallel_residual=True,
+        tie_word_embeddings=False,
+        bos_token_id=0,
+        eos_token_id=0,
+    )
     with torch.random.fork_rng(devices=[]), torch.device(device):
         torch.manual_seed(seed)
         model = GPTNeoXForCausalLM(cfg)
@@ -288,11 +341,16 @@ def run_train_bench(
     fwd = _timed(lambda: [forward() for _ in range(steps)], dev) / steps
     lora.unload()  # restore the plain model
     return {
-        "batch_size": batch_size, "seq_len": seq_len, "lora_r": lora_r, "precision": precision,
-        "steps": steps, "train_steps_per_second": round(steps / seconds, 3),
-        "train_seconds_per_step": round(seconds / steps, 4), "forward_seconds_per_batch": round(fwd, 4),
+        "batch_size": batch_size,
+        "seq_len": seq_len,
+        "lora_r": lora_r,
+        "precision": precision,
+        "steps": steps,
+        "train_steps_per_second": round(steps / seconds, 3),
+        "train_seconds_per_step": round(seconds / steps, 4),
+        "forward_seconds_per_batch": round(fwd, 4),
         "peak_gib": round(_peak(dev) / 2**30, 3),
-    }  # fmt: skip
+    }
 
 
 def _parser() -> Any:

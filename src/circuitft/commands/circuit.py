@@ -275,29 +275,56 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             graph.nodes_in_graph = _nodes_with_in_and_out(graph.cfg, graph.in_graph)
     else:
         graph = attribute(
-            model, graph, pairs, method=args.method, metric=args.metric, ig_steps=args.ig_steps,
-            batch_size=args.batch_size, progress=not args.quiet, dtype=args.dtype,
-        )  # fmt: skip
+            model,
+            graph,
+            pairs,
+            method=args.method,
+            metric=args.metric,
+            ig_steps=args.ig_steps,
+            batch_size=args.batch_size,
+            progress=not args.quiet,
+            dtype=args.dtype,
+        )
         select(graph, **sizes)
     result = evaluate(
-        model, graph, pairs, metric=args.metric, batch_size=args.batch_size, progress=not args.quiet,
-        dtype=args.dtype, accuracy=args.accuracy,
-    )  # fmt: skip
+        model,
+        graph,
+        pairs,
+        metric=args.metric,
+        batch_size=args.batch_size,
+        progress=not args.quiet,
+        dtype=args.dtype,
+        accuracy=args.accuracy,
+    )
     scores = faithfulness(result)
     t_refs = time.perf_counter()
     chosen = selection_option(graph, sizes if saved is None or resize else None)
     baseline, curve = evaluate_references(
-        model, graph, pairs, n_requested=selection_size(graph, dict([chosen]) if chosen else None),
-        n_random=args.baseline_samples, sizes=curve_sizes, seed=args.seed, metric=args.metric,
-        batch_size=args.batch_size, dtype=args.dtype, accuracy=args.accuracy, main=result,
+        model,
+        graph,
+        pairs,
+        n_requested=selection_size(graph, dict([chosen]) if chosen else None),
+        n_random=args.baseline_samples,
+        sizes=curve_sizes,
+        seed=args.seed,
+        metric=args.metric,
+        batch_size=args.batch_size,
+        dtype=args.dtype,
+        accuracy=args.accuracy,
+        main=result,
         one_side=one_sided(args.size_curve) and chosen is not None and chosen[0] in ("top_n", "top_frac"),
-    )  # fmt: skip
+    )
     seconds_refs = time.perf_counter() - t_refs
     seconds = time.perf_counter() - start
     graph.meta.update(
-        seed=args.seed, data=str(args.data), model_spec=spec, adapter=_str(args.adapter), ckpt=_str(args.ckpt),
-        prepend_bos=prepend_bos, n_dropped=pairs.n_dropped,
-    )  # fmt: skip
+        seed=args.seed,
+        data=str(args.data),
+        model_spec=spec,
+        adapter=_str(args.adapter),
+        ckpt=_str(args.ckpt),
+        prepend_bos=prepend_bos,
+        n_dropped=pairs.n_dropped,
+    )
     metrics: dict[str, Any] = {
         **{k: _plain(v) for k, v in scores.items()},
         "n_edges": graph.count_edges(),
