@@ -58,9 +58,6 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 DOC_FILES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 SHELL_FENCES = {"bash", "sh", "shell"}
-# configs/demo_pairs.yaml and its figure are added by the pair-demo branch; until that is merged, the commands
-# and links naming them are skipped. These are the ONLY files whose absence is tolerated.
-PENDING_FILES = {"configs/demo_pairs.yaml", "docs/demo_pairs_headline.png"}
 TINY_MODEL = "tiny-gpt2"
 TINY_FIT = [
     "--model.model", TINY_MODEL, "--trainer.accelerator", "cpu", "--trainer.precision", "32-true",
@@ -454,11 +451,6 @@ def rule_for(words: tuple[str, ...]) -> Rule | None:
 COMMANDS = [c for path in DOC_FILES for c in extract_commands(path)]
 
 
-def _pending(cmd: DocCommand) -> str | None:
-    """A file of PENDING_FILES the command names that is not in this checkout yet (see PENDING_FILES)."""
-    return next((f for f in PENDING_FILES if f in cmd.text and not (REPO / f).exists()), None)
-
-
 def _params(kind: str) -> list:
     params = []
     for cmd in COMMANDS:
@@ -470,9 +462,6 @@ def _params(kind: str) -> list:
 
 
 def _check(cmd: DocCommand, kind: str, scratch: Path) -> None:
-    pending = _pending(cmd)
-    if pending:
-        pytest.skip(f"{pending} comes with the pair-demo branch (PENDING_FILES)")
     for words in cmd.parts:
         rule = rule_for(words)
         if rule is None:
@@ -548,8 +537,6 @@ def test_links_point_to_existing_files_and_headings(page: Path) -> None:
             target, _, anchor = link.partition("#")
             path = (page.parent / target).resolve() if target else page
             shown = f"{page.relative_to(REPO)}:{number}: {link}"
-            if str(path.relative_to(REPO)) in PENDING_FILES and not path.exists():
-                continue  # the pair demo's figure (see PENDING_FILES)
             if not path.exists():
                 problems.append(f"{shown}: no such file")
             elif anchor and path.suffix == ".md" and anchor not in _anchors(path):

@@ -16,6 +16,12 @@ import pandas as pd
 
 from circuitft.files import atomic_write_text
 
+SWEEP_TITLES = {
+    "headline": "Does A/B circuit overlap predict forgetting of A? (circuit accuracy)",
+    "model_accuracy": "Does A/B circuit overlap predict forgetting of A? (model accuracy)",
+    "loss": "A's circuit drift against the change of A's loss",
+}
+
 STYLE = """
 body { font-family: sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
 h1, h2, h3 { font-weight: 600; } figure { margin: 1.5em 0; } figure img { max-width: 100%; border: 1px solid #ddd; }
@@ -331,7 +337,11 @@ def sweep_section(
             f = model_fits[name]
             lin = {k: f[k] for k in ("n", "r", "r2", "slope", "intercept", "skipped") if k in f}
             fig = plots.overlap_forgetting_scatter(
-                sub, {"linear": lin, "sigmoid": f["sigmoid"]}, x=f["x"], y=f["y"], title=f"{name}{label}"
+                sub,
+                {"linear": lin, "sigmoid": f["sigmoid"]},
+                x=f["x"],
+                y=f["y"],
+                title=f"{SWEEP_TITLES.get(name, name)}{label}",
             )
             page.figure(
                 out, fig, f"sweep_{name}{key}", f"{caption} Fits: line and sigmoid, r, R², n in the legend."

@@ -12,6 +12,14 @@ from matplotlib.figure import Figure
 from circuitft.analysis.fits import sigmoid
 from circuitft.plots.base import new_figure, no_data
 
+AXIS_LABELS = {
+    "jaccard": "overlap: Jaccard of A's and B's top circuit edges",
+    "forgetting_circuit": "forgetting of A (relative drop of its circuit accuracy)",
+    "forgetting_model": "forgetting of A (relative drop of its model accuracy)",
+    "jaccard_self": "Jaccard of A's circuit at the end of A and at the end of B",
+    "loss_change": "relative change of A's validation loss",
+}
+
 
 def _fmt(v: Any) -> str:
     return "n/a" if v is None or (isinstance(v, float) and not np.isfinite(v)) else f"{v:.2f}"
@@ -77,8 +85,8 @@ def overlap_forgetting_scatter(
     ]
     if notes:
         ax.text(0.02, 0.02, "\n".join(notes), transform=ax.transAxes, fontsize=7, va="bottom")
-    ax.set_xlabel(x.replace("_", " "))
-    ax.set_ylabel(y.replace("_", " "))
+    ax.set_xlabel(AXIS_LABELS.get(x, x.replace("_", " ")))
+    ax.set_ylabel(AXIS_LABELS.get(y, y.replace("_", " ")))
     if title:
         ax.set_title(title, fontsize=10)
     ax.legend(fontsize=7)
