@@ -21,13 +21,13 @@
 #
 # 1. load held-out task data (`demo/data/`, made by `circuitft tasks make`);
 # 2. find and evaluate the task's circuit on the untuned model, and draw it;
-# 3. fine-tune a LoRA adapter for a few CPU minutes with `circuitft fit`;
+# 3. fine-tune a LoRA adapter for 60 steps (about a minute on CPU) with `circuitft fit`;
 # 4. load the checkpoint and find the circuit again;
 # 5. compare: accuracy, faithfulness, edge and node Jaccard, a diff diagram;
 # 6. evaluate the task's circuit on another task's data.
 #
 # Run it as a script: `python demo/walkthrough.py` (the embedded SmolLM2-135M; the committed outputs took
-# 11 min 40 s on 2 CPU cores shared with the test suite) or `python demo/walkthrough.py --model tiny-gpt2`
+# 90 s in all on 2 idle CPU cores, training included) or `python demo/walkthrough.py --model tiny-gpt2`
 # (random weights, seconds).
 
 # %%
@@ -78,7 +78,7 @@ except OSError as err:
 
 # %%
 try:
-    model = cf.load(args.model)
+    model = cf.load(args.model, progress=False)
     pairs = cf.load_pairs(HERE / "data" / "addsub_val.csv", model, task="AddSub")
     other = cf.load_pairs(HERE / "data" / "addsubinv_val.csv", model, task="AddSubInv")
 except CircuitftError as err:
@@ -151,7 +151,7 @@ if not ckpt.is_file():
 # returns it ready for analysis (`circuitft export CKPT --out DIR` writes the adapter as a peft folder).
 
 # %%
-tuned = cf.load(checkpoint=ckpt)
+tuned = cf.load(checkpoint=ckpt, progress=False)
 after = cf.find_circuit(tuned, pairs, progress=False)
 after_eval = cf.evaluate_circuit(tuned, after, pairs, progress=False)
 print(

@@ -35,16 +35,21 @@ def load(
     adapter: str | Path | None = None,
     checkpoint: str | Path | None = None,
     device: str | torch.device | None = None,
+    progress: bool = True,
 ) -> LoadedModel:
     """The analysis form (merged, frozen, float32) of ``model`` with an optional adapter or checkpoint.
 
     ``model`` is a built-in name (``smollm2-135m``, ``tiny-gpt2``, ...), a Hugging Face folder or a cached hub
     name; a circuitft checkpoint names its own model, so ``load(checkpoint="runs/x/checkpoints/last.ckpt")``
-    is enough.
+    is enough. ``progress=False`` hides the Hugging Face loading bars.
     """
     from circuitft.models.analysis import load_analysis_model
+    from circuitft.quiet import quiet_framework
 
-    return load_analysis_model(model, adapter=adapter, checkpoint=checkpoint, device=device)
+    quiet_framework()  # the named framework warnings only (CIRCUITFT_VERBOSE=1 keeps them)
+    return load_analysis_model(
+        model, adapter=adapter, checkpoint=checkpoint, device=device, progress=progress
+    )
 
 
 def make_pairs(task: str, model: ModelLike | Any, n: int, seed: int = 0, **params: Any) -> PromptPairs:
