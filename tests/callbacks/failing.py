@@ -14,11 +14,11 @@ class FailOnRankOne(CircuitCallback):
         super().__init__(**kwargs)
         self.fail_step = fail_step
 
-    def _compute(self, trainer, pl_module, tasks, ranks):
+    def _compute(self, trainer, pl_module, tasks, ranks, bar=None):
         import circuitft.eap.attribute as engine
 
         if not (trainer.global_rank == 1 and trainer.global_step == self.fail_step):
-            return super()._compute(trainer, pl_module, tasks, ranks)
+            return super()._compute(trainer, pl_module, tasks, ranks, bar)
         real = engine.attribute
 
         def failing(*args: Any, **kwargs: Any) -> Any:
@@ -26,6 +26,6 @@ class FailOnRankOne(CircuitCallback):
 
         engine.attribute = failing
         try:
-            return super()._compute(trainer, pl_module, tasks, ranks)
+            return super()._compute(trainer, pl_module, tasks, ranks, bar)
         finally:
             engine.attribute = real

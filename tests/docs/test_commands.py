@@ -21,6 +21,8 @@ How each kind of command is checked:
   ``--model tiny-gpt2`` (``circuit`` is slow; its fast check is its ``--help`` naming every option used).
 - ``circuitft report/export/bench/circuitlora``: fast: ``--help`` printed and naming every option the
   command uses. Slow: run on a tiny run folder made from configs/quick.yaml.
+- ``circuitft CMD ... --print_config > FILE``: the YAML is written to FILE in the scratch folder and reads back
+  through ``--config FILE`` (a later command's ``--config FILE`` uses it; the slow run makes it first).
 - ``circuitft --help``, ``circuitft CMD --help``: the help text is printed, exit 0.
 - ``python demo/walkthrough.py``: fast: ``--help``; slow: run with ``--model tiny-gpt2``.
 - ``make TARGET``: the target exists (``make -n TARGET`` succeeds in the repository).
@@ -221,8 +223,34 @@ def check_run_as_shown(cmd: DocCommand, words: tuple[str, ...], scratch: Path) -
     assert output.strip(), f"{cmd.where}: `{' '.join(words)}` printed nothing"
 
 
+def check_print_config_to_file(cmd: DocCommand, words: tuple[str, ...], scratch: Path) -> None:
+    """``circuitft CMD ... --print_config > FILE``: the printed YAML is written to FILE and reads back."""
+    import yaml
+
+    args, target = list(words[1 : words.index(">")]), words[-1]
+    status, output = run_cli(args, scratch)
+    _ok(cmd, status, output, ["circuitft", *args])
+    assert isinstance(yaml.safe_load(output), dict), f"{cmd.where}: --print_config printed no YAML mapping"
+    (scratch / target).write_text(output)
+    again = [args[0], "--config", target, "--print_config"]
+    status, reread = run_cli(again, scratch)
+    _ok(cmd, status, reread, ["circuitft", *again])
+    assert yaml.safe_load(reread) == yaml.safe_load(output), f"{cmd.where}: {target} does not read back"
+
+
+def _written_by_docs(scratch: Path, name: str) -> None:
+    """Make ``name`` in ``scratch`` by the documented command that writes it (``... > name``)."""
+    for doc in COMMANDS:
+        for part in doc.parts:
+            if part[-2:] == (">", name):
+                check_print_config_to_file(doc, part, scratch)
+                return
+
+
 def check_run_tiny_model(cmd: DocCommand, words: tuple[str, ...], scratch: Path) -> None:
     args = _with_option(list(words[1:]), "--model", TINY_MODEL)
+    if "--config" in args and not (scratch / args[args.index("--config") + 1]).exists():
+        _written_by_docs(scratch, args[args.index("--config") + 1])  # the config the guide made before
     if "--graph" in args:  # evaluating a saved graph: make it first if the command before it did not run
         graph = scratch / args[args.index("--graph") + 1]
         if not graph.is_file():
@@ -300,7 +328,7 @@ def check_report_tiny(cmd: DocCommand, words: tuple[str, ...], scratch: Path) ->
     args = list(words[1:])
     runs = [a for a in args[1:] if not a.startswith("-") and args[args.index(a) - 1] not in ("--out",)]
     for run in runs:
-        if not (scratch / run).exists():
+        if not any((scratch / run).rglob("metrics.jsonl")):  # absent, or a 2-step run without circuits
             tiny_run(scratch, f"{run}/tiny" if "pairs" in run else run)
     status, output = run_cli(args, scratch)
     _ok(cmd, status, output, ["circuitft", *args])
@@ -421,6 +449,7 @@ RULES: list[Rule] = [
     # fit / dry-runs the sweep; tests/commands/test_experiment_configs.py trains every one of them (and every
     # kind of sweep run) for 2 steps on tiny GPT-2 in the slow suite.
     Rule(r"^circuitft (fit|sweep) --config configs/experiments/", check_parses_or_dry_run),
+    Rule(r"^circuitft \w+ .*--print_config > \S+$", check_print_config_to_file),  # only prints: no slow run
     Rule(r"^circuitft (fit|validate|test) .*--print_config", check_fit_parses),  # it only prints: no slow run
     Rule(r"^circuitft (fit|validate|test) ", check_fit_parses, check_fit_runs_tiny),
     Rule(r"^circuitft sweep .*--dry_run", check_sweep_dry_run),  # it only lists: no slow run
