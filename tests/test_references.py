@@ -33,5 +33,5 @@ def test_no_file_points_outside_the_repository():
 
 
 def test_the_pattern_catches_references():
-    assert OUTSIDE.search(f"see ../{OUTSIDE_DIR}/notes/eap-ig.md") and OUTSIDE.search("(notes/style.md)")
-    assert not OUTSIDE.search("see docs/eap-ig.md")
+    assert OUTSIDE.search(f"see ../{OUTSIDE_DIR}/notes/some-note.md") and OUTSIDE.search("(notes/style.md)")
+    assert not OUTSIDE.search("see docs/engine.md")

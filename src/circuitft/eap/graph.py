@@ -1,6 +1,6 @@
 """The edge graph of a transformer, stored as dense tensors (never one Python object per edge).
 
-Layout (the reference EAP-IG library's graph, extended to grouped-query attention; docs/eap-ig.md):
+Layout (the reference EAP-IG library's graph, extended to grouped-query attention; docs/engine.md):
 
 - Forward (source) index: ``input`` 0; head (l, h) ``1 + l*(H+1) + h``; MLP l ``1 + l*(H+1) + H``.
 - Backward (destination) index, ``W = H + 2G + 1`` slots per layer: head (l, h) q ``l*W + h``;
