@@ -77,35 +77,44 @@ def _autocast(trainer: Any) -> torch.dtype | None:
     return AUTOCAST_DTYPES.get(precision)
 
 
+def probe_task(module: Any, dm: Any) -> str:
+    """The stream task the probe run trains (``model.circuit_lora.probe_task``, default the first)."""
+    task = module.circuit_lora.probe_task or dm.names[0]
+    if task not in dm.names:
+        raise ConfigError(
+            f"model.circuit_lora.probe_task {task!r} is not in the stream ({', '.join(dm.names)})"
+        )
+    return task
+
+
+def stream_plan(module: Any, trainer: Any, dm: Any) -> dict[str, Any]:
+    """The plan record of a fit config's stream (``dm`` set up): the probe run on its probe task, with the
+    trainer's device and autocast, as ``fit`` and ``circuitft circuitlora plan`` both make it."""
+    from circuitft.circuitlora.probe import make_plan
+
+    task = probe_task(module, dm)
+    hp = module.hparams
+    return make_plan(
+        module.model,
+        dm.task_pairs(task, "train"),
+        dm.task_pairs(task, "val"),
+        module.circuit_lora,
+        batch_size=dm.batch_size,
+        data_seed=dm.task_seed(dm.names.index(task)),
+        lr=hp.lr,
+        target_modules=hp.target_modules,
+        device=trainer.strategy.root_device,
+        autocast=_autocast(trainer),
+        extra={"model": hp.model, "task": task},
+    )
+
+
 def plan_for_run(module: Any, trainer: Any, stage: str) -> dict[str, Any]:
     """Make (rank 0, fresh fit) or reuse the plan of this run; returns the plan record (every rank)."""
     path = run_folder(trainer) / PLAN_FILE
     reuse = path.is_file() and (stage != "fit" or _resuming(trainer))
     if trainer.is_global_zero and not reuse:
-        dm = trainer.datamodule
-        opts: CircuitLoRAOptions = module.circuit_lora
-        task = opts.probe_task or dm.names[0]
-        if task not in dm.names:
-            raise ConfigError(
-                f"model.circuit_lora.probe_task {task!r} is not in the stream ({', '.join(dm.names)})"
-            )
-        i = dm.names.index(task)
-        from circuitft.circuitlora.probe import make_plan
-
-        hp = module.hparams
-        record = make_plan(
-            module.model,
-            dm.task_pairs(task, "train"),
-            dm.task_pairs(task, "val"),
-            opts,
-            batch_size=dm.batch_size,
-            data_seed=dm.task_seed(i),
-            lr=hp.lr,
-            target_modules=hp.target_modules,
-            device=trainer.strategy.root_device,
-            autocast=_autocast(trainer),
-            extra={"model": hp.model, "task": task},
-        )
+        record = stream_plan(module, trainer, trainer.datamodule)
         write_plan(path, record)
         log_chart(trainer, record)
     trainer.strategy.barrier("circuit-lora-plan")

@@ -44,8 +44,7 @@ def plan(argv: Sequence[str]) -> Path:
 
     from jsonargparse import ArgumentError
 
-    from circuitft.circuitlora.apply import PLAN_FILE, write_plan
-    from circuitft.circuitlora.probe import make_plan
+    from circuitft.circuitlora.apply import PLAN_FILE, probe_task, stream_plan, write_plan
     from circuitft.commands.train import _cli_class, _one_line, check_config_files, trainer_defaults
     from circuitft.data.stream import TaskStreamDataModule
     from circuitft.training.module import LoRAModule
@@ -72,28 +71,10 @@ def plan(argv: Sequence[str]) -> Path:
     path = Path(output) if output else root / PLAN_FILE
     if output is None and any((root / "checkpoints").glob("*.ckpt")):
         raise ConfigError(f"{root} already holds a run trained with its plan; give --output for a new plan")
-    opts = module.circuit_lora
-    task = opts.probe_task or dm.names[0]
-    if task not in dm.names:
-        raise ConfigError(
-            f"model.circuit_lora.probe_task {task!r} is not in the stream ({', '.join(dm.names)})"
-        )
+    probe_task(module, dm)  # a task outside the stream fails before the data is made
     dm.tokenizer = module.tokenizer
     dm.setup("fit")
-    i = dm.names.index(task)
-    hp = module.hparams
-    record = make_plan(
-        module.model,
-        dm.task_pairs(task, "train"),
-        dm.task_pairs(task, "val"),
-        opts,
-        batch_size=dm.batch_size,
-        data_seed=dm.task_seed(i),
-        lr=hp.lr,
-        target_modules=hp.target_modules,
-        device=trainer.strategy.root_device,
-        extra={"model": hp.model, "task": task},
-    )
+    record = stream_plan(module, trainer, dm)
     write_plan(path, record)
     return path
 
