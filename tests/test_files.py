@@ -63,6 +63,22 @@ def test_atomic_folder_into_an_existing_folder_replaces_its_files_and_keeps_the_
     assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no temporary folder left
 
 
+def test_atomic_folder_replace_swaps_the_whole_folder_and_keeps_it_on_failure(tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    atomic_folder(lambda d: [(d / n).write_text("1") for n in ("a", "old")], out, replace=True)
+    atomic_folder(lambda d: (d / "a").write_text("2"), out, replace=True)
+    assert sorted(p.name for p in out.iterdir()) == ["a"] and (out / "a").read_text() == "2"
+
+    def broken(d: Path) -> None:
+        (d / "a").write_text("3")
+        raise ConfigError("stop")
+
+    with pytest.raises(ConfigError):
+        atomic_folder(broken, out, replace=True)
+    assert (out / "a").read_text() == "2"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]  # no temporary or old folder left
+
+
 def test_atomic_folder_errors_name_the_folder_not_the_temporary_one(tmp_path: Path) -> None:
     out = tmp_path / "out"
 

@@ -62,6 +62,7 @@ def atomic_folder(
     *,
     option: str | None = None,
     overwrite: bool = True,
+    replace: bool = False,
 ) -> None:
     """Fill ``folder`` by ``write(tmp)`` into a fresh temporary sibling folder, then move it into place.
 
@@ -69,6 +70,8 @@ def atomic_folder(
     - ``folder`` present (an earlier run's output, or another process that filled a cache first): each file
       written replaces its namesake (with ``overwrite=False`` the file already there wins: caches whose
       content does not depend on the writer); the folder's other files are kept.
+      With ``replace=True`` the whole folder is swapped for the new one instead (a report: no stale file
+      of an earlier version survives); the old folder is moved aside first and deleted after the swap.
     - On failure or interrupt the temporary folder is removed and ``folder`` is left as it was. Errors name
       ``folder``, never the temporary one: out of space is :class:`~circuitft.diskfull.DiskFull`, a circuitft
       error keeps its type, and with ``option`` (the command-line option that gave ``folder``, e.g.
@@ -81,6 +84,17 @@ def atomic_folder(
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
         tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private; the result is an ordinary folder
         write(tmp)
+        if replace and folder.is_dir():
+            old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old.", dir=folder.parent))
+            os.replace(folder, old / folder.name)
+            try:
+                os.replace(tmp, folder)
+            except OSError:
+                os.replace(old / folder.name, folder)  # put the earlier folder back
+                old.rmdir()
+                raise
+            tmp = old  # the earlier folder, removed below
+            return
         try:
             os.replace(tmp, folder)  # fails when folder exists and is not empty
             tmp = None

@@ -24,9 +24,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,6 +35,7 @@ import pandas as pd
 from circuitft.commands.args import OneLineParser, parse
 from circuitft.eap import DEFAULT_TOP_FRAC
 from circuitft.errors import ConfigError
+from circuitft.files import atomic_folder
 
 METRICS = ("model_accuracy", "circuit_accuracy", "faithfulness", "kl_recovered_pct", "val_acc")
 
@@ -86,21 +85,21 @@ def main(name: str, argv: Sequence[str]) -> int:
     if len(set(names)) != len(names):  # the same folder name under two sweeps: qualify with the parent
         for r in runs:
             r.name = f"{r.path.parent.name}/{r.name}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        summary = build_report(
-            runs,
-            tmp,
-            threshold=args.threshold,
-            max_run_sections=args.max_run_sections,
-            max_edges=args.max_edges,
-            top_frac=args.top_frac,
+    summary: dict[str, Any] = {}
+
+    def write(folder: Path) -> None:
+        summary.update(
+            build_report(
+                runs,
+                folder,
+                threshold=args.threshold,
+                max_run_sections=args.max_run_sections,
+                max_edges=args.max_edges,
+                top_frac=args.top_frac,
+            )
         )
-        tmp.chmod(0o777 & ~_umask())
-        _move_into_place(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    atomic_folder(write, out, option="--out", replace=True)  # an earlier report is replaced as a whole
     for warning in summary["warnings"]:
         print(f"warning: {warning}", file=sys.stderr)
     print(
@@ -108,12 +107,6 @@ def main(name: str, argv: Sequence[str]) -> int:
         f"{out / 'index.html'} ({time.perf_counter() - t0:.1f} s)"
     )
     return 0
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def _check_out(out: Path) -> None:
@@ -130,16 +123,6 @@ def _check_out(out: Path) -> None:
         raise ConfigError(f"--out {out}: cannot create its parent folder ({err.strerror})") from None
     if not os.access(out.parent, os.W_OK | os.X_OK) or (out.is_dir() and not os.access(out, os.W_OK)):
         raise ConfigError(f"--out {out}: not writable")
-
-
-def _move_into_place(tmp: Path, out: Path) -> None:
-    if out.is_dir():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
-        os.replace(out, old / "report")
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
 
 
 # ---- building -----------------------------------------------------------------------------------------
