@@ -26,7 +26,6 @@ import os
 import warnings
 
 VERBOSE_ENV = "CIRCUITFT_VERBOSE"
-_installed = False  # the filters are added once per process (warnings.filterwarnings would stack copies)
 WARNINGS: tuple[tuple[str, type[Warning]], ...] = (
     ("LightningCLI's args parameter", Warning),
     (".*is_gradient_checkpointing.*", Warning),
@@ -67,10 +66,8 @@ class NamedLines(logging.Filter):
 
 def quiet_framework() -> None:
     """Silence the named warnings and Lightning info lines (see module docstring), unless verbose."""
-    global _installed
-    if verbose() or _installed:
+    if verbose():
         return
-    _installed = True
     for message, category in WARNINGS:
         warnings.filterwarnings("ignore", message=message, category=category)
     for name in LIGHTNING_LOGGERS:
