@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from types import SimpleNamespace
 
 import pytest
@@ -17,6 +18,7 @@ from circuitft.eap.patching import (
     norm_backward,
     norm_stats,
 )
+import circuitft.eap.sites as sites_module
 from circuitft.eap.sites import model_sites
 from circuitft.errors import ConfigError
 from circuitft.models.tiny import tiny_specs
@@ -294,3 +296,42 @@ def test_output_bias_behind_a_post_norm_is_refused(tiny):
     with pytest.raises(ConfigError, match=r"model\.layers\.1\.self_attn: an output bias") as err:
         model_sites(model)
     assert "\n" not in str(err.value)
+
+
+class _ScaleNorm(torch.nn.Module):
+    """A norm that is neither kind: gain * x / mean|x| (it has a weight and an eps, like an RMSNorm)."""
+
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.ones(d))
+        self.eps = 1e-6
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.weight * x / (x.abs().mean(-1, keepdim=True) + self.eps)
+
+
+def test_norm_kind_comes_from_the_architecture_table(tiny):
+    """The engine's norm kind is ArchSpec.norm (not a guess from the module's attributes)."""
+    assert model_sites(tiny("tiny-gpt2").model).norm_kind == "layer"
+    assert model_sites(tiny("tiny-llama").model).norm_kind == "rms"
+    assert model_sites(tiny("tiny-gemma2").model).norm_kind == "rms"  # rms_offset: (1 + weight)
+    assert model_sites(tiny("tiny-olmo2").model).norm_kind == "none"
+
+
+def test_a_norm_that_is_neither_kind_is_refused(tiny):
+    """A family whose norm is neither RMSNorm nor LayerNorm must not get silently wrong gradients."""
+    model = tiny("tiny-llama").model
+    layer = model.model.layers[1]
+    layer.input_layernorm = _ScaleNorm(layer.input_layernorm.weight.shape[0])
+    with pytest.raises(ConfigError) as err:
+        model_sites(model)
+    msg = str(err.value)
+    assert "layers.1.input_layernorm" in msg and "_ScaleNorm" in msg and "ArchSpec.norm" in msg
+    assert "\n" not in msg
+
+
+def test_a_table_entry_that_declares_the_wrong_kind_is_refused(tiny, monkeypatch):
+    real = sites_module.arch_spec
+    monkeypatch.setattr(sites_module, "arch_spec", lambda cfg: dataclasses.replace(real(cfg), norm="layer"))
+    with pytest.raises(ConfigError, match="does not compute the layer norm"):
+        model_sites(tiny("tiny-llama").model)

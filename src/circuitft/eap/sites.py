@@ -110,13 +110,50 @@ class ModelSites:
         return self.n_heads + 2 * self.n_kv_heads
 
 
-def norm_kind(module: nn.Module) -> NormKind:
-    """``layer`` for LayerNorm, ``rms`` for RMSNorm (weight * x / rms(x), or (1 + weight) * ... in Gemma)."""
-    if isinstance(module, nn.LayerNorm):
-        return "layer"
-    if hasattr(module, "weight") and (hasattr(module, "variance_epsilon") or hasattr(module, "eps")):
-        return "rms"
-    raise ConfigError(f"EAP: unsupported normalisation module {type(module).__name__}")
+def norm_kind(spec: ArchSpec) -> NormKind:
+    """The kind of the family's pre-norms, as :class:`ArchSpec` declares it (``none``: no attention pre-norm).
+
+    The architecture table is the one place that says which normalisation a family uses; the engine's
+    hand-written norm gradients follow it, and :func:`check_norm` confirms each module computes it.
+    """
+    if not spec.attn_norm:
+        return "none"
+    return "layer" if spec.norm == "layer" else "rms"
+
+
+def check_norm(module: nn.Module, kind: NormKind, spec: ArchSpec, where: str) -> None:
+    """Raise :class:`ConfigError` unless ``module`` computes the ``kind`` norm the table declares.
+
+    One forward pass on a fixed input (offset from zero, so LayerNorm and RMSNorm differ), compared with
+    the formula the engine differentiates by hand: ``gain * x / rms(x)`` or ``gain * (x - mean) / std + bias``.
+    A family whose norm is neither kind would otherwise get silently wrong gradients.
+    """
+    weight = getattr(module, "weight", None)
+    if not isinstance(weight, torch.Tensor) or weight.dim() != 1:
+        raise ConfigError(f"EAP: {where} ({type(module).__name__}) has no 1-d weight; expected a {kind} norm")
+    if weight.device.type == "meta":
+        return
+    if not any(hasattr(module, name) for name in ("eps", "variance_epsilon")):
+        raise ConfigError(f"EAP: {where} ({type(module).__name__}) has no epsilon; expected a {kind} norm")
+    gen = torch.Generator().manual_seed(0)
+    x = (torch.randn(4, weight.shape[0], generator=gen) * 2.0 + 1.5).to(weight.device, weight.dtype)
+    with torch.no_grad():
+        got = module(x).float()
+        xf = x.float()
+        if kind == "layer":
+            xf = xf - xf.mean(-1, keepdim=True)
+        want = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + norm_eps(module))
+        want = want * norm_gain(module, spec).float()
+        bias = getattr(module, "bias", None)
+        if kind == "layer" and isinstance(bias, torch.Tensor):
+            want = want + bias.detach().float()
+    tol = 1e-4 if weight.dtype == torch.float32 or weight.dtype == torch.float64 else 5e-2
+    err = float((got - want).abs().max()) / max(1.0, float(want.abs().max()))
+    if not err <= tol:
+        raise ConfigError(
+            f"EAP: {where} ({type(module).__name__}) does not compute the {kind} norm that the architecture "
+            f"table declares for this family (max relative difference {err:.2g}); fix ArchSpec.norm"
+        )
 
 
 def norm_eps(module: nn.Module) -> float:
@@ -204,7 +241,10 @@ def model_sites(model: nn.Module) -> ModelSites:
     layers = [
         _layer_sites(get, spec, f"{spec.base}.{spec.layers}.{i}.", slots, h, d) for i in range(n_layers)
     ]
-    kind: NormKind = norm_kind(layers[0].attn_norm) if spec.attn_norm else "none"
+    kind = norm_kind(spec)
+    if kind != "none":
+        for i, ls in enumerate(layers):
+            check_norm(ls.attn_norm, kind, spec, f"{spec.base}.{spec.layers}.{i}.{spec.attn_norm}")
     dh = layers[0].out_weight.shape[1]
     return ModelSites(
         model_type,
@@ -252,8 +292,9 @@ def _layer_sites(get, spec: ArchSpec, layer: str, slots: list[list[int]], h: int
         if getattr(out, "bias", None) is not None:
             raise ConfigError(f"EAP: {layer}{spec.attn}: an output bias behind a post-attention norm")
         post = get(layer + spec.post_attn_norm)
-        if norm_kind(post) != "rms":
-            raise ConfigError(f"EAP: {layer}{spec.post_attn_norm} must be an RMSNorm")
+        if spec.norm == "layer":
+            raise ConfigError(f"EAP: {layer}{spec.post_attn_norm}: a post-attention norm must be an RMSNorm")
+        check_norm(post, "rms", spec, layer + spec.post_attn_norm)
         ls.post_attn_norm, ls.post_attn_gain, ls.post_attn_eps = post, norm_gain(post, spec), norm_eps(post)
     return ls
 
