@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+import circuitft.eap.sites as sites_module
 from circuitft.eap.attribute import analysis_mode
 from circuitft.eap.graph import Graph
 from circuitft.eap.patching import (
@@ -18,7 +19,6 @@ from circuitft.eap.patching import (
     norm_backward,
     norm_stats,
 )
-import circuitft.eap.sites as sites_module
 from circuitft.eap.sites import model_sites
 from circuitft.errors import ConfigError
 from circuitft.models.tiny import tiny_specs
