@@ -21,7 +21,7 @@ import lightning as L
 import torch
 
 from circuitft.data.stream import TaskStreamDataModule
-from circuitft.training.answers import answer_loss
+from circuitft.eap.answers import answer_loss
 from circuitft.training.module import LoRAModule
 
 

@@ -130,8 +130,8 @@ def score(ckpt: Path, tests: dict) -> dict[str, float]:
     """Teacher-forced exact match of every answer token on each task's held-out rows."""
     import torch
 
-    from circuitft.training.answers import exact_match
-    from circuitft.training.checkpoint import model_from_checkpoint
+    from circuitft.eap.answers import exact_match
+    from circuitft.models.checkpoint import model_from_checkpoint
 
     model = model_from_checkpoint(ckpt).model
     acc = {}

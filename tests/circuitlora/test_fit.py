@@ -68,7 +68,7 @@ def planned_run(tmp_path_factory) -> Path:
 
 
 def test_trained_adapter_has_the_planned_ranks(planned_run, tmp_path):
-    from circuitft.training.checkpoint import model_from_checkpoint
+    from circuitft.models.checkpoint import model_from_checkpoint
 
     plan = json.loads((planned_run / "circuit_lora.json").read_text())
     assert len(plan["critical_layers"]) == 1 and len(plan["layer_scores"]) == 2

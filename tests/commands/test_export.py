@@ -10,7 +10,7 @@ import torch
 
 from circuitft.cli import main
 from circuitft.models import load_model
-from circuitft.training.checkpoint import model_from_checkpoint, wrap_lora
+from circuitft.models.checkpoint import model_from_checkpoint, wrap_lora
 
 
 @pytest.fixture

@@ -11,10 +11,11 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from circuitft.data.stream import TaskStreamDataModule
+from circuitft.eap.answers import answer_loss, exact_match
 from circuitft.errors import ConfigError
+from circuitft.models.checkpoint import check_adapter_state
 from circuitft.training import LoRAModule, model_from_checkpoint
-from circuitft.training.answers import answer_loss, exact_match
-from circuitft.training.checkpoint import TaskCheckpoint, check_adapter_state
+from circuitft.training.task_checkpoint import TaskCheckpoint
 
 P = {"lo": 0, "hi": 9}
 TASKS = [

@@ -5,7 +5,7 @@ folder atomically and logs a bar chart of the layer scores to TensorBoard (``cir
 step 0). A run that resumes (``--ckpt_path``, or a run folder that already holds checkpoints) and
 ``validate``/``test`` reuse the saved plan instead of probing again. Under DDP rank 0 probes while the
 others wait, and every rank reads the same file. The checkpoint records the adapter's rank and alpha
-patterns, so :func:`circuitft.training.checkpoint.model_from_checkpoint` rebuilds the same adapter.
+patterns, so :func:`circuitft.models.checkpoint.model_from_checkpoint` rebuilds the same adapter.
 """
 
 from __future__ import annotations

@@ -75,7 +75,7 @@ def train_probe(
 ) -> list[float]:
     """``steps`` AdamW steps on the answer tokens of the run's first training batches; returns the losses."""
     from circuitft.data.batches import StageBatches
-    from circuitft.training.answers import answer_loss
+    from circuitft.eap.answers import answer_loss
 
     batches = StageBatches([train_pairs], [data_seed], [1.0], 0, batch_size, 0, 1)
     params = [p for p in peft_model.parameters() if p.requires_grad]

@@ -312,7 +312,7 @@ def run_train_bench(
     timed after ``warmup`` steps. Also times a no-grad forward of the same batch (validation cost)."""
     from peft import LoraConfig, get_peft_model
 
-    from circuitft.training.answers import answer_loss
+    from circuitft.eap.answers import answer_loss
 
     if precision not in ("bf16-mixed", "32-true"):
         raise ConfigError(f"--precision must be bf16-mixed or 32-true, got {precision!r}")

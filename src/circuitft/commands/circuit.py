@@ -387,7 +387,7 @@ def _device(text: str) -> Any:
 
 
 def _ckpt_model_spec(path: Path) -> str:
-    from circuitft.training.checkpoint import load_checkpoint_file
+    from circuitft.models.checkpoint import load_checkpoint_file
 
     hp = load_checkpoint_file(path).get("hyper_parameters") or {}
     if "model" not in hp:

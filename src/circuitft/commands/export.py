@@ -41,7 +41,7 @@ def main(name: str, argv: Sequence[str]) -> int:
 def export_adapter(ckpt: str | Path, out: str | Path) -> Path:
     """Write ``ckpt``'s adapter, ``circuitft.json`` and the run's ``config.yaml`` to ``out``; returns ``out``."""
     from circuitft.files import atomic_folder
-    from circuitft.training.checkpoint import load_checkpoint_file, model_from_checkpoint
+    from circuitft.models.checkpoint import load_checkpoint_file, model_from_checkpoint
 
     ckpt, out = Path(ckpt), Path(out)
     if not ckpt.is_file():

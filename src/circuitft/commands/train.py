@@ -59,7 +59,8 @@ def _cli_class(argv: Sequence[str] = ()) -> type:
     from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
     from circuitft.commands import fit_messages
-    from circuitft.training.checkpoint import TaskCheckpoint, check_compatible
+    from circuitft.models.checkpoint import check_compatible
+    from circuitft.training.task_checkpoint import TaskCheckpoint
 
     class CircuitftCLI(LightningCLI):
         """LightningCLI with circuitft defaults, an always-on ModelCheckpoint and early checkpoint checks."""
@@ -254,7 +255,7 @@ def _resolve_ckpt(ckpt: str, cfg: Any) -> Path | None:
 def _resume_info(cfg: Any) -> Any:
     """Where a fit resumes (:class:`~circuitft.commands.fit_messages.Resume`), or None (no file)."""
     from circuitft.commands.fit_messages import Resume
-    from circuitft.training.checkpoint import load_checkpoint_file
+    from circuitft.models.checkpoint import load_checkpoint_file
 
     path = _resolve_ckpt(cfg.ckpt_path, cfg)
     if path is None:

@@ -11,7 +11,8 @@ from pathlib import Path
 import torch
 
 from circuitft.errors import ConfigError
-from circuitft.models.loading import LoadedModel, load_model
+from circuitft.models.checkpoint import model_from_checkpoint
+from circuitft.models.loading import LoadedModel, hf_bars_off, load_model
 from circuitft.models.merge import merged_copy
 
 
@@ -32,13 +33,9 @@ def load_analysis_model(
     if adapter is not None and checkpoint is not None:
         raise ConfigError("give an adapter folder or a checkpoint, not both")
     if not progress:
-        from circuitft.models.loading import hf_bars_off
-
         with hf_bars_off():
             return load_analysis_model(spec, adapter=adapter, checkpoint=checkpoint, device=device)
     if checkpoint is not None:
-        from circuitft.training.checkpoint import model_from_checkpoint
-
         path = Path(checkpoint)
         if not path.is_file():
             raise ConfigError(f"checkpoint {path}: file not found")

@@ -4,7 +4,7 @@ Everything that differs between model families lives here as data: where the mod
 laid out, which norms surround attention and the MLP, whether attention and MLP run in parallel, the LoRA
 target modules and the tiny random test model. The EAP site maps (:mod:`circuitft.eap.sites`), the graph
 shape (:meth:`circuitft.eap.graph.GraphConfig.from_hf_config`), the LoRA defaults
-(:mod:`circuitft.training.checkpoint`) and the tiny test models (:mod:`circuitft.models.tiny`) all read it.
+(:mod:`circuitft.models.checkpoint`) and the tiny test models (:mod:`circuitft.models.tiny`) all read it.
 It sits in ``models`` so that data flows one way (models -> eap, models -> training).
 What each QKV layout kind means is code in one place: :func:`circuitft.eap.sites.qkv_slots`.
 

@@ -8,7 +8,7 @@ validated task, plus ``val/loss`` and ``val/acc`` averaged over them. During fit
 loggers under the global step after the optimizer step, the step of the checkpoint and the circuits of the
 same weights (Lightning itself would log under the count of steps before it, and add ``epoch``).
 Checkpoints hold only the adapter (trainable parameters) and the training state; the frozen base weights
-are rebuilt from the spec in the hyper-parameters (see :mod:`circuitft.training.checkpoint`).
+are rebuilt from the spec in the hyper-parameters (see :mod:`circuitft.models.checkpoint`).
 """
 
 from __future__ import annotations
@@ -22,13 +22,13 @@ from torchmetrics import MeanMetric
 
 from circuitft.data.pairs import PairBatch
 from circuitft.dtypes import DTYPES, MODEL_DTYPES
+from circuitft.eap.answers import answer_logits, answer_loss, exact_match
 from circuitft.eap.metrics import ACCURACIES
 from circuitft.errors import ConfigError
+from circuitft.models.checkpoint import CKPT_KEY, adapter_signature, check_adapter_state
 from circuitft.models.loading import load_model
 from circuitft.models.lora import wrap_lora
 from circuitft.training import optim
-from circuitft.training.answers import answer_logits, answer_loss, exact_match
-from circuitft.training.checkpoint import CKPT_KEY, adapter_signature, check_adapter_state
 
 
 class LoRAModule(L.LightningModule):

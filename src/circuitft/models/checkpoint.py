@@ -15,6 +15,7 @@ import torch
 
 from circuitft.dtypes import DTYPES
 from circuitft.errors import ConfigError
+from circuitft.models.checkpoint_errors import unreadable_checkpoint
 from circuitft.models.loading import LoadedModel, load_model
 from circuitft.models.lora import wrap_lora
 
@@ -67,8 +68,6 @@ def load_checkpoint_file(path: str | Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling/zip error is a bad file
-        from circuitft.training.ckpt_errors import unreadable_checkpoint
-
         raise unreadable_checkpoint(path, err) from None
 
 
@@ -142,37 +141,3 @@ def model_from_checkpoint(path: str | Path, dtype: torch.dtype | None = None) ->
     for p in peft_model.parameters():
         p.requires_grad_(False)
     return LoadedModel(peft_model, loaded.tokenizer, loaded.spec, loaded.tokenizer_dir)
-
-
-def _task_checkpoint_class() -> type:
-    from lightning.pytorch.callbacks import ModelCheckpoint
-
-    class TaskCheckpoint(ModelCheckpoint):
-        """ModelCheckpoint that also saves at the end of every task of the stream (one task = one epoch),
-        on top of ``every_n_train_steps``; ``save_last`` keeps ``last.ckpt`` for ``--ckpt_path last``."""
-
-        def __init__(self, *args: Any, save_at_task_end: bool = True, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self.save_at_task_end = save_at_task_end
-            # public copy of the interval (ModelCheckpoint keeps it private), read by CircuitCallback
-            self.every_n_steps = int(kwargs.get("every_n_train_steps") or 0)
-
-        def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
-            super().setup(trainer, pl_module, stage)
-            from circuitft.training.checkpoint_io import use_atomic_checkpoints
-
-            use_atomic_checkpoints(trainer.strategy)  # temp file + rename: no half-written checkpoint
-
-        def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-            super().on_train_epoch_end(trainer, pl_module)
-            # No public API saves at epoch ends on top of every_n_train_steps (every_n_epochs excludes it);
-            # these private methods were checked against lightning 2.6.6.
-            if self.save_at_task_end and not self._should_skip_saving_checkpoint(trainer):
-                candidates = self._monitor_candidates(trainer)
-                self._save_topk_checkpoint(trainer, candidates)
-                self._save_last_checkpoint(trainer, candidates)
-
-    return TaskCheckpoint
-
-
-TaskCheckpoint = _task_checkpoint_class()

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from circuitft.errors import ConfigError
-from circuitft.training.checkpoint import load_checkpoint_file
+from circuitft.models.checkpoint import load_checkpoint_file
 
 
 def _folder(tmp_path):
