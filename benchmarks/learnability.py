@@ -31,6 +31,7 @@ from typing import Any
 import lightning as L
 
 from circuitft.data.stream import TaskStreamDataModule
+from circuitft.data.tasks import split_limits
 from circuitft.eap.accuracy import model_accuracy
 from circuitft.files import atomic_write_text
 from circuitft.quiet import quiet_framework
@@ -112,7 +113,10 @@ def run_one(args: argparse.Namespace, task: str, recipe: Recipe) -> list[dict[st
     )
     params = {"lo": args.lo, "hi": args.hi, "prefix": ""}
     stage = {"task": task, "steps": args.steps, "n_train": args.steps * args.batch_size, "params": params}
-    stage.update(n_val=args.n_heldout, n_test=args.n_heldout)
+    limits = split_limits(task, **params) or {}
+    stage.update(
+        n_val=args.n_heldout or limits.get("val", 200), n_test=args.n_heldout or limits.get("test", 200)
+    )
     dm = TaskStreamDataModule(tasks=[stage], batch_size=args.batch_size, seed=args.seed)
     probe = HeldOutAccuracy(task, args.eval_every, args.steps, args.batch_size)
     with tempfile.TemporaryDirectory() as root:
@@ -161,7 +165,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lora_r", type=int, default=16)
     p.add_argument("--lo", type=int, default=0)
     p.add_argument("--hi", type=int, default=29)
-    p.add_argument("--n_heldout", type=int, default=400, help="rows asked of each held-out split (val, test)")
+    p.add_argument(
+        "--n_heldout",
+        type=int,
+        default=0,
+        help="rows of each held-out split (val, test); 0: every row it holds",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None, help="JSON file for the results (written atomically)")
     args = p.parse_args(argv)
