@@ -75,7 +75,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         if not err.filename:  # not about a path the user gave: a real failure, keep the traceback
             raise
-        print(f"error: cannot use {err.filename}: {err.strerror or err}", file=sys.stderr)
+        from circuitft.cache import cache_error
+
+        print(
+            f"error: {cache_error(err) or f'cannot use {err.filename}: {err.strerror or err}'}",
+            file=sys.stderr,
+        )
         return 2
     except Exception as err:  # safetensors, torch and Lightning report a full disk in their own types
         if not is_out_of_space(err):
