@@ -22,6 +22,7 @@ from collections.abc import Sequence
 
 from circuitft.diskfull import disk_full, is_out_of_space
 from circuitft.errors import CircuitftError
+from circuitft.limits import check_utf8_path
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "fit": ("circuitft.commands.train", "fit a LoRA adapter over a stream of tasks (LightningCLI)"),
@@ -65,6 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     module = importlib.import_module(COMMANDS[name][0])
     try:
+        for i, arg in enumerate(rest):  # bytes the locale cannot decode (a non-UTF-8 file name)
+            check_utf8_path(arg, f"argument {i + 1}")
         status = module.main(name, rest)
     except CircuitftError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -65,3 +65,16 @@ def read_text_file(path: Path, where: str, max_bytes: int = MAX_CONFIG_BYTES) ->
         raise ConfigError(f"{where}: not UTF-8 text (byte {err.start})") from None
     except OSError as err:
         raise ConfigError(f"{where}: cannot read it ({err.strerror or err})") from None
+
+
+def check_utf8_path(path: str | os.PathLike[str], where: str) -> None:
+    """ConfigError when ``path``'s name is not valid UTF-8 (bytes the locale could not decode): circuitft
+    writes names into CSV, JSON and HTML, which hold UTF-8 text only."""
+    text = os.fspath(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(text).decode(
+            "utf-8", "backslashreplace"
+        )  # undecodable bytes shown as backslash-x escapes
+        raise ConfigError(f"{where} {shown}: the name is not valid UTF-8 text; rename it") from None

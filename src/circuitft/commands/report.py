@@ -37,6 +37,7 @@ from circuitft.commands.args import OneLineParser, parse
 from circuitft.eap import DEFAULT_TOP_FRAC
 from circuitft.errors import ConfigError
 from circuitft.files import atomic_folder
+from circuitft.limits import check_utf8_path
 from circuitft.owned import check_not_around, check_owned, mark
 
 METRICS = ("model_accuracy", "circuit_accuracy", "faithfulness", "kl_recovered_pct", "val_acc")
@@ -84,6 +85,8 @@ def main(name: str, argv: Sequence[str]) -> int:
 
     folders = find_runs(list(args.runs))
     check_not_around(out, folders, "--out")  # a run found under a folder of runs
+    for folder in folders:  # a run found under a folder of runs, whose name the locale cannot decode
+        check_utf8_path(folder, "run folder")
     _check_out(out)
     runs = [read_run(folder) for folder in folders]
     names = [r.name for r in runs]
