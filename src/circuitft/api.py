@@ -15,15 +15,18 @@ Everything here is a thin layer over :mod:`circuitft.models`, :mod:`circuitft.da
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from circuitft.argcheck import need, need_count, need_fraction, need_number
 from circuitft.data.pairs import PromptPairs
 from circuitft.eap import DEFAULT_TOP_FRAC
 from circuitft.eap.graph import Graph
 from circuitft.errors import ConfigError
+from circuitft.limits import MAX_BATCH_SIZE, MAX_IG_STEPS, MAX_ROWS
 from circuitft.models.loading import LoadedModel
 
 ModelLike = LoadedModel | torch.nn.Module
@@ -46,10 +49,24 @@ def load(
     from circuitft.models.analysis import load_analysis_model
     from circuitft.quiet import quiet_framework
 
+    need(model, "model", str, os.PathLike, none=True)
+    need(adapter, "adapter", str, os.PathLike, none=True)
+    need(checkpoint, "checkpoint", str, os.PathLike, none=True)
+    need(device, "device", str, torch.device, none=True)
+    need(progress, "progress", bool)
+    model = None if model is None else str(model)
     quiet_framework()  # the named framework warnings only (CIRCUITFT_VERBOSE=1 keeps them)
-    return load_analysis_model(
-        model, adapter=adapter, checkpoint=checkpoint, device=device, progress=progress
-    )
+    try:
+        return load_analysis_model(
+            model, adapter=adapter, checkpoint=checkpoint, device=device, progress=progress
+        )
+    except OSError as err:
+        from circuitft.cache import cache_error
+
+        message = cache_error(err)
+        if message is None:
+            raise
+        raise ConfigError(message) from None
 
 
 def make_pairs(task: str, model: ModelLike | Any, n: int, seed: int = 0, **params: Any) -> PromptPairs:
@@ -59,6 +76,9 @@ def make_pairs(task: str, model: ModelLike | Any, n: int, seed: int = 0, **param
     """
     from circuitft.data.tasks import make_pairs as _make_pairs
 
+    need(task, "task", str)
+    need_count(n, "n", MAX_ROWS)
+    need(seed, "seed", int)
     return _make_pairs(task, _tokenizer(model), n, seed, **params)
 
 
@@ -72,6 +92,9 @@ def load_pairs(
     """
     from circuitft.data.sources import load_pairs as _load_pairs
 
+    need(source, "source", str, os.PathLike)
+    need(task, "task", str, none=True)
+    need(on_mismatch, "on_mismatch", str)
     return _load_pairs(source, _tokenizer(model), task=task, on_mismatch=on_mismatch)  # type: ignore[arg-type]
 
 
@@ -96,6 +119,14 @@ def find_circuit(
     from circuitft.eap.select import select
 
     net = _module(model)
+    need(pairs, "pairs", PromptPairs)
+    need(method, "method", str)
+    need(metric, "metric", str)
+    need_count(ig_steps, "ig_steps", MAX_IG_STEPS)
+    need_fraction(top_frac, "top_frac", none=True)
+    need_count(top_n, "top_n", 2**62, none=True)
+    need_number(threshold, "threshold", none=True)
+    need_count(batch_size, "batch_size", MAX_BATCH_SIZE)
     graph = Graph.from_model(net)
     attribute(
         net,
@@ -128,8 +159,13 @@ def evaluate_circuit(
     """
     from circuitft.eap.evaluate import evaluate, faithfulness
 
+    net = _module(model)
+    need(circuit, "circuit", Graph)
+    need(pairs, "pairs", PromptPairs)
+    need(metric, "metric", str, none=True)
+    need_count(batch_size, "batch_size", MAX_BATCH_SIZE)
     metric = metric or circuit.meta.get("metric") or "kl"
-    result = evaluate(_module(model), circuit, pairs, metric=metric, batch_size=batch_size, progress=progress)
+    result = evaluate(net, circuit, pairs, metric=metric, batch_size=batch_size, progress=progress)
     out = {k: float(v) for k, v in faithfulness(result).items()}
     out["n_edges"] = float(circuit.count_edges())
     out["n_nodes"] = float(circuit.count_nodes())
@@ -140,6 +176,9 @@ def compare(a: Graph, b: Graph, frac: float = DEFAULT_TOP_FRAC) -> dict[str, Any
     """How two circuits of the same model differ: edge and node Jaccard, top-k Jaccard, edge change."""
     from circuitft.eap.overlap import overlap
 
+    need(a, "a", Graph)
+    need(b, "b", Graph)
+    need_fraction(frac, "frac")
     return overlap(a, b, frac=frac)
 
 
@@ -147,6 +186,7 @@ def draw(circuit: Graph, **kwargs: Any) -> Any:
     """A matplotlib figure of ``circuit`` (layers left to right, edges coloured by sign, width by |score|)."""
     from circuitft.plots import circuit_diagram
 
+    need(circuit, "circuit", Graph)
     return circuit_diagram(circuit, **kwargs)
 
 

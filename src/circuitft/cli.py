@@ -22,6 +22,7 @@ from collections.abc import Sequence
 
 from circuitft.diskfull import disk_full, is_out_of_space
 from circuitft.errors import CircuitftError
+from circuitft.limits import check_utf8_path
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "fit": ("circuitft.commands.train", "fit a LoRA adapter over a stream of tasks (LightningCLI)"),
@@ -65,6 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     module = importlib.import_module(COMMANDS[name][0])
     try:
+        for i, arg in enumerate(rest):  # bytes the locale cannot decode (a non-UTF-8 file name)
+            check_utf8_path(arg, f"argument {i + 1}")
         status = module.main(name, rest)
     except CircuitftError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -75,7 +78,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         if not err.filename:  # not about a path the user gave: a real failure, keep the traceback
             raise
-        print(f"error: cannot use {err.filename}: {err.strerror or err}", file=sys.stderr)
+        from circuitft.cache import cache_error
+
+        print(
+            f"error: {cache_error(err) or f'cannot use {err.filename}: {err.strerror or err}'}",
+            file=sys.stderr,
+        )
         return 2
     except Exception as err:  # safetensors, torch and Lightning report a full disk in their own types
         if not is_out_of_space(err):

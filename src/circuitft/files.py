@@ -7,10 +7,13 @@ caches) go through :func:`atomic_folder`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import tempfile
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from circuitft.diskfull import disk_full, is_out_of_space
@@ -56,6 +59,54 @@ def _umask() -> int:
     return mask
 
 
+@contextlib.contextmanager
+def _sigterm_as_exit() -> Iterator[None]:
+    """Inside: SIGTERM raises SystemExit (so temporary files are removed on the way out), unless the
+    program already handles SIGTERM itself (which then decides) or this is not the main thread."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL
+    ):
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """SIGTERM and SIGINT wait until the block is done (then they act as usual)."""
+    held = {signal.SIGTERM, signal.SIGINT}
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
+def _ordinary_modes(folder: Path) -> None:
+    """Give every file and folder under ``folder`` the umask's ordinary permissions (some writers, e.g.
+    safetensors, make private 0600 files)."""
+    mask = _umask()
+    for root, dirs, files in os.walk(folder):
+        for name in dirs:
+            os.chmod(os.path.join(root, name), 0o777 & ~mask)
+        for name in files:
+            path = os.path.join(root, name)
+            if not os.path.islink(path):
+                os.chmod(path, 0o666 & ~mask)
+
+
 def atomic_folder(
     write: Callable[[Path], None],
     folder: str | os.PathLike[str],
@@ -77,23 +128,31 @@ def atomic_folder(
       error keeps its type, and with ``option`` (the command-line option that gave ``folder``, e.g.
       ``--out``) an ``OSError`` becomes one ConfigError naming both.
     """
-    folder = Path(folder)
+    with _sigterm_as_exit():
+        _fill_folder(write, Path(folder), option, overwrite, replace)
+
+
+def _fill_folder(
+    write: Callable[[Path], None], folder: Path, option: str | None, overwrite: bool, replace: bool
+) -> None:
     tmp: Path | None = None
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
         tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private; the result is an ordinary folder
         write(tmp)
+        _ordinary_modes(tmp)
         if replace and folder.is_dir():
             old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old.", dir=folder.parent))
-            os.replace(folder, old / folder.name)
-            try:
-                os.replace(tmp, folder)
-            except OSError:
-                os.replace(old / folder.name, folder)  # put the earlier folder back
-                old.rmdir()
-                raise
-            tmp = old  # the earlier folder, removed below
+            with _signals_held():  # a SIGTERM between the two renames would leave no folder at all
+                os.replace(folder, old / folder.name)
+                try:
+                    os.replace(tmp, folder)
+                except OSError:
+                    os.replace(old / folder.name, folder)  # put the earlier folder back
+                    old.rmdir()
+                    raise
+                tmp = old  # the earlier folder, removed below
             return
         try:
             os.replace(tmp, folder)  # fails when folder exists and is not empty

@@ -10,7 +10,9 @@ Warnings (``warnings.filterwarnings`` by message):
 - torch's "``isinstance(treespec, LeafSpec)`` is deprecated" FutureWarning, raised from lightning's own
   ``utilities/_pytree.py`` at every optimizer step;
 - ModelCheckpoint's "Checkpoint directory ... exists and is not empty" (a resume writes into its own run
-  folder on purpose; a fresh ``fit`` refuses a folder that holds checkpoints before Lightning starts).
+  folder on purpose; a fresh ``fit`` refuses a folder that holds checkpoints before Lightning starts);
+- the training loop's "dataloader is not resumable" after a mid-task resume (the task stream restores its
+  own position from the checkpoint: a resumed run matches an uninterrupted one).
 
 Lightning's info lines (a ``logging.Filter`` on its rank-zero logger, by the line's start):
 
@@ -31,6 +33,7 @@ WARNINGS: tuple[tuple[str, type[Warning]], ...] = (
     (".*is_gradient_checkpointing.*", Warning),
     (r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning),
     (r"Checkpoint directory .* exists and is not empty", Warning),
+    (r"You're resuming from a checkpoint that ended before the epoch ended and your dataloader is", Warning),
 )
 INFO_LINES: tuple[str, ...] = (
     "GPU available:",

@@ -52,7 +52,11 @@ def test_writes_graph_and_metrics(tmp_path: Path, data: Path, capsys: pytest.Cap
     assert run(*common, "--batch_size", "4", "--top_n", "30", "--seed", "1", "--out", out) == 0
     captured = capsys.readouterr()
     assert "6 rows, 0 dropped" in captured.err and "n_edges=" in captured.out
-    assert sorted(p.name for p in out.iterdir()) == ["graph.json", "graph.safetensors", "metrics.json"]
+    assert sorted(p.name for p in out.iterdir() if p.name != ".circuitft") == [
+        "graph.json",
+        "graph.safetensors",
+        "metrics.json",
+    ]
 
     metrics = json.loads((out / "metrics.json").read_text())
     for key in KEYS:

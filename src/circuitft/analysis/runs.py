@@ -42,10 +42,11 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from circuitft.eap.graph import Graph
-from circuitft.errors import DataError
+from circuitft.errors import CircuitftError, DataError
+from circuitft.runconfig import check_run_config
+from circuitft.safeyaml import read_yaml_file
 
 RECORD_KEYS = ("step", "task", "graph_path")
 METRIC_COLUMNS = (
@@ -208,10 +209,12 @@ def _read_config(folder: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
     try:
-        cfg = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise DataError(f"{path}: malformed YAML ({str(err).splitlines()[0]})") from None
-    return cfg if isinstance(cfg, dict) else {}
+        cfg = read_yaml_file(path) or {}
+    except CircuitftError as err:
+        raise DataError(str(err)) from None
+    cfg = cfg if isinstance(cfg, dict) else {}
+    check_run_config(cfg, path)
+    return cfg
 
 
 def _stream(cfg: dict[str, Any]) -> tuple[list[str], list[int | None]]:

@@ -49,6 +49,7 @@ from circuitft.callbacks.ranks import AnalysisFailed, Ranks
 from circuitft.callbacks.records import CircuitRecord, RecordLog
 from circuitft.eap import DEFAULT_TOP_FRAC
 from circuitft.errors import ConfigError
+from circuitft.limits import MAX_BATCH_SIZE, MAX_IG_STEPS, MAX_ROWS, check_count
 from circuitft.names import check_name, inside
 
 TaskChoice = Literal["seen", "all"] | list[str]
@@ -125,6 +126,9 @@ class CircuitCallback(Callback):
             raise ConfigError(f"CircuitCallback every_n_steps must be positive, got {every_n_steps}")
         if n_examples <= 0 or batch_size <= 0 or ig_steps <= 0:
             raise ConfigError("CircuitCallback n_examples, batch_size and ig_steps must be positive")
+        check_count(ig_steps, "CircuitCallback ig_steps", MAX_IG_STEPS)
+        check_count(batch_size, "CircuitCallback batch_size", MAX_BATCH_SIZE)
+        check_count(n_examples, "CircuitCallback n_examples", MAX_ROWS)
         if dtype is not None and dtype not in BUFFER_DTYPES:
             raise ConfigError(f"CircuitCallback dtype {dtype!r} is not one of {', '.join(BUFFER_DTYPES)}")
         if isinstance(tasks, str) and tasks not in ("seen", "all"):

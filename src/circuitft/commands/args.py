@@ -12,10 +12,9 @@ from __future__ import annotations
 import argparse
 import re
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
-from circuitft.errors import ConfigError
+from circuitft.errors import CircuitftError, ConfigError
 
 CONFIG_HELP = "YAML file of these options (as --print_config writes it); options after it override it"
 
@@ -192,14 +191,13 @@ def _expected(action: Any) -> str | None:
 
 def _config_source(key: str, argv: Sequence[str]) -> str:
     """`` (from config file F)`` when the last config file given sets ``key``."""
-    import yaml
-
     from circuitft.commands.train import _config_paths
+    from circuitft.safeyaml import read_yaml_file
 
     for path in reversed(_config_paths(argv)):
         try:
-            data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError):
+            data = read_yaml_file(path)
+        except CircuitftError:
             continue
         node: Any = data
         for part in key.split("."):

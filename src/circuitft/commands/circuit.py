@@ -28,7 +28,9 @@ from circuitft.commands.args import flag, make_parser, only_one, parse
 from circuitft.eap import DEFAULT_TOP_FRAC
 from circuitft.errors import ConfigError
 from circuitft.files import atomic_folder
+from circuitft.limits import MAX_BATCH_SIZE, MAX_IG_STEPS, check_count
 from circuitft.outputs import check_writable
+from circuitft.owned import check_owned, mark
 
 SIZE_OPTIONS = ("top_n", "top_frac", "threshold", "greedy_n")
 
@@ -210,6 +212,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise ConfigError(f"--ig_steps must be at least 1, got {args.ig_steps}")
     if args.batch_size < 1:
         raise ConfigError(f"--batch_size must be positive, got {args.batch_size}")
+    check_count(args.ig_steps, "--ig_steps", MAX_IG_STEPS)
+    check_count(args.batch_size, "--batch_size", MAX_BATCH_SIZE)
     if args.dtype is not None and args.dtype not in BUFFER_DTYPES:
         raise ConfigError(f"--dtype {args.dtype!r} is not one of {', '.join(BUFFER_DTYPES)}")
     if args.limit is not None and args.limit < 1:
@@ -234,6 +238,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise ConfigError(f"--ckpt {args.ckpt}: file not found")
     if args.out.exists() and not args.out.is_dir():
         raise ConfigError(f"--out {args.out} exists and is not a folder")
+    check_owned(args.out, "circuit", "--out", what="write into")  # never overwrite the user's own files
     check_writable(args.out, "--out")  # before the model is loaded, not after the whole attribution
     device = _device(args.device)
 
@@ -363,6 +368,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     # ---- write everything to a temporary folder, then move it into --out ---------------------------
     def write(folder: Path) -> None:
+        mark(folder, "circuit")
         write_json(graph, folder / "graph.json")
         write_safetensors(graph, folder / "graph.safetensors")
         (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")

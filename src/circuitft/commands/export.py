@@ -33,6 +33,9 @@ def main(name: str, argv: Sequence[str]) -> int:
     args = parse(build_parser(f"circuitft {name}"), argv)
     if isinstance(args, int):  # --help, --print_config
         return args
+    from circuitft.quiet import quiet_framework
+
+    quiet_framework()  # transformers' is_gradient_checkpointing FutureWarning, named there
     out = export_adapter(args.ckpt, args.out)
     print(f"wrote the adapter of {args.ckpt} to {out} (load it with PeftModel.from_pretrained or --adapter)")
     return 0
@@ -42,6 +45,7 @@ def export_adapter(ckpt: str | Path, out: str | Path) -> Path:
     """Write ``ckpt``'s adapter, ``circuitft.json`` and the run's ``config.yaml`` to ``out``; returns ``out``."""
     from circuitft.files import atomic_folder
     from circuitft.models.checkpoint import load_checkpoint_file, model_from_checkpoint
+    from circuitft.owned import mark
 
     ckpt, out = Path(ckpt), Path(out)
     if not ckpt.is_file():
@@ -62,6 +66,7 @@ def export_adapter(ckpt: str | Path, out: str | Path) -> Path:
     config = ckpt.resolve().parent.parent / "config.yaml"
 
     def write(tmp: Path) -> None:
+        mark(tmp, "export")
         loaded.model.save_pretrained(tmp)
         (tmp / "circuitft.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
         if config.is_file():

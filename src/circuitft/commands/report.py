@@ -14,8 +14,9 @@ runs, such as a sweep's ``root_dir``, stands for all runs under it), never loads
     DIR/tables/pairs.csv, DIR/fit.json   with two or more pair runs (two-task streams): the sweep headline
 
 Everything is written to a temporary folder next to ``DIR`` and moved into place at the end, so a failure
-leaves no half-written report (an existing report at ``DIR`` is replaced only then; a non-empty ``DIR``
-that is not a report is refused). Per-run figure sections are drawn for at most ``--max_run_sections``
+leaves no half-written report (an existing report at ``DIR`` is replaced only then). ``DIR`` is replaced
+only when it is empty or a report circuitft wrote (its ``.circuitft`` marker, :mod:`circuitft.owned`); a
+folder with other files, or one holding a run being reported, is refused before any work. Per-run figure sections are drawn for at most ``--max_run_sections``
 runs (default 4); beyond that (a sweep) only the sweep figures and all tables.
 """
 
@@ -36,6 +37,8 @@ from circuitft.commands.args import OneLineParser, parse
 from circuitft.eap import DEFAULT_TOP_FRAC
 from circuitft.errors import ConfigError
 from circuitft.files import atomic_folder
+from circuitft.limits import check_utf8_path
+from circuitft.owned import check_not_around, check_owned, mark
 
 METRICS = ("model_accuracy", "circuit_accuracy", "faithfulness", "kl_recovered_pct", "val_acc")
 
@@ -76,11 +79,16 @@ def main(name: str, argv: Sequence[str]) -> int:
     if args.max_run_sections < 0 or args.max_edges < 1:
         raise ConfigError("--max_run_sections must be >= 0 and --max_edges >= 1")
     out = args.out
-    _check_out(out)
+    check_not_around(out, args.runs, "--out")
     t0 = time.perf_counter()
     from circuitft.analysis.runs import find_runs, read_run
 
-    runs = [read_run(folder) for folder in find_runs(list(args.runs))]
+    folders = find_runs(list(args.runs))
+    check_not_around(out, folders, "--out")  # a run found under a folder of runs
+    for folder in folders:  # a run found under a folder of runs, whose name the locale cannot decode
+        check_utf8_path(folder, "run folder")
+    _check_out(out)
+    runs = [read_run(folder) for folder in folders]
     names = [r.name for r in runs]
     if len(set(names)) != len(names):  # the same folder name under two sweeps: qualify with the parent
         for r in runs:
@@ -88,6 +96,7 @@ def main(name: str, argv: Sequence[str]) -> int:
     summary: dict[str, Any] = {}
 
     def write(folder: Path) -> None:
+        mark(folder, "report")  # what lets a later report replace this folder
         summary.update(
             build_report(
                 runs,
@@ -110,13 +119,8 @@ def main(name: str, argv: Sequence[str]) -> int:
 
 
 def _check_out(out: Path) -> None:
-    """Refuse an --out that is a file, a non-report folder, or not writable (before any work)."""
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / "index.html").is_file():
-        raise ConfigError(
-            f"--out {out}: folder is not empty and holds no report (index.html); choose another"
-        )
+    """Refuse an --out that is a file, a folder that is not circuitft's report, or not writable."""
+    check_owned(out, "report", "--out", what="replace")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import subprocess
 import sys
@@ -32,13 +33,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from circuitft.commands.args import flag, make_parser, parse
 from circuitft.commands.sweep_plan import DONE
 from circuitft.errors import ConfigError
 from circuitft.names import check_name, inside
+from circuitft.owned import check_owned
 from circuitft.runlock import OWNER_ENV, RunLock, RunLocked
+from circuitft.safeyaml import load_yaml, read_yaml_file
+
+MAX_RUNS = 10_000  # runs one sweep may hold (--max_runs raises it)
 
 
 @dataclass
@@ -102,6 +105,12 @@ def build_parser(prog: str = "circuitft sweep") -> Any:
         type=list[dict[str, Any]],
         default=[],
         help="explicit runs: a list of {name: NAME, args: [fit arguments]}",
+    )
+    p.add_argument(
+        "--max_runs",
+        type=int,
+        default=MAX_RUNS,
+        help=f"refuse a sweep of more runs than this (counted before any is built; default {MAX_RUNS:,})",
     )
     p.add_argument("--shard", type=str, default="0/1", help="run every N-th run starting at i: i/N (0-based)")
     p.add_argument(
@@ -185,6 +194,7 @@ def sweep_runs(args: Any) -> tuple[Path, Path, list[Run]]:
             raise ConfigError(f"{where}: permutations.length must be positive, got {length}")
         if len(tasks) < length:
             raise ConfigError(f"{where}: permutations need at least {length} tasks")
+        check_run_count(math.perm(len(tasks), length), len(tasks), length, len(args.runs), args, where)
         for j, t in enumerate(tasks):
             check_name(t, f"{where}: permutations.tasks[{j}]")
         for combo in itertools.permutations(tasks, length):
@@ -209,6 +219,18 @@ def sweep_runs(args: Any) -> tuple[Path, Path, list[Run]]:
     return fit_config, root, runs
 
 
+def check_run_count(n_perm: int, n_tasks: int, length: int, n_listed: int, args: Any, where: str) -> None:
+    """ConfigError when the sweep has more runs than ``--max_runs`` (counted, before any run is built)."""
+    limit = getattr(args, "max_runs", None) or MAX_RUNS
+    total = n_perm + n_listed
+    if total > limit:
+        raise ConfigError(
+            f"{where}: {total:,} runs ({n_perm:,} permutations of {n_tasks} tasks taken {length} at a time"
+            f"{f' and {n_listed} listed runs' if n_listed else ''}), more than --max_runs {limit:,}; "
+            "shorten the permutations or raise --max_runs"
+        )
+
+
 def check_runs(fit_config: Path, runs: Sequence[Run], extra: Sequence[str]) -> None:
     """Fail fast, before any run starts: every run's task stream names known tasks with positive lengths,
     its model is available (hub models: in the local cache) and its data files can be read, and the
@@ -222,7 +244,7 @@ def check_runs(fit_config: Path, runs: Sequence[Run], extra: Sequence[str]) -> N
     from circuitft.preflight import data_problem, model_problem
 
     known = set(task_names())
-    base = yaml.safe_load(fit_config.read_text()) or {}
+    base = read_yaml_file(fit_config, f"fit config {fit_config}") or {}
     problems: list[str] = []
     checked: dict[str, str | None] = {}  # model specs and data sources are checked once each
     for run in runs:
@@ -231,7 +253,7 @@ def check_runs(fit_config: Path, runs: Sequence[Run], extra: Sequence[str]) -> N
         model = str((base.get("model") or {}).get("model") or "")
         for i, arg in enumerate(args[:-1]):
             if arg == "--data.tasks":
-                tasks = yaml.safe_load(args[i + 1]) or []
+                tasks = load_yaml(args[i + 1], f"run {run.name}: --data.tasks") or []
             elif arg == "--model.model":
                 model = args[i + 1]
         for arg in args:
@@ -315,6 +337,8 @@ def main(name: str, argv: Sequence[str]) -> int:
         runs = [r for r in runs if r.name in args.only]
     mine = runs[i::n]
     check_runs(fit_config, mine, args.extra)
+    for run in mine:  # a run folder holding the user's own files is refused before any run starts
+        check_owned(inside(root, run.name, key=f"run {run.name}"), "run", f"run {run.name}:", what="train in")
     if args.dry_run:
         from circuitft.commands.sweep_plan import plan_table
 

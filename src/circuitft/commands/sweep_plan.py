@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
+from circuitft.safeyaml import load_yaml, read_yaml_file
 
 CALLBACK = "CircuitCallback"
 MAX_TIMED_RUNS = 8  # finished runs read for the estimate (the most recent ones)
@@ -70,7 +70,7 @@ class RunPlan:
 def run_config(fit_config: Path, args: Sequence[str]) -> dict[str, Any]:
     """The fit config of a run: ``fit_config`` with the ``--key.sub value`` arguments applied (values read
     as YAML, as ``circuitft fit`` reads them); ``--config FILE`` arguments merge that file."""
-    cfg = yaml.safe_load(fit_config.read_text()) or {}
+    cfg = read_yaml_file(fit_config, f"fit config {fit_config}") or {}
     args = list(args)
     i = 0
     while i < len(args):
@@ -86,7 +86,7 @@ def run_config(fit_config: Path, args: Sequence[str]) -> dict[str, Any]:
                 value = "true"
         i += 1
         if key == "config":
-            _merge(cfg, yaml.safe_load(Path(value).read_text()) or {})
+            _merge(cfg, read_yaml_file(value, f"config file {value}") or {})
             continue
         node = cfg
         *parents, last = key.split(".")
@@ -94,7 +94,7 @@ def run_config(fit_config: Path, args: Sequence[str]) -> dict[str, Any]:
             if not isinstance(node.get(part), dict):
                 node[part] = {}
             node = node[part]
-        node[last] = yaml.safe_load(value)
+        node[last] = load_yaml(value, f"--{key}")
     return cfg
 
 

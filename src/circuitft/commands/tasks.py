@@ -29,6 +29,7 @@ from circuitft.commands.args import flag, make_parser, parse
 from circuitft.data.rows import PromptRow, rows_to_csv
 from circuitft.errors import ConfigError
 from circuitft.files import atomic_write_text
+from circuitft.limits import MAX_ROWS, check_count
 
 
 def _build_parser(prog: str) -> Any:
@@ -134,6 +135,7 @@ def _params(pairs: Sequence[str]) -> dict[str, str]:
 def _check_n(n: int) -> None:
     if n <= 0:
         raise ConfigError(f"--n must be a positive integer, got {n}")
+    check_count(n, "--n", MAX_ROWS)
 
 
 def _list() -> int:

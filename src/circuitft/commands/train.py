@@ -37,22 +37,23 @@ def _config_paths(argv: Sequence[str]) -> list[str]:
 
 
 def check_config_files(argv: Sequence[str]) -> None:
-    """One-line errors for a missing, unreadable or non-mapping ``--config`` file."""
-    import yaml
+    """One-line errors for a missing, unreadable, non-regular, non-mapping or alias-bomb ``--config`` file,
+    and for an option value whose YAML expands beyond the limit (before jsonargparse sees any of it)."""
+    from circuitft.safeyaml import check_yaml, read_yaml_file
 
-    for p in _config_paths(argv):
-        path = Path(p)
-        if not path.is_file():
+    paths = _config_paths(argv)
+    for p in paths:
+        if not Path(p).exists():
             raise ConfigError(f"config file {p} does not exist")
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-            raise ConfigError(f"config file {p}:{where}: malformed YAML ({problem})") from None
+        data = read_yaml_file(p, f"config file {p}")
         if data is not None and not isinstance(data, dict):
             raise ConfigError(f"config file {p}: expected a mapping of options, got {type(data).__name__}")
+    for i, arg in enumerate(argv):
+        value = arg.split("=", 1)[1] if arg.startswith("--") and "=" in arg else arg
+        if "&" in value and "*" in value and value not in paths:  # anchors and aliases: a possible bomb
+            check_yaml(
+                value, f"argument {i + 1} ({value[:40]}...)" if len(value) > 40 else f"argument {value}"
+            )
 
 
 def _cli_class(argv: Sequence[str] = ()) -> type:
@@ -114,6 +115,7 @@ def _cli_class(argv: Sequence[str] = ()) -> type:
                 if hasattr(cb, "check_stream"):  # CircuitCallback's task options against the stream
                     cb.check_stream(list(self.datamodule.names))
             self._check_kept_rows()
+            _mark_run_folder(self.trainer.default_root_dir)
             _RUNNING.append(self)
             if _rank_zero():
                 spec = getattr(self.model, "spec", type(self.model).__name__)
@@ -169,7 +171,7 @@ def _cli_class(argv: Sequence[str] = ()) -> type:
             root = cfg.trainer.get("default_root_dir") or DEFAULT_ROOT
             self._resume: fit_messages.Resume | None = None
             if self.subcommand == "fit":
-                _lock_run_folder(root)  # before the check below: two fits cannot both pass it
+                _own_run_folder(root)  # the lock, and config.yaml only in a folder circuitft owns
                 if cfg.get("ckpt_path") == "last" and _resolve_ckpt("last", cfg) is None:
                     folder = _checkpoint_folder(cfg)
                     others = sorted(folder.glob("*.ckpt"))
@@ -233,6 +235,25 @@ def _lock_run_folder(root: str) -> None:
     _LOCKS.append(RunLock(root, "fit", key="--trainer.default_root_dir").acquire())
 
 
+def _own_run_folder(root: str) -> None:
+    """Refuse a run folder holding files circuitft did not write (its config.yaml would replace yours), then
+    take its lock (before the checks after it: two fits cannot both pass them)."""
+    from circuitft.owned import check_owned
+
+    if not _rank_zero():
+        return
+    check_owned(root, "run", "--trainer.default_root_dir", what="write its config.yaml and checkpoints into")
+    _lock_run_folder(root)
+
+
+def _mark_run_folder(root: str) -> None:
+    """Mark the run folder as circuitft's (after every check passed: bad input writes nothing)."""
+    from circuitft.owned import kind_of, mark
+
+    if _rank_zero() and kind_of(root) != "run":
+        mark(root, "run")
+
+
 def _checkpoint_folder(cfg: Any) -> Path:
     """The run's checkpoint folder (``checkpoint.dirpath`` or ``<default_root_dir>/checkpoints``)."""
     dirpath = cfg.get("checkpoint", {}).get("dirpath") if cfg.get("checkpoint") else None
@@ -286,11 +307,11 @@ def trainer_defaults() -> dict[str, Any]:
 
 def run_cli(argv: Sequence[str]) -> Any:
     """Run LightningCLI on ``argv`` (subcommand first); returns the CLI object."""
+    check_config_files(argv)  # before the heavy imports: a bad or hostile file fails in a moment
     from circuitft.data.stream import TaskStreamDataModule
     from circuitft.quiet import quiet_framework
     from circuitft.training.module import LoRAModule
 
-    check_config_files(argv)
     quiet_framework()
     cls = _cli_class(list(argv[1:]))
     extra: dict[str, Any] = {}

@@ -24,6 +24,7 @@ from circuitft.data.pairs import PromptPairs, tokenize_pairs
 from circuitft.data.rows import PromptRow
 from circuitft.data.splits import SPLITS, split_of
 from circuitft.errors import DataError
+from circuitft.limits import check_regular_file
 
 REQUIRED = ("clean", "corrupted", "answer")
 OPTIONAL = ("wrong",)
@@ -50,6 +51,7 @@ def load_rows(
         raise DataError(f"{path}: file not found")
     if path.is_dir():
         return _from_dataset(_load_disk(path, split), str(path), limit, labels)
+    check_regular_file(path, str(path))  # a FIFO or a device would block or never end
     suffix = path.suffix.lower()
     if suffix in (".csv", ".tsv", ".jsonl"):
         if split not in (None, "train"):

@@ -32,6 +32,7 @@ from circuitft.data.pairs import PromptPairs
 from circuitft.data.splits import SPLITS
 from circuitft.data.stages import TaskConfig, components, stage_from_dict, stage_name
 from circuitft.errors import ConfigError, DataError
+from circuitft.limits import MAX_BATCH_SIZE, check_count
 from circuitft.names import check_name
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,10 @@ class TaskStreamDataModule(L.LightningDataModule):
         for key, value in (("batch_size", batch_size), ("global_batch_size", global_batch_size)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
                 raise ConfigError(f"data.{key} must be a positive integer, got {value!r}")
+            if value is not None:
+                check_count(value, f"data.{key}", MAX_BATCH_SIZE)
+        if val_batch_size is not None:
+            check_count(val_batch_size, "data.val_batch_size", MAX_BATCH_SIZE)
         if validate_on not in ("seen", "all"):
             raise ConfigError(f"data.validate_on must be 'seen' or 'all', got {validate_on!r}")
         self.batch_size = batch_size if batch_size is not None or global_batch_size is not None else 8

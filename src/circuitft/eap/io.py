@@ -31,19 +31,25 @@ from typing import Any
 
 import torch
 
+from circuitft.argcheck import need
 from circuitft.eap.graph import Graph, GraphConfig
 from circuitft.errors import DataError
 from circuitft.files import atomic_write
+from circuitft.limits import check_regular_file
 
 FORMAT = "circuitft.graph"
 VERSION = "1"
 REQUIRED_KEYS = ("cfg", "nodes", "edges")
 _HEAD = re.compile(r"a\d+\.h\d+")
+MAX_LAYERS, MAX_HEADS = 1_024, 1_024
+MAX_GRAPH_CELLS = 100_000_000  # forward x backward nodes: 400 MB of float32 scores (a 70B model: 80M)
 
 
 # ---- dispatch -----------------------------------------------------------------------------------------
 def save_graph(graph: Graph, path: str | os.PathLike[str]) -> None:
     """Write ``graph`` as JSON (``.json``) or safetensors (``.safetensors``), by suffix."""
+    need(graph, "graph", Graph)
+    need(path, "path", str, os.PathLike)
     path = Path(path)
     if path.suffix == ".json":
         write_json(graph, path)
@@ -55,6 +61,8 @@ def save_graph(graph: Graph, path: str | os.PathLike[str]) -> None:
 
 def load_graph(path: str | os.PathLike[str], cfg: GraphConfig | None = None) -> Graph:
     """Read a ``.json`` or ``.safetensors`` graph; with ``cfg``, check it fits that model shape."""
+    need(path, "path", str, os.PathLike)
+    need(cfg, "cfg", GraphConfig, none=True)
     path = Path(path)
     if path.suffix == ".json":
         return read_json(path, cfg)
@@ -118,11 +126,16 @@ def load_graph_dict(path: str | os.PathLike[str]) -> dict[str, Any]:
     :class:`DataError` naming the file.
     """
     path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: graph file not found")
+    check_regular_file(path, str(path))
     try:
         with open(path, encoding="utf-8") as f:
             d = json.load(f)
     except FileNotFoundError:
         raise DataError(f"{path}: graph file not found") from None
+    except RecursionError:
+        raise DataError(f"{path}: JSON nested too deeply to be a graph file") from None
     except json.JSONDecodeError as err:
         raise DataError(
             f"{path}: not valid JSON ({err.msg} at line {err.lineno} column {err.colno})"
@@ -167,11 +180,8 @@ def graph_from_dict(d: dict[str, Any], path: str | os.PathLike[str], cfg: GraphC
     for name, entry in edges.items():
         if not isinstance(entry, dict) or "in_graph" not in entry or "score" not in entry:
             raise DataError(f"{where}edge {name!r} needs an object with 'score' and 'in_graph'")
-        score = entry["score"]
-        if score is not None and (isinstance(score, bool) or not isinstance(score, int | float)):
-            raise DataError(f"{where}edge {name!r}: score must be a number, got {score!r}")
-        scores.append(0.0 if score is None else float(score))
-        flags.append(bool(entry["in_graph"]))
+        scores.append(_score(entry["score"], f"{where}edge {name!r}"))
+        flags.append(_flag(entry["in_graph"], f"{where}edge {name!r}"))
     graph.scores[src, dst] = torch.tensor(scores, dtype=torch.float32)
     graph.in_graph[src, dst] = torch.tensor(flags, dtype=torch.bool)
     read_nodes(graph, d["nodes"], where)
@@ -200,9 +210,9 @@ def read_nodes(graph: Graph, nodes: dict[str, Any], where: str) -> None:
             continue
         if not isinstance(entry, dict):
             raise DataError(f"{where}node {name!r} needs an object with 'in_graph'")
-        graph.nodes_in_graph[i] = bool(entry.get("in_graph", False))
+        graph.nodes_in_graph[i] = _flag(entry.get("in_graph", False), f"{where}node {name!r}")
         if entry.get("score") is not None:
-            node_scores[i] = float(entry["score"])
+            node_scores[i] = _score(entry["score"], f"{where}node {name!r}")
             any_score = True
     graph.nodes_in_graph[-1] = True
     graph.node_scores = node_scores if any_score else None
@@ -237,8 +247,9 @@ def read_safetensors(path: str | os.PathLike[str], cfg: GraphConfig | None = Non
 
     path = Path(path)
     where = f"{path}: "
-    if not path.is_file():
+    if not path.exists():
         raise DataError(f"{path}: graph file not found")
+    check_regular_file(path, str(path))
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
@@ -266,6 +277,9 @@ def read_safetensors(path: str | os.PathLike[str], cfg: GraphConfig | None = Non
     for key, shape in shapes.items():
         if tuple(tensors[key].shape) != shape:
             raise DataError(f"{path}: tensor {key!r} has shape {tuple(tensors[key].shape)}, expected {shape}")
+    bad = int((~torch.isfinite(tensors["edge_scores"].float())).sum())
+    if bad:
+        raise DataError(f"{path}: {bad} of {n_edges} edge scores are not finite numbers (NaN or infinite)")
     graph.scores[mask] = tensors["edge_scores"].float()
     graph.in_graph[mask] = tensors["edge_in_graph"].bool()
     graph.nodes_in_graph = tensors["nodes_in_graph"].bool().clone()
@@ -310,10 +324,52 @@ def parse_cfg(raw: Any, where: str) -> GraphConfig:
     for key in ("n_layers", "n_heads"):
         if key not in raw:
             raise DataError(f"{where}'cfg' lacks {key!r}")
+    for key, top in (
+        ("n_layers", MAX_LAYERS),
+        ("n_heads", MAX_HEADS),
+        ("n_kv_heads", MAX_HEADS),
+        ("d_model", None),
+    ):
+        value = raw.get(key)
+        if value is None and key in ("n_kv_heads", "d_model"):
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < (0 if key == "d_model" else 1):
+            raise DataError(f"{where}'cfg' {key} must be a positive integer, got {value!r}")
+        if top is not None and value > top:
+            raise DataError(f"{where}'cfg' {key} is {value:,}; a graph may have at most {top:,}")
+    if not isinstance(raw.get("parallel_attn_mlp", False), bool):
+        raise DataError(
+            f"{where}'cfg' parallel_attn_mlp must be true or false, got {raw['parallel_attn_mlp']!r}"
+        )
     try:
-        return GraphConfig.from_dict(raw)
+        cfg = GraphConfig.from_dict(raw)
     except (TypeError, ValueError) as err:
         raise DataError(f"{where}bad 'cfg' ({err})") from None
+    cells = cfg.n_forward * cfg.n_backward
+    if cells > MAX_GRAPH_CELLS:
+        raise DataError(
+            f"{where}'cfg' describes {cfg.describe()}: {cells:,} possible edges, more than the {MAX_GRAPH_CELLS:,} "
+            "circuitft reads (about 500 MB); refused before reading it"
+        )
+    return cfg
+
+
+def _score(value: Any, where: str) -> float:
+    """A score from a JSON file: a finite number, or null (read as 0)."""
+    if value is None:
+        return 0.0
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise DataError(f"{where}: score must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise DataError(f"{where}: score must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _flag(value: Any, where: str) -> bool:
+    """An ``in_graph`` from a JSON file: true or false (a string "false" is not false)."""
+    if not isinstance(value, bool):
+        raise DataError(f"{where}: in_graph must be true or false, got {value!r}")
+    return value
 
 
 def _num(x: float) -> str:

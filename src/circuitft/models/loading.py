@@ -30,6 +30,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+from circuitft.cache import cache_dir
 from circuitft.errors import ModelSpecError
 from circuitft.files import atomic_folder
 from circuitft.hub import download_allowed, how_to_get
@@ -48,11 +49,6 @@ class LoadedModel:
     tokenizer: PreTrainedTokenizerBase
     spec: str
     tokenizer_dir: Path  # a folder the tokenizer was saved to / loaded from (TransformerLens reloads it)
-
-
-def cache_dir() -> Path:
-    """circuitft's cache folder: ``$CIRCUITFT_CACHE`` or ``~/.cache/circuitft``."""
-    return Path(os.environ.get("CIRCUITFT_CACHE", Path.home() / ".cache" / "circuitft")).expanduser()
 
 
 def model_specs() -> list[str]:

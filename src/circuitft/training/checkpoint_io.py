@@ -4,12 +4,14 @@ Lightning's own writer goes through an fsspec transaction whose temporary file l
 folder and is then *copied* onto the target when that is another file system, so a full disk can leave a
 truncated ``last.ckpt``. :class:`AtomicCheckpointIO` serialises the checkpoint in memory, writes it to a
 temporary file next to the target and renames it into place (:func:`circuitft.files.atomic_write`): a
-crash or a full disk leaves the previous checkpoint intact and the run resumable.
+crash or a full disk leaves the previous checkpoint intact and the run resumable. Each checkpoint's size is
+noted in the run folder's marker (:mod:`circuitft.owned`), so a copy cut short is reported as "truncated (N of M bytes)".
 """
 
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -17,6 +19,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from circuitft.diskfull import DiskFull, disk_full, is_out_of_space
 from circuitft.files import atomic_write
+from circuitft.models.checkpoint_errors import record_size
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -40,6 +43,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             if isinstance(err, DiskFull) or is_out_of_space(err):
                 raise disk_full(path, needed=len(data)) from None
             raise
+        record_size(Path(path), len(data))
 
 
 def use_atomic_checkpoints(strategy: Any) -> None:
