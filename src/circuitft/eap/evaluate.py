@@ -135,6 +135,8 @@ def faithfulness(result: EvalResult) -> dict[str, float]:
     - ``kl_recovered_pct`` (only for the ``kl`` metric): 100 (1 - |B - C| / B), B = mean
       KL(P_corr || P_clean), C = mean KL(P_corr || P_circ) (the fine-tuning projects' "KL faithfulness
       percentage", called ``kl_faithfulness_pct`` before);
+    - ``metric_gap``: |mean clean - mean corrupted|, the denominator of ``faithfulness`` (near 0, the
+      clean and corrupted runs hardly differ and faithfulness is a ratio of small numbers);
     - the means of each run's metric and the clean / circuit accuracies.
     """
     clean, corr, circ = (float(x.double().mean()) for x in (result.clean, result.corrupted, result.circuit))
@@ -148,6 +150,7 @@ def faithfulness(result: EvalResult) -> dict[str, float]:
         "clean_metric": clean,
         "corrupted_metric": corr,
         "circuit_metric": circ,
+        "metric_gap": abs(denom),
         "model_accuracy": float(result.model_correct.float().mean()),
         "circuit_accuracy": float(result.circuit_correct.float().mean()),
     }
