@@ -46,6 +46,19 @@ def mib_areas(curve: Mapping[float, float]) -> dict[str, float]:
     return {"cpr": cpr, "cmd": cmd}
 
 
+def at_fractions(curve: Mapping[float, float], n_edges: int) -> dict[float, float]:
+    """``curve`` (``{fraction: faithfulness}``) at each of :data:`MIB_FRACTIONS`, where a curve that evaluated
+    each distinct circuit once (a small graph maps several fractions to the same ``max(1, int(f * n_edges))``
+    edges) stands for every fraction of the same size; missing fractions are left out."""
+    by_size = {max(1, int(float(f) * n_edges)): v for f, v in curve.items()}
+    out = {}
+    for f in MIB_FRACTIONS:
+        n = max(1, int(f * n_edges))
+        if n in by_size:
+            out[f] = by_size[n]
+    return out
+
+
 def write_mib(graph: Graph, folder: str | os.PathLike[str], task: str, model: str) -> Path:
     """Write ``graph``'s scores and its circuits at MIB's fractions under ``folder/<task>_<model>/``.
 
