@@ -32,8 +32,6 @@ of its own training is below 20% (the model does not do the task).
 from __future__ import annotations
 
 import logging
-import math
-import sys
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -42,16 +40,16 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
-from circuitft.callbacks import board, history, messages
+from circuitft.callbacks import board, messages, writing
 from circuitft.callbacks.analysis import AnalysisSettings, TaskResult, analyse, batches
-from circuitft.callbacks.progress import AnalysisBar, say
+from circuitft.callbacks.progress import AnalysisBar
 from circuitft.callbacks.ranks import AnalysisFailed, Ranks
-from circuitft.callbacks.records import CircuitRecord, RecordLog
+from circuitft.callbacks.records import RecordLog
 from circuitft.data.schedule import Schedule
 from circuitft.eap import DEFAULT_TOP_FRAC
 from circuitft.eap.heldout import disjoint_rows
 from circuitft.errors import ConfigError
-from circuitft.names import check_name, inside
+from circuitft.names import check_name
 
 TaskChoice = Literal["seen", "all"] | list[str]
 log = logging.getLogger("circuitft")
@@ -246,21 +244,10 @@ class CircuitCallback(Callback):
         whose val (discovery) or test (held-out) split has fewer rows than ``n_examples``."""
         self._t_fit = time.perf_counter()
         dm = trainer.datamodule
-        if not trainer.is_global_zero or not hasattr(dm, "task_pairs"):
-            return
-        for task in self._names:
-            for split in ("val", "test") if self.heldout else ("val",):
-                have = len(dm.task_pairs(task, split))
-                if have < self.n_examples:
-                    log.warning(
-                        "task %s: split %s has %d rows, fewer than the CircuitCallback's n_examples=%d: "
-                        "the circuit numbers on it rest on %d rows",
-                        task,
-                        split,
-                        have,
-                        self.n_examples,
-                        have,
-                    )
+        if trainer.is_global_zero and hasattr(dm, "task_pairs"):
+            splits = ("val", "test") if self.heldout else ("val",)
+            for line in messages.short_splits(dm, self._names, splits, self.n_examples):
+                log.warning("%s", line)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Analyse the untuned model (step 0) of a fresh run, or the checkpoint step a run resumes from.
@@ -405,93 +392,11 @@ class CircuitCallback(Callback):
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
 
-    # ---- output (rank 0) ------------------------------------------------------------------------------
+    # ---- output (rank 0): circuitft.callbacks.writing -------------------------------------------------
     def _write(
         self, trainer: L.Trainer, step: int, trained: list[str], results: dict[str, TaskResult], t0: float
     ) -> None:
-        if not trainer.is_global_zero:
-            return
-        from circuitft.eap.io import save_graph
-        from circuitft.eap.overlap import overlap
-
-        assert self._root is not None
-        ends = self._schedule(trainer).task_ends()
-        step_dir = self._root / f"step{step:06d}"  # as the checkpoints: step000040.ckpt
-        log_file = RecordLog(self._root / "metrics.jsonl")
-        earlier = log_file.results()
-        records, scalars = [], {}
-        s = self.settings
-        for task, r in results.items():
-            graph = r.graph
-            graph.meta.update(step=step, task=task, trained_task="+".join(trained), n_examples=r.n_examples)
-            rel = f"{step_dir.name}/{check_name(task, 'CircuitCallback task')}.safetensors"
-            moved = history.anchor_overlap(self._root, task, step, graph, ends.get(task))
-            save_graph(graph, inside(self._root, rel, key=f"CircuitCallback task {task!r}"))
-            if self.save_json:
-                save_graph(
-                    graph, inside(self._root, f"{step_dir.name}/{task}.json", key="CircuitCallback task")
-                )
-            metrics = dict(r.summary)
-            end = ends.get(task)
-            if end is not None and step > end:
-                lost = history.forgetting(earlier, task, end, metrics["model_accuracy"])
-                if lost is not None:
-                    metrics["forgetting"] = lost
-            records.append(
-                CircuitRecord(
-                    step=step,
-                    task=task,
-                    trained_task="+".join(trained),
-                    trained_tasks=list(trained),
-                    method=s.method,
-                    metric=s.metric,
-                    ig_steps=s.ig_steps,
-                    n_examples=r.n_examples,
-                    n_examples_heldout=r.n_heldout,
-                    graph_path=rel,
-                    metrics=metrics,
-                    overlap=moved,
-                    seconds=r.seconds,
-                    size_curve=r.size_curve,
-                    cross_task_faithfulness=r.cross_task,
-                )
-            )
-            scalars.update({f"circuit/{task}/{k}": float(v) for k, v in {**metrics, **moved}.items()})
-            for frac, point in r.size_curve.items():
-                pct = f"{100 * float(frac):g}pct"
-                scalars[f"circuit/{task}/size_curve/{pct}"] = point["faithfulness"]
-            for other, v in r.cross_task.items():
-                scalars[f"circuit_cross/{task}_on_{other}/relative_faithfulness"] = v["relative"]
-        names = list(results)
-        jaccard = {}
-        for i, a in enumerate(names):
-            for b in names[i + 1 :]:
-                o = overlap(results[a].graph, results[b].graph)
-                jaccard[(a, b)] = jaccard[(b, a)] = float(o["top_k_jaccard"])
-                for k in ("edge_jaccard", "node_jaccard", "top_k_jaccard"):
-                    scalars[f"circuit_overlap/{a}~{b}/{k}"] = float(o[k])
-        log_file.put(records)
-        scalars["circuit/seconds"] = time.perf_counter() - t0
-        for logger in trainer.loggers:
-            logger.log_metrics(scalars, step=step)
-        self._board(trainer, step, results, jaccard, log_file.results())
-        if self.echo:
-            self._echo(trainer, step, records, ends)
-
-    def _echo(
-        self, trainer: L.Trainer, step: int, records: list[CircuitRecord], ends: dict[str, int | None]
-    ) -> None:
-        """One line per task above the progress bar; a warning when the model does not do a task, and one
-        naming the tasks whose clean-corrupted gap is too small for faithfulness to mean much."""
-        for rec in records:
-            say(trainer, messages.task_line(rec))
-            acc = rec.metrics.get("model_accuracy", math.nan)
-            warning = messages.low_accuracy(rec.task, acc, step)
-            if step > 0 and ends.get(rec.task) == step and warning:
-                say(trainer, f"warning: {warning}", sys.stderr)
-        gap = messages.small_gaps(records, self.settings.metric, step)
-        if gap:
-            say(trainer, f"warning: {gap}", sys.stderr)
+        writing.write(self, trainer, step, trained, results, t0)
 
     def _board(
         self,
@@ -534,48 +439,7 @@ class CircuitCallback(Callback):
                 board.add_png(writer, tag, plots.figure_to_png(fig), step)
 
     def _record_error(self, trainer: L.Trainer, step: int, trained: list[str], err: AnalysisFailed) -> None:
-        assert self._root is not None
-        s = self.settings
-        log.error("circuit analysis at step %d failed (%s): %s", step, err.task, err.message)
-        rec = CircuitRecord(
-            step=step,
-            task=err.task,
-            trained_task="+".join(trained),
-            trained_tasks=list(trained),
-            method=s.method,
-            metric=s.metric,
-            ig_steps=s.ig_steps,
-            n_examples=0,
-            graph_path="",
-            error=err.message,
-        )
-        try:
-            RecordLog(self._root / "metrics.jsonl").put([rec])
-            for logger in trainer.loggers:
-                logger.log_metrics({"circuit/errors": 1.0}, step=step)
-        except Exception as again:  # noqa: BLE001 - recording must not stop training
-            log.error("could not record the failed analysis: %s", again)
+        writing.record_error(self, trainer, step, trained, err)
 
-    # ---- end of the run -------------------------------------------------------------------------------
     def _finish(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.is_global_zero or self._root is None:
-            return
-        rows = RecordLog(self._root / "metrics.jsonl").results()
-        plan = self._schedule(trainer)
-        ends = self._ends(trainer)
-        if not ends or not self._names or len(ends) != len(plan.stages):
-            return
-        final = history.final_metrics(rows, plan.names, ends, [list(g) for g in plan.tasks])
-        wall = time.perf_counter() - self._t_fit if self._t_fit is not None else math.nan
-        share = self._seconds / wall if wall and math.isfinite(wall) else math.nan
-        errors = len(RecordLog(self._root / "metrics.jsonl").read()) - len(rows)
-        text = board.summary_paragraph(self._names, final, self._seconds, wall, share, errors)
-        for logger in trainer.loggers:
-            logger.log_metrics({**final, "circuit/time_share": share}, step=trainer.global_step)
-        hp = {**{k: v for k, v in dict(pl_module.hparams).items()}, **board.run_hparams(trainer, self)}
-        for writer in board.writers(trainer):
-            writer.add_text("run/summary", text, trainer.global_step)
-            board.add_hparams(writer, hp, final)
-            writer.flush()
-        self.final = final
-        log.info("%s", text)
+        writing.finish(self, trainer, pl_module)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from circuitft.callbacks.records import CircuitRecord
-from circuitft.eap.summary import ACCURACY_FLOOR, GAP_FLOOR, MIN_ROWS, low_accuracy_warning
+from circuitft.eap.summary import ACCURACY_FLOOR, MIN_ROWS, SE_LIMIT, low_accuracy_warning
 
 
 def _num(value: float | None, fmt: str = ".2f") -> str:
@@ -17,6 +18,9 @@ def task_line(rec: CircuitRecord) -> str:
     edges changed since the previous analysis`` (and a mark when the model does not do the task)."""
     m = rec.metrics
     faith = f"step {rec.step} {rec.task}: faithfulness {_num(m.get('faithfulness'))}"
+    se = m.get("faithfulness_se", math.nan)
+    if math.isfinite(se):
+        faith += f" ± {1.96 * se:.2f}"
     if "metric_gap" in m:
         faith += f" (gap {_num(m.get('metric_gap'), '.3g')})"
     accuracy = f"accuracy model {_num(m.get('model_accuracy'))}, circuit {_num(m.get('circuit_accuracy'))}"
@@ -45,23 +49,36 @@ def _rows(n: int) -> str:
     return f" on {n} rows" + (f" (< {MIN_ROWS})" if 0 < n < MIN_ROWS else "")
 
 
-def small_gaps(records: list[CircuitRecord], metric: str, step: int) -> str | None:
-    """One warning naming the tasks of an analysis whose clean-corrupted metric gap is below the floor of
-    ``metric`` (their faithfulness is a ratio of small numbers), or None."""
-    floor = GAP_FLOOR.get(metric)
-    if floor is None:
-        return None
+def small_gaps(records: list[CircuitRecord], step: int, limit: float = SE_LIMIT) -> str | None:
+    """One warning naming the tasks of an analysis whose faithfulness has a standard error over the rows
+    above ``limit`` (their clean-corrupted gap is too small against the row-to-row spread), or None."""
     small = [
-        f"{r.task} ({r.metrics['metric_gap']:.3g})"
+        f"{r.task} (gap {r.metrics['metric_gap']:.3g}, faithfulness "
+        f"{r.metrics.get('faithfulness', math.nan):.2f} ± {1.96 * r.metrics['faithfulness_se']:.2f})"
         for r in records
-        if math.isfinite(r.metrics.get("metric_gap", math.nan)) and r.metrics["metric_gap"] < floor
+        if r.metrics.get("faithfulness_se", 0.0) > limit and "metric_gap" in r.metrics
     ]
     if not small:
         return None
     return (
-        f"step {step}: the clean and corrupted runs differ by less than {floor:g} ({metric}) for "
-        f"{', '.join(small)}: their faithfulness, a ratio over that gap, says little"
+        f"step {step}: the clean and corrupted runs differ too little against the row-to-row spread for "
+        f"{', '.join(small)}: their faithfulness says little"
     )
+
+
+def short_splits(dm: Any, names: list[str], splits: tuple[str, ...], n_examples: int) -> list[str]:
+    """A warning per task and split with fewer rows than the callback's ``n_examples`` (task, split, asked,
+    available)."""
+    out = []
+    for task in names:
+        for split in splits:
+            have = len(dm.task_pairs(task, split))
+            if have < n_examples:
+                out.append(
+                    f"task {task}: split {split} has {have} rows, fewer than the CircuitCallback's "
+                    f"n_examples={n_examples}: the circuit numbers on it rest on {have} rows"
+                )
+    return out
 
 
 def low_accuracy(task: str, accuracy: float, step: int) -> str | None:

@@ -17,19 +17,16 @@ def _heldout_rows(
     """(discovery rows, held-out rows or None) from ``--heldout_frac`` (the last share of ``--data``) or
     ``--heldout_data`` (without rows whose clean prompt is a discovery row); one line on stderr each."""
     if args.heldout_frac is not None:
-        n_held = max(1, round(args.heldout_frac * len(pairs)))
-        if n_held >= len(pairs):
-            raise ConfigError(
-                f"--heldout_frac {args.heldout_frac}: {len(pairs)} usable rows leave none to find the circuit on"
-            )
-        discovery, heldout = (
-            pairs.subset(range(len(pairs) - n_held)),
-            pairs.subset(range(len(pairs) - n_held, len(pairs))),
-        )
-        heldout, dropped = disjoint(discovery, heldout)
+        from circuitft.eap.heldout import hold_out
+
+        try:
+            discovery, heldout = hold_out(pairs, args.heldout_frac)
+        except ValueError as err:
+            raise ConfigError(f"--heldout_frac {args.heldout_frac}: {err}") from None
+        n_held = len(pairs) - len(discovery)
         print(
-            f"held out: the last {n_held} of {len(pairs)} rows ({dropped} of them dropped: their clean prompt "
-            f"is also a discovery row); the circuit is found on {len(discovery)}",
+            f"held out: the last {n_held} of {len(pairs)} rows ({n_held - len(heldout)} of them dropped: their "
+            f"clean prompt is also a discovery row); the circuit is found on {len(discovery)}",
             file=sys.stderr,
         )
         return discovery, heldout

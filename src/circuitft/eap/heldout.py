@@ -82,6 +82,19 @@ def evaluate_heldout(
     return heldout_scores(result)
 
 
+def hold_out(pairs: PromptPairs, frac: float) -> tuple[PromptPairs, PromptPairs]:
+    """(discovery, held-out): the last ``frac`` share of ``pairs`` (at least one row) held out, without
+    held-out rows whose clean prompt is also a discovery row. ValueError when no discovery row is left."""
+    if not 0 < frac < 1:
+        raise ValueError(f"the held-out share must be between 0 and 1, got {frac}")
+    n_held = max(1, round(frac * len(pairs)))
+    if n_held >= len(pairs):
+        raise ValueError(f"{len(pairs)} rows leave none to find the circuit on after holding out {n_held}")
+    cut = len(pairs) - n_held
+    discovery = pairs.subset(range(cut))
+    return discovery, disjoint_rows(discovery, pairs.subset(range(cut, len(pairs))))[0]
+
+
 def split_halves(pairs: PromptPairs) -> tuple[PromptPairs, PromptPairs]:
     """Two disjoint halves of ``pairs`` (even and odd rows), for a split-half reliability of a circuit."""
     n = len(pairs)

@@ -13,8 +13,9 @@ from typing import Any
 ACCURACY_FLOOR = 0.2  # below this model accuracy the model does not do the task
 FAITHFULNESS_TARGET = 0.8  # "the smallest circuit reaching 80% faithfulness"
 MIN_ROWS = 20  # an accuracy on fewer rows is flagged where it is printed (one row moves it by > 5 points)
-# below this clean-corrupted gap of the task metric, faithfulness (a ratio over the gap) says little
-GAP_FLOOR = {"kl": 0.1, "logit_diff": 0.5, "prob_diff": 0.05, "logprob": 0.1}
+# faithfulness whose standard error over the rows exceeds this (95% interval wider than about +-0.2) rests on
+# a clean-corrupted gap too small against the row-to-row spread to mean much
+SE_LIMIT = 0.1
 
 METRIC_MEANING = {
     "kl": "KL divergence of the run's next-token distribution from the full model's on the clean prompt, "
@@ -37,8 +38,10 @@ _DEFINITIONS = {
     "the task metric, so it can disagree with 'faithfulness').",
     "clean_metric": "Mean task metric of the full model on the clean prompts.",
     "metric_gap": "|clean_metric - corrupted_metric|: the denominator of faithfulness. Near 0 the clean and "
-    "corrupted runs hardly differ and faithfulness is a ratio of small numbers (a warning names it below "
-    "0.1 nats for kl, 0.5 for logit_diff, 0.05 for prob_diff, 0.1 for logprob).",
+    "corrupted runs hardly differ and faithfulness is a ratio of small numbers.",
+    "faithfulness_se": "Standard error of faithfulness over the rows (delta method for a ratio of means); a "
+    "warning names a circuit whose faithfulness_se exceeds 0.1: its gap is too small against the "
+    "row-to-row spread for faithfulness to mean much.",
     "faithfulness_heldout": "faithfulness of the same circuit on held-out rows that took no part in finding it "
     "(n_examples_heldout rows; null without held-out rows).",
     "kl_recovered_pct_heldout": "kl_recovered_pct on the held-out rows.",
@@ -96,15 +99,15 @@ def low_accuracy_warning(
     )
 
 
-def small_gap_warning(gap: float | None, metric: str, what: str) -> str | None:
-    """A one-line warning when the clean-corrupted ``gap`` of ``metric`` is below :data:`GAP_FLOOR` (else
-    None); ``what`` names the analysis (e.g. ``task AddSub at step 0``)."""
-    floor = GAP_FLOOR.get(metric)
-    if gap is None or floor is None or not math.isfinite(gap) or gap >= floor:
+def small_gap_warning(metrics: Mapping[str, Any], what: str, limit: float = SE_LIMIT) -> str | None:
+    """A one-line warning when ``faithfulness_se`` of ``metrics`` exceeds ``limit`` (else None): the
+    clean-corrupted ``metric_gap`` is too small against the row-to-row spread; ``what`` names the analysis."""
+    se, gap, f = metrics.get("faithfulness_se"), metrics.get("metric_gap"), metrics.get("faithfulness")
+    if not _finite(se) or se <= limit or not _finite(gap) or not _finite(f):
         return None
     return (
-        f"{what}: the clean and corrupted runs differ by only {gap:.3g} ({metric}; < {floor:g}), so "
-        "faithfulness, a ratio over that gap, says little"
+        f"{what}: faithfulness {f:.2f} ± {1.96 * se:.2f} (95%, over the rows) rests on a clean-corrupted gap of "
+        f"only {gap:.3g} ({metrics.get('metric')}) against the row-to-row spread, so it says little"
     )
 
 
@@ -159,9 +162,7 @@ def warnings_for(metrics: Mapping[str, Any]) -> list[str]:
     low = low_accuracy_warning(metrics.get("model_accuracy"), str(metrics.get("task", "task")), hint=hint)
     if low:
         out.append(low)
-    gap = small_gap_warning(
-        metrics.get("metric_gap"), str(metrics.get("metric")), f"task {metrics.get('task')}"
-    )
+    gap = small_gap_warning(metrics, f"task {metrics.get('task')}")
     if gap:
         out.append(gap)
     return out
@@ -187,7 +188,9 @@ def summary_text(metrics: Mapping[str, Any], with_warnings: bool = True) -> str:
     ]
     f = metrics.get("faithfulness")
     gap = metrics.get("metric_gap")
-    gap_text = f", clean-corrupted gap {gap:.3g}" if _finite(gap) else ""
+    se = metrics.get("faithfulness_se")
+    gap_text = f" ± {1.96 * se:.2g} (95%)" if _finite(se) else ""
+    gap_text += f", clean-corrupted gap {gap:.3g}" if _finite(gap) else ""
     if _finite(f):
         lines.append(
             f"  faithfulness {f:.3g}{gap_text}: the circuit alone recovers {100 * f:.0f}% of the model's "
