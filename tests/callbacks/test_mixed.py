@@ -129,6 +129,13 @@ def test_report_reads_the_mixed_stage(run, tmp_path: Path) -> None:
     page = (out / "index.html").read_text()
     for task, end in (("AddSub", 4), ("AddSubInv", 4), ("Add", 8)):
         assert f"{task} (ends at step {end})" in page
+    import pandas as pd
+
+    table = pd.read_csv(out / "tables" / "circuits.csv")
+    assert (table["n_examples_heldout"] == 6).all() and (table["n_examples"] == 6).all()
+    assert table["faithfulness_heldout"].notna().all() and table["cpr"].notna().all()
+    ends = table[table["task_end"]].set_index("task")["step"].to_dict()
+    assert ends == {"AddSub": 4, "AddSubInv": 4, "Add": 8}
 
 
 def test_heldout_scores_are_in_every_record(run) -> None:

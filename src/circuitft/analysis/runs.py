@@ -58,6 +58,20 @@ METRIC_COLUMNS = (
     "n_edges",
     "n_nodes",
 )
+# later additions to a record's metrics (NaN in older records): the denominator and uncertainty of
+# faithfulness, the held-out scores, the split-half reliability and MIB's areas
+EXTRA_COLUMNS = (
+    "metric_gap",
+    "faithfulness_se",
+    "faithfulness_heldout",
+    "kl_recovered_pct_heldout",
+    "model_accuracy_heldout",
+    "circuit_accuracy_heldout",
+    "metric_gap_heldout",
+    "split_half_jaccard",
+    "cpr",
+    "cmd",
+)
 PRIOR_KEYS = {
     "model_accuracy": ("model_accuracy",),
     "circuit_accuracy": ("graph_accuracy", "circuit_accuracy"),
@@ -240,7 +254,9 @@ def _read_circuitft(folder: Path) -> RunData:
             "task": str(rec["task"]),
             "trained_task": str(rec.get("trained_task", "")),
         }
-        row.update({c: _num(m.get(c)) for c in METRIC_COLUMNS})
+        row.update({c: _num(m.get(c)) for c in METRIC_COLUMNS + EXTRA_COLUMNS})
+        row["n_examples"] = _num(rec.get("n_examples"))
+        row["n_examples_heldout"] = _num(m.get("n_examples_heldout", rec.get("n_examples_heldout")))
         row["graph_file"] = str(graph_file)
         rows.append(row)
         for frac, point in (rec.get("size_curve") or {}).items():
