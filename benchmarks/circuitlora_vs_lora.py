@@ -3,12 +3,13 @@
 For each seed: a CircuitLoRA run (``model.lora_plan: circuit``; it trains ``steps`` steps after a probe of
 ``probe_steps`` steps) and a uniform LoRA run of rank ``uniform_rank_equal_budget`` (the rank whose
 parameter count is closest to the plan's) that trains ``steps + probe_steps`` steps; both from the same
-config with ``seed_everything`` and ``data.seed`` set to the seed. Each final adapter is scored on held-out
-rows: ``--n_test`` rows of every task drawn with ``--test_seed`` (disjoint from the data seeds), without
-duplicates and without any row whose clean prompt appears in the training or validation rows of that seed
-(both methods of a seed share their data, so each seed compares the two on the same rows). Score:
-teacher-forced exact match of every answer token (as ``val/acc``). Writes ``results.jsonl`` (one line per
-run) and ``summary.md``.
+config with ``seed_everything`` and ``data.seed`` set to the seed. Each final adapter is scored on the
+``test`` split: ``--n_test`` rows of every task drawn with ``--test_seed``, the same rows for every run, never
+a training or validation problem (the hash split). Score: teacher-forced exact match of every answer token
+(as ``val/acc``), kept per row. The two methods are compared paired (same rows, same seed): McNemar's exact
+test on the per-row outcomes, the gain's 95% interval, a t interval over the seeds' gains, and the smallest
+gain each can detect at 80% power (:mod:`circuitft.analysis.paired`); the verdict is "inconclusive" when an
+interval holds 0. Writes ``results.jsonl`` (one line per run, with the per-row outcomes) and ``summary.md``.
 
     nice python benchmarks/circuitlora_vs_lora.py --config configs/experiments/circuitlora_smollm2.yaml \\
         --seeds 0 1 2 --out runs/circuitlora_bench --jobs 2
@@ -104,45 +105,74 @@ def fit(cfg: dict, root: Path, threads: int) -> float:
     return seconds
 
 
-def held_out(base: dict, seed: int, n_test: int, test_seed: int, tokenizer) -> dict:
-    """Per task: held-out PromptPairs (``test_seed``), without the prompts of seed ``seed``'s train/val rows."""
-    from circuitft.data.tasks import make_pairs
+def held_out(base: dict, n_test: int, test_seed: int, tokenizer) -> dict:
+    """Per task: up to ``n_test`` rows of its ``test`` split, drawn with ``test_seed``: the same rows for every
+    seed and method (so every comparison is paired), never a training or validation problem (the hash split
+    puts no clean prompt in two splits)."""
+    from circuitft.data.tasks import make_pairs, split_limits
 
     out = {}
-    data = base["data"]
-    for i, t in enumerate(data["tasks"]):
+    for t in base["data"]["tasks"]:
         name = t.get("name") or t["task"]
-        task_seed = t.get("seed") if t.get("seed") is not None else seed + i
-        n_rows = int(t["n_train"]) + int(t.get("n_val", 200))
-        rows = make_pairs(t["task"], tokenizer, n_rows, task_seed, **t.get("params", {})).rows
-        seen = {r.clean for r in rows}
-        pairs = make_pairs(t["task"], tokenizer, n_test, test_seed, **t.get("params", {}))
-        keep, prompts = [], set()
-        for j, r in enumerate(pairs.rows):
-            if r.clean not in seen and r.clean not in prompts:
-                keep.append(j)
-                prompts.add(r.clean)
-        out[name] = pairs.subset(keep)
+        params = t.get("params", {})
+        limit = (split_limits(t["task"], **params) or {}).get("test", n_test)
+        out[name] = make_pairs(t["task"], tokenizer, min(n_test, limit), test_seed, None, "test", **params)
     return out
 
 
-def score(ckpt: Path, tests: dict) -> dict[str, float]:
-    """Teacher-forced exact match of every answer token on each task's held-out rows."""
+def score_model(model, tests: dict) -> dict[str, list[bool]]:
+    """Per task: each held-out row answered correctly (teacher-forced exact match of every answer token)."""
     import torch
 
     from circuitft.eap.answers import exact_match
-    from circuitft.models.checkpoint import model_from_checkpoint
 
-    model = model_from_checkpoint(ckpt).model
-    acc = {}
+    out = {}
     with torch.no_grad():
         for name, pairs in tests.items():
             hits = []
             for b in pairs.batches(32):
                 logits = model(input_ids=b.clean_ids, attention_mask=b.attention_mask).logits
                 hits.append(exact_match(logits, b))
-            acc[name] = float(torch.cat(hits).mean())
-    return acc
+            out[name] = [bool(x) for x in torch.cat(hits).tolist()]
+    return out
+
+
+def score(ckpt: Path, tests: dict) -> dict[str, list[bool]]:
+    """:func:`score_model` of a circuitft checkpoint's model."""
+    from circuitft.models.checkpoint import model_from_checkpoint
+
+    return score_model(model_from_checkpoint(ckpt).model, tests)
+
+
+def paired_lines(rows: list[dict], a: str, b: str, label_a: str, label_b: str) -> list[str]:
+    """The paired comparison of methods ``a`` and ``b``: McNemar on every (seed, row), the per-seed gains'
+    t interval, the smallest gain each can detect at 80% power and the verdict (inconclusive when an
+    interval holds 0)."""
+    from circuitft.analysis.paired import across_seeds, mcnemar
+
+    by = {(r["seed"], r["method"]): r for r in rows}
+    seeds = sorted({s for s, m in by if m == a and (s, b) in by})
+    if not seeds:
+        return []
+    flat = lambda r: [x for task in sorted(r["outcomes"]) for x in r["outcomes"][task]]  # noqa: E731
+    xs = [x for s in seeds for x in flat(by[(s, a)])]
+    ys = [y for s in seeds for y in flat(by[(s, b)])]
+    pooled = mcnemar(xs, ys, (label_a, label_b))
+    gains = [mcnemar(flat(by[(s, a)]), flat(by[(s, b)]))["gain"] for s in seeds]
+    seed = across_seeds(gains, (label_a, label_b))
+    pts = lambda v: f"{100 * v:+.1f}"  # noqa: E731
+    inconclusive = "inconclusive" in pooled["verdict"] or "inconclusive" in seed["verdict"]
+    return [
+        f"paired on the same {pooled['n'] // len(seeds)} test rows x {len(seeds)} seed(s): gain of {label_a} over "
+        f"{label_b} {pts(pooled['gain'])} points (95% CI {pts(pooled['ci_low'])} to {pts(pooled['ci_high'])}); "
+        f"McNemar exact p = {pooled['p_value']:.3g} ({pooled['only_' + label_a]} rows only {label_a} answers, "
+        f"{pooled['only_' + label_b]} only {label_b}); smallest gain detectable at 80% power: "
+        f"{100 * pooled['detectable_gain']:.1f} points",
+        f"across seeds: mean gain {pts(seed['gain'])} points (95% t interval {pts(seed['ci_low'])} to "
+        f"{pts(seed['ci_high'])}); smallest gain detectable at 80% power with {len(seeds)} seeds: "
+        f"{100 * seed['detectable_gain']:.1f} points",
+        "verdict: " + ("inconclusive (a 95% interval holds 0)" if inconclusive else pooled["verdict"]),
+    ]
 
 
 def main() -> None:
@@ -151,7 +181,7 @@ def main() -> None:
     ap.add_argument("--config", default=str(REPO / "configs/experiments/circuitlora_smollm2.yaml"))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--out", default="runs/circuitlora_bench")
-    ap.add_argument("--n_test", type=int, default=2000, help="rows drawn before removing seen ones")
+    ap.add_argument("--n_test", type=int, default=2000, help="test-split rows per task (at most the split's)")
     ap.add_argument("--test_seed", type=int, default=99_991)
     ap.add_argument(
         "--methods",
@@ -174,7 +204,7 @@ def main() -> None:
     from circuitft.models.loading import load_model
 
     tokenizer = load_model(base["model"]["model"]).tokenizer
-    tests = {s: held_out(base, s, args.n_test, args.test_seed, tokenizer) for s in args.seeds}
+    tests = held_out(base, args.n_test, args.test_seed, tokenizer)  # the same rows for every run
     lines, rows = [], []
     for s, m in runs:
         run_dir = Path(cfgs[(s, m)]["trainer"]["default_root_dir"])
@@ -191,10 +221,11 @@ def main() -> None:
             "steps": sum(int(t["steps"]) for t in cfgs[(s, m)]["data"]["tasks"]),
             "probe_steps": plan["probe"]["steps"] if plan else 0,
             "critical_layers": plan["critical_layers"] if plan else None,
-            "test_rows": {k: len(v) for k, v in tests[s].items()},
-            "test_acc": score(ckpt, tests[s]),
+            "test_rows": {k: len(v) for k, v in tests.items()},
+            "outcomes": score(ckpt, tests),
             "seconds": seconds[(s, m)],
         }
+        row["test_acc"] = {k: sum(v) / len(v) if v else float("nan") for k, v in row["outcomes"].items()}
         rows.append(row)
         lines.append(json.dumps(row))
     (root / "results.jsonl").write_text("\n".join(lines) + "\n")
@@ -219,8 +250,11 @@ def main() -> None:
     summary += [
         "",
         f"critical layers per seed: {crit}",
-        f"held-out rows per seed: {[r['test_rows'] for r in rows if r['method'] == args.methods[0]]}",
+        f"test-split rows (the same for every run): {rows[0]['test_rows']}",
+        "",
     ]
+    if "circuit" in args.methods and "uniform" in args.methods:
+        summary += paired_lines(rows, "circuit", "uniform", "CircuitLoRA", f"LoRA r{rank}")
     (root / "summary.md").write_text("\n".join(summary) + "\n")
     print("\n".join(summary))
 

@@ -87,3 +87,22 @@ def test_bad_input_is_a_circuitft_error(model):
         cf.load("tiny-gpt2", adapter="/nonexistent")
     with pytest.raises(CircuitftError, match="LoadedModel"):
         cf.make_pairs("AddSub", model.model, n=2)
+
+
+def test_hold_out_and_heldout_scores(model):
+    rows = cf.make_pairs("AddSub", model, n=10, seed=4, lo=0, hi=19, prefix="")
+    discovery, heldout = cf.hold_out(rows, 0.3)
+    assert (len(discovery), len(heldout)) == (7, 3)
+    assert not {r.clean for r in discovery.rows} & {r.clean for r in heldout.rows}
+    circuit = cf.find_circuit(model, discovery, method="EAP", metric="logprob", top_n=30, progress=False)
+    got = cf.evaluate_circuit(model, circuit, discovery, heldout=heldout, progress=False)
+    alone = cf.evaluate_circuit(model, circuit, heldout, progress=False)
+    assert got["n_examples"] == 7 and got["n_examples_heldout"] == 3
+    for key in ("faithfulness", "model_accuracy", "circuit_accuracy", "metric_gap"):
+        assert got[f"{key}_heldout"] == pytest.approx(alone[key], nan_ok=True), key
+    assert "kl_recovered_pct_heldout" not in got  # logprob metric
+    # held-out rows that are discovery rows are left out
+    both = cf.evaluate_circuit(model, circuit, discovery, heldout=rows, progress=False)
+    assert both["n_examples_heldout"] == 3
+    with pytest.raises(CircuitftError, match="hold_out: the held-out share"):
+        cf.hold_out(rows, 1.0)

@@ -23,6 +23,7 @@ _EXPORTS: dict[str, str] = {
     "load_pairs": "circuitft.api",
     "find_circuit": "circuitft.api",
     "evaluate_circuit": "circuitft.api",
+    "hold_out": "circuitft.api",
     "compare": "circuitft.api",
     "draw": "circuitft.api",
     "Graph": "circuitft.eap.graph",

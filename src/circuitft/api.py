@@ -152,12 +152,19 @@ def evaluate_circuit(
     metric: str | None = None,
     batch_size: int = 8,
     progress: bool = True,
+    heldout: PromptPairs | None = None,
 ) -> dict[str, float]:
-    """Faithfulness (both definitions), model and circuit accuracy of ``circuit`` on ``pairs``.
+    """Faithfulness (both definitions), the clean-corrupted ``metric_gap``, model and circuit accuracy of
+    ``circuit`` on ``pairs`` (with ``n_examples``).
 
-    ``metric`` defaults to the one the circuit was found with (``kl`` when unknown).
+    ``metric`` defaults to the one the circuit was found with (``kl`` when unknown). ``heldout``: rows that
+    were not used to find the circuit (e.g. the second part of :func:`hold_out`); the same numbers on them
+    come as ``faithfulness_heldout``, ``kl_recovered_pct_heldout``, ``model_accuracy_heldout``,
+    ``circuit_accuracy_heldout``, ``metric_gap_heldout`` and ``n_examples_heldout`` (held-out rows whose
+    clean prompt is also in ``pairs`` are left out).
     """
     from circuitft.eap.evaluate import evaluate, faithfulness
+    from circuitft.eap.heldout import disjoint_rows, evaluate_heldout
 
     net = _module(model)
     need(circuit, "circuit", Graph)
@@ -167,9 +174,27 @@ def evaluate_circuit(
     metric = metric or circuit.meta.get("metric") or "kl"
     result = evaluate(net, circuit, pairs, metric=metric, batch_size=batch_size, progress=progress)
     out = {k: float(v) for k, v in faithfulness(result).items()}
+    out["n_examples"] = float(len(pairs))
     out["n_edges"] = float(circuit.count_edges())
     out["n_nodes"] = float(circuit.count_nodes())
+    if heldout is not None:
+        rows = disjoint_rows(pairs, heldout)[0]
+        out.update(
+            evaluate_heldout(net, circuit, rows, metric=metric, batch_size=batch_size, progress=progress)
+        )
     return out
+
+
+def hold_out(pairs: PromptPairs, frac: float = 0.5) -> tuple[PromptPairs, PromptPairs]:
+    """``(discovery, heldout)``: find the circuit on the first rows and score it on the last ``frac`` share
+    (``evaluate_circuit(..., heldout=heldout)``); held-out rows never share a clean prompt with discovery rows.
+    """
+    from circuitft.eap.heldout import hold_out as _hold_out
+
+    try:
+        return _hold_out(pairs, frac)
+    except ValueError as err:
+        raise ConfigError(f"hold_out: {err}") from None
 
 
 def compare(a: Graph, b: Graph, frac: float = DEFAULT_TOP_FRAC) -> dict[str, Any]:
@@ -207,4 +232,13 @@ def _tokenizer(model: ModelLike | Any) -> Any:
     return model
 
 
-__all__ = ["compare", "draw", "evaluate_circuit", "find_circuit", "load", "load_pairs", "make_pairs"]
+__all__ = [
+    "compare",
+    "draw",
+    "evaluate_circuit",
+    "find_circuit",
+    "hold_out",
+    "load",
+    "load_pairs",
+    "make_pairs",
+]

@@ -12,6 +12,9 @@ i (the last analysis at or before task i's last step at which task j was analyse
 Cells that were not measured are NaN (e.g. a task not yet analysed under ``tasks: seen``); each mean is
 over the terms that are defined, and the summary says how many (``*_terms``). All NaN when T < 2
 (except ACC).
+
+A mixed stage (``mix``) is one row (its tasks end together) and several columns: T counts stages, and a
+task's own row is the row of its stage (:func:`stage_columns`).
 """
 
 from __future__ import annotations
@@ -26,17 +29,20 @@ from circuitft.analysis.runs import RunData
 
 
 def accuracy_matrix(run: RunData, column: str = "model_accuracy") -> tuple[pd.DataFrame, pd.Series]:
-    """(R, b): R indexed by the task trained through (rows) and the task evaluated (columns).
+    """(R, b): R indexed by the stage trained through (rows, by stage name; a mixed stage is one row named
+    by its tasks joined with +) and the task evaluated (columns).
 
     ``column`` is a record column, or ``val_acc`` / ``val_loss`` for the TensorBoard validation scalars
     (the last validation at or before task i's end; there is no untuned validation, so b is NaN).
     """
     tasks = run.tasks
-    r = pd.DataFrame(index=pd.Index(tasks, name="after"), columns=pd.Index(tasks, name="task"), dtype=float)
+    groups = run.stage_groups
+    rows = pd.Index([name for name, _ in groups], name="after")
+    r = pd.DataFrame(index=rows, columns=pd.Index(tasks, name="task"), dtype=float)
     b = pd.Series(index=tasks, dtype=float, name="untuned")
-    for i in tasks:
+    for k, (_, group) in enumerate(groups):
         for j in tasks:
-            r.loc[i, j] = _cell(run, i, j, column)
+            r.iloc[k, tasks.index(j)] = _cell(run, group[0], j, column)
     for j in tasks:
         b[j] = math.nan if column.startswith("val_") else run.value(_untuned(run, j), j, column)
     return r, b
@@ -58,26 +64,41 @@ def _cell(run: RunData, i: str, j: str, column: str) -> float:
     return run.value(run.end_step(j, of_task=i), j, column)
 
 
-def summaries(r: pd.DataFrame, b: pd.Series | None = None) -> dict[str, Any]:
-    """ACC, BWT, FWT and forgetting of an accuracy matrix (see the module docstring)."""
+def summaries(
+    r: pd.DataFrame, b: pd.Series | None = None, stage_of: list[int] | None = None
+) -> dict[str, Any]:
+    """ACC, BWT, FWT and forgetting of an accuracy matrix (see the module docstring).
+
+    ``stage_of[j]``: the row (stage) that trains column ``j``'s task; default ``j`` (one task per stage).
+    With mixed stages T is the number of stages: the sums run over the tasks of stages before the last
+    (BWT, forgetting) or after the first (FWT), and the divisor is the number of defined terms.
+    """
     m = r.to_numpy(dtype=float)
     t = m.shape[0]
-    base = np.full(t, np.nan) if b is None else b.reindex(r.columns).to_numpy(dtype=float)
+    own = list(range(m.shape[1])) if stage_of is None else list(stage_of)
+    base = np.full(m.shape[1], np.nan) if b is None else b.reindex(r.columns).to_numpy(dtype=float)
     out: dict[str, Any] = {"tasks": t}
     last = m[-1] if t else np.array([])
     acc_terms = last[np.isfinite(last)]
     out["ACC"], out["ACC_terms"] = _mean(acc_terms)
-    bwt = [m[t - 1, j] - m[j, j] for j in range(t - 1)]
+    bwt = [m[t - 1, j] - m[i, j] for j, i in enumerate(own) if i < t - 1]
     out["BWT"], out["BWT_terms"] = _mean(bwt)
-    fwt = [m[j - 1, j] - base[j] for j in range(1, t)]
+    fwt = [m[i - 1, j] - base[j] for j, i in enumerate(own) if 1 <= i < t]
     out["FWT"], out["FWT_terms"] = _mean(fwt)
     forget = []
-    for j in range(t - 1):
+    for j, i in enumerate(own):
+        if i >= t - 1:
+            continue
         earlier = m[: t - 1, j]
         earlier = earlier[np.isfinite(earlier)]
         forget.append(earlier.max() - m[t - 1, j] if len(earlier) else math.nan)
     out["forgetting"], out["forgetting_terms"] = _mean(forget)
     return out
+
+
+def stage_columns(run: RunData) -> list[int]:
+    """The stage (row of :func:`accuracy_matrix`) that trains each task (column), for :func:`summaries`."""
+    return [k for k, (_, group) in enumerate(run.stage_groups) for _ in group]
 
 
 def _mean(values: Any) -> tuple[float, int]:

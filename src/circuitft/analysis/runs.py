@@ -18,8 +18,9 @@ Prior work (robeskins/mech-interp-ft)::
 ``percentage_performance[_kl]`` (KL faithfulness %, our ``kl_recovered_pct``) are read; others are ignored.
 Records written before ``kl_faithfulness_pct`` was renamed ``kl_recovered_pct`` are read under the new name.
 
-**Task ends.** Task i ends at the last optimizer step of task i (cumulative ``steps`` of ``data.tasks`` in
-``config.yaml``; without steps, the last analysis whose record says it trained task i). "The end of task
+**Task ends.** A task ends at the last optimizer step of its stage (cumulative steps of ``data.tasks`` in
+``config.yaml``, read with :func:`circuitft.data.schedule.from_config`: every task of a mixed stage ends
+where the stage ends; without known steps, the last analysis whose record says it trained the task's stage). "The end of task
 i" in every table is the *last analysis at or before that step* in which the task was analysed (the
 callback analyses every N steps and at the end, not necessarily exactly at each task end). In the prior
 layout, with as many checkpoints as tasks, task i ends at the i-th checkpoint; otherwise only the last task
@@ -43,6 +44,7 @@ from typing import Any
 
 import pandas as pd
 
+from circuitft.data.schedule import config_stages, from_config
 from circuitft.eap.graph import Graph
 from circuitft.errors import CircuitftError, DataError
 from circuitft.runconfig import check_run_config
@@ -56,6 +58,20 @@ METRIC_COLUMNS = (
     "kl_recovered_pct",
     "n_edges",
     "n_nodes",
+)
+# later additions to a record's metrics (NaN in older records): the denominator and uncertainty of
+# faithfulness, the held-out scores, the split-half reliability and MIB's areas
+EXTRA_COLUMNS = (
+    "metric_gap",
+    "faithfulness_se",
+    "faithfulness_heldout",
+    "kl_recovered_pct_heldout",
+    "model_accuracy_heldout",
+    "circuit_accuracy_heldout",
+    "metric_gap_heldout",
+    "split_half_jaccard",
+    "cpr",
+    "cmd",
 )
 PRIOR_KEYS = {
     "model_accuracy": ("model_accuracy",),
@@ -71,6 +87,8 @@ CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 class RunData:
     """One run: its circuit records as a table, task order and ends, validation scalars, graph files.
 
+    ``tasks`` lists every task in stage order and ``task_ends`` the end of each (the end of its stage, from
+    :mod:`circuitft.data.schedule`); ``stages`` the (name, tasks) of each stage (a mixed stage has several).
     ``records`` has one row per (step, task) with ``trained_task``, the :data:`METRIC_COLUMNS` and
     ``graph_file`` (absolute path); ``val`` has ``step``, ``task``, ``loss``, ``acc`` (may be empty);
     ``size_curve`` has ``step``, ``task``, ``fraction``, ``faithfulness``, ... (empty unless recorded).
@@ -85,6 +103,14 @@ class RunData:
     records: pd.DataFrame
     val: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["step", "task", "loss", "acc"]))
     size_curve: pd.DataFrame = field(default_factory=pd.DataFrame)
+    stages: list[tuple[str, list[str]]] = field(
+        default_factory=list
+    )  # (stage name, its tasks); empty: one each
+
+    @property
+    def stage_groups(self) -> list[tuple[str, list[str]]]:
+        """(stage name, tasks) of every stage, in order (each task its own stage when none are recorded)."""
+        return self.stages or [(t, [t]) for t in self.tasks]
 
     def graph(self, step: int, task: str) -> Graph:
         """The scored graph of ``task`` at ``step`` (read from disk on first use, then cached)."""
@@ -217,21 +243,11 @@ def _read_config(folder: Path) -> dict[str, Any]:
     return cfg
 
 
-def _stream(cfg: dict[str, Any]) -> tuple[list[str], list[int | None]]:
-    tasks = ((cfg.get("data") or {}).get("tasks")) or []
-    names, steps = [], []
-    for t in tasks:
-        if isinstance(t, dict) and (t.get("name") or t.get("task")):
-            names.append(str(t.get("name") or t.get("task")))
-            steps.append(int(t["steps"]) if t.get("steps") is not None else None)
-    return names, steps
-
-
 def _read_circuitft(folder: Path) -> RunData:
     log = folder / "circuits" / "metrics.jsonl"
     recs = read_records(log)
     cfg = _read_config(folder)
-    names, steps = _stream(cfg)
+    plan = from_config(cfg)
     rows, curves = [], []
     for rec in recs:
         graph_file = (log.parent / str(rec["graph_path"])).resolve()
@@ -241,7 +257,9 @@ def _read_circuitft(folder: Path) -> RunData:
             "task": str(rec["task"]),
             "trained_task": str(rec.get("trained_task", "")),
         }
-        row.update({c: _num(m.get(c)) for c in METRIC_COLUMNS})
+        row.update({c: _num(m.get(c)) for c in METRIC_COLUMNS + EXTRA_COLUMNS})
+        row["n_examples"] = _num(rec.get("n_examples"))
+        row["n_examples_heldout"] = _num(m.get("n_examples_heldout", rec.get("n_examples_heldout")))
         row["graph_file"] = str(graph_file)
         rows.append(row)
         for frac, point in (rec.get("size_curve") or {}).items():
@@ -255,22 +273,45 @@ def _read_circuitft(folder: Path) -> RunData:
                     }
                 )
     records = pd.DataFrame(rows).sort_values(["step", "task"], kind="stable").reset_index(drop=True)
-    if not names:
-        names = list(dict.fromkeys([r for r in records["trained_task"] if r] + list(records["task"])))
+    stages = [(name, list(group)) for name, group in zip(plan.stages, plan.tasks, strict=True)]
+    if not stages:  # no config: the stages the records say were trained, then the other tasks
+        for rec in sorted(recs, key=lambda r: r["step"]):
+            group = _trained(rec)
+            if group and all(t not in g for _, g in stages for t in group):
+                stages.append((str(rec.get("trained_task") or "+".join(group)), group))
+        known = {t for _, g in stages for t in g}
+        stages += [(t, [t]) for t in dict.fromkeys(records["task"]) if t not in known]
+    names = [t for _, g in stages for t in g]
     ends: dict[str, int | None] = {}
-    if steps and all(s is not None for s in steps):
-        total = 0
-        for name, s in zip(names, steps, strict=True):
-            total += int(s)  # type: ignore[arg-type]
-            ends[name] = total
-    else:
-        for name in names:
-            trained = records.loc[records["trained_task"] == name, "step"]
-            ends[name] = int(trained.max()) if len(trained) else None
+    if plan.stages and all(st.get("steps") is not None for st in config_stages(cfg)):
+        ends = plan.task_ends()  # an ``epochs`` stage's steps depend on rows the config may not give
+    else:  # the last analysis whose record says it trained the task's stage
+        trained_at = [(rec["step"], set(_trained(rec))) for rec in recs]
+        for _, group in stages:
+            steps = [step for step, tr in trained_at if tr & set(group)]
+            for name in group:
+                ends[name] = max(steps) if steps else None
     model = str(((cfg.get("model") or {}).get("model")) or _graph_shape(records))
     return RunData(
-        folder, folder.name, "circuitft", model, names, ends, records, _read_val(folder), pd.DataFrame(curves)
+        folder,
+        folder.name,
+        "circuitft",
+        model,
+        names,
+        ends,
+        records,
+        _read_val(folder),
+        pd.DataFrame(curves),
+        stages,
     )
+
+
+def _trained(rec: dict[str, Any]) -> list[str]:
+    """The tasks a record says were trained at its step (``trained_tasks``; older records: ``trained_task``)."""
+    group = rec.get("trained_tasks")
+    if isinstance(group, list) and group:
+        return [str(t) for t in group]
+    return [str(rec["trained_task"])] if rec.get("trained_task") else []
 
 
 def _graph_shape(records: pd.DataFrame) -> str:

@@ -67,7 +67,7 @@ def pair_row(
     run: RunData, threshold: float = THRESHOLD, frac: float = DEFAULT_TOP_FRAC
 ) -> dict[str, Any] | None:
     """The pair numbers of one two-task run (None if the run's stream is not two tasks)."""
-    if len(run.tasks) != 2:
+    if len(run.tasks) != 2 or len(run.stage_groups) != 2:  # a mixed stage of two tasks is not a pair
         return None
     a, b = run.tasks
     end_a = run.end_step(a)  # A's analysis at the end of A

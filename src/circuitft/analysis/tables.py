@@ -16,10 +16,11 @@ import math
 import pandas as pd
 
 from circuitft.analysis.measures import edge_change, top_jaccard
-from circuitft.analysis.runs import RunData
+from circuitft.analysis.runs import EXTRA_COLUMNS, RunData
 from circuitft.eap import DEFAULT_TOP_FRAC
 from circuitft.eap.overlap import node_change, node_jaccard
 
+EXTRA = (*EXTRA_COLUMNS, "n_examples", "n_examples_heldout")  # NaN where a record (or a prior run) lacks them
 CIRCUIT_COLUMNS = [
     "run",
     "step",
@@ -30,6 +31,17 @@ CIRCUIT_COLUMNS = [
     "circuit_accuracy",
     "faithfulness",
     "kl_recovered_pct",
+    "n_examples",
+    "metric_gap",
+    "faithfulness_se",
+    "faithfulness_heldout",
+    "kl_recovered_pct_heldout",
+    "model_accuracy_heldout",
+    "circuit_accuracy_heldout",
+    "n_examples_heldout",
+    "split_half_jaccard",
+    "cpr",
+    "cmd",
     "n_edges",
     "n_nodes",
     "edge_change_prev",
@@ -61,8 +73,8 @@ def circuits_table(run: RunData, frac: float = DEFAULT_TOP_FRAC) -> pd.DataFrame
                 "trained_task": rec["trained_task"],
                 "task_end": ends.get(task) == step,
             }
-            for col in ("model_accuracy", "circuit_accuracy", "faithfulness", "kl_recovered_pct"):
-                row[col] = rec[col]
+            for col in ("model_accuracy", "circuit_accuracy", "faithfulness", "kl_recovered_pct", *EXTRA):
+                row[col] = rec.get(col, math.nan)
             row["n_edges"] = rec["n_edges"] if math.isfinite(rec["n_edges"]) else float(g.count_edges())
             row["n_nodes"] = rec["n_nodes"] if math.isfinite(rec["n_nodes"]) else float(g.count_nodes())
             row["edge_change_prev"] = edge_change(prev, g, frac=frac) if prev is not None else math.nan

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +25,8 @@ from circuitft.data.pairs import PromptPairs
 from circuitft.eap import DEFAULT_TOP_FRAC
 from circuitft.eap.evaluate import EvalResult, faithfulness
 from circuitft.eap.graph import Graph
+from circuitft.eap.heldout import heldout_scores, split_halves
+from circuitft.eap.mib import MIB_FRACTIONS, mib_areas
 from circuitft.eap.progress import Progress
 
 
@@ -54,6 +56,7 @@ class TaskResult:
     size_curve: dict[str, dict[str, float]] = field(default_factory=dict)  # "0.05" -> numbers
     cross_task: dict[str, dict[str, float]] = field(default_factory=dict)  # other task -> numbers
     seconds: float = 0.0
+    n_heldout: int = 0  # held-out rows the circuit was also scored on
 
 
 def size_key(fraction: float) -> str:
@@ -71,9 +74,17 @@ def analyse(
     settings: AnalysisSettings,
     ranks: Ranks,
     report: Report | None = None,
+    heldout: dict[str, PromptPairs] | None = None,
+    split_half: Collection[str] = (),
 ) -> dict[str, TaskResult]:
     """Analyse every task of ``pairs`` (non-empty pairs only); see the module docstring. ``report`` follows
-    the work batch by batch (:func:`batches` gives the total)."""
+    the work batch by batch (:func:`batches` gives the total).
+
+    ``heldout``: each task's held-out rows (disjoint from its ``pairs``), on which its circuit is also scored
+    (the ``*_heldout`` keys of :mod:`circuitft.eap.heldout`; NaN with ``n_examples_heldout`` 0 without rows).
+    ``split_half``: tasks whose circuits are also found on the two halves of their rows, with the top-5% edge
+    Jaccard of the two (``split_half_jaccard``: the overlap to expect from the rows alone)."""
+    heldout = heldout or {}
     results: dict[str, TaskResult] = {}
     for task, task_pairs in pairs.items():
         t0 = time.perf_counter()
@@ -85,14 +96,28 @@ def analyse(
         t0 = time.perf_counter()
         hook = _hook(report, task, "evaluate")
         _evaluate_on(model, task, pairs[task], r, results, circuits, settings, ranks, hook)
+        hook = _hook(report, task, "evaluate held-out")
+        r.summary.update(_heldout_on(model, task, heldout.get(task), r, settings, ranks, hook))
+        if task in split_half:
+            r.summary["split_half_jaccard"] = _split_half(model, task, pairs[task], settings, ranks, report)
+        r.n_heldout = int(r.summary["n_examples_heldout"])
         r.seconds = round(r.seconds + time.perf_counter() - t0, 3)
     return results
 
 
-def batches(pairs: dict[str, PromptPairs], settings: AnalysisSettings, ranks: Ranks) -> int:
+def batches(
+    pairs: dict[str, PromptPairs],
+    settings: AnalysisSettings,
+    ranks: Ranks,
+    heldout: dict[str, PromptPairs] | None = None,
+    split_half: Collection[str] = (),
+) -> int:
     """Batches this rank attributes and evaluates in :func:`analyse` (the total its ``report`` counts to)."""
-    per_task = [-(-len(ranks.shard(p)) // settings.batch_size) for p in pairs.values() if len(p)]
-    return 2 * sum(per_task)
+    count = lambda p: -(-len(ranks.shard(p)) // settings.batch_size)  # noqa: E731
+    total = 2 * sum(count(p) for p in pairs.values() if len(p))
+    total += sum(count(p) for t, p in (heldout or {}).items() if t in pairs and len(pairs[t]))
+    halves = [h for t in split_half if t in pairs and len(pairs[t]) >= 2 for h in split_halves(pairs[t])]
+    return total + sum(count(h) for h in halves)
 
 
 def _hook(report: Report | None, task: str, phase: str) -> Progress:
@@ -199,6 +224,8 @@ def _evaluate_on(
             **{k: point[k] for k in ("kl_recovered_pct",) if k in point},  # the kl metric only
             "circuit_accuracy": point["circuit_accuracy"],
         }
+    if set(MIB_FRACTIONS) <= set(s.sizes):
+        own.summary.update(mib_areas({f: own.size_curve[size_key(f)]["faithfulness"] for f in s.sizes}))
     base = main["faithfulness"]
     for other, res in zip(others, merged[1 + len(s.sizes) :], strict=True):
         f = faithfulness(res)["faithfulness"]
@@ -207,6 +234,62 @@ def _evaluate_on(
             "faithfulness": f,
             "relative": f / base if base and math.isfinite(base) else math.nan,
         }
+
+
+def _heldout_on(
+    model: torch.nn.Module,
+    task: str,
+    pairs: PromptPairs | None,
+    own: TaskResult,
+    s: AnalysisSettings,
+    ranks: Ranks,
+    progress: Progress = False,
+) -> dict[str, float]:
+    """``task``'s circuit scored on its held-out rows (:func:`circuitft.eap.heldout.heldout_scores`)."""
+    from circuitft.eap.curve import evaluate_circuits
+
+    if pairs is None or len(pairs) == 0:
+        return heldout_scores(None, s.metric)
+    mine = ranks.shard(pairs)
+    mask = own.graph.in_graph.clone()
+
+    def work() -> list[EvalResult] | None:
+        if len(mine) == 0:
+            return None
+        return evaluate_circuits(
+            model,
+            own.graph.cfg,
+            [mask],
+            mine,
+            metric=s.metric,
+            batch_size=s.batch_size,
+            dtype=s.dtype,
+            accuracy=s.accuracy,
+            progress=progress,
+        )
+
+    parts = [p[0] for p in ranks.gather(task, work) if p is not None]
+    return heldout_scores(_concat(parts), s.metric)
+
+
+def _split_half(
+    model: torch.nn.Module,
+    task: str,
+    pairs: PromptPairs,
+    s: AnalysisSettings,
+    ranks: Ranks,
+    report: Report | None = None,
+) -> float:
+    """Top-5% edge Jaccard of the circuits found on the two halves of ``pairs`` (NaN under 2 rows)."""
+    from circuitft.eap.overlap import top_k_jaccard
+
+    if len(pairs) < 2:
+        return math.nan
+    a, b = (
+        _scores(model, task, half, s, ranks, _hook(report, task, f"attribute half {i + 1}/2"))
+        for i, half in enumerate(split_halves(pairs))
+    )
+    return float(top_k_jaccard(a, b, frac=DEFAULT_TOP_FRAC))
 
 
 def _concat(parts: list[EvalResult]) -> EvalResult:

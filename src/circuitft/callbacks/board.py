@@ -110,14 +110,21 @@ def overlap_figures(graphs: dict[str, Graph], jaccard: dict[tuple[str, str], flo
     return [("circuit/cross_task_jaccard", plots.overlap_heatmap(matrix, title=title))]
 
 
-def accuracy_figures(rows: list[dict[str, Any]], names: list[str], ends: list[int], done: int) -> list:
-    """The accuracy matrix of the first ``done`` task ends (untuned model on top when step 0 was analysed)."""
+def accuracy_figures(
+    rows: list[dict[str, Any]],
+    names: list[str],
+    ends: list[int],
+    done: int,
+    groups: list[list[str]] | None = None,
+) -> list:
+    """The accuracy matrix of the first ``done`` stage ends (untuned model on top when step 0 was analysed);
+    ``groups``: the tasks of each stage (default one task per stage)."""
     import pandas as pd
 
     from circuitft import plots
     from circuitft.callbacks.history import accuracy_matrix
 
-    matrix = accuracy_matrix(rows, names, ends, done)
+    matrix = accuracy_matrix(rows, names, ends, done, groups)
     base = {r["task"]: r["metrics"].get("model_accuracy", math.nan) for r in rows if r["step"] == 0}
     caption = "model accuracy on the circuit analysis examples at each task end"
     fig = plots.accuracy_matrix_heatmap(matrix, baseline=pd.Series(base) if base else None, caption=caption)

@@ -32,8 +32,6 @@ of its own training is below 20% (the model does not do the task).
 from __future__ import annotations
 
 import logging
-import math
-import sys
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -42,15 +40,17 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
-from circuitft.callbacks import board, history, messages
+from circuitft.callbacks import board, messages, writing
 from circuitft.callbacks.analysis import AnalysisSettings, TaskResult, analyse, batches
-from circuitft.callbacks.progress import AnalysisBar, say
+from circuitft.callbacks.progress import AnalysisBar
 from circuitft.callbacks.ranks import AnalysisFailed, Ranks
-from circuitft.callbacks.records import CircuitRecord, RecordLog
+from circuitft.callbacks.records import RecordLog
+from circuitft.data.schedule import Schedule
 from circuitft.eap import DEFAULT_TOP_FRAC
+from circuitft.eap.heldout import disjoint_rows
 from circuitft.errors import ConfigError
 from circuitft.limits import MAX_BATCH_SIZE, MAX_IG_STEPS, MAX_ROWS, check_count
-from circuitft.names import check_name, inside
+from circuitft.names import check_name
 
 TaskChoice = Literal["seen", "all"] | list[str]
 log = logging.getLogger("circuitft")
@@ -86,6 +86,10 @@ class CircuitCallback(Callback):
         progress: a bar for each analysis below the training bar (with circuitft's TaskProgressBar).
         echo: print one line per task after each analysis (faithfulness, accuracies, edge change) and warn
             when the model's accuracy on a task is below 20% (it does not do the task: its circuit says little).
+        heldout: also score each circuit on the first ``n_examples`` rows of the task's ``test`` split, which
+            took no part in finding it (``*_heldout`` metrics; circuits are found on ``val`` rows).
+        split_half: at each stage end, also find each analysed task's circuit on the two halves of its
+            ``n_examples`` rows and record the top-5% edge Jaccard of the two (``split_half_jaccard``).
     """
 
     def __init__(
@@ -111,6 +115,8 @@ class CircuitCallback(Callback):
         images: bool = True,
         accuracy: Literal["exact_match", "first_token"] = "exact_match",
         echo: bool = True,
+        heldout: bool = True,
+        split_half: bool = False,
     ) -> None:
         from circuitft.eap.attribute import BUFFER_DTYPES, check_method
         from circuitft.eap.curve import SIZES, check_sizes
@@ -153,6 +159,7 @@ class CircuitCallback(Callback):
         self.dirname, self.progress, self.dtype = dirname, progress, dtype
         self.cross_task, self.on_error = cross_task, on_error
         self.diagrams, self.images, self.echo = diagrams, images, echo
+        self.heldout, self.split_half = heldout, split_half
         self.settings = AnalysisSettings(
             method=method,
             metric=metric,
@@ -191,11 +198,18 @@ class CircuitCallback(Callback):
                     return int(n)
         return None
 
-    def _ends(self, trainer: L.Trainer) -> list[int]:
-        """Global step at which each task ends."""
+    @staticmethod
+    def _schedule(trainer: L.Trainer) -> Schedule:
+        """The stream's map from stage to tasks to end step (:mod:`circuitft.data.schedule`)."""
         dm = trainer.datamodule
-        steps = dm.task_steps() if hasattr(dm, "task_steps") else []
-        return [sum(steps[: i + 1]) for i in range(len(steps))]
+        if hasattr(dm, "schedule"):
+            return dm.schedule()
+        names = tuple(getattr(dm, "names", []) or [])
+        return Schedule(names, tuple((n,) for n in names), tuple(None for _ in names))
+
+    def _ends(self, trainer: L.Trainer) -> list[int]:
+        """Global step at which each stage ends (every task of a mixed stage ends there)."""
+        return [int(e) for e in self._schedule(trainer).ends if e is not None]
 
     def _is_analysis_step(self, trainer: L.Trainer, step: int) -> bool:
         n = self._interval(trainer)
@@ -230,8 +244,14 @@ class CircuitCallback(Callback):
                     )
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Start the wall clock of the run (for the callback's share of it)."""
+        """Start the wall clock of the run (for the callback's share of it); warn (rank 0) about each task
+        whose val (discovery) or test (held-out) split has fewer rows than ``n_examples``."""
         self._t_fit = time.perf_counter()
+        dm = trainer.datamodule
+        if trainer.is_global_zero and hasattr(dm, "task_pairs"):
+            splits = ("val", "test") if self.heldout else ("val",)
+            for line in messages.short_splits(dm, self._names, splits, self.n_examples):
+                log.warning("%s", line)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Analyse the untuned model (step 0) of a fresh run, or the checkpoint step a run resumes from.
@@ -291,21 +311,17 @@ class CircuitCallback(Callback):
         return sum(dm.task_steps()) if hasattr(dm, "task_steps") else trainer.global_step
 
     # ---- what ---------------------------------------------------------------------------------------
-    def _task_list(self, trainer: L.Trainer) -> tuple[list[str], str]:
-        dm = trainer.datamodule
-        names = list(dm.names)
-        current = dm.current_task() if trainer.global_step > 0 else 0
-        # At a task boundary the step belongs to the task that just finished.
-        if trainer.global_step > 0 and hasattr(dm, "task_start"):
-            while current > 0 and trainer.global_step <= dm.task_start(current):
-                current -= 1
+    def _task_list(self, trainer: L.Trainer) -> tuple[list[str], list[str]]:
+        """(tasks analysed now, tasks of the stage being trained); a stage's end step belongs to it."""
+        plan = self._schedule(trainer)
+        step = trainer.global_step
         if self.tasks == "seen":
-            chosen = names[: current + 1]
+            chosen = plan.seen_at(step)
         elif self.tasks == "all":
-            chosen = names
+            chosen = plan.names
         else:
             chosen = list(self.tasks)
-        return chosen, names[current]
+        return chosen, plan.trained_at(step)
 
     def _analyse(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         step = trainer.global_step
@@ -349,7 +365,17 @@ class CircuitCallback(Callback):
             chosen = {task: dm.task_pairs(task, "val") for task in tasks}
             return {t: p.subset(range(min(self.n_examples, len(p)))) for t, p in chosen.items() if len(p)}
 
+        def heldout(pairs: dict[str, Any]) -> dict[str, Any]:
+            out = {}
+            for t, p in pairs.items():
+                test = dm.task_pairs(t, "test")
+                out[t] = disjoint_rows(p, test.subset(range(min(self.n_examples, len(test)))))[0]
+            return out
+
         pairs = ranks.together("*", examples)
+        held = ranks.together("*", lambda: heldout(pairs)) if self.heldout else {}
+        step = trainer.global_step
+        halves = list(pairs) if self.split_half and step > 0 and step in self._ends(trainer) else []
         was_training = pl_module.model.training
         copy_dtype = torch.float32 if self.dtype == "float32" else None
 
@@ -362,95 +388,19 @@ class CircuitCallback(Callback):
         model = ranks.together("*", copy)
         try:
             if bar is None:
-                return analyse(model, pairs, self.settings, ranks)
-            bar.start(batches(pairs, self.settings, ranks))
-            return analyse(model, pairs, self.settings, ranks, bar.report)
+                return analyse(model, pairs, self.settings, ranks, None, held, halves)
+            bar.start(batches(pairs, self.settings, ranks, held, halves))
+            return analyse(model, pairs, self.settings, ranks, bar.report, held, halves)
         finally:
             del model
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
 
-    # ---- output (rank 0) ------------------------------------------------------------------------------
+    # ---- output (rank 0): circuitft.callbacks.writing -------------------------------------------------
     def _write(
-        self, trainer: L.Trainer, step: int, trained: str, results: dict[str, TaskResult], t0: float
+        self, trainer: L.Trainer, step: int, trained: list[str], results: dict[str, TaskResult], t0: float
     ) -> None:
-        if not trainer.is_global_zero:
-            return
-        from circuitft.eap.io import save_graph
-        from circuitft.eap.overlap import overlap
-
-        assert self._root is not None
-        ends = dict(zip(self._names, self._ends(trainer), strict=False))
-        step_dir = self._root / f"step{step:06d}"  # as the checkpoints: step000040.ckpt
-        log_file = RecordLog(self._root / "metrics.jsonl")
-        earlier = log_file.results()
-        records, scalars = [], {}
-        s = self.settings
-        for task, r in results.items():
-            graph = r.graph
-            graph.meta.update(step=step, task=task, trained_task=trained, n_examples=r.n_examples)
-            rel = f"{step_dir.name}/{check_name(task, 'CircuitCallback task')}.safetensors"
-            moved = history.anchor_overlap(self._root, task, step, graph, ends.get(task))
-            save_graph(graph, inside(self._root, rel, key=f"CircuitCallback task {task!r}"))
-            if self.save_json:
-                save_graph(
-                    graph, inside(self._root, f"{step_dir.name}/{task}.json", key="CircuitCallback task")
-                )
-            metrics = dict(r.summary)
-            end = ends.get(task)
-            if end is not None and step > end:
-                lost = history.forgetting(earlier, task, end, metrics["model_accuracy"])
-                if lost is not None:
-                    metrics["forgetting"] = lost
-            records.append(
-                CircuitRecord(
-                    step=step,
-                    task=task,
-                    trained_task=trained,
-                    method=s.method,
-                    metric=s.metric,
-                    ig_steps=s.ig_steps,
-                    n_examples=r.n_examples,
-                    graph_path=rel,
-                    metrics=metrics,
-                    overlap=moved,
-                    seconds=r.seconds,
-                    size_curve=r.size_curve,
-                    cross_task_faithfulness=r.cross_task,
-                )
-            )
-            scalars.update({f"circuit/{task}/{k}": float(v) for k, v in {**metrics, **moved}.items()})
-            for frac, point in r.size_curve.items():
-                pct = f"{100 * float(frac):g}pct"
-                scalars[f"circuit/{task}/size_curve/{pct}"] = point["faithfulness"]
-            for other, v in r.cross_task.items():
-                scalars[f"circuit_cross/{task}_on_{other}/relative_faithfulness"] = v["relative"]
-        names = list(results)
-        jaccard = {}
-        for i, a in enumerate(names):
-            for b in names[i + 1 :]:
-                o = overlap(results[a].graph, results[b].graph)
-                jaccard[(a, b)] = jaccard[(b, a)] = float(o["top_k_jaccard"])
-                for k in ("edge_jaccard", "node_jaccard", "top_k_jaccard"):
-                    scalars[f"circuit_overlap/{a}~{b}/{k}"] = float(o[k])
-        log_file.put(records)
-        scalars["circuit/seconds"] = time.perf_counter() - t0
-        for logger in trainer.loggers:
-            logger.log_metrics(scalars, step=step)
-        self._board(trainer, step, results, jaccard, log_file.results())
-        if self.echo:
-            self._echo(trainer, step, records, ends)
-
-    def _echo(
-        self, trainer: L.Trainer, step: int, records: list[CircuitRecord], ends: dict[str, int]
-    ) -> None:
-        """One line per task above the progress bar; a warning when the model does not do a task."""
-        for rec in records:
-            say(trainer, messages.task_line(rec))
-            acc = rec.metrics.get("model_accuracy", math.nan)
-            warning = messages.low_accuracy(rec.task, acc, step)
-            if step > 0 and ends.get(rec.task) == step and warning:
-                say(trainer, f"warning: {warning}", sys.stderr)
+        writing.write(self, trainer, step, trained, results, t0)
 
     def _board(
         self,
@@ -469,9 +419,11 @@ class CircuitCallback(Callback):
         figures = []
         if self.images:
             figures += board.overlap_figures(graphs, jaccard, step)
+            plan = self._schedule(trainer)
             ends = self._ends(trainer)
             if step in ends:
-                figures += board.accuracy_figures(rows, self._names, ends, ends.index(step) + 1)
+                groups = [list(g) for g in plan.tasks]
+                figures += board.accuracy_figures(rows, plan.names, ends, ends.index(step) + 1, groups)
         if self.diagrams:
             too_large = [g.n_edges for g in graphs.values() if g.n_edges > MAX_DIAGRAM_EDGES]
             if too_large and not self._warned_diagram:
@@ -490,47 +442,8 @@ class CircuitCallback(Callback):
             for tag, fig in figures:
                 board.add_png(writer, tag, plots.figure_to_png(fig), step)
 
-    def _record_error(self, trainer: L.Trainer, step: int, trained: str, err: AnalysisFailed) -> None:
-        assert self._root is not None
-        s = self.settings
-        log.error("circuit analysis at step %d failed (%s): %s", step, err.task, err.message)
-        rec = CircuitRecord(
-            step=step,
-            task=err.task,
-            trained_task=trained,
-            method=s.method,
-            metric=s.metric,
-            ig_steps=s.ig_steps,
-            n_examples=0,
-            graph_path="",
-            error=err.message,
-        )
-        try:
-            RecordLog(self._root / "metrics.jsonl").put([rec])
-            for logger in trainer.loggers:
-                logger.log_metrics({"circuit/errors": 1.0}, step=step)
-        except Exception as again:  # noqa: BLE001 - recording must not stop training
-            log.error("could not record the failed analysis: %s", again)
+    def _record_error(self, trainer: L.Trainer, step: int, trained: list[str], err: AnalysisFailed) -> None:
+        writing.record_error(self, trainer, step, trained, err)
 
-    # ---- end of the run -------------------------------------------------------------------------------
     def _finish(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.is_global_zero or self._root is None:
-            return
-        rows = RecordLog(self._root / "metrics.jsonl").results()
-        ends = self._ends(trainer)
-        if not ends or not self._names:
-            return
-        final = history.final_metrics(rows, self._names, ends)
-        wall = time.perf_counter() - self._t_fit if self._t_fit is not None else math.nan
-        share = self._seconds / wall if wall and math.isfinite(wall) else math.nan
-        errors = len(RecordLog(self._root / "metrics.jsonl").read()) - len(rows)
-        text = board.summary_paragraph(self._names, final, self._seconds, wall, share, errors)
-        for logger in trainer.loggers:
-            logger.log_metrics({**final, "circuit/time_share": share}, step=trainer.global_step)
-        hp = {**{k: v for k, v in dict(pl_module.hparams).items()}, **board.run_hparams(trainer, self)}
-        for writer in board.writers(trainer):
-            writer.add_text("run/summary", text, trainer.global_step)
-            board.add_hparams(writer, hp, final)
-            writer.flush()
-        self.final = final
-        log.info("%s", text)
+        writing.finish(self, trainer, pl_module)

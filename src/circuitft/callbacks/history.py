@@ -7,7 +7,8 @@ match on the analysis examples of each task).
 - anchors: top-5% edge Jaccard of a task's circuit against its previous analysis, its first analysis and
   its circuit at the end of its own training (``top_jaccard_previous|first|task_end``);
 - forgetting of a finished task: ``(acc at its end - acc now) / acc at its end`` (relative drop);
-- accuracy matrix: row ``i`` = accuracies at the end of task ``i``, one column per task;
+- accuracy matrix: row ``i`` = accuracies at the end of stage ``i`` (a mixed stage is one row), one column
+  per task;
 - final numbers: final accuracy per task, their mean, backward transfer
   ``mean_{i < T} (R[T, i] - R[i, i])`` and final faithfulness per task.
 """
@@ -70,18 +71,33 @@ def forgetting(rows: list[dict[str, Any]], task: str, task_end: int, accuracy_no
     return (at_end - accuracy_now) / at_end if at_end else math.nan
 
 
-def accuracy_matrix(rows: list[dict[str, Any]], names: list[str], ends: list[int], done: int) -> Any:
-    """DataFrame: row ``<task i>`` holds every task's accuracy at the end of task i (first ``done``
-    tasks; NaN where a task was not analysed)."""
+def accuracy_matrix(
+    rows: list[dict[str, Any]],
+    names: list[str],
+    ends: list[int],
+    done: int,
+    groups: list[list[str]] | None = None,
+) -> Any:
+    """DataFrame: row ``i`` holds every task's accuracy at ``ends[i]``, the end of stage i (first ``done``
+    stages; NaN where a task was not analysed). ``groups``: the tasks of each stage (default one task per
+    stage, in ``names`` order); a row is named by its stage's tasks joined with ``+``."""
     import pandas as pd
 
+    groups = groups or [[t] for t in names]
     acc = _accuracy(rows)
     data = [[acc.get((ends[i], t), math.nan) for t in names] for i in range(done)]
-    return pd.DataFrame(data, index=names[:done], columns=names)
+    return pd.DataFrame(data, index=["+".join(g) for g in groups[:done]], columns=names)
 
 
-def final_metrics(rows: list[dict[str, Any]], names: list[str], ends: list[int]) -> dict[str, float]:
-    """Final accuracy and faithfulness per task, average accuracy and backward transfer (NaN if missing)."""
+def final_metrics(
+    rows: list[dict[str, Any]], names: list[str], ends: list[int], groups: list[list[str]] | None = None
+) -> dict[str, float]:
+    """Final accuracy and faithfulness per task, average accuracy and backward transfer (NaN if missing).
+
+    ``ends`` has one end step per stage and ``groups`` the tasks of each stage (default: one task per
+    stage); backward transfer averages ``acc(final) - acc(end of the task's stage)`` over the tasks of
+    every stage but the last."""
+    groups = groups or [[t] for t in names]
     final = ends[-1]
     acc = _accuracy(rows)
     faith = {(r["step"], r["task"]): float(r["metrics"].get("faithfulness", math.nan)) for r in rows}
@@ -92,7 +108,9 @@ def final_metrics(rows: list[dict[str, Any]], names: list[str], ends: list[int])
     finals = [out[f"final/{t}/accuracy"] for t in names]
     out["final/average_accuracy"] = sum(finals) / len(finals)
     drops = [
-        acc.get((final, t), math.nan) - acc.get((ends[i], t), math.nan) for i, t in enumerate(names[:-1])
+        acc.get((final, t), math.nan) - acc.get((ends[i], t), math.nan)
+        for i, group in enumerate(groups[:-1])
+        for t in group
     ]
     out["final/backward_transfer"] = sum(drops) / len(drops) if drops else math.nan
     return out

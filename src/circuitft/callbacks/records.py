@@ -25,11 +25,11 @@ class CircuitRecord:
 
     step: int
     task: str
-    trained_task: str  # the task being trained at that step
+    trained_task: str  # the stage being trained at that step: its task, or a mixed stage's tasks joined by +
     method: str
     metric: str
     ig_steps: int
-    n_examples: int
+    n_examples: int  # discovery rows: the circuit was found and scored in-sample on these
     graph_path: str  # relative to the circuits folder
     metrics: dict[str, float] = field(default_factory=dict)  # faithfulness, accuracies, sizes, forgetting
     # vs. the previous step of the same task (edge/node change, Jaccard), and top-5% edge Jaccard against
@@ -41,6 +41,8 @@ class CircuitRecord:
     # the other task's own circuit there
     cross_task_faithfulness: dict[str, dict[str, float]] = field(default_factory=dict)
     error: str | None = None  # set (and most fields empty) when the analysis failed
+    trained_tasks: list[str] = field(default_factory=list)
+    n_examples_heldout: int = 0  # held-out rows (test split) the circuit was also scored on  # every task of the stage trained at that step
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict."""

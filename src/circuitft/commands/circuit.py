@@ -25,6 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from circuitft.commands.args import flag, make_parser, only_one, parse
+from circuitft.commands.circuit_inputs import (
+    _analysis_model,
+    _ckpt_model_spec,
+    _device,
+    _heldout_rows,
+    _task_name,
+    _tokenizer,
+)
 from circuitft.eap import DEFAULT_TOP_FRAC
 from circuitft.errors import ConfigError
 from circuitft.files import atomic_folder
@@ -136,7 +144,29 @@ def build_parser(prog: str = "circuitft circuit") -> Any:
         default="auto",
         help="faithfulness at several circuit sizes (0.5%% ... 50%% of the edges), for the smallest circuit "
         "reaching 0.8: auto (only the sizes on the side of the circuit that decides it), true (all), false, "
-        "or fractions such as 0.01,0.05,0.1",
+        "mib (MIB's fractions 0.1%% ... 100%%, for cpr and cmd) or fractions such as 0.01,0.05,0.1",
+    )
+    p.add_argument(
+        "--heldout_data",
+        type=str | None,
+        default=None,
+        help="rows to also score the circuit on, not used to find it (*_heldout in metrics.json; rows whose "
+        "clean prompt is in --data are dropped)",
+    )
+    p.add_argument(
+        "--heldout_frac",
+        type=float | None,
+        default=None,
+        help="hold out this share of the --data rows (the last ones): the circuit is found on the others and "
+        "also scored on these (not with --heldout_data)",
+    )
+    p.add_argument(
+        "--mib",
+        **flag(
+            "also write the circuits at MIB's edge fractions (0.1%% ... 50%%) and the edge scores as "
+            "DIR/mib/<task>_<model>/, the layout MIB's circuit-track evaluation reads; the size curve then "
+            "holds MIB's fractions (for cpr and cmd)"
+        ),
     )
     p.add_argument("--seed", type=int, default=0, help="random seed (also seeds the random circuits)")
     p.add_argument(
@@ -187,8 +217,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     )
     from circuitft.eap.evaluate import evaluate, faithfulness
     from circuitft.eap.graph import Graph
+    from circuitft.eap.heldout import disjoint_rows, evaluate_heldout
     from circuitft.eap.io import write_json, write_safetensors
     from circuitft.eap.metrics import check_metric, validate_pairs
+    from circuitft.eap.mib import MIB_FRACTIONS, at_fractions, mib_areas, write_mib
     from circuitft.eap.select import check_selection, select
     from circuitft.eap.summary import add_readings, smallest_reaching
 
@@ -220,7 +252,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise ConfigError(f"--limit must be positive, got {args.limit}")
     if args.baseline_samples < 0:
         raise ConfigError(f"--baseline_samples must be 0 (no baseline) or more, got {args.baseline_samples}")
-    curve_sizes = parse_size_curve(args.size_curve)
+    if args.mib and str(args.size_curve).strip().lower() == "auto":
+        args.size_curve = "mib"
+    mib_curve = str(args.size_curve).strip().lower() == "mib"
+    curve_sizes = MIB_FRACTIONS if mib_curve else parse_size_curve(args.size_curve)
+    only_one(args, ("heldout_data", "heldout_frac"))
+    if args.heldout_frac is not None and not 0 < args.heldout_frac < 1:
+        raise ConfigError(
+            f"--heldout_frac must be between 0 and 1 (a share of the rows), got {args.heldout_frac}"
+        )
     sizes = {k: getattr(args, k) for k in ("top_n", "top_frac", "threshold", "greedy_n")}
     resize = any(v is not None for v in sizes.values())
     if not resize:
@@ -258,6 +298,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         f"mismatch, {pairs.n_identical} for identical clean/corrupted tokens, {len(pairs)} used",
         file=sys.stderr,
     )
+    pairs, heldout = _heldout_rows(args, pairs, tokenizer, task, disjoint_rows)
 
     # ---- model -----------------------------------------------------------------------------------
     model = _analysis_model(args, spec).to(device)
@@ -302,6 +343,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         accuracy=args.accuracy,
     )
     scores = faithfulness(result)
+    held = evaluate_heldout(
+        model,
+        graph,
+        heldout,
+        metric=args.metric,
+        batch_size=args.batch_size,
+        dtype=args.dtype,
+        accuracy=args.accuracy,
+        progress=not args.quiet,
+    )
     t_refs = time.perf_counter()
     chosen = selection_option(graph, sizes if saved is None or resize else None)
     baseline, curve = evaluate_references(
@@ -346,6 +397,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "step_convention": graph.meta.get("step_convention"),
         "kl_reduction": graph.meta.get("kl_reduction"),
         "n_examples": len(pairs),
+        **{k: _plain(v) for k, v in held.items() if k != "n_examples_heldout"},
+        "n_examples_heldout": int(held["n_examples_heldout"]),
         "n_dropped": pairs.n_dropped,
         "n_identical": pairs.n_identical,
         "task": task,
@@ -363,6 +416,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         metrics["random_baseline"] = baseline
     if curve is not None:
         metrics.update(size_curve=curve, smallest_80pct=smallest_reaching(curve))
+        points = {p["frac"]: p["faithfulness"] for p in curve if not p.get("main")}
+        areas = mib_areas(at_fractions(points, graph.n_edges))
+        metrics.update({k: _plain(v) for k, v in areas.items()})
     metrics["seconds_baseline_and_curve"] = round(seconds_refs, 3)
     add_readings(metrics)
 
@@ -372,55 +428,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         write_json(graph, folder / "graph.json")
         write_safetensors(graph, folder / "graph.safetensors")
         (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        if args.mib:
+            write_mib(graph, folder / "mib", task, spec.replace("/", "-").replace(":", "-"))
 
     atomic_folder(write, args.out, option="--out")
     return metrics
 
 
 # ---- helpers --------------------------------------------------------------------------------------------
-def _device(text: str) -> Any:
-    import torch
-
-    if text == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(text)
-    except RuntimeError:
-        raise ConfigError(f"--device {text!r} is not a device (cpu, cuda, cuda:N, auto)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--device {text}: CUDA is not available on this machine")
-    return device
-
-
-def _ckpt_model_spec(path: Path) -> str:
-    from circuitft.models.checkpoint import load_checkpoint_file
-
-    hp = load_checkpoint_file(path).get("hyper_parameters") or {}
-    if "model" not in hp:
-        raise ConfigError(f"--ckpt {path}: not a circuitft checkpoint (no model in its hyper-parameters)")
-    return str(hp["model"])
-
-
-def _tokenizer(spec: str) -> Any:
-    from circuitft.models.loading import load_tokenizer
-
-    return load_tokenizer(spec)
-
-
-def _analysis_model(args: argparse.Namespace, spec: str) -> Any:
-    """The merged, frozen float32 model: base + ``--adapter`` or the ``--ckpt`` adapter."""
-    from circuitft.models.analysis import load_analysis_model
-
-    model = args.model if args.ckpt is not None else spec
-    return load_analysis_model(
-        model, adapter=args.adapter, checkpoint=args.ckpt, progress=not args.quiet
-    ).model
-
-
-def _task_name(data: str) -> str:
-    return data.split(":", 1)[1] if data.startswith("hf:") else Path(data).stem
-
-
 def _plain(value: Any) -> Any:
     """A JSON-safe scalar: tensors to Python numbers, NaN/inf to None (strict JSON has neither)."""
     if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:

@@ -140,7 +140,7 @@ def build_report(
     top_frac: float = DEFAULT_TOP_FRAC,
 ) -> dict[str, Any]:
     """Write every figure, table and the page of ``runs`` into ``out``; returns counts and warnings."""
-    from circuitft.analysis.continual import accuracy_matrix, summaries
+    from circuitft.analysis.continual import accuracy_matrix, stage_columns, summaries
     from circuitft.analysis.sweep import fit_all, pairs_table
     from circuitft.analysis.tables import circuits_table, first_to_last, overlap_matrices
     from circuitft.commands import report_html as html
@@ -158,7 +158,7 @@ def build_report(
         info: dict[str, Any] = {"run": run, "table": table, "matrices": {}, "summaries": {}}
         for metric in METRICS:
             r, b = accuracy_matrix(run, metric)
-            s = summaries(r, b)
+            s = summaries(r, b, stage_columns(run))
             info["matrices"][metric], info["summaries"][metric] = (r, b), s
             matrices.append(_long_matrix(run.name, metric, r, b))
             continual.append({"run": run.name, "metric": metric, **s})

@@ -17,13 +17,13 @@ run there is no estimate (the table says so, and how to get one).
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from circuitft.data.schedule import config_stages, config_steps, from_config, stage_tasks
 from circuitft.safeyaml import load_yaml, read_yaml_file
 
 CALLBACK = "CircuitCallback"
@@ -107,40 +107,11 @@ def _merge(into: dict[str, Any], new: dict[str, Any]) -> None:
 
 
 def _stages(cfg: dict[str, Any]) -> list[dict[str, Any]]:
-    return [t for t in ((cfg.get("data") or {}).get("tasks") or []) if isinstance(t, dict)]
+    return config_stages(cfg)
 
 
-def stage_units(stage: dict[str, Any]) -> list[str]:
-    """Task names of one stage (its ``mix`` components, or the stage itself)."""
-    if stage.get("mix"):
-        return [str(m.get("name") or m.get("task")) if isinstance(m, dict) else str(m) for m in stage["mix"]]
-    return [str(stage.get("name") or stage.get("task"))]
-
-
-def stage_steps(cfg: dict[str, Any]) -> list[int | None]:
-    """Optimizer steps of each stage (None where an ``epochs`` stage reads a data file of unknown size)."""
-    data = cfg.get("data") or {}
-    trainer = cfg.get("trainer") or {}
-    devices = trainer.get("devices")
-    world = devices if isinstance(devices, int) and devices > 0 else 1
-    accum = int(trainer.get("accumulate_grad_batches") or 1)
-    per_step = data.get("global_batch_size") or int(data.get("batch_size") or 8) * world * accum
-    out: list[int | None] = []
-    for stage in _stages(cfg):
-        if stage.get("steps") is not None:
-            out.append(int(stage["steps"]))
-            continue
-        parts = stage.get("mix") or [stage]
-        rows = 0
-        for part in parts:
-            part = part if isinstance(part, dict) else {}
-            if (part.get("source") or stage.get("source")) is not None:
-                rows = -1
-                break
-            rows += int(part.get("n_train") or stage.get("n_train") or 1000)
-        epochs = stage.get("epochs")
-        out.append(None if rows < 0 or epochs is None else max(1, math.ceil(float(epochs) * rows / per_step)))
-    return out
+stage_units = stage_tasks  # the task names of one stage (circuitft.data.schedule)
+stage_steps = config_steps  # the optimizer steps of each stage (circuitft.data.schedule)
 
 
 def _callback(cfg: dict[str, Any]) -> dict[str, Any] | None:
@@ -157,11 +128,11 @@ def count_analyses(cfg: dict[str, Any], steps: list[int | None]) -> int | None:
         return 0
     if any(s is None for s in steps):
         return None
-    ends = [sum(steps[: i + 1]) for i in range(len(steps))]  # type: ignore[arg-type]
+    plan = from_config(cfg)
+    ends = [int(e) for e in plan.ends if e is not None]
     total = ends[-1] if ends else 0
     interval = cb.get("every_n_steps") or (cfg.get("checkpoint") or {}).get("every_n_train_steps")
-    units = [stage_units(s) for s in _stages(cfg)]
-    n_tasks = sum(len(u) for u in units)
+    n_tasks = len(plan.names)
     chosen = cb.get("tasks", "seen")
     at = {0} if cb.get("at_start", True) else set()
     at |= {s for s in range(1, total + 1) if (interval and s % int(interval) == 0) or s in ends}
@@ -171,11 +142,8 @@ def count_analyses(cfg: dict[str, Any], steps: list[int | None]) -> int | None:
             count += len(chosen)
         elif chosen == "all":
             count += n_tasks
-        elif step == 0:
-            count += 1  # the untuned model: the first task only
-        else:
-            stage = next(i for i, end in enumerate(ends) if step <= end)  # a task end belongs to its task
-            count += sum(len(u) for u in units[: stage + 1])
+        else:  # the tasks seen so far (step 0: the first task; a task end belongs to its task)
+            count += len(plan.seen_at(step))
     return count
 
 

@@ -23,7 +23,7 @@ SHOWN = 5  # rows shown per kind of finding
 
 def check(args: argparse.Namespace) -> int:
     """Run the check described in the module docstring; returns the exit status."""
-    from circuitft.commands.circuit import _device
+    from circuitft.commands.circuit_inputs import _device
     from circuitft.data.check import glue_problems
     from circuitft.data.pairs import tokenize_pairs
     from circuitft.data.sources import load_rows, task_name

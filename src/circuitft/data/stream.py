@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from circuitft.data.batches import ListDataset, RangeSampler, StageBatches, shares
 from circuitft.data.pairs import PromptPairs
+from circuitft.data.schedule import Schedule
 from circuitft.data.splits import SPLITS
 from circuitft.data.stages import TaskConfig, components, stage_from_dict, stage_name
 from circuitft.errors import ConfigError, DataError
@@ -209,6 +210,21 @@ class TaskStreamDataModule(L.LightningDataModule):
         for split in SPLITS:
             out.setdefault(split, out["train"].subset([]))
             out[split].task = name
+        asked = {"val": u.n_val, "test": n_test}
+        if u.source is None:
+            asked["train"] = u.n_train
+        for split, n in asked.items():
+            if n and len(out[split]) < n:
+                log.warning(
+                    "task %s: split %s has %d rows, fewer than the %d asked (data.tasks[%d]); numbers on it "
+                    "rest on %d rows",
+                    name,
+                    split,
+                    len(out[split]),
+                    n,
+                    i,
+                    len(out[split]),
+                )
         return out
 
     def _load_source(self, u: TaskConfig, name: str) -> dict[str, PromptPairs]:
@@ -274,6 +290,12 @@ class TaskStreamDataModule(L.LightningDataModule):
                 per_step = self.global_batch_size or self.batch_size * world * accum
                 out.append(max(1, math.ceil(t.epochs * rows / per_step)))
         return out
+
+    def schedule(self) -> Schedule:
+        """The map from stage to tasks to end step (:mod:`circuitft.data.schedule`)."""
+        steps = tuple(self.task_steps())
+        groups = tuple(tuple(self.names[j] for j in idx) for idx in self.stage_tasks)
+        return Schedule(tuple(self.stage_names), groups, steps)
 
     def stage_lrs(self) -> list[float | None]:
         """Learning rate set by each stage (None: the model's policy)."""

@@ -135,6 +135,11 @@ def faithfulness(result: EvalResult) -> dict[str, float]:
     - ``kl_recovered_pct`` (only for the ``kl`` metric): 100 (1 - |B - C| / B), B = mean
       KL(P_corr || P_clean), C = mean KL(P_corr || P_circ) (the fine-tuning projects' "KL faithfulness
       percentage", called ``kl_faithfulness_pct`` before);
+    - ``metric_gap``: |mean clean - mean corrupted|, the denominator of ``faithfulness`` (near 0, the
+      clean and corrupted runs hardly differ and faithfulness is a ratio of small numbers);
+    - ``faithfulness_se``: the standard error of ``faithfulness`` over the rows (delta method for a ratio of
+      means: ``sd(d_i - F g_i) / (sqrt(n) |mean g|)``, d = circuit - corrupted, g = clean - corrupted; NaN
+      under 2 rows): large when the gap is small against the row-to-row spread;
     - the means of each run's metric and the clean / circuit accuracies.
     """
     clean, corr, circ = (float(x.double().mean()) for x in (result.clean, result.corrupted, result.circuit))
@@ -142,12 +147,22 @@ def faithfulness(result: EvalResult) -> dict[str, float]:
     b = float(result.kl_corr_clean.double().mean())
     c = float(result.kl_corr_circ.double().mean())
     kl = {"kl_recovered_pct": 100.0 * (1.0 - abs(b - c) / b) if b != 0 else math.nan}
+    faith = (circ - corr) / denom if denom != 0 else math.nan
+    n = len(result)
+    se = math.nan
+    if n >= 2 and denom != 0:
+        resid = (result.circuit - result.corrupted).double() - faith * (
+            result.clean - result.corrupted
+        ).double()
+        se = float(resid.std()) / (math.sqrt(n) * abs(denom))
     return {
-        "faithfulness": (circ - corr) / denom if denom != 0 else math.nan,
+        "faithfulness": faith,
+        "faithfulness_se": se,
         **(kl if result.metric == "kl" else {}),
         "clean_metric": clean,
         "corrupted_metric": corr,
         "circuit_metric": circ,
+        "metric_gap": abs(denom),
         "model_accuracy": float(result.model_correct.float().mean()),
         "circuit_accuracy": float(result.circuit_correct.float().mean()),
     }

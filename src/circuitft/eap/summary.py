@@ -12,6 +12,10 @@ from typing import Any
 
 ACCURACY_FLOOR = 0.2  # below this model accuracy the model does not do the task
 FAITHFULNESS_TARGET = 0.8  # "the smallest circuit reaching 80% faithfulness"
+MIN_ROWS = 20  # an accuracy on fewer rows is flagged where it is printed (one row moves it by > 5 points)
+# faithfulness whose standard error over the rows exceeds this (95% interval wider than about +-0.2) rests on
+# a clean-corrupted gap too small against the row-to-row spread to mean much
+SE_LIMIT = 0.1
 
 METRIC_MEANING = {
     "kl": "KL divergence of the run's next-token distribution from the full model's on the clean prompt, "
@@ -33,6 +37,22 @@ _DEFINITIONS = {
     "percentage' of earlier fine-tuning circuit studies; it measures distance from the corrupted run, not "
     "the task metric, so it can disagree with 'faithfulness').",
     "clean_metric": "Mean task metric of the full model on the clean prompts.",
+    "metric_gap": "|clean_metric - corrupted_metric|: the denominator of faithfulness. Near 0 the clean and "
+    "corrupted runs hardly differ and faithfulness is a ratio of small numbers.",
+    "faithfulness_se": "Standard error of faithfulness over the rows (delta method for a ratio of means); a "
+    "warning names a circuit whose faithfulness_se exceeds 0.1: its gap is too small against the "
+    "row-to-row spread for faithfulness to mean much.",
+    "faithfulness_heldout": "faithfulness of the same circuit on held-out rows that took no part in finding it "
+    "(n_examples_heldout rows; null without held-out rows).",
+    "kl_recovered_pct_heldout": "kl_recovered_pct on the held-out rows.",
+    "model_accuracy_heldout": "model_accuracy on the held-out rows.",
+    "circuit_accuracy_heldout": "circuit_accuracy on the held-out rows.",
+    "metric_gap_heldout": "metric_gap on the held-out rows.",
+    "n_examples_heldout": "Held-out rows the circuit was scored on (0: none).",
+    "cpr": "MIB's CPR: area under faithfulness against the fraction of edges kept, by the trapezoid rule over "
+    "0.1%, 0.2%, 0.5%, 1%, 2%, 5%, 10%, 20%, 50%, 100% (higher is better).",
+    "cmd": "MIB's CMD: area between the same curve and 1, the trapezoid rule over |1 - faithfulness| "
+    "(lower is better).",
     "corrupted_metric": "Mean task metric of the full model on the corrupted prompts.",
     "circuit_metric": "Mean task metric of the circuit (clean prompt, edges outside the circuit corrupted).",
     "model_accuracy": "Share of rows the full model answers correctly on the clean prompt (greedy, every "
@@ -79,6 +99,26 @@ def low_accuracy_warning(
     )
 
 
+def small_gap_warning(metrics: Mapping[str, Any], what: str, limit: float = SE_LIMIT) -> str | None:
+    """A one-line warning when ``faithfulness_se`` of ``metrics`` exceeds ``limit`` (else None): the
+    clean-corrupted ``metric_gap`` is too small against the row-to-row spread; ``what`` names the analysis."""
+    se, gap, f = metrics.get("faithfulness_se"), metrics.get("metric_gap"), metrics.get("faithfulness")
+    if not _finite(se) or se <= limit or not _finite(gap) or not _finite(f):
+        return None
+    return (
+        f"{what}: faithfulness {f:.2f} ± {1.96 * se:.2f} (95%, over the rows) rests on a clean-corrupted gap of "
+        f"only {gap:.3g} ({metrics.get('metric')}) against the row-to-row spread, so it says little"
+    )
+
+
+def rows_note(n: Any) -> str:
+    """``n=32 rows``, flagged when under :data:`MIN_ROWS` (``n=3 rows, too few for a stable accuracy``)."""
+    if not _finite(n):
+        return "n=? rows"
+    flag = f", fewer than {MIN_ROWS}: one row moves it by {100 / n:.0f} points" if 0 < n < MIN_ROWS else ""
+    return f"n={int(n)} rows{flag}"
+
+
 def smallest_reaching(
     curve: Sequence[Mapping[str, Any]] | None, target: float = FAITHFULNESS_TARGET
 ) -> dict[str, Any] | None:
@@ -122,6 +162,9 @@ def warnings_for(metrics: Mapping[str, Any]) -> list[str]:
     low = low_accuracy_warning(metrics.get("model_accuracy"), str(metrics.get("task", "task")), hint=hint)
     if low:
         out.append(low)
+    gap = small_gap_warning(metrics, f"task {metrics.get('task')}")
+    if gap:
+        out.append(gap)
     return out
 
 
@@ -144,10 +187,14 @@ def summary_text(metrics: Mapping[str, Any], with_warnings: bool = True) -> str:
         f"  size: {n} edges{share}, {metrics.get('n_nodes')} nodes",
     ]
     f = metrics.get("faithfulness")
+    gap = metrics.get("metric_gap")
+    se = metrics.get("faithfulness_se")
+    gap_text = f" ± {1.96 * se:.2g} (95%)" if _finite(se) else ""
+    gap_text += f", clean-corrupted gap {gap:.3g}" if _finite(gap) else ""
     if _finite(f):
         lines.append(
-            f"  faithfulness {f:.3g}: the circuit alone recovers {100 * f:.0f}% of the model's behaviour on "
-            "this task (1.0 = all of it, 0 = no better than the corrupted run)"
+            f"  faithfulness {f:.3g}{gap_text}: the circuit alone recovers {100 * f:.0f}% of the model's "
+            "behaviour on this task (1.0 = all of it, 0 = no better than the corrupted run)"
         )
     else:
         lines.append("  faithfulness undefined: the clean and corrupted runs score the same on this metric")
@@ -183,9 +230,34 @@ def summary_text(metrics: Mapping[str, Any], with_warnings: bool = True) -> str:
             f"  accuracy ({kind}): the model answers {100 * acc:.0f}% of the rows correctly, the circuit alone "
             f"{100 * circ:.0f}%"
         )
+    if _finite(acc) and _finite(circ):
+        lines[-1] += f" ({rows_note(metrics.get('n_examples'))})"
+    lines += _heldout_lines(metrics)
+    cpr, cmd = metrics.get("cpr"), metrics.get("cmd")
+    if _finite(cpr) and _finite(cmd):
+        lines.append(f"  MIB: CPR {cpr:.3g} (area under faithfulness over edge fractions), CMD {cmd:.3g}")
     if with_warnings:
         lines += [f"  warning: {w}" for w in metrics.get("warnings") or ()]
     return "\n".join(lines)
+
+
+def _heldout_lines(metrics: Mapping[str, Any]) -> list[str]:
+    """The held-out scores, or a note that faithfulness and accuracy are in-sample."""
+    n = metrics.get("n_examples_heldout")
+    if not _finite(n) or not n:
+        return (
+            ["  held-out: none (the numbers above are on the rows that found the circuit)"] if n == 0 else []
+        )
+    f, acc, circ = (
+        metrics.get(f"{k}_heldout") for k in ("faithfulness", "model_accuracy", "circuit_accuracy")
+    )
+    gap = metrics.get("metric_gap_heldout")
+    parts = [f"faithfulness {f:.3g}" if _finite(f) else "faithfulness undefined"]
+    if _finite(gap):
+        parts[-1] += f" (gap {gap:.3g})"
+    if _finite(acc) and _finite(circ):
+        parts.append(f"accuracy model {100 * acc:.0f}%, circuit {100 * circ:.0f}%")
+    return [f"  held-out ({rows_note(n)} not used to find it): " + ", ".join(parts)]
 
 
 def _finite(value: Any) -> bool:
@@ -202,6 +274,8 @@ __all__ = [
     "add_readings",
     "definitions",
     "low_accuracy_warning",
+    "rows_note",
+    "small_gap_warning",
     "smallest_reaching",
     "summary_text",
     "warnings_for",
