@@ -10,6 +10,7 @@ Subcommands dispatch to small modules under :mod:`circuitft.commands` that are i
 - ``report``: figures and tables of runs and sweeps (``circuitft.commands.report``)
 - ``bench``: benchmarks (``circuitft.commands.bench``)
 - ``export``: a checkpoint's adapter as a peft folder (``circuitft.commands.export``)
+- ``export-graph``: a circuit as GraphML and GEXF (``circuitft.commands.export_graph``)
 - ``circuitlora``: CircuitLoRA plans (``circuitft.commands.circuitlora``)
 """
 
@@ -33,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("circuitft.commands.report", "one static page of figures and tables from runs or a sweep"),
     "bench": ("circuitft.commands.bench", "benchmarks (EAP-IG against the plain-transformers floor)"),
     "export": ("circuitft.commands.export", "write a checkpoint's LoRA adapter as a peft adapter folder"),
+    "export-graph": ("circuitft.commands.export_graph", "write a circuit as GraphML and GEXF (Gephi, Cytoscape)"),
     "circuitlora": (
         "circuitft.commands.circuitlora",
         "plan circuit-aware LoRA ranks (CircuitLoRA) for a fit config",
