@@ -41,7 +41,7 @@ def log_roots(logdir: str) -> list[tuple[str, Path]]:
     roots = []
     for spec in logdir.split(","):
         name, sep, path = spec.partition(":")
-        if not sep or "/" in name or "://" in spec or re.fullmatch(r"[A-Za-z]", name):
+        if not sep or "/" in name or "://" in spec or re.match(r"[A-Za-z]:\\", spec):
             name, path = "", spec
         roots.append((name, Path(path)))
     return roots

@@ -54,6 +54,7 @@
     if (parent) parent.appendChild(e);
     return e;
   }
+  function esc(v) { return String(v).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;"); }
   function fmt(v, digits) { return v === null || v === undefined || !isFinite(v) ? "n/a" : Number(v).toPrecision(digits || 6); }
   function options(select, values, labels) {
     select.innerHTML = "";
@@ -255,8 +256,8 @@
           " of the " + state.A.nEdges + " edges)";
       } else ui.stats.textContent = "";
       ui.legend.innerHTML = state.compare && state.B
-        ? '<span class="kept">kept</span> in both, <span class="gained">gained</span> only in ' + state.taskB + " @ " + state.stepB +
-          ', <span class="lost">lost</span> only in ' + state.task + " @ " + state.step + "; q solid, k dashed, v dotted"
+        ? '<span class="kept">kept</span> in both, <span class="gained">gained</span> only in ' + esc(state.taskB) + " @ " + state.stepB +
+          ', <span class="lost">lost</span> only in ' + esc(state.task) + " @ " + state.step + "; q solid, k dashed, v dotted"
         : '<span class="pos">score &gt; 0</span>, <span class="neg">score &lt; 0</span>; width |score|; q solid, k dashed, v dotted';
       drawTable();
       drawMarker();
@@ -293,7 +294,7 @@
         html.push('<tr class="' + (e.status || "") + '">');
         cols.forEach(function (c) {
           var v = cell(e, c[0]);
-          html.push("<td>" + (typeof v === "number" && c[0].indexOf("score") === 0 ? fmt(v) : v === null ? "" : v) + "</td>");
+          html.push("<td>" + esc(typeof v === "number" && c[0].indexOf("score") === 0 ? fmt(v) : v === null ? "" : v) + "</td>");
         });
         html.push("</tr>");
       });
@@ -340,7 +341,7 @@
         svg.__scales = svg.__scales || []; svg.__scales[k] = px;
         svg.__panels = svg.__panels || []; svg.__panels[k] = { x0: x0, pw: pw, lo: lo, hi: hi };
       });
-      var legend = run.tasks.map(function (t, ti) { return '<tspan fill="' + TASK_COLOURS[ti % TASK_COLOURS.length] + '">\u2014 ' + t + "</tspan>"; }).join("  ");
+      var legend = run.tasks.map(function (t, ti) { return '<tspan fill="' + TASK_COLOURS[ti % TASK_COLOURS.length] + '">\u2014 ' + esc(t) + "</tspan>"; }).join("  ");
       var lg = el("svg:text", { x: "50", y: String(H - 4), "class": "cx-tick" }, svg);
       lg.innerHTML = legend + "  (click a chart to pick a step)";
     }
