@@ -12,6 +12,10 @@
   var TASK_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22"];
   var TABLE_ROWS = 500; // rows rendered in the edge table (Copy copies every row)
   var SLIDER_STEPS = 1000;
+  var EDGE_COLOURS = { pos: "#1f77b4", neg: "#d62728", kept: "#8c8c8c", gained: "#2ca02c", lost: "#d62728" };
+  var COLOUR_ORDER = ["pos", "neg", "kept", "gained", "lost"];
+  var DASHES = { s: [], k: [6, 3], v: [2, 2] };
+  var HIT_PX = 5; // how near (in drawing units) the mouse must be to an edge to hover it
   var now = function () { return (global.performance || Date).now(); };
 
   function decode(str, Type) {
@@ -62,7 +66,6 @@
   }
 
   function mount(root, source) {
-    var t0 = now();
     root.classList.add("cx");
     root.innerHTML = "";
     var ui = {};
@@ -86,9 +89,11 @@
     ui.stats = el("span", { "class": "cx-stats" }, bar2);
     var main = el("div", { "class": "cx-main" }, root);
     var fig = el("div", { "class": "cx-figure" }, main);
-    ui.svg = el("svg:svg", { "class": "cx-svg" }, fig);
+    var stage = el("div", { "class": "cx-stage" }, fig);
+    ui.canvas = el("canvas", { "class": "cx-canvas" }, stage); // the edges (thousands: canvas, not SVG)
+    ui.svg = el("svg:svg", { "class": "cx-svg" }, stage); // nodes, labels and the hovered edge, on top
     ui.axis = el("svg:g", { "class": "cx-axis" }, ui.svg);
-    ui.edges = el("svg:g", { "class": "cx-edges" }, ui.svg);
+    ui.hover = el("svg:line", { "class": "cx-hover", visibility: "hidden" }, ui.svg);
     ui.nodes = el("svg:g", { "class": "cx-nodes" }, ui.svg);
     ui.tip = el("div", { "class": "cx-tooltip", hidden: "" }, fig);
     ui.legend = el("div", { "class": "cx-legend" }, fig);
@@ -118,6 +123,10 @@
       var sx = (width - 90) / (cfg.n_heads + 2);
       geo = { x: function (x) { return 70 + (x + 1) * sx; }, y: function (y) { return height - 20 - (y + 0.8) * sy; }, width: width, height: height };
       ui.svg.setAttribute("viewBox", "0 0 " + width + " " + height);
+      var dpr = Math.min(2, global.devicePixelRatio || 1);
+      ui.canvas.width = Math.round(width * dpr);
+      ui.canvas.height = Math.round(height * dpr);
+      geo.dpr = dpr;
       ui.axis.innerHTML = ""; ui.nodes.innerHTML = ""; datalist.innerHTML = "";
       for (var l = 0; l < cfg.n_layers; l++) {
         el("svg:text", { x: "4", y: String(geo.y(1 + 2 * l) + 4), "class": "cx-layer" }, ui.axis, "layer " + l);
@@ -190,7 +199,7 @@
         setN(first ? Math.max(1, Math.round(0.05 * state.A.nEdges)) : state.n);
         status("");
         draw();
-        if (first) root.setAttribute("data-first-picture-ms", (now() - t0).toFixed(1));
+        if (first) root.setAttribute("data-first-picture-ms", now().toFixed(1)); // since navigation start
       }, function (err) { if (token === state.token) status("cannot load the graph: " + err); });
     }
 
@@ -228,19 +237,41 @@
       var t = now(), sel = selection(), rows = sel.rows, focus = state.focus;
       if (focus !== null) rows = rows.filter(function (e) { return e.src === focus || e.owner === focus; });
       state.rows = rows;
-      var L = state.run.layout, X = L.nodes.x, Y = L.nodes.y, maxAbs = 0, parts = [], active = new Set();
+      var L = state.run.layout, X = L.nodes.x, Y = L.nodes.y, maxAbs = 0, active = new Set(), r, e;
       rows.forEach(function (e) { maxAbs = Math.max(maxAbs, Math.abs(e.score)); });
-      for (var r = rows.length - 1; r >= 0; r--) { // weakest first: the strongest edges end on top
-        var e = rows[r], w = maxAbs > 0 ? 0.4 + 3.6 * Math.abs(e.score) / maxAbs : 1;
+      // one stroke per (colour, dash, width step): a few hundred strokes draw thousands of edges
+      var segs = new Float32Array(rows.length * 4), groups = new Map();
+      for (r = 0; r < rows.length; r++) {
+        e = rows[r];
+        var w = maxAbs > 0 ? 0.4 + 3.6 * Math.abs(e.score) / maxAbs : 1;
         var colour = state.compare && state.B ? e.status : (e.score >= 0 ? "pos" : "neg");
         active.add(e.src); active.add(e.owner);
-        parts.push('<line class="cx-edge ' + colour + " " + e.kind + '" data-r="' + r + '" x1="' + geo.x(X[e.src]).toFixed(1) +
-          '" y1="' + geo.y(Y[e.src]).toFixed(1) + '" x2="' + geo.x(X[e.owner] + KIND_OFFSET[e.kind]).toFixed(1) +
-          '" y2="' + geo.y(Y[e.owner]).toFixed(1) + '" stroke-width="' + w.toFixed(2) + '"></line>');
+        segs[4 * r] = geo.x(X[e.src]); segs[4 * r + 1] = geo.y(Y[e.src]);
+        segs[4 * r + 2] = geo.x(X[e.owner] + KIND_OFFSET[e.kind]); segs[4 * r + 3] = geo.y(Y[e.owner]);
+        var dash = e.kind === "k" || e.kind === "v" ? e.kind : "s", step = Math.round(w * 10);
+        var gk = step * 100 + COLOUR_ORDER.indexOf(colour) * 3 + "skv".indexOf(dash); // sorts by width first
+        if (!groups.has(gk)) groups.set(gk, { colour: colour, dash: dash, width: step / 10, rows: [] });
+        groups.get(gk).rows.push(r);
       }
-      ui.edges.innerHTML = parts.join("");
-      state.drawn = rows.length;
-      root.setAttribute("data-drawn", String(rows.length));
+      state.segs = segs;
+      var ctx = ui.canvas.getContext("2d");
+      ctx.setTransform(geo.dpr, 0, 0, geo.dpr, 0, 0);
+      ctx.clearRect(0, 0, geo.width, geo.height);
+      ctx.globalAlpha = 0.75;
+      ctx.lineCap = "butt";
+      var drawn = 0;
+      Array.from(groups.keys()).sort(function (a, b) { return a - b; }).forEach(function (gk) { // thin first: strong on top
+        var g = groups.get(gk);
+        ctx.strokeStyle = EDGE_COLOURS[g.colour];
+        ctx.lineWidth = g.width;
+        ctx.setLineDash(DASHES[g.dash]);
+        g.rows.forEach(function (r) { // one path per edge: Skia strokes a path of many crossing lines far slower
+          ctx.beginPath(); ctx.moveTo(segs[4 * r], segs[4 * r + 1]); ctx.lineTo(segs[4 * r + 2], segs[4 * r + 3]); ctx.stroke(); drawn++;
+        });
+      });
+      ui.hover.setAttribute("visibility", "hidden");
+      state.drawn = drawn;
+      root.setAttribute("data-drawn", String(drawn));
       Array.prototype.forEach.call(ui.nodes.querySelectorAll(".cx-node"), function (node) {
         var i = Number(node.getAttribute("data-n"));
         node.classList.toggle("on", active.has(i));
@@ -383,16 +414,37 @@
         pickTask(state.task, best); load();
       });
     });
-    ui.svg.addEventListener("mouseover", function (ev) {
+    /* The drawn edge nearest to viewport point (cx, cy) within HIT_PX, the stronger one on ties; -1 if none. */
+    function edgeAt(cx, cy) {
+      var box = ui.svg.getBoundingClientRect(), k = geo.width / box.width;
+      var px = (cx - box.left) * k, py = (cy - box.top) * k, segs = state.segs, best = -1, bestD = HIT_PX * HIT_PX;
+      for (var r = 0; segs && r < state.rows.length; r++) {
+        var x1 = segs[4 * r], y1 = segs[4 * r + 1], dx = segs[4 * r + 2] - x1, dy = segs[4 * r + 3] - y1;
+        var len = dx * dx + dy * dy, u = len > 0 ? Math.max(0, Math.min(1, ((px - x1) * dx + (py - y1) * dy) / len)) : 0;
+        var ex = x1 + u * dx - px, ey = y1 + u * dy - py, d = ex * ex + ey * ey;
+        if (d < bestD || (d === bestD && best >= 0 && state.rows[r].rank < state.rows[best].rank)) { best = r; bestD = d; }
+      }
+      return best;
+    }
+    function edgeScreenPoint(r) {
+      var box = ui.svg.getBoundingClientRect(), k = box.width / geo.width, s = state.segs;
+      return [box.left + k * (s[4 * r] + s[4 * r + 2]) / 2, box.top + k * (s[4 * r + 1] + s[4 * r + 3]) / 2];
+    }
+    ui.svg.addEventListener("mousemove", function (ev) {
       var t = ev.target;
-      if (t.hasAttribute("data-r")) showTip(ev, edgeText(state.rows[Number(t.getAttribute("data-r"))]));
-      else if (t.hasAttribute("data-n")) showTip(ev, nodeText(Number(t.getAttribute("data-n"))));
+      if (t.hasAttribute && t.hasAttribute("data-n")) { ui.hover.setAttribute("visibility", "hidden"); return showTip(ev, nodeText(Number(t.getAttribute("data-n")))); }
+      var r = edgeAt(ev.clientX, ev.clientY);
+      if (r < 0) { ui.tip.hidden = true; ui.hover.setAttribute("visibility", "hidden"); return; }
+      var s = state.segs;
+      ["x1", "y1", "x2", "y2"].forEach(function (a, j) { ui.hover.setAttribute(a, s[4 * r + j].toFixed(1)); });
+      ui.hover.setAttribute("visibility", "visible");
+      showTip(ev, edgeText(state.rows[r]));
     });
-    ui.svg.addEventListener("mouseout", function () { ui.tip.hidden = true; });
+    ui.svg.addEventListener("mouseleave", function () { ui.tip.hidden = true; ui.hover.setAttribute("visibility", "hidden"); });
     ui.svg.addEventListener("click", function (ev) {
       var t = ev.target;
       if (t.hasAttribute("data-n")) { var i = Number(t.getAttribute("data-n")); state.focus = state.focus === i ? null : i; }
-      else if (!t.hasAttribute("data-r")) state.focus = null;
+      else if (edgeAt(ev.clientX, ev.clientY) < 0) state.focus = null;
       draw();
     });
     ui.clear.addEventListener("click", function () { state.focus = null; ui.search.value = ""; draw(); });
@@ -445,6 +497,7 @@
       select: function (task, step) { pickTask(task, step); return load(); },
       compareWith: function (task, step) { ui.compare.checked = state.compare = true; pickTaskB(task, step); return load(); },
       setSize: function (n) { setN(n); draw(); return state.drawn; },
+      edgeScreenPoint: edgeScreenPoint,
       tableText: tableText
     };
     root.__explorer = api;
