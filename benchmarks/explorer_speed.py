@@ -4,6 +4,7 @@ slider move (script time and time to the next frame).
     python benchmarks/explorer_speed.py runs/demo/report/explorer.html
     python benchmarks/explorer_speed.py --synthetic      # a SmolLM2-shaped run (30 layers, 9 heads, 3 kv
                                                          # groups; 70,651 edges), 2 tasks x 7 steps, random scores
+    python benchmarks/explorer_speed.py runs/demo/report/explorer.html --screenshot docs/explorer.png
 
 Run it on an idle machine: the numbers go in the README ("The circuit explorer").
 """
@@ -42,13 +43,28 @@ def synthetic(folder: Path) -> Path:
     return folder / "report" / "explorer.html"
 
 
+def screenshot(page_path: Path, out: Path, width: int = 1400, height: int = 1000) -> None:
+    """Save a PNG of the page as it first shows (the last analysed step of the first task)."""
+    import base64
+
+    with Chromium(width, height) as browser:
+        page = browser.open(page_path.resolve().as_uri())
+        page.wait("document.getElementById('explorer').getAttribute('data-first-picture-ms')")
+        page.wait("new Promise(d => requestAnimationFrame(() => requestAnimationFrame(() => d(true))))")
+        shot = page.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": False})
+    out.write_bytes(base64.b64decode(shot["data"]))
+    print(f"wrote {out}")
+
+
 def measure(page_path: Path, repeats: int) -> None:
     size = page_path.stat().st_size
     firsts, scripts, frames = [], [], []
     for _ in range(repeats):
         with Chromium() as browser:
             page = browser.open(page_path.resolve().as_uri())
-            firsts.append(float(page.wait("document.getElementById('explorer').getAttribute('data-first-picture-ms')")))
+            firsts.append(
+                float(page.wait("document.getElementById('explorer').getAttribute('data-first-picture-ms')"))
+            )
             for position in (1000, 900, 800, 700, 600, 500):
                 asked, drawn, script, frame = page.eval(f"{SLIDE}({position})")
                 assert asked == drawn, (asked, drawn)
@@ -56,8 +72,12 @@ def measure(page_path: Path, repeats: int) -> None:
                 frames.append(frame)
             assert page.errors == [], page.errors
     print(f"{page_path}: {size / 1e6:.2f} MB")
-    print(f"first picture (ms after navigation start): median {statistics.median(firsts):.0f}, n={len(firsts)}")
-    print(f"redraw after a slider move, script (ms): median {statistics.median(scripts):.1f}, max {max(scripts):.1f}, n={len(scripts)}")
+    print(
+        f"first picture (ms after navigation start): median {statistics.median(firsts):.0f}, n={len(firsts)}"
+    )
+    print(
+        f"redraw after a slider move, script (ms): median {statistics.median(scripts):.1f}, max {max(scripts):.1f}, n={len(scripts)}"
+    )
     print(f"redraw after a slider move, to the next frame (ms): median {statistics.median(frames):.1f}, "
           f"max {max(frames):.1f}, n={len(frames)}")  # fmt: skip
 
@@ -67,7 +87,13 @@ def main() -> None:
     parser.add_argument("page", nargs="?", type=Path, help="an explorer.html")
     parser.add_argument("--synthetic", action="store_true", help="measure a SmolLM2-shaped synthetic run")
     parser.add_argument("--repeats", type=int, default=3, help="page loads (6 slider moves each)")
+    parser.add_argument("--screenshot", type=Path, help="save a PNG of PAGE here instead of measuring")
     args = parser.parse_args()
+    if args.screenshot is not None:
+        if args.page is None:
+            parser.error("--screenshot needs an explorer.html")
+        screenshot(args.page, args.screenshot)
+        return
     if args.synthetic:
         with tempfile.TemporaryDirectory() as tmp:
             measure(synthetic(Path(tmp)), args.repeats)

@@ -34,7 +34,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("circuitft.commands.report", "one static page of figures and tables from runs or a sweep"),
     "bench": ("circuitft.commands.bench", "benchmarks (EAP-IG against the plain-transformers floor)"),
     "export": ("circuitft.commands.export", "write a checkpoint's LoRA adapter as a peft adapter folder"),
-    "export-graph": ("circuitft.commands.export_graph", "write a circuit as GraphML and GEXF (Gephi, Cytoscape)"),
+    "export-graph": (
+        "circuitft.commands.export_graph",
+        "write a circuit as GraphML and GEXF (Gephi, Cytoscape)",
+    ),
     "circuitlora": (
         "circuitft.commands.circuitlora",
         "plan circuit-aware LoRA ranks (CircuitLoRA) for a fit config",

@@ -121,7 +121,11 @@ class Chromium:
                 pass
 
     def send(
-        self, method: str, params: dict[str, Any] | None = None, session: str | None = None, timeout: float = 60
+        self,
+        method: str,
+        params: dict[str, Any] | None = None,
+        session: str | None = None,
+        timeout: float = 60,
     ) -> dict[str, Any]:
         """Send one command and wait for its reply (events that arrive meanwhile are handled)."""
         self._id += 1
@@ -156,7 +160,9 @@ class Chromium:
             return
         method, params = msg.get("method"), msg.get("params", {})
         if method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
-            page.errors.append(" ".join(str(a.get("value", a.get("description", ""))) for a in params["args"]))
+            page.errors.append(
+                " ".join(str(a.get("value", a.get("description", ""))) for a in params["args"])
+            )
         elif method == "Runtime.exceptionThrown":
             details = params["exceptionDetails"]
             page.errors.append(str(details.get("exception", {}).get("description", details.get("text"))))

@@ -35,7 +35,10 @@ def test_log_roots_and_discovery(tmp_path):
     write_run(tmp_path / "sweep" / "b", TASKS, ANALYSES)
     (tmp_path / "sweep" / "empty").mkdir()
     assert log_roots(str(tmp_path)) == [("", tmp_path)]
-    assert log_roots(f"s:{tmp_path / 'sweep'},{tmp_path / 'x'}") == [("s", tmp_path / "sweep"), ("", tmp_path / "x")]
+    assert log_roots(f"s:{tmp_path / 'sweep'},{tmp_path / 'x'}") == [
+        ("s", tmp_path / "sweep"),
+        ("", tmp_path / "x"),
+    ]
     assert list(find_circuit_runs(str(tmp_path / "sweep"))) == ["a", "b"]
     assert list(find_circuit_runs(str(tmp_path))) == ["sweep/a", "sweep/b"]
     assert find_circuit_runs(f"q:{tmp_path / 'sweep' / 'a'}") == {"q": tmp_path / "sweep" / "a"}
@@ -123,7 +126,9 @@ def test_tensorboard_lists_the_plugin_and_serves_the_run(tmp_path):
         assert listing["circuits"]["enabled"] is True
         assert listing["circuits"]["tab_name"] == "Circuits"
         index = get_json(url + "/data/plugin/circuits/runs")
-        assert [(r["tasks"], r["steps"]) for r in index["runs"]] == [(["A", "B"], {"A": [0, 10], "B": [0, 10]})]
+        assert [(r["tasks"], r["steps"]) for r in index["runs"]] == [
+            (["A", "B"], {"A": [0, 10], "B": [0, 10]})
+        ]
         packed = get_json(url + "/data/plugin/circuits/graph?run=run&task=A&step=10")
         arrays = unpack_graph(packed)
         g = graphs[(10, "A")]

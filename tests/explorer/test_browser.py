@@ -40,7 +40,9 @@ def quick(tmp_path_factory: pytest.TempPathFactory) -> Path:
     os.chdir(root)
     try:
         with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
-            status = cli_main(["fit", "--config", str(REPO / "configs" / "quick.yaml"), "--trainer.default_root_dir", "run"])
+            status = cli_main(
+                ["fit", "--config", str(REPO / "configs" / "quick.yaml"), "--trainer.default_root_dir", "run"]
+            )
             assert status == 0, buffer.getvalue()[-3000:]
             assert cli_main(["report", "run", "--out", "report"]) == 0, buffer.getvalue()[-3000:]
     finally:
@@ -88,18 +90,21 @@ TABLE = "document.getElementById('explorer').__explorer.tableText().split('\\n')
 
 
 def test_explorer_page(quick, capsys):
-    run, recs = quick / "run", records(quick / "run")
+    recs = records(quick / "run")
     tasks = list(dict.fromkeys(t for t, _ in recs))
     last = max(s for t, s in recs if t == tasks[0])
     with Chromium() as browser:
         page = browser.open((quick / "report" / "explorer.html").as_uri())
-        first_ms = float(page.wait("document.getElementById('explorer').getAttribute('data-first-picture-ms')"))
+        first_ms = float(
+            page.wait("document.getElementById('explorer').getAttribute('data-first-picture-ms')")
+        )
         # on load: the last analysed step of the first task, its edge table filled
         assert page.eval("document.querySelector('.cx-task').value") == tasks[0]
         assert page.eval("Number(document.querySelector('.cx-step').value)") == last
         names, scores = file_edges(recs[(tasks[0], last)])
         n0 = page.eval("Number(document.querySelector('.cx-size-n').value)")
         assert page.eval("document.querySelectorAll('.cx-table tbody tr').length") == n0 > 0
+        assert n0 == int(load_file(str(recs[(tasks[0], last)]))["edge_in_graph"].sum())  # the run's circuit size
         # the slider: the number of edges drawn is the number asked for, and they are the file's strongest
         redraws = []
         for position in (0, 250, 500, 750, 1000):
@@ -114,19 +119,29 @@ def test_explorer_page(quick, capsys):
         # hover: the mouse at the middle of the strongest edge shows its name and score
         x, y = page.eval("document.getElementById('explorer').__explorer.edgeScreenPoint(0)")
         page.hover(x, y)
-        tip = page.wait("!document.querySelector('.cx-tooltip').hidden && document.querySelector('.cx-tooltip').textContent")
+        tip = page.wait(
+            "!document.querySelector('.cx-tooltip').hidden && document.querySelector('.cx-tooltip').textContent"
+        )
         shown_name, shown_score = tip.split("\n")[0], float(tip.split("\n")[1].split()[1])
         assert shown_name == names[0]
         assert shown_score == pytest.approx(float(scores[0]), rel=1e-5)
         # click a node: only its in- and out-edges remain
         node = page.eval("document.querySelector('.cx-node.on:not(.focus)').getAttribute('data-n')")
-        page.eval(f"document.querySelector('.cx-node[data-n=\"{node}\"]').dispatchEvent(new MouseEvent('click', {{bubbles: true}}))")
-        node_name = page.eval("document.querySelector('.cx-node.focus') && document.querySelector('.cx-caption').textContent.split('at node ')[1]")
+        page.eval(
+            f"document.querySelector('.cx-node[data-n=\"{node}\"]').dispatchEvent(new MouseEvent('click', {{bubbles: true}}))"
+        )
+        node_name = page.eval(
+            "document.querySelector('.cx-node.focus') && document.querySelector('.cx-caption').textContent.split('at node ')[1]"
+        )
         rows = page.eval(TABLE)
-        assert rows and all(r[1].split("->")[0] == node_name or r[1].split("->")[1].split("<")[0] == node_name for r in rows)
+        assert rows and all(
+            r[1].split("->")[0] == node_name or r[1].split("->")[1].split("<")[0] == node_name for r in rows
+        )
         page.eval("document.querySelector('.cx-clear').click()")
         # search a node by name
-        page.eval("(() => { const s = document.querySelector('.cx-search'); s.value = 'm0'; s.dispatchEvent(new Event('change')); })()")
+        page.eval(
+            "(() => { const s = document.querySelector('.cx-search'); s.value = 'm0'; s.dispatchEvent(new Event('change')); })()"
+        )
         assert page.eval("document.querySelector('.cx-caption').textContent").endswith("at node m0")
         page.eval("document.querySelector('.cx-clear').click()")
         # sortable table: by score, largest first
@@ -143,7 +158,10 @@ def test_explorer_page(quick, capsys):
             page.wait(f"document.querySelector('.cx-legend').textContent.includes('{task_b} @ {step_b}')")
             a = set(names[:n])
             b = set(file_edges(recs[(task_b, step_b)])[0][:n])
-            got = {k: page.eval(f"Number(document.querySelector('.cx-{k}').textContent)") for k in ("kept", "gained", "lost")}
+            got = {
+                k: page.eval(f"Number(document.querySelector('.cx-{k}').textContent)")
+                for k in ("kept", "gained", "lost")
+            }
             assert got == {"kept": len(a & b), "gained": len(b - a), "lost": len(a - b)}
             assert page.eval(DRAWN) == len(a | b)
             jac = float(page.eval("document.querySelector('.cx-jaccard').textContent"))
@@ -152,8 +170,10 @@ def test_explorer_page(quick, capsys):
             assert level == pytest.approx(chance(len(names), n, n), abs=5e-5)
         assert page.errors == []
     with capsys.disabled():
-        print(f"\nexplorer on the tiny run ({len(names)} edges): first picture {first_ms:.0f} ms after navigation start; "
-              f"redraw after a slider move {min(redraws):.1f}-{max(redraws):.1f} ms (n={len(redraws)})")
+        print(
+            f"\nexplorer on the tiny run ({len(names)} edges): first picture {first_ms:.0f} ms after navigation start; "
+            f"redraw after a slider move {min(redraws):.1f}-{max(redraws):.1f} ms (n={len(redraws)})"
+        )
 
 
 def test_tensorboard_tab(quick):

@@ -18,7 +18,11 @@ def _expected(path: Path, top: int | None = None) -> dict[str, float]:
     """Edge name -> score of the circuit (or the top edges), from the safetensors file alone."""
     t = load_file(str(path))
     scores = t["edge_scores"]
-    idx = np.flatnonzero(t["edge_in_graph"]) if top is None else np.argsort(-np.abs(scores), kind="stable")[:top]
+    idx = (
+        np.flatnonzero(t["edge_in_graph"])
+        if top is None
+        else np.argsort(-np.abs(scores), kind="stable")[:top]
+    )
     return {CFG.edge_names[i]: float(scores[i]) for i in idx}
 
 
@@ -46,7 +50,9 @@ def test_round_trip(tmp_path, capsys, top):
             assert d["input"] == kind
             if kind in "qkv":
                 layer, head = dst.split("<")[0][1:].split(".h")
-                assert v == f"a{layer}.h{head}" and int(d["layer"]) == int(layer) and int(d["head"]) == int(head)
+                assert (
+                    v == f"a{layer}.h{head}" and int(d["layer"]) == int(layer) and int(d["head"]) == int(head)
+                )
             else:
                 assert v == dst and int(d["head"]) == -1
         assert g.nodes["a1.h2"]["kind"] == "head" and int(g.nodes["a1.h2"]["layer"]) == 1
@@ -61,7 +67,9 @@ def test_json_graph_and_bad_input(tmp_path, capsys):
     (g, _) = _read_back(tmp_path / "out")
     assert g.number_of_edges() == make_graph(4).count_edges()
     capsys.readouterr()
-    assert cli_main(["export-graph", str(tmp_path / "missing.safetensors"), "--out", str(tmp_path / "o2")]) == 2
+    assert (
+        cli_main(["export-graph", str(tmp_path / "missing.safetensors"), "--out", str(tmp_path / "o2")]) == 2
+    )
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "missing.safetensors" in err and not (tmp_path / "o2").exists()
     assert cli_main(["export-graph", str(path), "--out", str(tmp_path / "o3"), "--top", "0"]) == 2

@@ -50,7 +50,10 @@ def test_packed_scores_are_the_files(tmp_path):
     packed = pack_graph(run.graph(10, "A"), floor=7)
     assert packed["count"] == shipped_count(CFG.n_edges, floor=7) == int(np.ceil(0.1 * CFG.n_edges))
     arrays = unpack_graph(packed)
-    names = [f"{CFG.forward_names[s]}->{CFG.backward_names[d]}" for s, d in zip(arrays["src"], arrays["dst"])]
+    names = [
+        f"{CFG.forward_names[s]}->{CFG.backward_names[d]}"
+        for s, d in zip(arrays["src"], arrays["dst"], strict=True)
+    ]
     want_names, want_scores = _file_top(path, packed["count"])
     assert names == want_names
     np.testing.assert_array_equal(arrays["score"], want_scores)  # bit for bit: float32 both ways
@@ -65,7 +68,9 @@ def test_layout_is_the_diagrams():
     lay = layout(cfg)
     np.testing.assert_allclose(np.c_[lay["nodes"]["x"], lay["nodes"]["y"]], node_positions(cfg))
     assert lay["nodes"]["name"][:3] == ["input", "a0.h0", "a0.h1"]
-    assert lay["nodes"]["kind"][5] == "mlp" and lay["nodes"]["layer"][5] == 0 and lay["nodes"]["head"][5] is None
+    assert (
+        lay["nodes"]["kind"][5] == "mlp" and lay["nodes"]["layer"][5] == 0 and lay["nodes"]["head"][5] is None
+    )
     assert lay["nodes"]["layer"][-1] == 2 and lay["nodes"]["kind"][-1] == "logits"
     # grouped k/v inputs belong to their group's first head, as in the static diagram
     k1 = cfg.backward_lookup["a1.g1<k>"]
@@ -114,4 +119,3 @@ def test_report_writes_and_links_explorers(tmp_path, capsys):
 def test_graph_too_big_for_uint16():
     with pytest.raises(DataError, match="too big"):
         layout(GraphConfig(n_layers=400, n_heads=200))
-

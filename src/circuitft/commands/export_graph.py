@@ -23,7 +23,9 @@ def build_parser(prog: str = "circuitft export-graph") -> Any:
     p = make_parser(prog, "Write a circuit as GraphML and GEXF files (Gephi, Cytoscape).")
     p.add_argument("graph_file", type=Path, metavar="GRAPH_FILE", help="graph file (.safetensors or .json)")
     p.add_argument("--out", type=Path, required=True, help="output folder (circuit.graphml, circuit.gexf)")
-    p.add_argument("--top", type=int | None, default=None, help="export the N strongest edges instead of the circuit")
+    p.add_argument(
+        "--top", type=int | None, default=None, help="export the N strongest edges instead of the circuit"
+    )
     return p
 
 

@@ -123,7 +123,9 @@ class CircuitsPlugin(base_plugin.TBPlugin):
                 runs.append(self._run(name, folder)[1])
             except (CircuitftError, OSError) as err:  # e.g. a run whose first analysis is being written
                 errors.append(f"run {name}: {err}")
-        return _respond(request, json.dumps({"runs": runs, "errors": errors}, allow_nan=False), "application/json")
+        return _respond(
+            request, json.dumps({"runs": runs, "errors": errors}, allow_nan=False), "application/json"
+        )
 
     @wrappers.Request.application
     def _serve_graph(self, request: wrappers.Request) -> wrappers.Response:
@@ -132,7 +134,12 @@ class CircuitsPlugin(base_plugin.TBPlugin):
         name, task, step = (request.args.get(k) for k in ("run", "task", "step"))
         folder = find_circuit_runs(self._logdir).get(name or "")
         if folder is None or not task or not (step or "").isdigit():
-            return _respond(request, json.dumps({"error": f"no run {name!r}, or no task and step"}), "application/json", 400)
+            return _respond(
+                request,
+                json.dumps({"error": f"no run {name!r}, or no task and step"}),
+                "application/json",
+                400,
+            )
         try:
             run, _ = self._run(name, folder)
             packed = pack_graph(run.graph(int(step), task))

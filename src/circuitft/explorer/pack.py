@@ -41,7 +41,9 @@ def shipped_count(n_edges: int, frac: float = SHIP_FRAC, floor: int = SHIP_FLOOR
 def layout(cfg: GraphConfig) -> dict[str, Any]:
     """Nodes and destinations of a model shaped ``cfg``, with the static diagram's positions."""
     if cfg.n_forward + 1 > 65535 or cfg.n_backward > 65535:
-        raise DataError(f"the explorer packs node indices as uint16; a graph with {cfg.describe()} is too big")
+        raise DataError(
+            f"the explorer packs node indices as uint16; a graph with {cfg.describe()} is too big"
+        )
     pos = node_positions(cfg)
     layers, heads, kinds = [], [], []
     for name in cfg.node_names:
@@ -74,7 +76,9 @@ def layout(cfg: GraphConfig) -> dict[str, Any]:
 
 
 def _b64(array: np.ndarray) -> str:
-    return base64.b64encode(np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<")).tobytes()).decode()
+    return base64.b64encode(
+        np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<")).tobytes()
+    ).decode()
 
 
 def pack_graph(graph: Graph, frac: float = SHIP_FRAC, floor: int = SHIP_FLOOR) -> dict[str, Any]:

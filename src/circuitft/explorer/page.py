@@ -12,6 +12,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from circuitft.commands.report_html import slug
+from circuitft.explorer.pack import pack_run
 from circuitft.files import atomic_write_text
 
 PAGE_STYLE = "body { margin: 1em; } h1 { font: 600 18px sans-serif; margin: 0 0 0.3em; }"
@@ -45,20 +47,18 @@ def explorer_file_name(run_name: str, n_runs: int) -> str:
     """``explorer.html`` for a one-run report, ``explorer_<run>.html`` when it holds several runs."""
     if n_runs <= 1:
         return "explorer.html"
-    from circuitft.commands.report_html import slug
-
     return f"explorer_{slug(run_name)}.html"
 
 
 def write_explorers(runs: list[Any], out: Path) -> list[tuple[str, str]]:
     """Write one explorer page per run (``runs``: :class:`~circuitft.analysis.runs.RunData`) into ``out``;
     returns ``(run name, file name)`` pairs in run order."""
-    from circuitft.explorer.pack import pack_run
-
     written = []
     for run in runs:
         name = explorer_file_name(run.name, len(runs))
-        atomic_write_text(out / name, explorer_html([pack_run(run)], f"circuitft circuit explorer: {run.name}"))
+        atomic_write_text(
+            out / name, explorer_html([pack_run(run)], f"circuitft circuit explorer: {run.name}")
+        )
         written.append((run.name, name))
     return written
 

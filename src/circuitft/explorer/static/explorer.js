@@ -196,7 +196,8 @@
         var first = state.A === null;
         state.A = decodeGraph(graphs[0]);
         state.B = graphs.length > 1 ? decodeGraph(graphs[1]) : null;
-        setN(first ? Math.max(1, Math.round(0.05 * state.A.nEdges)) : state.n);
+        var circuit = state.A.nCircuit > 0 && state.A.nCircuit <= state.A.count ? state.A.nCircuit : Math.round(0.05 * state.A.nEdges);
+        setN(first ? circuit : state.n); // first: the size of the run's circuit (else 5% of the edges)
         status("");
         draw();
         if (first) root.setAttribute("data-first-picture-ms", now().toFixed(1)); // since navigation start
