@@ -20,8 +20,12 @@ import pytest
 from safetensors import safe_open
 from safetensors.numpy import load_file
 
+from analysis.synth import write_run
+from circuitft.analysis.runs import read_run
 from circuitft.cli import main as cli_main
 from circuitft.eap.graph import GraphConfig
+from circuitft.explorer.pack import shipped_count
+from circuitft.explorer.page import write_explorers
 from explorer.cdp import Chromium, chromium_path
 from explorer.test_board import start_tensorboard
 
@@ -89,12 +93,29 @@ SLIDE = SLIDE.replace("DRAWN", DRAWN)
 TABLE = "document.getElementById('explorer').__explorer.tableText().split('\\n').slice(1).map(r => r.split('\\t'))"
 
 
-def test_explorer_page(quick, capsys):
-    recs = records(quick / "run")
+@pytest.fixture(scope="module")
+def smol(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run shaped like the embedded SmolLM2 (30 layers, 9 heads, 3 kv groups: 70,651 edges; random scores,
+    2 tasks x 3 analyses) and its explorer page."""
+    if chromium_path() is None:
+        pytest.skip("chromium is not installed (.ci/run installs it with apt-get)")
+    root = tmp_path_factory.mktemp("explorer-smol")
+    cfg = GraphConfig(n_layers=30, n_heads=9, n_kv_heads=3, d_model=576)
+    analyses = {s: {"AddSub": (0.5, 0.4), "AddSubInv": (0.3, 0.2)} for s in (0, 40, 80)}
+    write_run(root / "run", [("AddSub", 40), ("AddSubInv", 40)], analyses, cfg=cfg)
+    (root / "report").mkdir()
+    write_explorers([read_run(root / "run")], root / "report")
+    return root
+
+
+@pytest.mark.parametrize("folder", ["quick", "smol"])
+def test_explorer_page(folder, request, capsys):
+    root = request.getfixturevalue(folder)
+    recs = records(root / "run")
     tasks = list(dict.fromkeys(t for t, _ in recs))
     last = max(s for t, s in recs if t == tasks[0])
     with Chromium() as browser:
-        page = browser.open((quick / "report" / "explorer.html").as_uri())
+        page = browser.open((root / "report" / "explorer.html").as_uri())
         first_ms = float(
             page.wait("document.getElementById('explorer').getAttribute('data-first-picture-ms')")
         )
@@ -103,15 +124,17 @@ def test_explorer_page(quick, capsys):
         assert page.eval("Number(document.querySelector('.cx-step').value)") == last
         names, scores = file_edges(recs[(tasks[0], last)])
         n0 = page.eval("Number(document.querySelector('.cx-size-n').value)")
-        assert page.eval("document.querySelectorAll('.cx-table tbody tr').length") == n0 > 0
-        assert n0 == int(load_file(str(recs[(tasks[0], last)]))["edge_in_graph"].sum())  # the run's circuit size
+        assert page.eval("document.querySelectorAll('.cx-table tbody tr').length") == min(n0, 500) > 0
+        assert n0 == int(
+            load_file(str(recs[(tasks[0], last)]))["edge_in_graph"].sum()
+        )  # the run's circuit size
         # the slider: the number of edges drawn is the number asked for, and they are the file's strongest
         redraws = []
         for position in (0, 250, 500, 750, 1000):
             asked, drawn, ms = page.eval(f"{SLIDE}({position})")
             redraws.append(ms)
             assert drawn == asked and 1 <= asked <= len(names)
-        assert asked == len(names)  # the far end: every edge of the tiny model
+        assert asked == shipped_count(len(names))  # the far end: every edge the page holds
         for n in (1, 7, 40):
             assert page.eval(f"{SET_SIZE}({n})") == n
             assert page.eval(DRAWN) == n
@@ -125,6 +148,18 @@ def test_explorer_page(quick, capsys):
         shown_name, shown_score = tip.split("\n")[0], float(tip.split("\n")[1].split()[1])
         assert shown_name == names[0]
         assert shown_score == pytest.approx(float(scores[0]), rel=1e-5)
+        # ... and at the middle of the weakest drawn edge, whichever edge shows has the file's score
+        point = page.eval(
+            "(() => { const cx = document.getElementById('explorer').__explorer; for (let r = 39; r > 0; r--) {"
+            " const [x, y] = cx.edgeScreenPoint(r); if (!document.elementFromPoint(x, y).hasAttribute('data-n'))"
+            " return [x, y]; } })()"
+        )  # fmt: skip  (a point on no node: a node shows its own tooltip)
+        page.hover(*point)
+        tip = page.wait("document.querySelector('.cx-tooltip').textContent.split('\\n')[0] !== "
+                        f"{json.dumps(names[0])} && document.querySelector('.cx-tooltip').textContent")  # fmt: skip
+        shown_name, shown_score = tip.split("\n")[0], float(tip.split("\n")[1].split()[1])
+        assert shown_name in names[:40]
+        assert shown_score == pytest.approx(float(scores[names.index(shown_name)]), rel=1e-5)
         # click a node: only its in- and out-edges remain
         node = page.eval("document.querySelector('.cx-node.on:not(.focus)').getAttribute('data-n')")
         page.eval(
@@ -171,7 +206,7 @@ def test_explorer_page(quick, capsys):
         assert page.errors == []
     with capsys.disabled():
         print(
-            f"\nexplorer on the tiny run ({len(names)} edges): first picture {first_ms:.0f} ms after navigation start; "
+            f"\nexplorer on the {folder} run ({len(names)} edges): first picture {first_ms:.0f} ms after navigation start; "
             f"redraw after a slider move {min(redraws):.1f}-{max(redraws):.1f} ms (n={len(redraws)})"
         )
 

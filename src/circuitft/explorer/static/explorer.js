@@ -241,7 +241,7 @@
       var L = state.run.layout, X = L.nodes.x, Y = L.nodes.y, maxAbs = 0, active = new Set(), r, e;
       rows.forEach(function (e) { maxAbs = Math.max(maxAbs, Math.abs(e.score)); });
       // one stroke per (colour, dash, width step): a few hundred strokes draw thousands of edges
-      var segs = new Float32Array(rows.length * 4), groups = new Map();
+      var segs = new Float32Array(rows.length * 4), widths = new Float32Array(rows.length), groups = new Map();
       for (r = 0; r < rows.length; r++) {
         e = rows[r];
         var w = maxAbs > 0 ? 0.4 + 3.6 * Math.abs(e.score) / maxAbs : 1;
@@ -250,11 +250,13 @@
         segs[4 * r] = geo.x(X[e.src]); segs[4 * r + 1] = geo.y(Y[e.src]);
         segs[4 * r + 2] = geo.x(X[e.owner] + KIND_OFFSET[e.kind]); segs[4 * r + 3] = geo.y(Y[e.owner]);
         var dash = e.kind === "k" || e.kind === "v" ? e.kind : "s", step = Math.round(w * 10);
+        widths[r] = step / 10;
         var gk = step * 100 + COLOUR_ORDER.indexOf(colour) * 3 + "skv".indexOf(dash); // sorts by width first
         if (!groups.has(gk)) groups.set(gk, { colour: colour, dash: dash, width: step / 10, rows: [] });
         groups.get(gk).rows.push(r);
       }
       state.segs = segs;
+      state.widths = widths;
       var ctx = ui.canvas.getContext("2d");
       ctx.setTransform(geo.dpr, 0, 0, geo.dpr, 0, 0);
       ctx.clearRect(0, 0, geo.width, geo.height);
@@ -415,17 +417,20 @@
         pickTask(state.task, best); load();
       });
     });
-    /* The drawn edge nearest to viewport point (cx, cy) within HIT_PX, the stronger one on ties; -1 if none. */
+    /* The drawn edge at viewport point (cx, cy): of the edges whose stroke covers it (within a pixel), the one
+     * drawn on top (the widest, i.e. strongest); else the nearest within HIT_PX; -1 if none. */
     function edgeAt(cx, cy) {
       var box = ui.svg.getBoundingClientRect(), k = geo.width / box.width;
-      var px = (cx - box.left) * k, py = (cy - box.top) * k, segs = state.segs, best = -1, bestD = HIT_PX * HIT_PX;
+      var px = (cx - box.left) * k, py = (cy - box.top) * k, segs = state.segs, widths = state.widths;
+      var top = -1, near = -1, nearD = HIT_PX * HIT_PX;
       for (var r = 0; segs && r < state.rows.length; r++) {
         var x1 = segs[4 * r], y1 = segs[4 * r + 1], dx = segs[4 * r + 2] - x1, dy = segs[4 * r + 3] - y1;
         var len = dx * dx + dy * dy, u = len > 0 ? Math.max(0, Math.min(1, ((px - x1) * dx + (py - y1) * dy) / len)) : 0;
-        var ex = x1 + u * dx - px, ey = y1 + u * dy - py, d = ex * ex + ey * ey;
-        if (d < bestD || (d === bestD && best >= 0 && state.rows[r].rank < state.rows[best].rank)) { best = r; bestD = d; }
+        var ex = x1 + u * dx - px, ey = y1 + u * dy - py, d = ex * ex + ey * ey, reach = widths[r] / 2 + 1;
+        if (d <= reach * reach && (top < 0 || widths[r] > widths[top])) top = r;
+        if (d < nearD) { near = r; nearD = d; }
       }
-      return best;
+      return top >= 0 ? top : near;
     }
     function edgeScreenPoint(r) {
       var box = ui.svg.getBoundingClientRect(), k = box.width / geo.width, s = state.segs;
