@@ -45,17 +45,14 @@ def layout(cfg: GraphConfig) -> dict[str, Any]:
             f"the explorer packs node indices as uint16; a graph with {cfg.describe()} is too big"
         )
     pos = node_positions(cfg)
-    layers, heads, kinds = [], [], []
+    layers: list[int] = []
+    heads: list[int | None] = []
+    kinds: list[str] = []
     for name in cfg.node_names:
-        if name == "input":
-            layers.append(-1), heads.append(None), kinds.append("input")
-        elif name == "logits":
-            layers.append(cfg.n_layers), heads.append(None), kinds.append("logits")
-        elif name.startswith("m"):
-            layers.append(int(name[1:])), heads.append(None), kinds.append("mlp")
-        else:
-            layer, head = name[1:].split(".h")
-            layers.append(int(layer)), heads.append(int(head)), kinds.append("head")
+        layer, head, kind = _node(name, cfg.n_layers)
+        layers.append(layer)
+        heads.append(head)
+        kinds.append(kind)
     return {
         "cfg": cfg.to_dict(),
         "n_edges": cfg.n_edges,
@@ -73,6 +70,18 @@ def layout(cfg: GraphConfig) -> dict[str, Any]:
             "kind": destination_kinds(cfg),
         },
     }
+
+
+def _node(name: str, n_layers: int) -> tuple[int, int | None, str]:
+    """(layer, head, kind) of a node name; input is layer -1, logits layer ``n_layers``."""
+    if name == "input":
+        return -1, None, "input"
+    if name == "logits":
+        return n_layers, None, "logits"
+    if name.startswith("m"):
+        return int(name[1:]), None, "mlp"
+    layer, head = name[1:].split(".h")
+    return int(layer), int(head), "head"
 
 
 def _b64(array: np.ndarray) -> str:
