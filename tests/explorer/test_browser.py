@@ -12,6 +12,7 @@ import io
 import json
 import math
 import os
+import shutil
 from fractions import Fraction
 from pathlib import Path
 
@@ -211,11 +212,13 @@ def test_explorer_page(folder, request, capsys):
         )
 
 
-def test_tensorboard_tab(quick):
-    recs = records(quick / "run")
+def test_tensorboard_tab(quick, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(quick / "run", run)
+    recs = records(run)
     tasks = list(dict.fromkeys(t for t, _ in recs))
     last = max(s for t, s in recs if t == tasks[0])
-    proc, url = start_tensorboard(quick / "run")
+    proc, url = start_tensorboard(run)
     try:
         with Chromium() as browser:
             page = browser.open(url + "/#circuits")
@@ -227,6 +230,18 @@ def test_tensorboard_tab(quick):
             assert page.eval(f"Number({doc}.querySelector('.cx-step').value)") == last
             assert drawn == page.eval(f"Number({doc}.querySelector('.cx-size-n').value)")
             assert page.eval(f"{doc}.querySelectorAll('.cx-table tbody tr').length") == drawn
+            # the run goes on: a new analysis appears in the step picker (the tab looks every 30 s; now here)
+            lines = (run / "circuits" / "metrics.jsonl").read_text().splitlines()
+            rec = next(json.loads(x) for x in reversed(lines) if json.loads(x)["task"] == tasks[0])
+            new = last + 100
+            shutil.copytree(
+                run / "circuits" / Path(rec["graph_path"]).parent, run / "circuits" / f"step{new:06d}"
+            )
+            rec.update(step=new, graph_path=f"step{new:06d}/{Path(rec['graph_path']).name}")
+            (run / "circuits" / "metrics.jsonl").write_text("\n".join([*lines, json.dumps(rec)]) + "\n")
+            page.eval(f"{frame}.contentWindow.circuitsRefresh()")
+            steps = page.eval(f"[...{doc}.querySelectorAll('.cx-step option')].map(o => Number(o.value))")
+            assert steps[-1] == new and page.eval(f"Number({doc}.querySelector('.cx-step').value)") == last
             assert page.errors == []
     finally:
         proc.terminate()

@@ -16,6 +16,7 @@ from circuitft.commands.report_html import slug
 from circuitft.explorer.pack import pack_run
 from circuitft.files import atomic_write_text
 
+REFRESH_S = 30  # how often TensorBoard's Circuits tab looks for newly analysed steps
 PAGE_STYLE = "body { margin: 1em; } h1 { font: 600 18px sans-serif; margin: 0 0 0.3em; }"
 
 
@@ -76,7 +77,7 @@ def board_module() -> str:
     """The ES module of TensorBoard's Circuits tab: the component and a source fetching the plugin's routes."""
     return (
         asset("explorer.js")
-        + f"\nconst CSS = {json.dumps(asset('explorer.css'))};\n"
+        + f"\nconst CSS = {json.dumps(asset('explorer.css'))};\nconst REFRESH_S = {REFRESH_S};\n"
         + """
 async function getJSON(url) {
   const res = await fetch(url);
@@ -105,10 +106,23 @@ export async function render() {
     document.body.appendChild(p);
   }
   const q = encodeURIComponent;
-  globalThis.CircuitExplorer.mount(root, {
+  const explorer = globalThis.CircuitExplorer.mount(root, {
     runs: index.runs,
     graph: (run, task, step) => getJSON(`./graph?run=${q(run)}&task=${q(task)}&step=${q(step)}`),
   });
+  // a run that trains analyses more steps: look for them every REFRESH_S seconds
+  globalThis.circuitsRefresh = async () => {
+    try {
+      const fresh = await getJSON("./runs");
+      if (explorer && JSON.stringify(fresh.runs.map((r) => r.steps)) !== JSON.stringify(index.runs.map((r) => r.steps))) {
+        index = fresh;
+        explorer.updateRuns(fresh.runs);
+      }
+    } catch (err) {
+      /* TensorBoard restarting: try again later */
+    }
+  };
+  setInterval(globalThis.circuitsRefresh, REFRESH_S * 1000);
 }
 """
     )

@@ -504,6 +504,21 @@
       compareWith: function (task, step) { ui.compare.checked = state.compare = true; pickTaskB(task, step); return load(); },
       setSize: function (n) { setN(n); draw(); return state.drawn; },
       edgeScreenPoint: edgeScreenPoint,
+      /* New run indexes (a training run analysed more steps): refresh the pickers and curves, keep the view. */
+      updateRuns: function (runs) {
+        if (!runs.length) return;
+        source.runs = runs;
+        state.run = runByName(state.run.name) || runs[0];
+        options(ui.run, runs.map(function (r) { return r.name; }));
+        ui.run.value = state.run.name;
+        options(ui.task, state.run.tasks);
+        options(ui.taskB, state.run.tasks);
+        var has = function (t) { return state.run.tasks.indexOf(t) >= 0; };
+        pickTask(has(state.task) ? state.task : state.run.tasks[0], state.step);
+        pickTaskB(has(state.taskB) ? state.taskB : state.task, state.stepB);
+        drawCurves();
+        drawMarker();
+      },
       tableText: tableText
     };
     root.__explorer = api;
