@@ -476,7 +476,9 @@
       else fallback();
       function fallback() {
         var ta = el("textarea", {}, document.body); ta.value = text; ta.select();
-        try { document.execCommand("copy"); done(); } catch (err) { status("copy failed: select the table instead"); }
+        var ok = false;
+        try { ok = document.execCommand("copy"); } catch (err) { ok = false; }
+        if (ok) done(); else status("the browser refused to copy: select the table and copy it instead");
         ta.remove();
       }
     });
