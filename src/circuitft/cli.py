@@ -10,6 +10,7 @@ Subcommands dispatch to small modules under :mod:`circuitft.commands` that are i
 - ``report``: figures and tables of runs and sweeps (``circuitft.commands.report``)
 - ``bench``: benchmarks (``circuitft.commands.bench``)
 - ``export``: a checkpoint's adapter as a peft folder (``circuitft.commands.export``)
+- ``export-graph``: a circuit as GraphML and GEXF (``circuitft.commands.export_graph``)
 - ``circuitlora``: CircuitLoRA plans (``circuitft.commands.circuitlora``)
 """
 
@@ -34,6 +35,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("circuitft.commands.report", "one static page of figures and tables from runs or a sweep"),
     "bench": ("circuitft.commands.bench", "benchmarks (EAP-IG against the plain-transformers floor)"),
     "export": ("circuitft.commands.export", "write a checkpoint's LoRA adapter as a peft adapter folder"),
+    "export-graph": (
+        "circuitft.commands.export_graph",
+        "write a circuit as GraphML and GEXF (Gephi, Cytoscape)",
+    ),
     "circuitlora": (
         "circuitft.commands.circuitlora",
         "plan circuit-aware LoRA ranks (CircuitLoRA) for a fit config",
@@ -43,7 +48,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 def _usage() -> str:
     lines = ["usage: circuitft COMMAND [ARGS]", "", "commands:"]
-    lines += [f"  {name:<10} {help_}" for name, (_, help_) in COMMANDS.items()]
+    width = max(10, *map(len, COMMANDS))
+    lines += [f"  {name:<{width}} {help_}" for name, (_, help_) in COMMANDS.items()]
     lines += ["", "Run `circuitft COMMAND --help` for the options of a command."]
     return "\n".join(lines)
 

@@ -19,7 +19,7 @@ How each kind of command is checked:
   tests/commands/test_experiment_configs.py trains each of them for 2 steps in the slow suite.
 - ``circuitft tasks list/show/make``: run as shown (cheap). ``tasks check``, ``circuit``: run with
   ``--model tiny-gpt2`` (``circuit`` is slow; its fast check is its ``--help`` naming every option used).
-- ``circuitft report/export/bench/circuitlora``: fast: ``--help`` printed and naming every option the
+- ``circuitft report/export/export-graph/bench/circuitlora``: fast: ``--help`` printed and naming every option the
   command uses. Slow: run on a tiny run folder made from configs/quick.yaml.
 - ``circuitft CMD ... --print_config > FILE``: the YAML is written to FILE in the scratch folder and reads back
   through ``--config FILE`` (a later command's ``--config FILE`` uses it; the slow run makes it first).
@@ -343,6 +343,14 @@ def check_export_tiny(cmd: DocCommand, words: tuple[str, ...], scratch: Path) ->
     assert (scratch / words[words.index("--out") + 1] / "adapter_config.json").is_file()
 
 
+def check_export_graph_tiny(cmd: DocCommand, words: tuple[str, ...], scratch: Path) -> None:
+    graph = Path(words[2])
+    tiny_run(scratch, str(graph.parent.parent.parent))
+    status, output = run_cli(list(words[1:]), scratch)
+    _ok(cmd, status, output, list(words))
+    assert (scratch / words[words.index("--out") + 1] / "circuit.graphml").is_file()
+
+
 def check_bench_tiny(cmd: DocCommand, words: tuple[str, ...], scratch: Path) -> None:
     args = _with_option(list(words[1:]), "--model", TINY_MODEL)
     args += ["--batch_size", "2", "--seq_len", "8", "--batches", "1", "--ig_steps", "2", "--repeats", "1"]
@@ -459,6 +467,7 @@ RULES: list[Rule] = [
     Rule(r"^circuitft circuit ", check_help, check_run_tiny_model),
     Rule(r"^circuitft report ", check_help, check_report_tiny),
     Rule(r"^circuitft export ", check_help, check_export_tiny),
+    Rule(r"^circuitft export-graph ", check_help, check_export_graph_tiny),
     Rule(r"^circuitft bench eap ", check_help, check_bench_tiny),
     Rule(r"^python demo/walkthrough\.py\b", check_walkthrough_help, check_walkthrough_tiny),
     Rule(r"^make \w", check_make_target),

@@ -4,6 +4,8 @@ Reads run folders (circuitft runs or the prior work's ``checkpoint-<N>/graph.jso
 runs, such as a sweep's ``root_dir``, stands for all runs under it), never loads a model, and writes::
 
     DIR/index.html           summary, figures with a one-line caption each, tables (opens offline from disk)
+    DIR/explorer.html        the interactive circuit explorer, data embedded (explorer_<run>.html per run
+                             when the report holds several runs)
     DIR/figures/*.png, *.svg every figure in both formats
     DIR/tables/circuits.csv           one row per (run, step, task)
     DIR/tables/accuracy_matrix.csv    R[i][j] per run and metric, the untuned row as after = "untuned"
@@ -212,6 +214,9 @@ def build_report(
         atomic_write_text(out / "fit.json", json.dumps(fits, indent=2, default=_json_default) + "\n")
 
     page.summary(runs, models, per_run, fits, warnings)
+    from circuitft.explorer.page import links_html, write_explorers
+
+    page.parts.append(links_html(write_explorers(runs, out)))
     if is_sweep:
         html.sweep_section(page, out, pairs, fits, models)
     for info in per_run[:max_run_sections]:
