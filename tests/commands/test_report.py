@@ -96,26 +96,26 @@ def test_sweep_report_numbers(tmp_path, capsys):
     rep = tmp_path / "rep"
     pairs = pd.read_csv(rep / "tables" / "pairs.csv")
     assert len(pairs) == 6
-    assert {"A", "B", "jaccard", "forgetting_circuit", "forgetting_model", "included"} <= set(pairs.columns)
+    assert {"A", "B", "jaccard", "circuit_forgetting_rel", "forgetting_rel", "included"} <= set(pairs.columns)
     fit = json.loads((rep / "fit.json").read_text())
     inc = [e for e in expected(graphs) if e["included"]]
     x, y = np.array([e["jaccard"] for e in inc]), np.array([e["fc"] for e in inc])
     r = np.corrcoef(x, y)[0, 1]
-    h = fit["headline"]
+    h = fit["circuit_rel"]
     assert (
         h["r"] == pytest.approx(r) and h["r2"] == pytest.approx(r * r) and h["n"] == 5 and h["left_out"] == 1
     )
     for key in ("slope", "intercept"):
-        assert key in h and key in fit["model_accuracy"] and key in fit["loss"]
+        assert key in h and key in fit["model_rel"] and key in fit["loss"]
     page = (rep / "index.html").read_text()
     row = re.search(
-        r'<tr id="fit-headline"><td></td><td>headline</td><td>[^<]+</td><td>([^<]+)</td>'
-        r"<td>([^<]+)</td><td>(\d+)</td><td>(\d+)</td>",
+        r'<tr id="fit-circuit_rel"><td></td><td>circuit_rel</td><td>[^<]+</td><td>(\d+) \(3 / 3\)</td>'
+        r"<td>([^ <]+) \[[^<]+\]</td>(?:<td>[^<]*</td>){5}<td>(\d+)</td>",
         page,
     )
-    assert row.groups() == (f"{r:.3f}", f"{r * r:.3f}", "5", "1")
+    assert row.groups() == ("5", f"{r:.2f}", "1")
     stems = {Path(s).stem for s in images(rep / "index.html")}
-    assert {"sweep_headline", "sweep_model_accuracy", "sweep_loss", "sweep_forgetting_model"} <= stems
+    assert {"sweep_headline", "sweep_model_rel", "sweep_loss", "sweep_forgetting_model"} <= stems
     assert "Per-run figures are drawn for the first 0 of 6 runs" in page
     assert len(PAIRS) == 6
 

@@ -56,6 +56,19 @@ METRIC_COLUMNS = (
     "n_edges",
     "n_nodes",
 )
+# Held-out scores and reliability numbers of newer records (NaN when a record has none): the analysis uses
+# the ``*_heldout`` values when present and says so (see analysis.sweep).
+HELDOUT_COLUMNS = (
+    "faithfulness_heldout",
+    "kl_recovered_pct_heldout",
+    "circuit_accuracy_heldout",
+    "model_accuracy_heldout",
+    "n_examples_heldout",
+    "metric_gap",
+    "split_half_jaccard",
+    "cpr",
+    "cmd",
+)
 PRIOR_KEYS = {
     "model_accuracy": ("model_accuracy",),
     "circuit_accuracy": ("graph_accuracy", "circuit_accuracy"),
@@ -238,7 +251,7 @@ def _read_circuitft(folder: Path) -> RunData:
             "task": str(rec["task"]),
             "trained_task": str(rec.get("trained_task", "")),
         }
-        row.update({c: _num(m.get(c)) for c in METRIC_COLUMNS})
+        row.update({c: _num(m.get(c)) for c in METRIC_COLUMNS + HELDOUT_COLUMNS})
         row["graph_file"] = str(graph_file)
         rows.append(row)
         for frac, point in (rec.get("size_curve") or {}).items():
@@ -355,7 +368,7 @@ def _renamed(metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def _prior_metrics(path: Path) -> dict[str, float]:
-    out = {c: math.nan for c in METRIC_COLUMNS}
+    out = {c: math.nan for c in METRIC_COLUMNS + HELDOUT_COLUMNS}
     if not path.is_file():
         return out
     try:
