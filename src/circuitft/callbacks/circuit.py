@@ -394,10 +394,8 @@ class CircuitCallback(Callback):
                 )
             metrics = dict(r.summary)
             end = ends.get(task)
-            if end is not None and step > end:
-                lost = history.forgetting(earlier, task, end, metrics["model_accuracy"])
-                if lost is not None:
-                    metrics["forgetting"] = lost
+            if end is not None and step > end:  # forgetting_abs and forgetting_rel (history.py)
+                metrics.update(history.forgetting_metrics(earlier, task, end, metrics))
             records.append(
                 CircuitRecord(
                     step=step,
@@ -427,7 +425,7 @@ class CircuitCallback(Callback):
             for b in names[i + 1 :]:
                 o = overlap(results[a].graph, results[b].graph)
                 jaccard[(a, b)] = jaccard[(b, a)] = float(o["top_k_jaccard"])
-                for k in ("edge_jaccard", "node_jaccard", "top_k_jaccard"):
+                for k in board.OVERLAP_SCALARS:  # each with its chance level and corrected value
                     scalars[f"circuit_overlap/{a}~{b}/{k}"] = float(o[k])
         log_file.put(records)
         scalars["circuit/seconds"] = time.perf_counter() - t0
