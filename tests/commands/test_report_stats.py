@@ -144,10 +144,9 @@ def test_every_printed_overlap_has_its_chance_level(rep):
     for col in ("edge_change_prev", "node_change_prev", "edge_change_first", "node_change_first"):
         defined = circuits[col].notna()
         assert defined.any() and circuits.loc[defined, f"{col}_chance"].notna().all()
-        assert np.allclose(
-            circuits.loc[defined, f"{col}_corrected"],
-            circuits.loc[defined, col] / circuits.loc[defined, f"{col}_chance"],
-        )
+        some = defined & (circuits[f"{col}_chance"] > 0)  # a chance of 0 (every node kept) has no ratio
+        ratio = circuits.loc[some, col] / circuits.loc[some, f"{col}_chance"]
+        assert np.allclose(circuits.loc[some, f"{col}_corrected"], ratio)
     assert {"faithfulness_heldout", "metric_gap", "n_examples_heldout"} <= set(circuits.columns)
     page = (out / "index.html").read_text()
     assert page.count("<th>chance</th>") >= 3  # the overlap table's three measures
