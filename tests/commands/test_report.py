@@ -248,6 +248,16 @@ def test_quick_yaml_and_quick_pairs_end_to_end(tmp_path):
     assert len(pairs) == 6 and pairs["jaccard"].between(0, 1).all()
     fit = json.loads((tmp_path / "qp_report" / "fit.json").read_text())
     assert fit["headline"]["n"] + fit["headline"]["left_out"] == 6
+    # the prospective overlap: A's and B's circuits both at the end of A, recomputed from the graph files
+    from circuitft.eap.io import read_safetensors
+
+    assert pairs["jaccard_prospective"].notna().all()
+    for _, row in pairs.iterrows():
+        folder = tmp_path / "qp" / row["run"] / "circuits" / f"step{int(row['end_A']):06d}"
+        ga, gb = (read_safetensors(folder / f"{t}.safetensors") for t in (row["A"], row["B"]))
+        ta, tb = top_names(ga), top_names(gb)
+        assert row["jaccard_prospective"] == pytest.approx(len(ta & tb) / len(ta | tb))
+    assert fit["prospective"]["n"] + fit["prospective"]["left_out"] == 6 and "verdict" in fit["prospective"]
 
 
 @pytest.mark.slow
