@@ -153,3 +153,9 @@ def test_every_printed_overlap_has_its_chance_level(rep):
     assert "of random sets of the same sizes" in page
     assert "Pearson r [95% Fisher, assumes independent pairs]" in page
     assert "held-out rows not used to find circuits" in page
+
+
+def test_faithfulness_figure_names_held_out_rows_and_the_gap(rep):
+    page = (rep / "rep" / "index.html").read_text()
+    assert "dashed on held-out rows" in page
+    assert "clean-corrupted gap it divides by (metric_gap) runs from 1.500 to 1.500" in page

@@ -17,6 +17,7 @@ from circuitft.commands.report_tables import (
     change_html,
     fit_blocks,
     fmt,
+    gap_text,
     headline_html,
     interval,
     overlap_html,
@@ -171,14 +172,16 @@ def run_section(page: Page, out: Path, info: dict[str, Any], *, max_edges: int =
         out,
         plots.metric_over_steps(
             table,
-            columns=["faithfulness"],
+            columns=["faithfulness", "faithfulness_heldout"],
             ylabel="normalised faithfulness",
             title=f"{run.name}: normalised faithfulness",
             boundaries=ends,
+            labels=["discovery rows", "held-out rows"],
         ),
         f"{key}_faithfulness",
         "Normalised faithfulness per task (1 = the circuit recovers the full model's metric, 0 = the "
-        "corrupted run).",
+        "corrupted run): solid on the rows that found the circuit (in-sample), dashed on held-out rows when "
+        f"recorded. {gap_text(table)}",
     )
     page.figure(
         out,

@@ -147,3 +147,14 @@ def change_html(fl: pd.DataFrame, top: str) -> str:
         + "".join(rows)
         + "</table>"
     )
+
+
+def gap_text(table: pd.DataFrame) -> str:
+    """The clean-corrupted gap (faithfulness's denominator) over a run's analyses, or why it is missing."""
+    if "metric_gap" not in table or table["metric_gap"].dropna().empty:
+        return "The clean-corrupted gap (faithfulness's denominator) was not recorded by this run."
+    g = table["metric_gap"].dropna()
+    return (
+        f"The clean-corrupted gap it divides by (metric_gap) runs from {fmt(float(g.min()))} to "
+        f"{fmt(float(g.max()))}: where it is small, faithfulness says little (tables/circuits.csv)."
+    )
