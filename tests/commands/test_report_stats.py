@@ -13,6 +13,7 @@ import pytest
 from scipy.stats import pearsonr, spearmanr
 
 from analysis.synth import node_names, top_names, write_run
+from analysis.test_uncertainty import independent_permutation_p
 from circuitft.cli import main as cli_main
 from circuitft.eap.chance import expected_jaccard
 from circuitft.eap.io import read_safetensors
@@ -84,6 +85,11 @@ def test_fit_json_recomputed_with_scipy_from_pairs_csv(rep):
         )
         assert "r" not in f["sigmoid"] and {"aic_line", "aic_sigmoid", "loo_r2_line"} <= set(f["comparison"])
     assert fit["headline"]["outcome_rows"] == "heldout" and "discovery" in fit["headline"]["inclusion_rows"]
+    # an independent permutation p (plain shuffles within first tasks) agrees within sampling error
+    sub = pairs[pairs["included"]]
+    q = independent_permutation_p(sub["jaccard"].to_numpy(), sub["forgetting_abs"].to_numpy(), list(sub["A"]))
+    p = fit["headline"]["p_perm"]
+    assert abs(p - q) < 4 * math.sqrt(max(p * (1 - p), 1e-4) / 20000) + 1e-3
 
 
 def test_selection_and_outcome_on_different_rows(rep):
