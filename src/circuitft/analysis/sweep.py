@@ -134,11 +134,14 @@ def pair_row(
     )
     suffix = "_heldout" if heldout else ""
     row["outcome_rows"] = "heldout" if heldout else "discovery"
-    for short, col in (("model", "model_accuracy"), ("circuit", "circuit_accuracy")):
-        before, after = run.value(end_a, a, col + suffix), run.value(end_b_of_a, a, col + suffix)
-        prefix = "" if short == "model" else "circuit_"
-        row[f"{short}_acc_A_end_A" + ("" if short == "model" else "_outcome")] = before
-        row[f"{short}_acc_A_end_B"] = after
+    # (column of the accuracy at the end of A, at the end of B, name prefix of the forgetting columns)
+    outcomes = {
+        "model_accuracy": ("model_acc_A_end_A", "model_acc_A_end_B", ""),
+        "circuit_accuracy": ("circuit_acc_A_end_A_outcome", "circuit_acc_A_end_B", "circuit_"),
+    }
+    for metric, (col_a, col_b, prefix) in outcomes.items():
+        before, after = run.value(end_a, a, metric + suffix), run.value(end_b_of_a, a, metric + suffix)
+        row[col_a], row[col_b] = before, after
         row[f"{prefix}forgetting_abs"] = before - after
         row[f"{prefix}forgetting_rel"] = relative_drop(before, after)
     la = _loss_at(run, a, run.task_ends.get(a))

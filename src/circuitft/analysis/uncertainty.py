@@ -19,7 +19,9 @@ end of A. :func:`correlation_uncertainty` therefore reports, for x against y ove
 - ``n``, ``n_first_tasks``, ``n_second_tasks``; ``detectable_r``: the |r| a test of n independent pairs
   detects with 80% power at alpha 0.05 (Fisher z: ``tanh(2.80 / sqrt(n - 3))``);
 - ``verdict``: one sentence. A relation is called only when every interval (Fisher and both bootstraps)
-  excludes 0; otherwise the data are "consistent with no relation".
+  excludes 0; otherwise the data are "consistent with no relation". With fewer than 10 first tasks it adds
+  that the cluster bootstrap has only C(2k - 1, k) distinct resamples of k tasks (10 for 3), so its interval
+  is rough.
 
 Everything is seeded (``seed``): the same pairs give the same numbers.
 """
@@ -166,6 +168,20 @@ def _rows_r(x: np.ndarray, ys: np.ndarray) -> np.ndarray:
         return (dy @ dx) / denom
 
 
+FEW_CLUSTERS = 10
+
+
+def _few(n_first: int) -> str:
+    """A caution when the cluster bootstrap has few first tasks to resample (empty otherwise)."""
+    if n_first >= FEW_CLUSTERS or n_first < 1:
+        return ""
+    distinct = math.comb(2 * n_first - 1, n_first)
+    return (
+        f" With {n_first} first tasks the cluster bootstrap has only {distinct} distinct resamples, so its "
+        "interval is rough."
+    )
+
+
 LABELS = {"fisher": "Fisher", "first": "cluster bootstrap over first tasks", "both": "over both tasks"}
 
 
@@ -177,12 +193,12 @@ def verdict(r: float, intervals: dict[str, tuple[float, float]], n: int, n_first
     cis = "; ".join(f"{LABELS.get(k, k)} ({lo:+.2f}, {hi:+.2f})" for k, (lo, hi) in defined.items())
     span = f"r = {r:+.2f}, 95% intervals: {cis}; n = {n} pairs from {n_first} first tasks"
     if all(v[0] > 0 for v in defined.values()):
-        return f"Positive relation: {span}; every interval excludes 0."
+        return f"Positive relation: {span}; every interval excludes 0.{_few(n_first)}"
     if all(v[1] < 0 for v in defined.values()):
-        return f"Negative relation: {span}; every interval excludes 0."
+        return f"Negative relation: {span}; every interval excludes 0.{_few(n_first)}"
     power = detectable_r(n)
     tail = f"; only |r| >= {power:.2f} would be detected with 80% power" if math.isfinite(power) else ""
-    return f"Consistent with no relation: {span}; at least one interval includes 0{tail}."
+    return f"Consistent with no relation: {span}; at least one interval includes 0{tail}.{_few(n_first)}"
 
 
 def correlation_uncertainty(
