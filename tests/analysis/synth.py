@@ -61,12 +61,14 @@ def write_run(
     val_loss: dict[tuple[int, str], float] | None = None,
     size_curve: dict[tuple[int, str], dict[float, float]] | None = None,
     lightning_steps: bool = False,
+    extra_metrics: dict[tuple[int, str], dict[str, float]] | None = None,
 ) -> dict[tuple[int, str], Graph]:
     """A circuitft run folder: config.yaml, circuits/metrics.jsonl, graph files, TensorBoard val losses.
 
     ``analyses``: step -> task -> (model accuracy, circuit accuracy); ``val_loss``: (optimizer step, task)
     -> loss, logged at TensorBoard step s as circuitft does (``lightning_steps``: at s - 1 with an ``epoch``
-    scalar, as Lightning's own logging in older runs). Returns the graphs written.
+    scalar, as Lightning's own logging in older runs); ``extra_metrics``: (step, task) -> more metrics of that
+    record (held-out scores, metric_gap, ...). Returns the graphs written.
     """
     folder.mkdir(parents=True)
     config = {"model": {"model": model}, "data": {"tasks": [{"task": t, "steps": s} for t, s in tasks]}}
@@ -101,6 +103,7 @@ def write_run(
                     "kl_recovered_pct": 90.0 + step,
                     "n_edges": float(g.count_edges()),
                     "n_nodes": float(g.count_nodes()),
+                    **((extra_metrics or {}).get((step, task), {})),
                 },
             }
             if size_curve and (step, task) in size_curve:

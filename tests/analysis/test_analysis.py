@@ -207,8 +207,8 @@ def test_prior_layout_with_tasks_per_checkpoint(tmp_path):
     (row,) = pairs_table([run], threshold=0.8).to_dict("records")
     ta, tb = top_names(graphs[(0, "Add")]), top_names(graphs[(270, "Sub")])
     assert row["jaccard"] == pytest.approx(len(ta & tb) / len(ta | tb))
-    assert row["forgetting_model"] == pytest.approx((0.9 - 0.45) / 0.9)
-    assert row["forgetting_circuit"] == pytest.approx((0.85 - 0.40) / 0.85) and row["included"]
+    assert row["forgetting_rel"] == pytest.approx((0.9 - 0.45) / 0.9)
+    assert row["circuit_forgetting_rel"] == pytest.approx((0.85 - 0.40) / 0.85) and row["included"]
 
 
 def test_find_runs_errors(tmp_path):

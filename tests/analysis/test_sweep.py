@@ -63,8 +63,8 @@ def test_pairs_and_fits_match_an_independent_computation(tmp_path):
     for e in exp:
         row = pairs.loc[(e["A"], e["B"])]
         assert row["jaccard"] == pytest.approx(e["jaccard"])
-        assert row["forgetting_circuit"] == pytest.approx(e["fc"])
-        assert row["forgetting_model"] == pytest.approx(e["fm"])
+        assert row["circuit_forgetting_rel"] == pytest.approx(e["fc"])
+        assert row["forgetting_rel"] == pytest.approx(e["fm"])
         assert row["jaccard_self"] == pytest.approx(e["self"])
         assert row["loss_change"] == pytest.approx(e["loss"])
         assert bool(row["included"]) == e["included"]
@@ -72,13 +72,13 @@ def test_pairs_and_fits_match_an_independent_computation(tmp_path):
     fits = fit_all(pairs_table(runs))
     inc = [e for e in exp if e["included"]]
     x, y = np.array([e["jaccard"] for e in inc]), np.array([e["fc"] for e in inc])
-    h = fits["headline"]
+    h = fits["circuit_rel"]
     assert h["n"] == 5 and h["left_out"] == 1
     assert h["r"] == pytest.approx(np.corrcoef(x, y)[0, 1])
     slope, intercept = np.polyfit(x, y, 1)
     assert h["slope"] == pytest.approx(slope) and h["intercept"] == pytest.approx(intercept)
     ym = np.array([e["fm"] for e in inc])
-    assert fits["model_accuracy"]["r"] == pytest.approx(np.corrcoef(x, ym)[0, 1])
+    assert fits["model_rel"]["r"] == pytest.approx(np.corrcoef(x, ym)[0, 1])
     xs, ys = np.array([e["self"] for e in inc]), np.array([e["loss"] for e in inc])
     assert fits["loss"]["r"] == pytest.approx(np.corrcoef(xs, ys)[0, 1])
     assert fits["headline"]["sigmoid"]["n"] == 5
@@ -95,7 +95,7 @@ def test_threshold_and_too_few_pairs(tmp_path):
 def test_zero_accuracy_gives_undefined_forgetting(tmp_path):
     make_sweep(tmp_path, {("Add", "Sub"): ((0.0, 0.0), (0.0, 0.0))})
     pairs = pairs_table([read_run(tmp_path / "Add__Sub")], threshold=0.0)
-    assert math.isnan(pairs["forgetting_circuit"].iloc[0]) and bool(pairs["included"].iloc[0])
+    assert math.isnan(pairs["circuit_forgetting_rel"].iloc[0]) and bool(pairs["included"].iloc[0])
 
 
 def test_models_are_fitted_separately(tmp_path):

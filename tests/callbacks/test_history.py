@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from circuitft.callbacks.history import accuracy_matrix, final_metrics, forgetting
+from circuitft.callbacks.history import accuracy_matrix, final_metrics, forgetting, forgetting_metrics
 from circuitft.callbacks.ranks import AnalysisFailed, Ranks
 
 
@@ -56,3 +56,16 @@ def test_one_process_failure_names_the_task():
     with pytest.raises(AnalysisFailed, match="^B: ValueError: bad rows$"):
         Ranks().gather("B", lambda: (_ for _ in ()).throw(ValueError("bad rows\nmore")))
     assert Ranks().gather("B", lambda: 3) == [3]
+
+
+def test_forgetting_metrics_absolute_and_relative_prefer_heldout_rows():
+    rows = [
+        {"step": 4, "task": "A", "metrics": {"model_accuracy": 0.8, "model_accuracy_heldout": 0.6}},
+        {"step": 4, "task": "B", "metrics": {"model_accuracy": 0.5}},
+    ]
+    got = forgetting_metrics(rows, "A", 4, {"model_accuracy": 0.4, "model_accuracy_heldout": 0.45})
+    assert got["forgetting_abs"] == pytest.approx(0.15) and got["forgetting_rel"] == pytest.approx(0.25)
+    # the task end has no held-out score: both on the analysis examples
+    got = forgetting_metrics(rows, "B", 4, {"model_accuracy": 0.2, "model_accuracy_heldout": 0.1})
+    assert got["forgetting_abs"] == pytest.approx(0.3) and got["forgetting_rel"] == pytest.approx(0.6)
+    assert forgetting_metrics(rows, "C", 4, {"model_accuracy": 0.2}) == {}

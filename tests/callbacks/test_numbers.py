@@ -68,15 +68,46 @@ def test_overlap_against_anchors(run):
     assert recs[(0, "AddSub")]["overlap"] == {}
 
 
+def test_overlaps_carry_chance_levels(run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from circuitft.eap.chance import expected_jaccard
+
+    recs = _records(run)
+    o = recs[(8, "AddSub")]["overlap"]
+    g = read_safetensors(run / "circuits" / "step000008" / "AddSub.safetensors")
+    k = int(0.05 * g.n_edges)
+    chance = expected_jaccard(k, k, g.n_edges)
+    assert o["top_jaccard_chance"] == pytest.approx(chance)
+    for ref in ("previous", "first", "task_end"):
+        want = (o[f"top_jaccard_{ref}"] - chance) / (1 - chance)
+        assert o[f"top_jaccard_{ref}_corrected"] == pytest.approx(want)
+    assert o["edge_change_chance"] == pytest.approx(1 - k / g.n_edges)
+    assert o["edge_change_corrected"] == pytest.approx(o["edge_change"] / o["edge_change_chance"])
+    for name in ("node_change", "edge_jaccard", "node_jaccard"):
+        assert math.isfinite(o[f"{name}_chance"]) and f"{name}_corrected" in o
+    tags = EventAccumulator(str(run)).Reload().Tags()["scalars"]
+    cross = [t for t in tags if t.startswith("circuit_overlap/")]
+    for tail in ("", "_chance", "_corrected"):
+        assert any(t.endswith(f"/top_k_jaccard{tail}") for t in cross)
+        assert any(t.endswith(f"/node_jaccard_matched{tail}") for t in cross)
+
+
 def test_forgetting_of_finished_tasks(run):
     recs = _records(run)
-    assert "forgetting" not in recs[(4, "AddSub")]["metrics"]
-    assert "forgetting" not in recs[(8, "AddSubInv")]["metrics"]
-    at_end = recs[(4, "AddSub")]["metrics"]["model_accuracy"]
+    for name in ("forgetting", "forgetting_rel", "forgetting_abs"):
+        assert name not in recs[(4, "AddSub")]["metrics"]
+        assert name not in recs[(8, "AddSubInv")]["metrics"]
+    m_end = recs[(4, "AddSub")]["metrics"]
+    key = "model_accuracy_heldout" if "model_accuracy_heldout" in m_end else "model_accuracy"
+    at_end = m_end[key]
     for step in (6, 8):
-        now = recs[(step, "AddSub")]["metrics"]["model_accuracy"]
-        got = recs[(step, "AddSub")]["metrics"]["forgetting"]
+        m = recs[(step, "AddSub")]["metrics"]
+        now = m[key]
+        got = m["forgetting_rel"]
         assert (math.isnan(got) and at_end == 0) or got == pytest.approx((at_end - now) / at_end)
+        assert m["forgetting_abs"] == pytest.approx(at_end - now)
+        assert "forgetting" not in m  # one name per definition: _abs and _rel
 
 
 def test_tensorboard_text_images_hparams_layout(run):

@@ -107,6 +107,7 @@ def test_fit_output_names_tasks_phases_results_and_outputs(small_run):
         "faithfulness" in lines[1]
         and "accuracy model" in lines[1]
         and "changed since the previous" in lines[1]
+        and "(random sets: " in lines[1]  # the change beside its chance level
     )
     assert out.startswith("model tiny-gpt2: ") and "parameters trainable; tasks AddSub -> AddSubInv" in out
     # the summary: where everything is and the exact commands to look at it

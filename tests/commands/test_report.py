@@ -96,26 +96,26 @@ def test_sweep_report_numbers(tmp_path, capsys):
     rep = tmp_path / "rep"
     pairs = pd.read_csv(rep / "tables" / "pairs.csv")
     assert len(pairs) == 6
-    assert {"A", "B", "jaccard", "forgetting_circuit", "forgetting_model", "included"} <= set(pairs.columns)
+    assert {"A", "B", "jaccard", "circuit_forgetting_rel", "forgetting_rel", "included"} <= set(pairs.columns)
     fit = json.loads((rep / "fit.json").read_text())
     inc = [e for e in expected(graphs) if e["included"]]
     x, y = np.array([e["jaccard"] for e in inc]), np.array([e["fc"] for e in inc])
     r = np.corrcoef(x, y)[0, 1]
-    h = fit["headline"]
+    h = fit["circuit_rel"]
     assert (
         h["r"] == pytest.approx(r) and h["r2"] == pytest.approx(r * r) and h["n"] == 5 and h["left_out"] == 1
     )
     for key in ("slope", "intercept"):
-        assert key in h and key in fit["model_accuracy"] and key in fit["loss"]
+        assert key in h and key in fit["model_rel"] and key in fit["loss"]
     page = (rep / "index.html").read_text()
     row = re.search(
-        r'<tr id="fit-headline"><td></td><td>headline</td><td>[^<]+</td><td>([^<]+)</td>'
-        r"<td>([^<]+)</td><td>(\d+)</td><td>(\d+)</td>",
+        r'<tr id="fit-circuit_rel"><td></td><td>circuit_rel</td><td>[^<]+</td><td>(\d+) \(3 / 3\)</td>'
+        r"<td>([^ <]+) \[[^<]+\]</td>(?:<td>[^<]*</td>){5}<td>(\d+)</td>",
         page,
     )
-    assert row.groups() == (f"{r:.3f}", f"{r * r:.3f}", "5", "1")
+    assert row.groups() == ("5", f"{r:.2f}", "1")
     stems = {Path(s).stem for s in images(rep / "index.html")}
-    assert {"sweep_headline", "sweep_model_accuracy", "sweep_loss", "sweep_forgetting_model"} <= stems
+    assert {"sweep_headline", "sweep_model_rel", "sweep_loss", "sweep_forgetting_model"} <= stems
     assert "Per-run figures are drawn for the first 0 of 6 runs" in page
     assert len(PAIRS) == 6
 
@@ -235,9 +235,11 @@ def test_quick_yaml_and_quick_pairs_end_to_end(tmp_path):
     cfgs = tmp_path / "configs"
     shutil.copytree(REPO / "configs", cfgs)
     sweep_file = cfgs / "quick_pairs.yaml"
-    sweep_file.write_text(
-        sweep_file.read_text().replace("root_dir: runs/quick_pairs", f"root_dir: {tmp_path / 'qp'}")
-    )
+    text = sweep_file.read_text().replace("root_dir: runs/quick_pairs", f"root_dir: {tmp_path / 'qp'}")
+    # every task analysed at each checkpoint (tasks: all): B's circuit at the end of A, jaccard_prospective
+    text = text.replace('"0.05"]', '"0.05", --trainer.callbacks.init_args.tasks, all]')
+    assert "init_args.tasks, all" in text
+    sweep_file.write_text(text)
     res = _cli("sweep", "--config", str(sweep_file), cwd=tmp_path)
     assert res.returncode == 0, res.stderr[-2000:]
     res = _cli(
@@ -248,6 +250,16 @@ def test_quick_yaml_and_quick_pairs_end_to_end(tmp_path):
     assert len(pairs) == 6 and pairs["jaccard"].between(0, 1).all()
     fit = json.loads((tmp_path / "qp_report" / "fit.json").read_text())
     assert fit["headline"]["n"] + fit["headline"]["left_out"] == 6
+    # the prospective overlap: A's and B's circuits both at the end of A, recomputed from the graph files
+    from circuitft.eap.io import read_safetensors
+
+    assert pairs["jaccard_prospective"].notna().all()
+    for _, row in pairs.iterrows():
+        folder = tmp_path / "qp" / row["run"] / "circuits" / f"step{int(row['end_A']):06d}"
+        ga, gb = (read_safetensors(folder / f"{t}.safetensors") for t in (row["A"], row["B"]))
+        ta, tb = top_names(ga), top_names(gb)
+        assert row["jaccard_prospective"] == pytest.approx(len(ta & tb) / len(ta | tb))
+    assert fit["prospective"]["n"] + fit["prospective"]["left_out"] == 6 and "verdict" in fit["prospective"]
 
 
 @pytest.mark.slow

@@ -399,7 +399,7 @@ def _renamed(metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def _prior_metrics(path: Path) -> dict[str, float]:
-    out = {c: math.nan for c in METRIC_COLUMNS}
+    out = {c: math.nan for c in METRIC_COLUMNS + EXTRA_COLUMNS}
     if not path.is_file():
         return out
     try:

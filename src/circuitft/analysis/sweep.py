@@ -2,17 +2,29 @@
 
 Per run with a two-task stream A, B (``end A`` / ``end B`` as in :mod:`circuitft.analysis.runs`):
 
-- ``jaccard``: Jaccard of the top-5% edges by |score| of A's circuit at the end of A and B's circuit at the
-  end of B (:func:`circuitft.eap.overlap.top_k_jaccard`);
-- ``forgetting_circuit`` = ``(c_A(end A) - c_A(end B)) / c_A(end A)``, c_A the circuit accuracy of A's
-  circuit on A (NaN when c_A(end A) is 0); ``forgetting_model`` the same with A's model accuracy;
+- ``jaccard`` (post hoc): Jaccard of the top-5% edges by |score| of A's circuit at the end of A and B's
+  circuit at the end of B (:func:`circuitft.eap.overlap.top_k_jaccard`);
+- ``jaccard_prospective``: the same with A's and B's circuits both at the end of A, before B is trained
+  (NaN unless B was analysed at A's end step, e.g. with the callback's ``tasks: all``);
+- beside each Jaccard ``*_chance`` (exact expected Jaccard of two random top-k edge sets of the graph,
+  :mod:`circuitft.eap.chance`) and ``*_corrected`` = ``(J - E[J]) / (1 - E[J])``; ``split_half_jaccard_A`` /
+  ``_B``: the records' split-half reliability ceiling at A's / B's end, when recorded;
+- **inclusion**: ``included`` = A's circuit accuracy at the end of A on the circuit-discovery rows
+  (``circuit_acc_A_end_A``, in-sample) >= the threshold (0.8, as the prior work) and every value defined;
+- **outcome** on other rows: ``model_acc_A_end_A`` / ``model_acc_A_end_B`` are A's model accuracy on the
+  held-out rows not used to find circuits (``model_accuracy_heldout``) when the records have it, else on the
+  discovery rows (older runs; then inclusion and outcome share rows); ``outcome_rows`` says which
+  (``heldout`` or ``discovery``). ``forgetting_abs`` = end A - end B (the primary outcome),
+  ``forgetting_rel`` = ``forgetting_abs / end A``; ``circuit_forgetting_abs`` / ``_rel`` the same with A's
+  circuit accuracy (held-out when recorded);
 - loss variant: ``jaccard_self`` = top-5% Jaccard of A's own circuit at the end of A and at the end of B,
-  ``loss_change`` = ``(L_A(end B) - L_A(end A)) / L_A(end A)``, L_A the validation loss on A;
-- ``included``: c_A(end A) >= the threshold (0.8, as the prior work) and every value defined.
+  ``loss_change`` = ``(L_A(end B) - L_A(end A)) / L_A(end A)``, L_A the validation loss on A.
 
-Fits (:mod:`circuitft.analysis.fits`): ``headline`` = jaccard vs forgetting_circuit, ``model_accuracy`` =
-jaccard vs forgetting_model, ``loss`` = jaccard_self vs loss_change, each over the included pairs (and, for
-a variant, rows where its two values are defined); ``left_out`` counts the others.
+Fits (:data:`VARIANTS`, each over the included pairs where its two values are defined; ``left_out`` counts
+the others): the line (:mod:`circuitft.analysis.fits`) with its uncertainty
+(:func:`circuitft.analysis.uncertainty.correlation_uncertainty`: r and rho with Fisher intervals, cluster
+bootstrap intervals, a permutation p within first tasks, power and a verdict) and the line compared with a
+sigmoid by AIC and leave-one-out R² (``comparison``).
 """
 
 from __future__ import annotations
@@ -23,10 +35,12 @@ from typing import Any
 
 import pandas as pd
 
-from circuitft.analysis.fits import MIN_POINTS, fit_line, fit_sigmoid
-from circuitft.analysis.measures import top_jaccard
+from circuitft.analysis.fits import MIN_POINTS, compare_models, fit_line, fit_sigmoid
+from circuitft.analysis.measures import top_jaccard, top_jaccard_chance
 from circuitft.analysis.runs import RunData
+from circuitft.analysis.uncertainty import correlation_uncertainty
 from circuitft.eap import DEFAULT_TOP_FRAC
+from circuitft.eap.chance import corrected
 
 THRESHOLD = 0.8
 PAIR_COLUMNS = [
@@ -37,23 +51,41 @@ PAIR_COLUMNS = [
     "end_A",
     "end_B",
     "jaccard",
+    "jaccard_chance",
+    "jaccard_corrected",
+    "jaccard_prospective",
+    "jaccard_prospective_chance",
+    "jaccard_prospective_corrected",
+    "split_half_jaccard_A",
+    "split_half_jaccard_B",
     "circuit_acc_A_end_A",
-    "circuit_acc_A_end_B",
-    "forgetting_circuit",
+    "included",
+    "outcome_rows",
     "model_acc_A_end_A",
     "model_acc_A_end_B",
-    "forgetting_model",
+    "forgetting_abs",
+    "forgetting_rel",
+    "circuit_acc_A_end_A_outcome",
+    "circuit_acc_A_end_B",
+    "circuit_forgetting_abs",
+    "circuit_forgetting_rel",
     "jaccard_self",
+    "jaccard_self_chance",
+    "jaccard_self_corrected",
     "loss_A_end_A",
     "loss_A_end_B",
     "loss_change",
-    "included",
 ]
 VARIANTS = {
-    "headline": ("jaccard", "forgetting_circuit"),
-    "model_accuracy": ("jaccard", "forgetting_model"),
+    "headline": ("jaccard", "forgetting_abs"),
+    "prospective": ("jaccard_prospective", "forgetting_abs"),
+    "model_rel": ("jaccard", "forgetting_rel"),
+    "circuit_rel": ("jaccard", "circuit_forgetting_rel"),
     "loss": ("jaccard_self", "loss_change"),
 }
+# Columns written by releases before the forgetting names were split (absolute / relative): old name -> new
+OLD_PAIR_NAMES = {"forgetting_model": "forgetting_rel", "forgetting_circuit": "circuit_forgetting_rel"}
+INCLUSION_ROWS = "A's circuit accuracy at the end of A on the circuit-discovery rows (in-sample)"
 
 
 def relative_drop(before: float, after: float) -> float:
@@ -73,6 +105,7 @@ def pair_row(
     end_a = run.end_step(a)  # A's analysis at the end of A
     end_b_of_b = run.end_step(b)  # B's analysis at the end of B
     end_b_of_a = run.end_step(a, of_task=b)  # A's analysis at the end of B
+    b_at_a = run.end_step(b, of_task=a)  # B's analysis at or before A's end
     row: dict[str, Any] = {
         "run": run.name,
         "model": run.model,
@@ -83,19 +116,34 @@ def pair_row(
     }
     ga = run.graph(end_a, a) if end_a is not None else None
     gb = run.graph(end_b_of_b, b) if end_b_of_b is not None else None
-    row["jaccard"] = top_jaccard(ga, gb, frac=frac) if ga is not None and gb is not None else math.nan
-    for short, col in (("circuit", "circuit_accuracy"), ("model", "model_accuracy")):
-        before, after = run.value(end_a, a, col), run.value(end_b_of_a, a, col)
-        row[f"{short}_acc_A_end_A"], row[f"{short}_acc_A_end_B"] = before, after
-        row[f"forgetting_{short}"] = relative_drop(before, after)
+    gb_early = run.graph(b_at_a, b) if b_at_a is not None and b_at_a == end_a else None
     late = (
         run.graph(end_b_of_a, a)
         if end_b_of_a is not None and end_a is not None and end_b_of_a != end_a
         else None
     )
-    row["jaccard_self"] = (
-        top_jaccard(ga, late, frac=frac) if ga is not None and late is not None else math.nan
+    chance = top_jaccard_chance(ga, frac) if ga is not None else math.nan
+    for col, other in (("jaccard", gb), ("jaccard_prospective", gb_early), ("jaccard_self", late)):
+        j = top_jaccard(ga, other, frac=frac) if ga is not None and other is not None else math.nan
+        row[col], row[f"{col}_chance"], row[f"{col}_corrected"] = j, chance, corrected(j, chance)
+    row["split_half_jaccard_A"] = run.value(end_a, a, "split_half_jaccard")
+    row["split_half_jaccard_B"] = run.value(end_b_of_b, b, "split_half_jaccard")
+    row["circuit_acc_A_end_A"] = run.value(end_a, a, "circuit_accuracy")
+    heldout = math.isfinite(run.value(end_a, a, "model_accuracy_heldout")) and math.isfinite(
+        run.value(end_b_of_a, a, "model_accuracy_heldout")
     )
+    suffix = "_heldout" if heldout else ""
+    row["outcome_rows"] = "heldout" if heldout else "discovery"
+    # (column of the accuracy at the end of A, at the end of B, name prefix of the forgetting columns)
+    outcomes = {
+        "model_accuracy": ("model_acc_A_end_A", "model_acc_A_end_B", ""),
+        "circuit_accuracy": ("circuit_acc_A_end_A_outcome", "circuit_acc_A_end_B", "circuit_"),
+    }
+    for metric, (col_a, col_b, prefix) in outcomes.items():
+        before, after = run.value(end_a, a, metric + suffix), run.value(end_b_of_a, a, metric + suffix)
+        row[col_a], row[col_b] = before, after
+        row[f"{prefix}forgetting_abs"] = before - after
+        row[f"{prefix}forgetting_rel"] = relative_drop(before, after)
     la = _loss_at(run, a, run.task_ends.get(a))
     lb = _loss_at(run, a, run.task_ends.get(b))
     row["loss_A_end_A"], row["loss_A_end_B"] = la, lb
@@ -121,22 +169,43 @@ def pairs_table(
     return pd.DataFrame(rows, columns=PAIR_COLUMNS)
 
 
-def fit_variant(pairs: pd.DataFrame, x: str, y: str) -> dict[str, Any]:
-    """Line (top level) and sigmoid fits of ``y`` on ``x`` over the included pairs with both defined."""
+def fit_variant(pairs: pd.DataFrame, x: str, y: str, seed: int = 0) -> dict[str, Any]:
+    """The line (top level), its uncertainty (top level: r and rho intervals, bootstrap, permutation p,
+    verdict), the sigmoid and the line-vs-sigmoid comparison of ``y`` on ``x`` over the included pairs with
+    both defined."""
     usable = pairs["included"].astype(bool) & pairs[x].notna() & pairs[y].notna() if len(pairs) else []
     sub = pairs[usable] if len(pairs) else pairs
     line = fit_line(sub[x], sub[y])
     out = {"x": x, "y": y, **line, "left_out": int(len(pairs) - len(sub))}
-    out["sigmoid"] = fit_sigmoid(sub[x], sub[y])
+    unc = correlation_uncertainty(sub[x], sub[y], sub["A"], sub["B"], seed=seed)
+    out.update({k: v for k, v in unc.items() if k not in out})
+    sig = fit_sigmoid(sub[x], sub[y])
+    out["sigmoid"] = {k: v for k, v in sig.items() if k != "r"}  # a curve's r is not an association measure
+    out["comparison"] = compare_models(sub[x], sub[y])
+    if y.startswith(("forgetting", "circuit_forgetting")) and len(sub):
+        rows = sorted(set(sub["outcome_rows"]))
+        out["outcome_rows"] = rows[0] if len(rows) == 1 else "mixed: " + ", ".join(rows)
+        out["inclusion_rows"] = INCLUSION_ROWS
     if line.get("skipped"):
         out["note"] = (
             f"fit skipped: {line['skipped']} ({len(sub)} usable pairs, at least {MIN_POINTS} needed)"
         )
-    return out
+    return _finite(out)
+
+
+def _finite(v: Any) -> Any:
+    """NaN and infinities as None, through dicts and lists (JSON has no NaN)."""
+    if isinstance(v, dict):
+        return {k: _finite(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_finite(x) for x in v]
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
 
 
 def fit_all(pairs: pd.DataFrame, threshold: float = THRESHOLD) -> dict[str, Any]:
-    """``{"threshold", "headline", "model_accuracy", "loss"}``; with several models, ``by_model`` instead."""
+    """``{"threshold", <variant>: fit, ...}`` (:data:`VARIANTS`); with several models, ``by_model`` instead."""
     models = list(dict.fromkeys(pairs["model"])) if len(pairs) else []
     if len(models) > 1:
         return {

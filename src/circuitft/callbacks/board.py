@@ -3,7 +3,8 @@
 Written through the ``SummaryWriter`` of the run's TensorBoardLogger (``logger.experiment``), on rank 0 only.
 
 - custom scalars (``add_custom_scalars``): one chart with every task's validation accuracy, one with every
-  task's faithfulness, one with every task's edge change;
+  task's faithfulness, one with every task's edge change, one with every cross-task top-5% Jaccard beside
+  its chance level;
 - text: ``circuit/<task>/top_edges`` (the 20 strongest edges and their scores) at each analysis, and
   ``run/summary`` (one paragraph) at the end;
 - HPARAMS: the run's hyper-parameters with its final metrics, so the runs of a sweep line up in one table;
@@ -20,11 +21,23 @@ import torch
 from circuitft.eap.graph import Graph
 
 TOP_EDGES = 20
+# Cross-task overlap scalars (``circuit_overlap/<a>~<b>/<name>``): each overlap beside its chance level (random
+# sets of the same sizes from the same graph) and chance-corrected value (eap.chance), and node overlap at
+# matched density.
+OVERLAP_SCALARS = tuple(
+    f"{k}{tail}"
+    for k in ("edge_jaccard", "node_jaccard", "top_k_jaccard", "node_jaccard_matched")
+    for tail in ("", "_chance", "_corrected")
+)
 LAYOUT = {
     "circuitft": {
         "accuracy (every task)": ["Multiline", [r"^val/[^/]+/acc$"]],
         "faithfulness (every task)": ["Multiline", [r"^circuit/[^/]+/faithfulness$"]],
         "edge change (every task)": ["Multiline", [r"^circuit/[^/]+/edge_change$"]],
+        "cross-task top-5% Jaccard and chance": [
+            "Multiline",
+            [r"^circuit_overlap/[^/]+/top_k_jaccard(_chance)?$"],
+        ],
     }
 }
 
@@ -106,7 +119,7 @@ def overlap_figures(graphs: dict[str, Graph], jaccard: dict[tuple[str, str], flo
         index=names,
         columns=names,
     )
-    title = f"top-5% edge Jaccard between tasks, step {step}"
+    title = f"top-5% edge Jaccard between tasks, step {step} (random sets: see circuit_overlap/*_chance)"
     return [("circuit/cross_task_jaccard", plots.overlap_heatmap(matrix, title=title))]
 
 

@@ -5,8 +5,12 @@ the same numbers as an uninterrupted one. Accuracy here is the callback's own ``
 match on the analysis examples of each task).
 
 - anchors: top-5% edge Jaccard of a task's circuit against its previous analysis, its first analysis and
-  its circuit at the end of its own training (``top_jaccard_previous|first|task_end``);
-- forgetting of a finished task: ``(acc at its end - acc now) / acc at its end`` (relative drop);
+  its circuit at the end of its own training (``top_jaccard_previous|first|task_end``), and the overlap
+  measures against the previous analysis; each with ``*_chance`` (random sets of the same sizes) and
+  ``*_corrected`` (:mod:`circuitft.eap.chance`);
+- forgetting of a finished task: ``forgetting_abs`` = acc at its end - acc now (absolute drop) and
+  ``forgetting_rel`` = that / acc at its end (relative drop), on the held-out rows
+  (``model_accuracy_heldout``) when both analyses recorded them, else on the analysis examples;
 - accuracy matrix: row ``i`` = accuracies at the end of stage ``i`` (a mixed stage is one row), one column
   per task;
 - final numbers: final accuracy per task, their mean, backward transfer
@@ -20,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from circuitft.eap import DEFAULT_TOP_FRAC
+from circuitft.eap.chance import corrected
 from circuitft.eap.graph import Graph
 
 
@@ -50,25 +55,54 @@ def anchor_overlap(root: Path, task: str, step: int, graph: Graph, task_end: int
 
     prev = load(*earlier[-1])
     o = overlap(prev, graph)
-    out = {k: float(o[k]) for k in ("edge_change", "node_change", "edge_jaccard", "node_jaccard")}
+    out = {
+        f"{k}{tail}": float(o[f"{k}{tail}"])
+        for k in ("edge_change", "node_change", "edge_jaccard", "node_jaccard")
+        for tail in ("", "_chance", "_corrected")
+    }
+    chance = float(o["top_k_jaccard_chance"])  # two random top-k sets of this graph
+    out["top_jaccard_chance"] = chance
     out["top_jaccard_previous"] = top_k_jaccard(prev, graph, frac=DEFAULT_TOP_FRAC)
     out["top_jaccard_first"] = top_k_jaccard(load(*earlier[0]), graph, frac=DEFAULT_TOP_FRAC)
     at_end = [(s, p) for s, p in earlier if s == task_end]
     if at_end:
         out["top_jaccard_task_end"] = top_k_jaccard(load(*at_end[0]), graph, frac=DEFAULT_TOP_FRAC)
+    for ref in ("previous", "first", "task_end"):
+        if f"top_jaccard_{ref}" in out:
+            out[f"top_jaccard_{ref}_corrected"] = corrected(out[f"top_jaccard_{ref}"], chance)
     return out
 
 
-def _accuracy(rows: list[dict[str, Any]]) -> dict[tuple[int, str], float]:
-    return {(r["step"], r["task"]): float(r["metrics"].get("model_accuracy", math.nan)) for r in rows}
+def _accuracy(rows: list[dict[str, Any]], key: str = "model_accuracy") -> dict[tuple[int, str], float]:
+    return {(r["step"], r["task"]): float(r["metrics"].get(key, math.nan)) for r in rows}
 
 
-def forgetting(rows: list[dict[str, Any]], task: str, task_end: int, accuracy_now: float) -> float | None:
-    """Relative accuracy drop of ``task`` since ``task_end`` (None if not analysed then; NaN if it was 0)."""
-    at_end = _accuracy(rows).get((task_end, task))
+def forgetting(
+    rows: list[dict[str, Any]], task: str, task_end: int, accuracy_now: float, key: str = "model_accuracy"
+) -> float | None:
+    """Relative accuracy drop (``forgetting_rel``) of ``task`` since ``task_end`` (None if not analysed
+    then; NaN if it was 0); ``key`` the accuracy compared."""
+    at_end = _accuracy(rows, key).get((task_end, task))
     if at_end is None:
         return None
     return (at_end - accuracy_now) / at_end if at_end else math.nan
+
+
+def forgetting_metrics(
+    rows: list[dict[str, Any]], task: str, task_end: int, metrics: dict[str, float]
+) -> dict[str, float]:
+    """``forgetting_abs`` and ``forgetting_rel`` of a finished task from this analysis' ``metrics``, on
+    ``model_accuracy_heldout`` when this analysis and the one at the task end have it, else on
+    ``model_accuracy`` (empty when the task was not analysed at its end)."""
+    key = "model_accuracy"
+    if math.isfinite(metrics.get("model_accuracy_heldout", math.nan)):
+        at_end = _accuracy(rows, "model_accuracy_heldout").get((task_end, task), math.nan)
+        key = "model_accuracy_heldout" if math.isfinite(at_end) else key
+    now = float(metrics.get(key, math.nan))
+    at_end = _accuracy(rows, key).get((task_end, task))
+    if at_end is None:
+        return {}
+    return {"forgetting_abs": at_end - now, "forgetting_rel": forgetting(rows, task, task_end, now, key)}
 
 
 def accuracy_matrix(

@@ -15,7 +15,7 @@ def _num(value: float | None, fmt: str = ".2f") -> str:
 
 def task_line(rec: CircuitRecord) -> str:
     """``step 40 AddSub: faithfulness 0.93 | accuracy model 0.88, circuit 0.81 | 120 edges, 12% of the top
-    edges changed since the previous analysis`` (and a mark when the model does not do the task)."""
+    edges changed since the previous analysis (random sets: 95%)`` (and a mark when the model does not do the task)."""
     m = rec.metrics
     faith = f"step {rec.step} {rec.task}: faithfulness {_num(m.get('faithfulness'))}"
     se = m.get("faithfulness_se", math.nan)
@@ -37,6 +37,9 @@ def task_line(rec: CircuitRecord) -> str:
     change = rec.overlap.get("edge_change")
     if change is not None and math.isfinite(change):
         edges += f", {100 * change:.0f}% of the top edges changed since the previous analysis"
+        chance = rec.overlap.get("edge_change_chance")
+        if chance is not None and math.isfinite(chance):
+            edges += f" (random sets: {100 * chance:.0f}%)"
     parts.append(edges)
     line = " | ".join(parts)
     if m.get("model_accuracy", math.nan) < ACCURACY_FLOOR:

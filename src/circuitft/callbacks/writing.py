@@ -56,10 +56,8 @@ def write(
             save_graph(graph, inside(cb._root, f"{step_dir.name}/{task}.json", key="CircuitCallback task"))
         metrics = dict(r.summary)
         end = ends.get(task)
-        if end is not None and step > end:
-            lost = history.forgetting(earlier, task, end, metrics["model_accuracy"])
-            if lost is not None:
-                metrics["forgetting"] = lost
+        if end is not None and step > end:  # forgetting_abs and forgetting_rel (history.py)
+            metrics.update(history.forgetting_metrics(earlier, task, end, metrics))
         records.append(
             CircuitRecord(
                 step=step,
@@ -91,7 +89,7 @@ def write(
         for b in names[i + 1 :]:
             o = overlap(results[a].graph, results[b].graph)
             jaccard[(a, b)] = jaccard[(b, a)] = float(o["top_k_jaccard"])
-            for k in ("edge_jaccard", "node_jaccard", "top_k_jaccard"):
+            for k in board.OVERLAP_SCALARS:  # each with its chance level and corrected value
                 scalars[f"circuit_overlap/{a}~{b}/{k}"] = float(o[k])
     log_file.put(records)
     scalars["circuit/seconds"] = time.perf_counter() - t0

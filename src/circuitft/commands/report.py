@@ -10,10 +10,14 @@ runs, such as a sweep's ``root_dir``, stands for all runs under it), never loads
     DIR/tables/circuits.csv           one row per (run, step, task)
     DIR/tables/accuracy_matrix.csv    R[i][j] per run and metric, the untuned row as after = "untuned"
     DIR/tables/continual.csv          ACC, BWT, FWT, forgetting per run and metric
-    DIR/tables/overlap.csv            cross-task edge Jaccard and node IoU at each run's final step
-    DIR/tables/change_first_last.csv  edge and node change from each task's first to last analysis
+    DIR/tables/overlap.csv            cross-task edge Jaccard and node IoU (also at matched density) at each
+                                      run's final step, each with its chance level (*_chance) and
+                                      chance-corrected value (*_corrected)
+    DIR/tables/change_first_last.csv  edge and node change from each task's first to last analysis (with
+                                      chance levels and change / chance)
     DIR/tables/size_curve.csv         when the runs recorded circuit-size curves
     DIR/tables/pairs.csv, DIR/fit.json   with two or more pair runs (two-task streams): the sweep headline
+                                      (fits with intervals, permutation p and a verdict per variant)
 
 Everything is written to a temporary folder next to ``DIR`` and moved into place at the end, so a failure
 leaves no half-written report (an existing report at ``DIR`` is replaced only then). ``DIR`` is replaced
@@ -144,7 +148,14 @@ def build_report(
     """Write every figure, table and the page of ``runs`` into ``out``; returns counts and warnings."""
     from circuitft.analysis.continual import accuracy_matrix, stage_columns, summaries
     from circuitft.analysis.sweep import fit_all, pairs_table
-    from circuitft.analysis.tables import circuits_table, first_to_last, overlap_matrices
+    from circuitft.analysis.tables import (
+        FIRST_LAST_COLUMNS,
+        OVERLAP_COLUMNS,
+        circuits_table,
+        first_to_last,
+        overlap_matrices,
+        overlap_table,
+    )
     from circuitft.commands import report_html as html
 
     (out / "figures").mkdir(parents=True)
@@ -166,18 +177,9 @@ def build_report(
             continual.append({"run": run.name, "metric": metric, **s})
         step, edge, node = overlap_matrices(run, frac=top_frac)
         info["overlap"] = (step, edge, node)
-        for a in edge.index:
-            for b_ in edge.columns:
-                overlaps.append(
-                    {
-                        "run": run.name,
-                        "step": step,
-                        "A": a,
-                        "B": b_,
-                        "edge_jaccard": edge.loc[a, b_],
-                        "node_iou": node.loc[a, b_],
-                    }
-                )
+        ov = overlap_table(run, step, frac=top_frac)
+        info["overlap_table"] = ov
+        overlaps.append(ov)
         fl = first_to_last(table)
         info["first_last"] = fl
         changes.append(fl.assign(run=run.name))
@@ -197,10 +199,10 @@ def build_report(
         "circuits": pd.concat(circuits, ignore_index=True),
         "accuracy_matrix": pd.concat(matrices, ignore_index=True),
         "continual": pd.DataFrame(continual),
-        "overlap": pd.DataFrame(overlaps, columns=["run", "step", "A", "B", "edge_jaccard", "node_iou"]),
-        "change_first_last": pd.concat(changes, ignore_index=True)[
-            ["run", "task", "first_step", "last_step", "edge_change", "node_change"]
-        ],
+        "overlap": pd.concat(overlaps, ignore_index=True)
+        if overlaps
+        else pd.DataFrame(columns=OVERLAP_COLUMNS),
+        "change_first_last": pd.concat(changes, ignore_index=True)[["run", *FIRST_LAST_COLUMNS]],
     }
     if curves:
         tables["size_curve"] = pd.concat(curves, ignore_index=True)

@@ -7,21 +7,31 @@
 from __future__ import annotations
 
 import html
-import math
-import re
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from circuitft.commands.report_tables import (
+    chance_text,
+    change_html,
+    fit_blocks,
+    fmt,
+    gap_text,
+    headline_html,
+    interval,
+    overlap_html,
+    slug,
+)
 from circuitft.files import atomic_write_text
 
 SWEEP_TITLES = {
-    "headline": "Does A/B circuit overlap predict forgetting of A? (circuit accuracy)",
-    "model_accuracy": "Does A/B circuit overlap predict forgetting of A? (model accuracy)",
+    "headline": "Does A/B circuit overlap predict forgetting of A? (absolute drop of model accuracy)",
+    "prospective": "Does A/B overlap before B is trained predict forgetting of A?",
+    "model_rel": "Does A/B circuit overlap predict forgetting of A? (relative drop of model accuracy)",
+    "circuit_rel": "Does A/B circuit overlap predict forgetting of A? (relative drop of circuit accuracy)",
     "loss": "A's circuit drift against the change of A's loss",
 }
-
 STYLE = """
 body { font-family: sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
 h1, h2, h3 { font-weight: 600; } figure { margin: 1.5em 0; } figure img { max-width: 100%; border: 1px solid #ddd; }
@@ -29,20 +39,6 @@ figcaption { font-size: 0.9em; color: #444; } table { border-collapse: collapse;
 td, th { border: 1px solid #ccc; padding: 2px 6px; text-align: right; } .note { color: #a04000; }
 .headline td, .headline th { font-size: 1.1em; } details { margin: 0.5em 0; }
 """
-
-
-def fmt(v: Any, digits: int = 3) -> str:
-    """A number as the page shows it (``n/a`` for NaN/None)."""
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "n/a"
-    if isinstance(v, bool | int):
-        return str(v)
-    return f"{float(v):.{digits}f}"
-
-
-def slug(text: str) -> str:
-    """A file-name-safe form of a run or task name."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "x"
 
 
 class Page:
@@ -106,29 +102,14 @@ class Page:
             )
         self.parts.append(
             '<table class="headline" id="continual-summary"><tr><th>run</th><th>ACC</th><th>BWT</th>'
-            "<th>FWT</th><th>forgetting</th></tr>" + "".join(rows) + "</table>"
+            "<th>FWT</th><th>forgetting (Chaudhry, absolute)</th></tr>" + "".join(rows) + "</table>"
             "<p>Model accuracy, GEM ACC / BWT (divisor T-1) / FWT and Chaudhry forgetting; the end of task i is "
             "the last circuit analysis at or before its last step. Other metrics: tables/continual.csv.</p>"
         )
 
     def _headline(self, fits: dict[str, Any]) -> None:
-        blocks = fits.get("by_model") or {"": {k: v for k, v in fits.items() if isinstance(v, dict)}}
-        rows = []
-        for model, variants in blocks.items():
-            for name, f in variants.items():
-                rows.append(
-                    f'<tr id="fit-{slug(model + "-" + name) if model else name}"><td>{html.escape(model)}</td>'
-                    f"<td>{html.escape(name)}</td><td>{html.escape(f['x'])} vs {html.escape(f['y'])}</td>"
-                    f"<td>{fmt(f['r'])}</td><td>{fmt(f['r2'])}</td><td>{f['n']}</td><td>{f['left_out']}</td>"
-                    f"<td>{fmt(f['sigmoid']['r2'])}</td></tr>"
-                )
-        self.parts.append(
-            '<table class="headline"><tr><th>model</th><th>fit</th><th>x vs y</th><th>r</th><th>R²</th>'
-            "<th>n</th><th>left out</th><th>sigmoid R²</th></tr>" + "".join(rows) + "</table>"
-            f"<p>Pairs A -> B; left out: A's circuit accuracy at the end of A below {fits['threshold']} or a "
-            "value undefined. Numbers: fit.json, tables/pairs.csv.</p>"
-        )
-        for model, variants in blocks.items():
+        self.parts.append(headline_html(fits))
+        for model, variants in fit_blocks(fits).items():
             for name, f in variants.items():
                 if f.get("note"):
                     self.note(f"{model + ' ' if model else ''}{name}: {f['note']}")
@@ -146,7 +127,8 @@ class Page:
             )
         if fits is not None:
             self.parts.append(
-                '<p><a href="fit.json">fit.json</a>: every fit with r, R², slope, intercept, n.</p>'
+                '<p><a href="fit.json">fit.json</a>: every fit with r, R², slope, intercept, n, the '
+                "intervals, the permutation p-value, the verdict and the line-vs-sigmoid comparison.</p>"
             )
 
     def write(self, path: Path) -> None:
@@ -190,14 +172,16 @@ def run_section(page: Page, out: Path, info: dict[str, Any], *, max_edges: int =
         out,
         plots.metric_over_steps(
             table,
-            columns=["faithfulness"],
+            columns=["faithfulness", "faithfulness_heldout"],
             ylabel="normalised faithfulness",
             title=f"{run.name}: normalised faithfulness",
             boundaries=ends,
+            labels=["discovery rows", "held-out rows"],
         ),
         f"{key}_faithfulness",
         "Normalised faithfulness per task (1 = the circuit recovers the full model's metric, 0 = the "
-        "corrupted run).",
+        "corrupted run): solid on the rows that found the circuit (in-sample), dashed on held-out rows when "
+        f"recorded. {gap_text(table)}",
     )
     page.figure(
         out,
@@ -224,15 +208,18 @@ def run_section(page: Page, out: Path, info: dict[str, Any], *, max_edges: int =
         ),
         f"{key}_change",
         f"Change against the task's previous analysis: edge ({page.top} sets, solid) and node (dashed); "
-        "0 = same circuit.",
+        f"0 = same circuit; {chance_text(table, 'edge_change_prev')}; "
+        f"{chance_text(table, 'node_change_prev')} (tables/circuits.csv: *_chance, *_corrected).",
     )
     page.figure(
         out,
         plots.change_bars(info["first_last"], title=f"{run.name}: first -> last"),
         f"{key}_change_first_last",
-        "Edge and node change from each task's first fine-tuned analysis to its last: edges move "
-        "more than nodes when circuits are rewired on a stable set of components.",
+        "Edge and node change from each task's first fine-tuned analysis to its last (0 = the same set). "
+        "Read each against its chance level (the change of random sets of the same sizes) in the table "
+        "below: change / chance = 1 is as much change as random sets.",
     )
+    page.parts.append(change_html(info["first_last"], page.top))
     for metric, label in (("model_accuracy", "model accuracy"), ("circuit_accuracy", "circuit accuracy")):
         (r, b), s = info["matrices"][metric], info["summaries"][metric]
         caption = (
@@ -250,18 +237,24 @@ def run_section(page: Page, out: Path, info: dict[str, Any], *, max_edges: int =
         )
     step, edge, node = info["overlap"]
     if len(edge) >= 2:
+        ov = info.get("overlap_table")
+        ec = chance_text(ov, "edge_jaccard")
         page.figure(
             out,
             plots.overlap_heatmap(edge, title=f"{run.name}: {page.top} edge Jaccard, step {step}"),
             f"{key}_overlap_edges",
-            f"Edge Jaccard of the tasks' {page.top} edge sets at the final analysis (1 = the same edges).",
+            f"Edge Jaccard of the tasks' {page.top} edge sets at the final analysis (1 = the same edges); "
+            f"{ec}. Chance levels and corrected values per pair in the table below.",
         )
         page.figure(
             out,
             plots.overlap_heatmap(node, title=f"{run.name}: circuit node IoU, step {step}"),
             f"{key}_overlap_nodes",
-            "Node IoU of the tasks' circuits at the final analysis.",
+            f"Node IoU of the tasks' circuits at the final analysis; {chance_text(ov, 'node_iou')} "
+            "(large circuits hold most nodes, so random node sets of their sizes already overlap much).",
         )
+        if ov is not None:
+            page.parts.append(overlap_html(ov, page.top))
     else:
         page.note(f"{run.name}: fewer than two tasks analysed at one step; no cross-task overlap.")
     if not run.size_curve.empty:
@@ -325,9 +318,16 @@ def sweep_section(
             (
                 "headline",
                 f"Each dot a pair A -> B: x = Jaccard of A's {page.top} edges at the end of A and B's at the "
-                "end of B, y = relative drop of A's circuit accuracy; grey crosses are left out.",
+                "end of B (post hoc), y = forgetting_abs, the absolute drop of A's model accuracy; grey "
+                "crosses are left out.",
             ),
-            ("model_accuracy", "As the headline, with the relative drop of A's model accuracy."),
+            (
+                "prospective",
+                "As the headline with the overlap measured before B is trained: A's and B's circuits both "
+                "at the end of A.",
+            ),
+            ("model_rel", "As the headline, with forgetting_rel (the relative drop of A's model accuracy)."),
+            ("circuit_rel", "As the headline, with the relative drop of A's circuit accuracy."),
             (
                 "loss",
                 "Loss variant: x = Jaccard of A's own circuit at the end of A and of B, y = relative "
@@ -343,18 +343,31 @@ def sweep_section(
                 y=f["y"],
                 title=f"{SWEEP_TITLES.get(name, name)}{label}",
             )
+            chance = sub[f"{f['x']}_chance"].dropna() if f"{f['x']}_chance" in sub else []
+            level = f" Chance level of x: {fmt(float(chance.mean()))}." if len(chance) else ""
             page.figure(
-                out, fig, f"sweep_{name}{key}", f"{caption} Fits: line and sigmoid, r, R², n in the legend."
+                out,
+                fig,
+                f"sweep_{name}{key}",
+                f"{caption}{level} r {fmt(f.get('r'), 2)} {interval(f.get('r_ci'))} (Fisher), "
+                f"{interval(f.get('r_ci_cluster_first'))} (cluster bootstrap), n = {f['n']}. "
+                f"{f.get('verdict') or ''}",
             )
         page.figure(
             out,
-            plots.forgetting_bars(sub, column="forgetting_model", title=f"model accuracy{label}"),
-            f"sweep_forgetting_model{key}",
-            "Relative drop of A's model accuracy per pair (hatched: left out of the fits).",
+            plots.forgetting_bars(sub, column="forgetting_abs", title=f"forgetting_abs{label}"),
+            f"sweep_forgetting_abs{key}",
+            "Absolute drop of A's model accuracy per pair (the primary outcome; hatched: left out of the fits).",
         )
         page.figure(
             out,
-            plots.forgetting_bars(sub, column="forgetting_circuit", title=f"circuit accuracy{label}"),
+            plots.forgetting_bars(sub, column="forgetting_rel", title=f"forgetting_rel{label}"),
+            f"sweep_forgetting_model{key}",
+            "Relative drop of A's model accuracy per pair (forgetting_rel; hatched: left out of the fits).",
+        )
+        page.figure(
+            out,
+            plots.forgetting_bars(sub, column="circuit_forgetting_rel", title=f"circuit accuracy{label}"),
             f"sweep_forgetting_circuit{key}",
             "Relative drop of A's circuit accuracy per pair (hatched: left out of the fits).",
         )

@@ -11,7 +11,14 @@ Measures (as the prior work defined them; see the README, "Which numbers compare
 - Jaccard ``|A ∩ B| / |A ∪ B|`` (1.0 for two empty sets), of circuit edges, circuit nodes or top-k sets;
 - edge change (mech-interp-ft): ``1 - |T_prev ∩ T_curr| / k``, T the top-k edges by ``|score|``,
   k = ``int(DEFAULT_TOP_FRAC * n_edges)`` (5%) by default;
-- node change (mech-interp-ft): ``|N_prev Δ N_curr| / |N_prev|`` over circuit nodes (NaN if N_prev is empty).
+- node change (mech-interp-ft): ``|N_prev Δ N_curr| / |N_prev|`` over circuit nodes (NaN if N_prev is empty);
+- matched-density node Jaccard: the top-m nodes by summed ``|score|`` of the edges touching them on each
+  side, m the smaller circuit's node count (:func:`matched_node_jaccard`).
+
+Chance levels (:mod:`circuitft.eap.chance`): :func:`overlap` gives beside each measure ``<measure>_chance``
+(what random sets of the same sizes from the same graph score) and ``<measure>_corrected`` (Jaccards:
+``(J - E[J]) / (1 - E[J])``, 0 = chance, 1 = same set; changes: ``change / E[change]``, 0 = same set,
+1 = as much change as random sets).
 
 A collapsed graph (:class:`~circuitft.eap.collapsed.CollapsedGraph`, FinetuneCircuits' files with one edge
 per head instead of q/k/v) compares with a full one by collapsing the full one first (a head edge is in the
@@ -29,6 +36,13 @@ from typing import Any
 import torch
 
 from circuitft.eap import DEFAULT_TOP_FRAC
+from circuitft.eap.chance import (
+    change_ratio,
+    corrected,
+    expected_change,
+    expected_jaccard,
+    expected_node_change,
+)
 from circuitft.eap.collapsed import CollapsedGraph, as_collapsed
 from circuitft.eap.graph import Graph
 from circuitft.eap.topk import top_k_mask
@@ -120,6 +134,53 @@ def node_change(prev: AnyGraph | Set, curr: AnyGraph | Set) -> float:
     return math.nan if size == 0 else (union - inter) / size
 
 
+def node_strength(graph: Graph) -> torch.Tensor:
+    """[n_forward] float: each node's summed ``|score|`` over the real edges that leave or enter it."""
+    cfg = graph.cfg
+    scores = graph.scores.detach().cpu().float().abs().nan_to_num(nan=0.0) * cfg.real_edge_mask
+    out = scores.sum(dim=1)  # edges leaving each forward node
+    incoming = scores.sum(dim=0)  # per backward (destination) slot
+    dest = cfg.destination_node
+    keep = dest < cfg.n_forward  # logits left out
+    out.index_add_(0, dest[keep], incoming[keep])
+    return out
+
+
+def matched_node_jaccard(a: Graph, b: Graph) -> dict[str, Any]:
+    """Node Jaccard at matched density: the top-m nodes by :func:`node_strength` of each graph, m the smaller
+    circuit's node count (logits left out); with its chance level and corrected value."""
+    _check_same(a, b)
+    n = a.cfg.n_forward
+    m = min(int(circuit_nodes(a).sum()), int(circuit_nodes(b).sum()))
+    if m == 0:
+        j = e = math.nan
+    else:
+        j = jaccard(top_k_mask(node_strength(a), m), top_k_mask(node_strength(b), m))
+        e = expected_jaccard(m, m, n)
+    return {
+        "node_jaccard_matched": j,
+        "node_jaccard_matched_chance": e,
+        "node_jaccard_matched_corrected": corrected(j, e),
+        "nodes_matched": m,
+    }
+
+
+def with_chance(values: dict[str, Any], sizes: dict[str, tuple[int, int, int]]) -> dict[str, Any]:
+    """``values`` with ``<name>_chance`` and ``<name>_corrected`` beside each measure named in ``sizes``
+    (measure -> (size of the first set, size of the second, items in the universe))."""
+    out = dict(values)
+    for name, (a, b, n) in sizes.items():
+        if name not in values:
+            continue
+        if name.endswith("change"):
+            chance = expected_node_change(a, b, n) if name.startswith("node") else expected_change(a, b, n)
+            out[f"{name}_chance"], out[f"{name}_corrected"] = chance, change_ratio(values[name], chance)
+        else:
+            chance = expected_jaccard(a, b, n)
+            out[f"{name}_chance"], out[f"{name}_corrected"] = chance, corrected(values[name], chance)
+    return out
+
+
 def edge_flips(prev: AnyGraph, curr: AnyGraph) -> dict[str, int]:
     """Circuit edges added and removed from ``prev`` to ``curr`` (FinetuneCircuits' count of changes)."""
     _check_same(prev, curr)
@@ -129,9 +190,11 @@ def edge_flips(prev: AnyGraph, curr: AnyGraph) -> dict[str, int]:
 
 
 def overlap(a: AnyGraph, b: AnyGraph, k: int | None = None, frac: float = DEFAULT_TOP_FRAC) -> dict[str, Any]:
-    """All measures between two circuits (e.g. two checkpoints, or two tasks on one model), as a dict.
+    """All measures between two circuits (e.g. two checkpoints, or two tasks on one model), as a dict, each
+    with its chance level and chance-corrected value (``*_chance``, ``*_corrected``).
 
-    When either graph is collapsed, edges are compared collapsed and the top-k measures are left out.
+    When either graph is collapsed, edges are compared collapsed and the top-k and matched-density
+    measures are left out.
     """
     _check_same(a, b)
     collapsed = isinstance(a, CollapsedGraph) or isinstance(b, CollapsedGraph)
@@ -142,17 +205,32 @@ def overlap(a: AnyGraph, b: AnyGraph, k: int | None = None, frac: float = DEFAUL
     if not collapsed:
         k = default_k(a, k, frac)
         top = {"top_k": k, "top_k_jaccard": top_k_jaccard(a, b, k), "edge_change": edge_change(a, b, k)}
-    return {
+    n_edges, n_nodes = int(a.real_edge_mask.sum()), int(na.numel()) - 1
+    sa, sb, ma, mb = int(ea.sum()), int(eb.sum()), int(na.sum()), int(nb.sum())
+    values = {
         "edge_jaccard": jaccard(ea, eb),
         "node_jaccard": jaccard(na, nb),
         **top,
         "node_change": node_change(na, nb),
-        "edges_a": int(ea.sum()),
-        "edges_b": int(eb.sum()),
+    }
+    sizes = {
+        "edge_jaccard": (sa, sb, n_edges),
+        "node_jaccard": (ma, mb, n_nodes),
+        "node_change": (ma, mb, n_nodes),
+    }
+    if not collapsed:
+        sizes.update(top_k_jaccard=(k, k, n_edges), edge_change=(k, k, n_edges))
+    return {
+        **with_chance(values, sizes),
+        **(matched_node_jaccard(a, b) if not collapsed else {}),
+        "edges_a": sa,
+        "edges_b": sb,
         "edges_shared": int((ea & eb).sum()),
-        "nodes_a": int(na.sum()),
-        "nodes_b": int(nb.sum()),
+        "nodes_a": ma,
+        "nodes_b": mb,
         "nodes_shared": int((na & nb).sum()),
+        "n_edges_total": n_edges,
+        "n_nodes_total": n_nodes,
         **({"collapsed": True} if collapsed else {}),
     }
 

@@ -28,7 +28,7 @@ Public functions (all keyword arguments after ``*`` are optional unless noted)::
         the area under each curve (trapezoid over log10 fraction, normalised to [0, 1] width) in the legend.
     overlap_forgetting_scatter(pairs, fits, *, x="jaccard", y="forgetting_circuit", title=None) -> Figure
         pairs: DataFrame with A, B, x, y, ``included``; fits: {"linear": {...}, "sigmoid": {...}} as
-        :func:`circuitft.analysis.fits.fit_line` / ``fit_sigmoid`` return (r, r2, n in the legend).
+        :func:`circuitft.analysis.fits.fit_line` / ``fit_sigmoid`` return (line: r, R², n; sigmoid: R², n).
     forgetting_bars(pairs, *, column="forgetting_model", title=None) -> Figure
     figure_to_png(fig, dpi=100) -> bytes
     save_figure(fig, path_without_ext, dpi=100) -> list[Path]

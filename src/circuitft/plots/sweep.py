@@ -14,6 +14,10 @@ from circuitft.plots.base import new_figure, no_data
 
 AXIS_LABELS = {
     "jaccard": "overlap: Jaccard of A's and B's top circuit edges",
+    "jaccard_prospective": "overlap before B: Jaccard of A's and B's top edges at the end of A",
+    "forgetting_abs": "forgetting of A (absolute drop of its model accuracy)",
+    "forgetting_rel": "forgetting of A (relative drop of its model accuracy)",
+    "circuit_forgetting_rel": "forgetting of A (relative drop of its circuit accuracy)",
     "forgetting_circuit": "forgetting of A (relative drop of its circuit accuracy)",
     "forgetting_model": "forgetting of A (relative drop of its model accuracy)",
     "jaccard_self": "Jaccard of A's circuit at the end of A and at the end of B",
@@ -33,7 +37,8 @@ def overlap_forgetting_scatter(
     y: str = "forgetting_circuit",
     title: str | None = None,
 ) -> Figure:
-    """Included pairs as dots (left-out ones as grey crosses); line and sigmoid fits with r, R², n."""
+    """Included pairs as dots (left-out ones as grey crosses); the line with r, R², n and the sigmoid with R²
+    and n (a curve's r is no measure of association)."""
     fig = new_figure(6.8, 4.8)
     if pairs.empty:
         return no_data(fig, f"{title or 'overlap vs forgetting'}: no pairs")
@@ -76,7 +81,7 @@ def overlap_forgetting_scatter(
             grid,
             sigmoid(grid, sig["a"], sig["k"], sig["x0"], sig["c"]),
             color="tab:green",
-            label=f"sigmoid: r={_fmt(sig['r'])}, R²={_fmt(sig['r2'])}, n={sig['n']}",
+            label=f"sigmoid: R²={_fmt(sig['r2'])}, n={sig['n']}",
         )
     notes = [
         f"{name} fit skipped: {f['skipped']}"
