@@ -198,3 +198,16 @@ def test_data_loss_cases_end_to_end(tmp_path):
         "fit", "--config", QUICK, "--trainer.default_root_dir", "myrun", "--ckpt_path", "last", *tiny, cwd=exp
     )
     assert res.returncode == 0, res.stderr[-2000:]
+
+
+def test_a_report_written_before_the_marker_is_still_replaced(tmp_path, capsys):
+    write_run(tmp_path / "run", TASKS, ANALYSES)
+    rep = tmp_path / "rep"
+    assert run_cli(capsys, "report", tmp_path / "run", "--out", rep)[0] == 0
+    (rep / MARKER).unlink()  # as an older circuitft left it
+    assert run_cli(capsys, "report", tmp_path / "run", "--out", rep)[0] == 0
+    assert kind_of(rep) == "report"
+    (rep / MARKER).unlink()
+    (rep / "notes.txt").write_text("mine")  # the user's file in it: no longer only a report
+    rc, err = run_cli(capsys, "report", tmp_path / "run", "--out", rep)
+    assert rc == 2 and "notes.txt" in err and (rep / "notes.txt").read_text() == "mine"

@@ -257,3 +257,9 @@ def test_the_checkpoint_hint_names_only_neighbours_that_load(tmp_path):
     with pytest.raises(CircuitftError) as err:
         load_checkpoint_file(cut)
     assert "no readable checkpoint beside it" in str(err.value)
+
+
+def test_a_graph_file_with_a_byte_order_mark_is_read(tmp_path):
+    path, d = graph_json(tmp_path)
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())  # as Windows editors save UTF-8
+    assert load_graph(path).n_edges == Graph(CFG).n_edges
