@@ -6,7 +6,8 @@ Every folder a command fills as a whole (a run folder of ``fit`` or ``sweep``, a
 empty or holds the marker of its own kind; anything else (your own files, another command's output, a run
 given to ``report``) is refused with one line before any work. Run folders written before the marker
 existed are recognised by what only a run holds (checkpoints, circuit records, TensorBoard events), and
-reports by their exact layout (nothing but the page, its figures and tables); both are marked on first use.
+reports and ``circuit`` outputs by their exact layout (nothing but the page, its figures and tables; the
+three files ``circuit`` writes); all are marked on first use.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from circuitft.errors import ConfigError
 
 MARKER = ".circuitft"
 _OURS = {MARKER, ".circuitft.lock"}  # files circuitft leaves in a folder it is about to own
+_CIRCUIT_FILES = {"graph.json", "graph.safetensors", "metrics.json"}  # what `circuit --out` writes
 
 
 def kind_of(folder: str | os.PathLike[str]) -> str | None:
@@ -70,7 +72,10 @@ def _legacy_report(folder: Path, entries: list[Path]) -> bool:
 
 
 def _names(entries: Iterable[Path], n: int = 3) -> str:
-    names = sorted(e.name + ("/" if e.is_dir() else "") for e in entries)
+    # names circuitft itself writes last: the files that make the folder foreign are the ones to show
+    ours = _CIRCUIT_FILES | {"figures", "tables", "fit.json", "checkpoints", "circuits", "hparams.yaml"}
+    named = sorted(entries, key=lambda e: (e.name in ours, e.name))
+    names = [e.name + ("/" if e.is_dir() else "") for e in named]
     return ", ".join(names[:n]) + (f", ... ({len(names)} in all)" if len(names) > n else "")
 
 
@@ -100,6 +105,10 @@ def check_owned(folder: str | os.PathLike[str], kind: str, option: str, *, what:
             f"{what} it: choose another folder"
         )
     if (kind == "run" and _legacy_run(folder)) or (kind == "report" and _legacy_report(folder, entries)):
+        return
+    if (
+        kind == "circuit" and {e.name for e in entries} == _CIRCUIT_FILES
+    ):  # circuit's output before the marker
         return
     raise ConfigError(
         f"{option} {folder}: folder is not empty and holds no {kind} written by circuitft (no {MARKER} "
