@@ -106,9 +106,8 @@ def check_owned(folder: str | os.PathLike[str], kind: str, option: str, *, what:
         )
     if (kind == "run" and _legacy_run(folder)) or (kind == "report" and _legacy_report(folder, entries)):
         return
-    if (
-        kind == "circuit" and {e.name for e in entries} == _CIRCUIT_FILES
-    ):  # circuit's output before the marker
+    # circuit's output before the marker: exactly the three files it writes
+    if kind == "circuit" and {e.name for e in entries} == _CIRCUIT_FILES:
         return
     raise ConfigError(
         f"{option} {folder}: folder is not empty and holds no {kind} written by circuitft (no {MARKER} "
