@@ -18,6 +18,7 @@ import pytest
 
 from analysis.synth import write_run
 from circuitft.cli import main
+from circuitft.errors import ConfigError
 from circuitft.owned import MARKER, kind_of
 
 REPO = Path(__file__).resolve().parents[1]
@@ -106,15 +107,17 @@ def test_report_replaces_only_its_own_report_and_refuses_a_run_folder(tmp_path, 
 
 # ---- data loss: fit's config.yaml -------------------------------------------------------------------------
 def test_fit_into_a_folder_with_the_users_config_is_refused(tmp_path, capsys, monkeypatch):
+    # as found: `cd exp && circuitft fit --config config.yaml --trainer.default_root_dir .`
     exp = tmp_path / "exp"
     exp.mkdir()
-    (exp / "config.yaml").write_text(USER_CONFIG)
+    mine = "# my experiment, hand-written\n" + Path(QUICK).read_text()
+    (exp / "config.yaml").write_text(mine)
     monkeypatch.chdir(exp)
-    rc, err = run_cli(capsys, "fit", "--config", QUICK, "--trainer.default_root_dir", ".")
-    assert rc == 2 and "--trainer.default_root_dir" in err and "config.yaml" in err
-    assert "circuitft did not write" not in err or "holds no run" in err
+    rc, err = run_cli(capsys, "fit", "--config", "config.yaml", "--trainer.default_root_dir", ".")
+    assert rc == 2 and "--trainer.default_root_dir ." in err and "holds no run written by circuitft" in err
+    assert "config.yaml" in err
     assert sorted(p.name for p in exp.iterdir()) == ["config.yaml"]  # no lock, no marker, nothing else
-    assert (exp / "config.yaml").read_text() == USER_CONFIG
+    assert (exp / "config.yaml").read_text() == mine
 
 
 def test_fit_takes_an_empty_folder_and_a_run_made_before_the_marker(tmp_path):
@@ -137,6 +140,9 @@ def test_circuit_out_with_the_users_files_is_refused_before_the_model_loads(tmp_
     out = tmp_path / "mine"
     out.mkdir()
     (out / "metrics.json").write_text('{"mine": 1}')
+    import circuitft.commands.circuit  # noqa: F401 - imports are not what is timed (slow on a loaded machine)
+    import circuitft.eap.attribute  # noqa: F401
+
     t0 = time.perf_counter()
     rc, err = run_cli(capsys, "circuit", "--model", "tiny-gpt2", "--data", data, "--out", out)
     assert rc == 2 and "holds no circuit written by circuitft" in err and "metrics.json" in err
@@ -198,3 +204,29 @@ def test_data_loss_cases_end_to_end(tmp_path):
         "fit", "--config", QUICK, "--trainer.default_root_dir", "myrun", "--ckpt_path", "last", *tiny, cwd=exp
     )
     assert res.returncode == 0, res.stderr[-2000:]
+
+
+def test_a_report_written_before_the_marker_is_still_replaced(tmp_path, capsys):
+    write_run(tmp_path / "run", TASKS, ANALYSES)
+    rep = tmp_path / "rep"
+    assert run_cli(capsys, "report", tmp_path / "run", "--out", rep)[0] == 0
+    (rep / MARKER).unlink()  # as an older circuitft left it
+    assert run_cli(capsys, "report", tmp_path / "run", "--out", rep)[0] == 0
+    assert kind_of(rep) == "report"
+    (rep / MARKER).unlink()
+    (rep / "notes.txt").write_text("mine")  # the user's file in it: no longer only a report
+    rc, err = run_cli(capsys, "report", tmp_path / "run", "--out", rep)
+    assert rc == 2 and "notes.txt" in err and (rep / "notes.txt").read_text() == "mine"
+
+
+def test_circuit_output_written_before_the_marker_is_still_written_into(tmp_path):
+    from circuitft.owned import check_owned
+
+    out = tmp_path / "o"
+    out.mkdir()
+    for name in ("graph.json", "graph.safetensors", "metrics.json"):
+        (out / name).write_text("{}")
+    check_owned(out, "circuit", "--out", what="write into")  # the three files circuit writes: its own
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="notes.txt"):
+        check_owned(out, "circuit", "--out", what="write into")

@@ -257,3 +257,37 @@ def test_the_checkpoint_hint_names_only_neighbours_that_load(tmp_path):
     with pytest.raises(CircuitftError) as err:
         load_checkpoint_file(cut)
     assert "no readable checkpoint beside it" in str(err.value)
+
+
+def test_a_graph_file_with_a_byte_order_mark_is_read(tmp_path):
+    path, d = graph_json(tmp_path)
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())  # as Windows editors save UTF-8
+    assert load_graph(path).n_edges == Graph(CFG).n_edges
+
+
+def test_a_deeply_nested_jsonl_row_is_one_data_error(tmp_path):
+    from circuitft.data.sources import load_rows
+
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"clean": ' + "[" * 100_000 + "]" * 100_000 + "}\n")
+    with pytest.raises(DataError, match=r"line 1: JSON nested too deeply"):
+        load_rows(path)
+
+
+def test_a_deeply_nested_metrics_record_is_one_line_in_report(tmp_path, capsys):
+    write_run(tmp_path / "run", TASKS, ANALYSES)
+    log = tmp_path / "run" / "circuits" / "metrics.jsonl"
+    log.write_text(log.read_text() + "[" * 100_000 + "]" * 100_000 + "\n")
+    err = report_error(capsys, tmp_path / "run", tmp_path / "rep")
+    assert "metrics.jsonl: line" in err and "nested too deeply" in err
+
+
+def test_numpy_numbers_are_valid_api_arguments(model):
+    import numpy as np
+
+    import circuitft as cf
+
+    pairs = cf.make_pairs("Add", model, n=np.int64(2), seed=np.int32(0))
+    assert len(pairs) == 2
+    g = Graph.from_model(model.model)
+    assert "edge_jaccard" in str(cf.compare(g, g, frac=np.float32(0.5)))

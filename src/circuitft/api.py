@@ -79,7 +79,7 @@ def make_pairs(task: str, model: ModelLike | Any, n: int, seed: int = 0, **param
     need(task, "task", str)
     need_count(n, "n", MAX_ROWS)
     need(seed, "seed", int)
-    return _make_pairs(task, _tokenizer(model), n, seed, **params)
+    return _make_pairs(task, _tokenizer(model), int(n), int(seed), **params)
 
 
 def load_pairs(
@@ -134,8 +134,8 @@ def find_circuit(
         pairs,
         method=method,
         metric=metric,
-        ig_steps=ig_steps,
-        batch_size=batch_size,
+        ig_steps=int(ig_steps),
+        batch_size=int(batch_size),
         progress=progress,
     )
     sizes = {"top_n": top_n, "top_frac": top_frac, "threshold": threshold}
@@ -172,7 +172,7 @@ def evaluate_circuit(
     need(metric, "metric", str, none=True)
     need_count(batch_size, "batch_size", MAX_BATCH_SIZE)
     metric = metric or circuit.meta.get("metric") or "kl"
-    result = evaluate(net, circuit, pairs, metric=metric, batch_size=batch_size, progress=progress)
+    result = evaluate(net, circuit, pairs, metric=metric, batch_size=int(batch_size), progress=progress)
     out = {k: float(v) for k, v in faithfulness(result).items()}
     out["n_examples"] = float(len(pairs))
     out["n_edges"] = float(circuit.count_edges())

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from typing import Any
 
@@ -27,8 +28,9 @@ def need(value: Any, name: str, *types: type, none: bool = False) -> None:
         return
     if isinstance(value, bool) and bool not in types:
         ok = False
-    else:
-        ok = isinstance(value, types)
+    else:  # numpy integers and floats count as numbers
+        ok = isinstance(value, types) or (int in types and isinstance(value, numbers.Integral))
+        ok = ok or (float in types and isinstance(value, numbers.Real))
     if not ok:
         raise ConfigError(
             f"{name} must be {_type_names(types, none)}, got {type(value).__name__} {value!r:.60}"

@@ -99,12 +99,10 @@ def _ordinary_modes(folder: Path) -> None:
     safetensors, make private 0600 files)."""
     mask = _umask()
     for root, dirs, files in os.walk(folder):
-        for name in dirs:
-            os.chmod(os.path.join(root, name), 0o777 & ~mask)
-        for name in files:
+        for name, mode in [*((d, 0o777) for d in dirs), *((f, 0o666) for f in files)]:
             path = os.path.join(root, name)
-            if not os.path.islink(path):
-                os.chmod(path, 0o666 & ~mask)
+            if not os.path.islink(path):  # a link's target is not ours to change
+                os.chmod(path, mode & ~mask)
 
 
 def atomic_folder(

@@ -9,6 +9,7 @@ so a user with a real need sees the figure. Graph shapes are bounded in :mod:`ci
 
 from __future__ import annotations
 
+import numbers
 import os
 import stat
 from pathlib import Path
@@ -24,7 +25,7 @@ MAX_CONFIG_BYTES = 16 * 1024 * 1024  # a YAML config or sweep file; real ones ar
 
 def check_count(value: Any, name: str, maximum: int, minimum: int = 1) -> None:
     """ConfigError unless ``value`` is an integer in [minimum, maximum] (the bound named in the message)."""
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):  # numpy integers too
         raise ConfigError(f"{name} must be an integer, got {value!r}")
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, got {value}")

@@ -5,8 +5,9 @@ Every folder a command fills as a whole (a run folder of ``fit`` or ``sweep``, a
 (``{"kind": "run"}``, ``"report"``, ...). A command writes into or replaces an existing folder only when it is
 empty or holds the marker of its own kind; anything else (your own files, another command's output, a run
 given to ``report``) is refused with one line before any work. Run folders written before the marker
-existed are recognised by what only a run holds (checkpoints, circuit records, TensorBoard events) and
-marked on first use.
+existed are recognised by what only a run holds (checkpoints, circuit records, TensorBoard events), and
+reports and ``circuit`` outputs by their exact layout (nothing but the page, its figures and tables; the
+three files ``circuit`` writes); all are marked on first use.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from circuitft.errors import ConfigError
 
 MARKER = ".circuitft"
 _OURS = {MARKER, ".circuitft.lock"}  # files circuitft leaves in a folder it is about to own
+_CIRCUIT_FILES = {"graph.json", "graph.safetensors", "metrics.json"}  # what `circuit --out` writes
 
 
 def kind_of(folder: str | os.PathLike[str]) -> str | None:
@@ -46,14 +48,34 @@ def mark(folder: str | os.PathLike[str], kind: str) -> None:
 
 def _legacy_run(folder: Path) -> bool:
     """A run folder written before the marker: it holds checkpoints, circuit records, a sweep's ``DONE``,
-    Lightning's ``hparams.yaml`` or TensorBoard events (none of which a hand-made folder holds)."""
-    if any((folder / name).is_file() for name in ("hparams.yaml", "DONE", "circuits/metrics.jsonl")):
+    Lightning's ``hparams.yaml``, a CircuitLoRA plan or TensorBoard events (none of which a hand-made folder
+    holds)."""
+    names = ("hparams.yaml", "DONE", "circuits/metrics.jsonl", "circuit_lora.json")
+    if any((folder / name).is_file() for name in names):
         return True
     return any((folder / "checkpoints").glob("*.ckpt")) or any(folder.glob("events.out.tfevents.*"))
 
 
+def _legacy_report(folder: Path, entries: list[Path]) -> bool:
+    """A report written before the marker: exactly its layout (``index.html`` titled "circuitft report",
+    ``figures/`` of PNG and SVG, ``tables/`` of CSV, ``fit.json``) and nothing else."""
+    names = {e.name for e in entries}
+    if not {"index.html", "figures", "tables"} <= names <= {"index.html", "figures", "tables", "fit.json"}:
+        return False
+    try:
+        head = (folder / "index.html").read_text(encoding="utf-8", errors="replace")[:2000]
+        figures = all(p.suffix in (".png", ".svg") and p.is_file() for p in (folder / "figures").iterdir())
+        tables = all(p.suffix == ".csv" and p.is_file() for p in (folder / "tables").iterdir())
+    except OSError:
+        return False
+    return "<title>circuitft report" in head and figures and tables
+
+
 def _names(entries: Iterable[Path], n: int = 3) -> str:
-    names = sorted(e.name + ("/" if e.is_dir() else "") for e in entries)
+    # names circuitft itself writes last: the files that make the folder foreign are the ones to show
+    ours = _CIRCUIT_FILES | {"figures", "tables", "fit.json", "checkpoints", "circuits", "hparams.yaml"}
+    named = sorted(entries, key=lambda e: (e.name in ours, e.name))
+    names = [e.name + ("/" if e.is_dir() else "") for e in named]
     return ", ".join(names[:n]) + (f", ... ({len(names)} in all)" if len(names) > n else "")
 
 
@@ -82,7 +104,10 @@ def check_owned(folder: str | os.PathLike[str], kind: str, option: str, *, what:
             f"{option} {folder}: is a circuitft {found} folder, not a {kind} folder; circuitft will not "
             f"{what} it: choose another folder"
         )
-    if kind == "run" and _legacy_run(folder):
+    if (kind == "run" and _legacy_run(folder)) or (kind == "report" and _legacy_report(folder, entries)):
+        return
+    # circuit's output before the marker: exactly the three files it writes
+    if kind == "circuit" and {e.name for e in entries} == _CIRCUIT_FILES:
         return
     raise ConfigError(
         f"{option} {folder}: folder is not empty and holds no {kind} written by circuitft (no {MARKER} "

@@ -208,6 +208,8 @@ def read_records(path: Path) -> list[dict[str, Any]]:
             rec = json.loads(line)
         except json.JSONDecodeError as err:
             raise DataError(f"{path}: line {n}: not valid JSON ({err.msg} at column {err.colno})") from None
+        except RecursionError:
+            raise DataError(f"{path}: line {n}: JSON nested too deeply to be a record") from None
         if not isinstance(rec, dict):
             raise DataError(f"{path}: line {n}: expected a JSON object, got {type(rec).__name__}")
         if rec.get("error"):  # a failed analysis: recorded, but it has no numbers and no graph
@@ -406,6 +408,8 @@ def _prior_metrics(path: Path) -> dict[str, float]:
         d = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise DataError(f"{path}: not valid JSON ({err})") from None
+    except RecursionError:
+        raise DataError(f"{path}: JSON nested too deeply") from None
     if not isinstance(d, dict):
         raise DataError(f"{path}: expected a JSON object")
     for col, keys in PRIOR_KEYS.items():

@@ -47,6 +47,7 @@ def plan(argv: Sequence[str]) -> Path:
     from circuitft.circuitlora.apply import PLAN_FILE, probe_task, stream_plan, write_plan
     from circuitft.commands.train import _cli_class, _one_line, check_config_files, trainer_defaults
     from circuitft.data.stream import TaskStreamDataModule
+    from circuitft.owned import check_owned, kind_of, mark
     from circuitft.training.module import LoRAModule
 
     args, output = _split_output(list(argv))
@@ -71,11 +72,15 @@ def plan(argv: Sequence[str]) -> Path:
     path = Path(output) if output else root / PLAN_FILE
     if output is None and any((root / "checkpoints").glob("*.ckpt")):
         raise ConfigError(f"{root} already holds a run trained with its plan; give --output for a new plan")
+    if output is None:  # the plan goes into the run folder: the same rule as fit's
+        check_owned(root, "run", "--trainer.default_root_dir", what="write its plan into")
     probe_task(module, dm)  # a task outside the stream fails before the data is made
     dm.tokenizer = module.tokenizer
     dm.setup("fit")
     record = stream_plan(module, trainer, dm)
     write_plan(path, record)
+    if output is None and kind_of(root) != "run":
+        mark(root, "run")  # the fit that follows trains in this folder
     return path
 
 

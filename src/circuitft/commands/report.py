@@ -22,8 +22,9 @@ runs, such as a sweep's ``root_dir``, stands for all runs under it), never loads
 Everything is written to a temporary folder next to ``DIR`` and moved into place at the end, so a failure
 leaves no half-written report (an existing report at ``DIR`` is replaced only then). ``DIR`` is replaced
 only when it is empty or a report circuitft wrote (its ``.circuitft`` marker, :mod:`circuitft.owned`); a
-folder with other files, or one holding a run being reported, is refused before any work. Per-run figure sections are drawn for at most ``--max_run_sections``
-runs (default 4); beyond that (a sweep) only the sweep figures and all tables.
+folder with other files, or one holding a run being reported, is refused before any work. Per-run figure
+sections are drawn for at most ``--max_run_sections`` runs (default 4); beyond that (a sweep) only the sweep
+figures and all tables.
 """
 
 from __future__ import annotations

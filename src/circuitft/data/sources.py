@@ -207,6 +207,8 @@ def _from_jsonl(text: str, path: Path, labels: list | None = None) -> list[Promp
             obj = json.loads(line)
         except json.JSONDecodeError as err:
             raise DataError(f"{where}: malformed JSON ({err.msg} at column {err.colno})") from None
+        except RecursionError:
+            raise DataError(f"{where}: JSON nested too deeply to be a row") from None
         if not isinstance(obj, dict):
             raise DataError(f"{where}: expected a JSON object with keys {', '.join(REQUIRED)}")
         for col in REQUIRED:

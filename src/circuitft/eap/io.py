@@ -130,7 +130,7 @@ def load_graph_dict(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise DataError(f"{path}: graph file not found")
     check_regular_file(path, str(path))
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:  # a byte-order mark (Windows editors) is fine
             d = json.load(f)
     except FileNotFoundError:
         raise DataError(f"{path}: graph file not found") from None

@@ -15,6 +15,7 @@ import torch
 
 from circuitft.dtypes import DTYPES
 from circuitft.errors import ConfigError
+from circuitft.limits import check_regular_file
 from circuitft.models.checkpoint_errors import unreadable_checkpoint
 from circuitft.models.loading import LoadedModel, load_model
 from circuitft.models.lora import wrap_lora
@@ -63,8 +64,9 @@ def check_adapter_state(
 def load_checkpoint_file(path: str | Path) -> dict[str, Any]:
     """``torch.load(weights_only=True)`` with one-line errors for a missing or unreadable file."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise ConfigError(f"checkpoint {path} does not exist")
+    check_regular_file(path, f"checkpoint {path}", ConfigError)  # a FIFO or device would block
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling/zip error is a bad file
