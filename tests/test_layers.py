@@ -24,6 +24,12 @@ LAYERS: dict[str, int] = {
     "hub": 0,
     "quiet": 0,
     "runlock": 0,
+    "limits": 0,
+    "safeyaml": 0,
+    "owned": 0,
+    "argcheck": 0,
+    "cache": 0,
+    "runconfig": 0,
     "circuitft": 0,  # the package's __init__: __version__ and lazy re-exports (importlib, no static import)
     # 1-3: data -> model -> engine
     "data": 1,
@@ -39,6 +45,7 @@ LAYERS: dict[str, int] = {
     "preflight": 6,
     "api": 7,
     "commands": 7,
+    "explorer": 7,  # the circuit explorer page and TensorBoard plugin (uses the report's HTML helpers)
     "cli": 8,
     "__main__": 9,
 }
