@@ -181,6 +181,13 @@ def test_new_numbers_reach_tensorboard(run) -> None:
 
     acc = EventAccumulator(str(run[0])).Reload()
     tags = set(acc.Tags()["scalars"])
-    for key in ("cpr", "cmd", "metric_gap", "faithfulness_heldout", "n_examples_heldout", "split_half_jaccard"):
+    for key in (
+        "cpr",
+        "cmd",
+        "metric_gap",
+        "faithfulness_heldout",
+        "n_examples_heldout",
+        "split_half_jaccard",
+    ):
         assert f"circuit/AddSubInv/{key}" in tags, key
     assert [e.step for e in acc.Scalars("circuit/AddSubInv/split_half_jaccard")] == [4, 8]
