@@ -374,7 +374,7 @@ class CircuitCallback(Callback):
             return out
 
         pairs = ranks.together("*", examples)
-        held = ranks.together("*", lambda: heldout(pairs)) if self.heldout else {}
+        held = ranks.together("*", lambda: heldout(pairs)) if self.heldout else None
         step = trainer.global_step
         halves = list(pairs) if self.split_half and step > 0 and step in self._ends(trainer) else []
         was_training = pl_module.model.training
