@@ -46,7 +46,7 @@ def _analyse(out: Path | None, extra: bool = False):
     )
     ranks = Ranks()
     pairs = _pairs(loaded.tokenizer)
-    if extra:  # held-out rows (5 per task) and the split-half circuits as well
+    if extra:  # held-out rows (4 or 5 per task: rows with identical tokens are dropped) and split halves
         from circuitft.data.pairs import tokenize_pairs
 
         sys.path.insert(0, str(REPO / "tests" / "eap"))
@@ -118,7 +118,7 @@ def test_heldout_and_split_half_on_two_processes_equal_one(tmp_path):
     one = _analyse(None, True)
     for task in one:
         summary = one[task]["summary"]
-        assert summary["n_examples_heldout"] == 5 and 0 <= summary["split_half_jaccard"] <= 1
+        assert summary["n_examples_heldout"] >= 4 and 0 <= summary["split_half_jaccard"] <= 1
         for k, v in summary.items():
             assert two[task]["summary"][k] == pytest.approx(v, rel=1e-4, abs=1e-6, nan_ok=True), k
 
