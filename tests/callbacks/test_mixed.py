@@ -180,3 +180,20 @@ def test_cpr_and_cmd_from_the_records_own_size_curve(run) -> None:
         cpr = sum((xs[i + 1] - xs[i]) * (ys[i] + ys[i + 1]) / 2 for i in range(len(xs) - 1))
         cmd = sum((xs[i + 1] - xs[i]) * (abs(1 - ys[i]) + abs(1 - ys[i + 1])) / 2 for i in range(len(xs) - 1))
         assert r["metrics"]["cpr"] == pytest.approx(cpr) and r["metrics"]["cmd"] == pytest.approx(cmd)
+
+
+def test_new_numbers_reach_tensorboard(run) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run[0])).Reload()
+    tags = set(acc.Tags()["scalars"])
+    for key in (
+        "cpr",
+        "cmd",
+        "metric_gap",
+        "faithfulness_heldout",
+        "n_examples_heldout",
+        "split_half_jaccard",
+    ):
+        assert f"circuit/AddSubInv/{key}" in tags, key
+    assert [e.step for e in acc.Scalars("circuit/AddSubInv/split_half_jaccard")] == [4, 8]

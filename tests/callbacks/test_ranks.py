@@ -30,7 +30,7 @@ def _pairs(tokenizer):
     }
 
 
-def _analyse(out: Path | None):
+def _analyse(out: Path | None, extra: bool = False):
     from circuitft.callbacks.analysis import AnalysisSettings, analyse
     from circuitft.callbacks.ranks import Ranks
     from circuitft.models import load_model
@@ -45,7 +45,17 @@ def _analyse(out: Path | None):
         cross_tasks=frozenset({"add", "add_more"}),
     )
     ranks = Ranks()
-    results = analyse(loaded.model, _pairs(loaded.tokenizer), settings, ranks)
+    pairs = _pairs(loaded.tokenizer)
+    if extra:  # held-out rows (4 or 5 per task: rows with identical tokens are dropped) and split halves
+        from circuitft.data.pairs import tokenize_pairs
+
+        sys.path.insert(0, str(REPO / "tests" / "eap"))
+        from digits import digit_rows
+
+        held = {t: tokenize_pairs(digit_rows(5, seed=1), loaded.tokenizer, t) for t in pairs}
+        results = analyse(loaded.model, pairs, settings, ranks, None, held, list(pairs))
+    else:
+        results = analyse(loaded.model, pairs, settings, ranks)
     found = {
         t: {
             "scores": r.graph.scores,
@@ -62,12 +72,12 @@ def _analyse(out: Path | None):
     return found
 
 
-def _worker(rank: int, world: int, port: int, out: str) -> None:
+def _worker(rank: int, world: int, port: int, out: str, extra: bool = False) -> None:
     import torch.distributed as dist
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:
-        _analyse(Path(out))
+        _analyse(Path(out), extra)
     finally:
         dist.destroy_process_group()
 
@@ -97,6 +107,20 @@ def test_two_processes_equal_one(tmp_path):
             assert two[task]["curve"][size]["faithfulness"] == pytest.approx(point["faithfulness"], abs=1e-4)
         for other, v in one[task]["cross"].items():
             assert two[task]["cross"][other]["relative"] == pytest.approx(v["relative"], rel=1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.ddp
+def test_heldout_and_split_half_on_two_processes_equal_one(tmp_path):
+    out = tmp_path / "two.pt"
+    torch.multiprocessing.spawn(_worker, args=(2, _free_port(), str(out), True), nprocs=2, join=True)
+    two = torch.load(out, weights_only=False)
+    one = _analyse(None, True)
+    for task in one:
+        summary = one[task]["summary"]
+        assert summary["n_examples_heldout"] >= 4 and 0 <= summary["split_half_jaccard"] <= 1
+        for k, v in summary.items():
+            assert two[task]["summary"][k] == pytest.approx(v, rel=1e-4, abs=1e-6, nan_ok=True), k
 
 
 @pytest.mark.slow

@@ -259,3 +259,20 @@ def test_messages():
     )
     assert cmd == "circuitft fit --config 'a b.yaml' --z 1 --ckpt_path last"
     assert fit_messages.tensorboard_command(Path("runs/odd,name")) == "tensorboard --logdir runs/odd,name"
+
+
+def test_summary_gives_the_rows_behind_each_accuracy():
+    from circuitft.commands import fit_messages
+
+    text = fit_messages.summary(
+        Path("runs/x"), ["A", "B"], 8, 8, {"A": 0.5, "B": 0.25},
+        {"final/A/accuracy": 0.5, "final/A/faithfulness": 0.9}, None, None, [], {"A": (8, 8), "B": (40, 32)},
+    )  # fmt: skip
+    assert (
+        "A: validation accuracy 0.50 (n=8, < 20 rows), model accuracy 0.50 and circuit faithfulness 0.90 on "
+        "the circuit examples (n=8, < 20 rows)" in text
+    )
+    assert "B: validation accuracy 0.25 (n=40)" in text
+    assert fit_messages.few_rows({"A": 1.0, "B": 0.5}, {"A": 2, "B": 20}, "test") == [
+        "warning: test accuracy of A (1.00) rests on 2 rows (< 20): one row moves it by 50 points"
+    ]

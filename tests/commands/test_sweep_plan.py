@@ -225,3 +225,11 @@ def test_dry_run_counts_match_a_real_run(tmp_path, capsys, monkeypatch):
     lines, after = dry_run(capsys, "--config", spec)
     assert after["Add__Sub"] == ["Add -> Sub", "8", str(len(records)), "done"]
     assert lines[-1].startswith("time: about ") and "estimated from 1 finished run in runs/p/" in lines[-1]
+
+
+def test_run_config_sets_an_option_of_the_last_callback():
+    cfg = sweep_plan.run_config(
+        QUICK_PAIRS.parent / "quick.yaml", ["--trainer.callbacks.init_args.split_half", "true"]
+    )
+    assert cfg["trainer"]["callbacks"][-1]["init_args"]["split_half"] is True
+    assert cfg["trainer"]["callbacks"][-1]["class_path"].endswith("CircuitCallback")

@@ -237,7 +237,10 @@ def test_test_command_evaluates_the_test_split(quick_run, capsys):
     rc = main(["test", "--config", QUICK, "--trainer.default_root_dir", str(quick_run),
                "--trainer.enable_progress_bar", "false", "--ckpt_path", ckpt])  # fmt: skip
     assert rc == 0
-    assert "test/AddSub/acc" in capsys.readouterr().out
+    out = capsys.readouterr()
+    assert "test/AddSub/acc" in out.out
+    # 8 test rows per task: each accuracy is flagged
+    assert "warning: test accuracy of AddSub (" in out.err and "rests on 8 rows (< 20)" in out.err
 
 
 def test_mixed_stage_run_resumes(tmp_path):

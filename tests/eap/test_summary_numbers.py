@@ -68,3 +68,17 @@ def test_a_split_smaller_than_asked_is_a_warning_at_start(tiny, tmp_path, caplog
         dm.check_rows(tmp_path / "run", resuming=False)
     assert len(dm.task_pairs("t", "val")) == n_val
     assert f"task t: split val has {n_val} rows, fewer than the {n_val + 5} asked" in caplog.text
+
+
+def test_callback_warns_about_splits_smaller_than_n_examples():
+    from circuitft.callbacks.messages import short_splits
+
+    class Stream:
+        def task_pairs(self, task: str, split: str) -> list:
+            return [0] * {"val": 32, "test": 5}[split]
+
+    assert short_splits(Stream(), ["A"], ("val", "test"), 32) == [
+        "task A: split test has 5 rows, fewer than the CircuitCallback's n_examples=32: the circuit numbers "
+        "on it rest on 5 rows"
+    ]
+    assert short_splits(Stream(), ["A"], ("val",), 32) == []

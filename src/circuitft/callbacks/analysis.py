@@ -81,10 +81,10 @@ def analyse(
     the work batch by batch (:func:`batches` gives the total).
 
     ``heldout``: each task's held-out rows (disjoint from its ``pairs``), on which its circuit is also scored
-    (the ``*_heldout`` keys of :mod:`circuitft.eap.heldout`; NaN with ``n_examples_heldout`` 0 without rows).
+    (the ``*_heldout`` keys of :mod:`circuitft.eap.heldout`; NaN with ``n_examples_heldout`` 0 for a task
+    without rows; None: no held-out keys).
     ``split_half``: tasks whose circuits are also found on the two halves of their rows, with the top-5% edge
     Jaccard of the two (``split_half_jaccard``: the overlap to expect from the rows alone)."""
-    heldout = heldout or {}
     results: dict[str, TaskResult] = {}
     for task, task_pairs in pairs.items():
         t0 = time.perf_counter()
@@ -96,11 +96,12 @@ def analyse(
         t0 = time.perf_counter()
         hook = _hook(report, task, "evaluate")
         _evaluate_on(model, task, pairs[task], r, results, circuits, settings, ranks, hook)
-        hook = _hook(report, task, "evaluate held-out")
-        r.summary.update(_heldout_on(model, task, heldout.get(task), r, settings, ranks, hook))
+        if heldout is not None:
+            hook = _hook(report, task, "evaluate held-out")
+            r.summary.update(_heldout_on(model, task, heldout.get(task), r, settings, ranks, hook))
         if task in split_half:
             r.summary["split_half_jaccard"] = _split_half(model, task, pairs[task], settings, ranks, report)
-        r.n_heldout = int(r.summary["n_examples_heldout"])
+        r.n_heldout = int(r.summary.get("n_examples_heldout", 0))
         r.seconds = round(r.seconds + time.perf_counter() - t0, 3)
     return results
 

@@ -9,8 +9,10 @@ training device, in the model's dtype unless ``dtype: float32``), and for each t
 
 1. scores every edge with :func:`circuitft.eap.attribute` on the task's first ``n_examples`` validation pairs,
 2. selects the circuit (top fraction of edges by default, pruned) and evaluates it, with its size curve
-   (faithfulness at 0.1% ... 100% of edges from the same scores) and, cross-task, every other task's
-   circuit on this task's data, all on the same clean and corrupted runs,
+   (faithfulness at 0.1% ... 100% of edges from the same scores, and MIB's CPR and CMD from it) and,
+   cross-task, every other task's circuit on this task's data, all on the same clean and corrupted runs;
+   then scores the circuit on the task's first ``n_examples`` test rows, which took no part in finding it
+   (``heldout``), and at stage ends (``split_half``) finds it on the two halves of its rows as well,
 3. writes ``<log_dir>/circuits/step<SSSSSS>/<task>.safetensors`` (named like the checkpoints),
 4. records a :class:`CircuitRecord` per task in ``<log_dir>/circuits/metrics.jsonl`` and logs
    ``circuit/<task>/...`` scalars, ``circuit_overlap/<a>~<b>/...``, ``circuit/seconds``, the strongest edges
@@ -23,6 +25,9 @@ on, on every rank; ``on_error: raise`` stops the run on every rank. Attribution 
 resumed run rewrites the same files and records (keyed by step and task): a run resumed from a checkpoint
 step re-analyses that step from the restored weights only where ``metrics.jsonl`` lacks a successful record
 of it (the analysis of a step runs before that step's checkpoint is saved).
+
+Task ends come from the stream's schedule (:mod:`circuitft.data.schedule`): every task of a mixed stage ends
+where the stage ends, and a record's ``trained_tasks`` lists every task of the stage trained at its step.
 
 Rank 0 shows a bar per analysis under circuitft's progress bar (``circuit AddSub @ step 40: attribute 3/8``)
 and prints one line per task after it (``echo``), with a warning for a task whose model accuracy at the end
@@ -373,7 +378,7 @@ class CircuitCallback(Callback):
             return out
 
         pairs = ranks.together("*", examples)
-        held = ranks.together("*", lambda: heldout(pairs)) if self.heldout else {}
+        held = ranks.together("*", lambda: heldout(pairs)) if self.heldout else None
         step = trainer.global_step
         halves = list(pairs) if self.split_half and step > 0 and step in self._ends(trainer) else []
         was_training = pl_module.model.training

@@ -7,7 +7,7 @@ import logging
 import math
 import sys
 import time
-from typing import TYPE_CHECKING
+from typing import Any
 
 import lightning as L
 
@@ -18,9 +18,7 @@ from circuitft.callbacks.ranks import AnalysisFailed
 from circuitft.callbacks.records import CircuitRecord, RecordLog
 from circuitft.names import check_name, inside
 
-if TYPE_CHECKING:
-    from circuitft.callbacks.circuit import CircuitCallback
-
+CircuitCallback = Any  # the callback whose output this is (not imported: circuit.py imports this module)
 log = logging.getLogger("circuitft")
 
 

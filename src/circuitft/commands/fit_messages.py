@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from circuitft.eap.summary import MIN_ROWS
+
 
 @dataclass
 class Resume:
@@ -108,20 +110,26 @@ def summary(
     circuits: Path | None,
     checkpoints: Path | None,
     argv: Sequence[str],
+    rows: dict[str, tuple[int, int]] | None = None,
 ) -> str:
-    """The end of a run: tasks, final accuracies, where the outputs are and how to look at them."""
+    """The end of a run: tasks, final accuracies, where the outputs are and how to look at them.
+
+    ``rows``: per task, the validation rows and the circuit analysis rows the accuracies rest on (printed
+    as ``n=...``, flagged under 20)."""
+    rows = rows or {}
     done = not total or step >= total
     head = f"run {root}: {len(names)} task(s) {' -> '.join(names)}, "
     head += f"finished at step {step}" if done else f"stopped at step {step} of {total}"
     lines = [head]
     for task in names:
         parts = []
+        n_val, n_circuit = rows.get(task, (None, None))
         if task in val_acc:
-            parts.append(f"validation accuracy {_fmt(val_acc[task])}")
+            parts.append(f"validation accuracy {_fmt(val_acc[task])}{_n(n_val)}")
         if f"final/{task}/accuracy" in final:
             parts.append(
                 f"model accuracy {_fmt(final[f'final/{task}/accuracy'])} and circuit faithfulness "
-                f"{_fmt(final[f'final/{task}/faithfulness'])} on the circuit examples"
+                f"{_fmt(final[f'final/{task}/faithfulness'])} on the circuit examples{_n(n_circuit)}"
             )
         if parts:
             lines.append(f"  {task}: {', '.join(parts)}")
@@ -136,6 +144,22 @@ def summary(
     )
     lines.append(f"  TensorBoard: {tensorboard_command(root)}")
     return "\n".join(lines)
+
+
+def few_rows(accuracies: dict[str, float], rows: dict[str, int], split: str) -> list[str]:
+    """A warning per task whose ``split`` accuracy rests on fewer than :data:`MIN_ROWS` rows."""
+    return [
+        f"warning: {split} accuracy of {task} ({_fmt(acc)}) rests on {rows[task]} rows (< {MIN_ROWS}): one row "
+        f"moves it by {100 / rows[task]:.0f} points"
+        for task, acc in accuracies.items()
+        if 0 < rows.get(task, MIN_ROWS) < MIN_ROWS
+    ]
+
+
+def _n(n: int | None) -> str:
+    if n is None:
+        return ""
+    return f" (n={n}{f', < {MIN_ROWS} rows' if 0 < n < MIN_ROWS else ''})"
 
 
 def _fmt(value: float) -> str:

@@ -91,6 +91,9 @@ def run_config(fit_config: Path, args: Sequence[str]) -> dict[str, Any]:
         node = cfg
         *parents, last = key.split(".")
         for part in parents:
+            if isinstance(node.get(part), list) and node[part] and isinstance(node[part][-1], dict):
+                node = node[part][-1]  # as jsonargparse: --trainer.callbacks.init_args.X sets the last one's
+                continue
             if not isinstance(node.get(part), dict):
                 node[part] = {}
             node = node[part]

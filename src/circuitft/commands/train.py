@@ -140,6 +140,12 @@ def _cli_class(argv: Sequence[str] = ()) -> type:
                     final, circuits = dict(cb.final), cb.folder  # (trainer.log_dir is a DDP collective)
             ckpt = getattr(tr.checkpoint_callback, "dirpath", None)
             total = sum(dm.task_steps()) if hasattr(dm, "task_steps") else 0
+            rows = {}
+            if hasattr(dm, "task_pairs"):
+                n_ex = next((cb.n_examples for cb in tr.callbacks if hasattr(cb, "n_examples")), None)
+                for t in names:
+                    n_val = len(dm.task_pairs(t, "val"))
+                    rows[t] = (n_val, min(n_val, n_ex) if n_ex else None)
             return fit_messages.summary(
                 Path(tr.default_root_dir),
                 names,
@@ -150,6 +156,7 @@ def _cli_class(argv: Sequence[str] = ()) -> type:
                 circuits,
                 Path(ckpt) if ckpt else None,
                 argv,
+                rows,
             )
 
         def before_validate(self) -> None:
@@ -157,6 +164,16 @@ def _cli_class(argv: Sequence[str] = ()) -> type:
 
         def before_test(self) -> None:
             self._check_kept_rows()
+
+        def after_test(self) -> None:
+            # accuracies on fewer than 20 rows are flagged where they are printed (Lightning's table above)
+            dm, metrics = self.datamodule, self.trainer.callback_metrics
+            if not self.trainer.is_global_zero or not hasattr(dm, "task_pairs"):
+                return
+            acc = {t: float(metrics[f"test/{t}/acc"]) for t in dm.names if f"test/{t}/acc" in metrics}
+            rows = {t: len(dm.task_pairs(t, "test")) for t in acc}
+            for line in fit_messages.few_rows(acc, rows, "test"):
+                print(line, file=sys.stderr, flush=True)
 
         def _check_kept_rows(self) -> None:
             # a resumed run (or validate/test of a run) must use the rows kept in <run>/data/

@@ -71,10 +71,6 @@ class Schedule:
             return self.names[:1]
         return [t for group in self.tasks[: self.stage_at(step) + 1] for t in group]
 
-    def stage_label(self, step: int) -> str:
-        """The name of the stage trained at ``step`` (a mixed stage: its ``name``, else its tasks joined by +)."""
-        return self.stages[self.stage_at(step)]
-
 
 def stage_tasks(stage: dict[str, Any]) -> list[str]:
     """Task names of one stage mapping (its ``mix`` components, or the stage itself)."""
