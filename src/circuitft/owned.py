@@ -58,8 +58,8 @@ def _legacy_run(folder: Path) -> bool:
 
 def _legacy_report(folder: Path, entries: list[Path]) -> bool:
     """A report written before the marker: exactly its layout (``index.html`` titled "circuitft report",
-    ``figures/`` of PNG and SVG, ``tables/`` of CSV, ``fit.json``) and nothing else."""
-    names = {e.name for e in entries}
+    ``figures/`` of PNG and SVG, ``tables/`` of CSV, ``fit.json``, the explorer pages) and nothing else."""
+    names = {e.name for e in entries if not (e.name.startswith("explorer") and e.name.endswith(".html"))}
     if not {"index.html", "figures", "tables"} <= names <= {"index.html", "figures", "tables", "fit.json"}:
         return False
     try:
