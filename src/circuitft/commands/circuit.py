@@ -1,6 +1,6 @@
 """``circuitft circuit``: score every edge of one model with EAP(-IG), select a circuit, evaluate it.
 
-    circuitft circuit --model SPEC [--adapter DIR | --ckpt FILE] --data FILE --method M [--ig_steps N]
+    circuitft circuit [--model SPEC] [--adapter DIR | --ckpt FILE] --data FILE --method M [--ig_steps N]
         [--metric kl] [--batch_size B] [--prepend_bos true|false] [--top_n N | --top_frac F | ...]
         [--seed S] --out DIR
 
@@ -28,6 +28,7 @@ from circuitft.commands.args import flag, make_parser, only_one, parse
 from circuitft.eap import DEFAULT_TOP_FRAC
 from circuitft.errors import ConfigError
 from circuitft.files import atomic_folder
+from circuitft.models import DEFAULT_MODEL
 from circuitft.outputs import check_writable
 
 SIZE_OPTIONS = ("top_n", "top_frac", "threshold", "greedy_n")
@@ -42,7 +43,8 @@ def build_parser(prog: str = "circuitft circuit") -> Any:
         "--model",
         type=str | None,
         default=None,
-        help="model spec (built-in name, folder or hub name); optional with --ckpt",
+        help=f"model spec (built-in name, folder or hub name; null: {DEFAULT_MODEL}, the embedded SmolLM2-135M-"
+        "Instruct, or with --ckpt the checkpoint's model)",
     )
     p.add_argument(
         "--adapter",
@@ -187,7 +189,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from circuitft.eap.graph import Graph
     from circuitft.eap.io import write_json, write_safetensors
     from circuitft.eap.metrics import check_metric, validate_pairs
-    from circuitft.eap.select import check_selection, select
+    from circuitft.eap.select import check_selection, select, select_default
     from circuitft.eap.summary import add_readings, smallest_reaching
 
     start = time.perf_counter()
@@ -227,7 +229,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             f"--threshold must be >= 0 (edges with |score| >= T are kept), got {args.threshold}"
         )
     if args.model is None and args.ckpt is None:
-        raise ConfigError("give --model SPEC (or --ckpt FILE, which names its model)")
+        args.model = DEFAULT_MODEL
     if args.adapter is not None and not (args.adapter / "adapter_config.json").is_file():
         raise ConfigError(f"--adapter {args.adapter}: not a peft adapter folder (no adapter_config.json)")
     if args.ckpt is not None and not args.ckpt.is_file():
@@ -258,6 +260,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     model = _analysis_model(args, spec).to(device)
     graph = Graph.from_model(model)
     check_selection(graph.n_edges, **sizes)
+    if not args.quiet:  # what it will run and roughly how long
+        from circuitft.commands.circuit_plan import start_line
+
+        plan = (model, graph.n_edges, pairs, args, len(curve_sizes), one_sided(args.size_curve), device)
+        print(start_line(*plan), file=sys.stderr, flush=True)
 
     # ---- attribute, select, evaluate ---------------------------------------------------------------
     torch.manual_seed(args.seed)
@@ -285,7 +292,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             progress=not args.quiet,
             dtype=args.dtype,
         )
-        select(graph, **sizes)
+        if resize:
+            select(graph, **sizes)
+        elif (note := select_default(graph)) is not None:  # a graph too small for the top 5%
+            print(f"note: {note}", file=sys.stderr)
+            sizes = {"top_n": graph.meta["selection"]["value"]}
     result = evaluate(
         model,
         graph,
@@ -313,6 +324,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         accuracy=args.accuracy,
         main=result,
         one_side=one_sided(args.size_curve) and chosen is not None and chosen[0] in ("top_n", "top_frac"),
+        progress=not args.quiet,
     )
     seconds_refs = time.perf_counter() - t_refs
     seconds = time.perf_counter() - start
