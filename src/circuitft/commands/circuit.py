@@ -134,7 +134,7 @@ def build_parser(prog: str = "circuitft circuit") -> Any:
         "--size_curve",
         type=str,
         default="auto",
-        help="faithfulness at several circuit sizes (0.5%% ... 50%% of the edges), for the smallest circuit "
+        help="faithfulness at several circuit sizes (0.5% ... 50% of the edges), for the smallest circuit "
         "reaching 0.8: auto (only the sizes on the side of the circuit that decides it), true (all), false, "
         "or fractions such as 0.01,0.05,0.1",
     )
