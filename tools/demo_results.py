@@ -25,7 +25,7 @@ import argparse
 import json
 import math
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +82,10 @@ def demo_numbers(folder: Path) -> dict[str, Any]:
         },
         "edge_change_pct": [_r(min(changes), 0), _r(max(changes), 0)] if changes else None,
         "node_jaccard": [_r(min(nodes)), _r(max(nodes))] if nodes else None,
-        "overlap_top5_edges": {"step": last, "jaccard": _r(top_jaccard(run.graph(last, a), run.graph(last, b)))},
+        "overlap_top5_edges": {
+            "step": last,
+            "jaccard": _r(top_jaccard(run.graph(last, a), run.graph(last, b))),
+        },
     }
 
 
@@ -104,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         "name": "demo",
         "command": args.command,
         "config": args.config,
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
         "model": config.get("model", {}).get("model"),
         "seed": config.get("seed_everything"),
         "numbers": numbers,
