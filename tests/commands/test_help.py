@@ -21,7 +21,9 @@ import contextlib, io, sys
 from circuitft.cli import main
 with contextlib.redirect_stdout(io.StringIO()) as out:
     assert main(sys.argv[1:]) == 0
-heavy = sorted({m.split(".")[0] for m in sys.modules} & {"peft", "accelerate", "circuitft.models.loading"})
+heavy = sorted({m.split(".")[0] for m in sys.modules} & {"peft", "accelerate"})
+if sys.argv[1] == "tasks":  # tasks --help needs neither Lightning nor torch
+    heavy += [m for m in ("torch", "lightning") if m in sys.modules]
 heavy += [m for m in ("circuitft.models.loading", "circuitft.models.lora") if m in sys.modules]
 print(len(out.getvalue().splitlines()), " ".join(heavy))
 """
