@@ -18,6 +18,15 @@ from circuitft.dtypes import DTYPES
 from circuitft.errors import ConfigError
 
 CKPT_KEY = "circuitft"
+
+
+def __getattr__(name: str) -> Any:
+    """``load_model``, ``wrap_lora`` and ``LoadedModel`` as before (they load with :mod:`circuitft.models`)."""
+    if name in ("load_model", "wrap_lora", "LoadedModel"):
+        return getattr(models, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 MODEL_KEYS = ("model", "model_seed", "lora_r", "lora_alpha", "target_modules")
 
 
