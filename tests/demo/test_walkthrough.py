@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -24,7 +25,9 @@ def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 def test_walkthrough_runs_on_tiny_gpt2(tmp_path: Path) -> None:
     out = tmp_path / "wt"
-    proc = _run("--model", "tiny-gpt2", "--out", str(out), cwd=tmp_path)
+    proc = _run(
+        "--model", "tiny-gpt2", "--out", str(out), "--results", str(tmp_path / "r.json"), cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = proc.stdout
     for expected in (
@@ -40,6 +43,12 @@ def test_walkthrough_runs_on_tiny_gpt2(tmp_path: Path) -> None:
     assert (out / "run" / "checkpoints" / "last.ckpt").is_file()
     assert (out / "run" / "data" / "AddSub" / "train.csv").is_file()  # the run kept its held-out rows
     _overlaps_agree(text)
+    numbers = json.loads((tmp_path / "r.json").read_text())["numbers"]  # the printed numbers, as a file
+    assert f"edge Jaccard {numbers['edge_jaccard']:.2f}" in text
+    assert (
+        f"tuned:   {numbers['edges']['tuned']} edges, faithfulness {numbers['tuned']['faithfulness']:.2f}"
+        in text
+    )
 
 
 def _overlaps_agree(text: str) -> None:
