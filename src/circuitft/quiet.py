@@ -20,7 +20,8 @@ Lightning's info lines (a ``logging.Filter`` on its rank-zero logger, by the lin
 - "Seed set to 0" (the seed is in the run's ``config.yaml``), from Lightning's seed logger;
 - "Restoring states from the checkpoint path at ..." on resume (``fit`` prints its own resume line).
 
-transformers' "Loading weights" bar is hidden by :func:`circuitft.models.loading.load_model` (same switch).
+transformers' "Loading weights" bar of ``fit``'s model load is hidden by :class:`~circuitft.training.module.LoRAModule`
+(same switch).
 """
 
 from __future__ import annotations

@@ -89,7 +89,7 @@ def analyse(
     circuits = {task: r.graph.in_graph.clone() for task, r in results.items()}
     for task, r in results.items():
         t0 = time.perf_counter()
-        hook = _hook(report, task, "evaluate + size curve" if settings.sizes else "evaluate")
+        hook = _hook(report, task, "evaluate")  # the circuit, its size curve and cross-task, in one pass
         _evaluate_on(model, task, pairs[task], r, results, circuits, settings, ranks, hook)
         r.seconds = round(r.seconds + time.perf_counter() - t0, 3)
     return results

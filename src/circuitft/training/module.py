@@ -26,6 +26,7 @@ from circuitft.dtypes import DTYPES, MODEL_DTYPES
 from circuitft.eap.metrics import ACCURACIES
 from circuitft.errors import ConfigError
 from circuitft.models import DEFAULT_MODEL
+from circuitft.quiet import verbose
 from circuitft.training import optim
 from circuitft.training.answers import answer_logits, answer_loss, exact_match
 from circuitft.training.checkpoint import CKPT_KEY, adapter_signature, check_adapter_state
@@ -87,7 +88,8 @@ class LoRAModule(L.LightningModule):
         self.strict_loading = False  # checkpoints carry the adapter only
         if lora_plan not in ("uniform", "circuit"):
             raise ConfigError(f"model.lora_plan must be 'uniform' or 'circuit', got {lora_plan!r}")
-        loaded = models.load_model(model, DTYPES[dtype], seed=model_seed)
+        # transformers' "Loading weights" bar (a local load of a second or less) only with CIRCUITFT_VERBOSE=1
+        loaded = models.load_model(model, DTYPES[dtype], seed=model_seed, progress=verbose())
         self.lora_plan_record: dict[str, Any] | None = None  # CircuitLoRA plan, once applied
         if lora_plan == "circuit":  # the adapter is planned in setup(), when the data is there
             from circuitft.circuitlora.apply import check_plannable
