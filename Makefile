@@ -44,9 +44,11 @@ demo: install
 	  echo " start over: make clean && make demo)"; \
 	else $(BIN)/circuitft fit --config configs/demo.yaml; fi
 	$(BIN)/circuitft report runs/demo --out runs/demo/report
+	$(BIN)/python tools/demo_results.py runs/demo --out docs/results/demo.json
 	@echo ""
 	@echo "The demo's report:  runs/demo/report/index.html  (open it in a browser; figures and CSV tables beside it)"
 	@echo "TensorBoard:        $(BIN)/tensorboard --logdir runs/demo"
+	@echo "The guide's numbers: docs/results/demo.json (git diff docs/results/ shows whether this run reproduced them)"
 
 clean:
 	rm -rf runs lightning_logs

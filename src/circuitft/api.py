@@ -15,6 +15,7 @@ Everything here is a thin layer over :mod:`circuitft.models`, :mod:`circuitft.da
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from circuitft.limits import MAX_BATCH_SIZE, MAX_IG_STEPS, MAX_ROWS
 from circuitft.models.loading import LoadedModel
 
 ModelLike = LoadedModel | torch.nn.Module
+log = logging.getLogger("circuitft")
 
 
 def load(
@@ -111,12 +113,14 @@ def find_circuit(
     batch_size: int = 8,
     progress: bool = True,
 ) -> Graph:
-    """Score every edge of ``model`` on ``pairs`` and select the circuit (default: top 5% of edges, pruned).
+    """Score every edge of ``model`` on ``pairs`` and select the circuit (default: top 5% of edges, pruned; on a
+    graph too small for any of them to survive pruning, the smallest top-n that keeps a connected circuit, said in
+    one logged line).
 
     Returns the :class:`~circuitft.eap.graph.Graph`: ``scores`` for every edge, ``in_graph`` for the circuit.
     """
     from circuitft.eap.attribute import attribute
-    from circuitft.eap.select import select
+    from circuitft.eap.select import select, select_default
 
     net = _module(model)
     need(pairs, "pairs", PromptPairs)
@@ -139,9 +143,12 @@ def find_circuit(
         progress=progress,
     )
     sizes = {"top_n": top_n, "top_frac": top_frac, "threshold": threshold}
-    if all(v is None for v in sizes.values()):
-        sizes["top_frac"] = DEFAULT_TOP_FRAC
-    return select(graph, **sizes)
+    if any(v is not None for v in sizes.values()):
+        return select(graph, **sizes)
+    note = select_default(graph)  # the top 5%, or on a graph too small for it the smallest connected circuit
+    if note is not None:
+        log.warning(note)
+    return graph
 
 
 def evaluate_circuit(

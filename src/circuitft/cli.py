@@ -48,8 +48,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 def _usage() -> str:
     lines = ["usage: circuitft COMMAND [ARGS]", "", "commands:"]
-    width = max(10, *map(len, COMMANDS))
-    lines += [f"  {name:<{width}} {help_}" for name, (_, help_) in COMMANDS.items()]
+    width = max(len(name) for name in COMMANDS)
+    lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
     lines += ["", "Run `circuitft COMMAND --help` for the options of a command."]
     return "\n".join(lines)
 

@@ -18,7 +18,12 @@ Lightning's info lines (a ``logging.Filter`` on its rank-zero logger, by the lin
 
 - "GPU available: ...", "TPU available: ...", "LOCAL_RANK: 0 - CUDA_VISIBLE_DEVICES: ...";
 - the "💡 Tip: ... litlogger" and "... litmodels" advertisements;
-- "`Trainer.fit` stopped: `max_epochs=N` reached." (epochs are tasks here; circuitft prints its own summary).
+- "`Trainer.fit` stopped: `max_epochs=N` reached." (epochs are tasks here; circuitft prints its own summary);
+- "Seed set to 0" (the seed is in the run's ``config.yaml``), from Lightning's seed logger;
+- "Restoring states from the checkpoint path at ..." on resume (``fit`` prints its own resume line).
+
+transformers' "Loading weights" bar of ``fit``'s model load is hidden by :class:`~circuitft.training.module.LoRAModule`
+(same switch).
 """
 
 from __future__ import annotations
@@ -42,11 +47,16 @@ INFO_LINES: tuple[str, ...] = (
     "💡 Tip: For seamless cloud logging",
     "💡 Tip: For seamless cloud uploads",
     "`Trainer.fit` stopped: `max_epochs=",
+    "Seed set to ",
+    "[rank: 0] Seed set to ",
 )
+# a resume's "Restoring states from ..." (fit prints its own line naming the checkpoint and the step)
+RESUME_LINES: tuple[str, ...] = ("Restoring states from the checkpoint path at ",)
 LIGHTNING_LOGGERS = (
     "lightning.pytorch.utilities.rank_zero",
     "lightning.fabric.utilities.rank_zero",
     "lightning.pytorch.accelerators.cuda",
+    "lightning.fabric.utilities.seed",
 )
 
 
@@ -76,4 +86,4 @@ def quiet_framework() -> None:
     for name in LIGHTNING_LOGGERS:
         logger = logging.getLogger(name)
         if not any(isinstance(f, NamedLines) for f in logger.filters):
-            logger.addFilter(NamedLines(INFO_LINES))
+            logger.addFilter(NamedLines(INFO_LINES + RESUME_LINES))

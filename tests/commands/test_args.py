@@ -245,7 +245,7 @@ def test_sweep_help_documents_the_sweep_file(capsys: pytest.CaptureFixture) -> N
             ["tasks", "show", "Add", "--split", "dev"],
             "--split: expected one of train, val, test, all, got 'dev'",
         ),
-        (["tasks", "check", "rows.csv"], "the following arguments are required: --model"),
+        (["tasks", "check", "rows.csv"], "rows.csv: file not found"),  # --model defaults to SmolLM2
         (["tasks", "make", "--n", "3"], "the following arguments are required: NAME"),
         (["tasks"], "missing ACTION: one of list, show, make, check"),
         (["sweep", "--config", str(QUICK_PAIRS), "--shard", "2/2"], "--shard 2/2: need 0 <= i < N"),

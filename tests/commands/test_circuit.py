@@ -112,8 +112,13 @@ def test_gqa_model_default_size_and_adapter(tmp_path: Path, data: Path, tiny) ->
     g = load_graph(outs["base"] / "graph.safetensors")
     assert g.cfg.grouped and "input->a0.g1<k>" in g.cfg.edge_names
     metrics = json.loads((outs["base"] / "metrics.json").read_text())
-    assert metrics["selection"]["option"] == "top_frac" and metrics["selection"]["value"] == 0.05
-    assert metrics["n_edges"] <= int(0.05 * g.n_edges) == 4  # may prune to nothing on a random model
+    selection = metrics["selection"]
+    if selection["option"] == "top_frac":
+        assert selection["value"] == 0.05 and metrics["n_edges"] <= int(0.05 * g.n_edges) == 4
+    else:  # the top 5% prunes to nothing on this random model: the smallest size that keeps a circuit
+        assert selection["option"] == "top_n" and selection["default_top_frac"] == 0.05
+        assert selection["value"] > int(0.05 * g.n_edges) == 4
+    assert metrics["n_edges"] >= 1
     lora_scores = load_graph(outs["lora"] / "graph.safetensors").scores
     scale = g.scores.abs().max()
     assert (lora_scores - g.scores).abs().max() > 1e-3 * scale  # the adapter was merged in

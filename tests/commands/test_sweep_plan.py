@@ -225,6 +225,43 @@ def test_dry_run_counts_match_a_real_run(tmp_path, capsys, monkeypatch):
     lines, after = dry_run(capsys, "--config", spec)
     assert after["Add__Sub"] == ["Add -> Sub", "8", str(len(records)), "done"]
     assert lines[-1].startswith("time: about ") and "estimated from 1 finished run in runs/p/" in lines[-1]
+    # the estimate against a finished run: the other pair (same steps and analyses) timed for real
+    estimate = re.match(r"time: about (?:(\d+) min )?(\d+) s for the 1 run to go", lines[-1])
+    assert estimate and "s to start each run, loading the model" in lines[-1], lines[-1]
+    predicted = 60 * int(estimate.group(1) or 0) + int(estimate.group(2))
+    started = time.monotonic()
+    assert main(["sweep", "--config", str(spec), "--only", "Sub__Add"]) == 0
+    took = time.monotonic() - started
+    assert took / 2 <= predicted <= took * 2, (predicted, took)  # the issue's 2 min 12 s for 5 x 47.7 s
+
+
+def test_suggested_command_keeps_the_options_given(tmp_path, capsys, monkeypatch):
+    """The issue's case: `sweep --root_dir DIR --dry_run` suggested an --only command without --root_dir."""
+    monkeypatch.chdir(tmp_path)
+    argv = ["--config", str(QUICK_PAIRS), "--root_dir", "my runs", "--shard", "1/2", "--dry_run"]
+    assert main(["sweep", *argv, "--", "--model.lr", "0.1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1] == (
+        "time: no estimate: no finished run in my runs/ yet; run one with "
+        f"`circuitft sweep --config {QUICK_PAIRS} --root_dir 'my runs' --only FloorDiv__Abs -- --model.lr 0.1`"
+        ", then --dry_run again"
+    )  # --shard left out: it would take its share of the one run --only names
+
+
+def test_estimate_counts_each_runs_start_up(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path / "runs" / "quick_pairs"
+    _finished_run(root / "FloorDiv__Modulo", time.time())  # events span 40 s
+    (root / "FloorDiv__Modulo" / "DONE").write_text("finished\nseconds: 52.0\n")  # the sweep's wall time
+    lines, _ = dry_run(capsys, "--config", QUICK_PAIRS, "--only", "FloorDiv__Modulo", "Abs__Modulo")
+    m = re.fullmatch(
+        r"time: about (.+) for the 1 run to go, estimated from 1 finished run in runs/quick_pairs/ "
+        r"\(([\d.]+) s per training step .*, ([\d.]+) s per analysis; 12 s to start each run, loading the model\)",
+        lines[-1],
+    )
+    assert m, lines[-1]
+    step_s, analysis_s = float(m.group(2)), float(m.group(3))
+    assert m.group(1) == sweep_plan.duration(16 * step_s + 4 * analysis_s + 12)
 
 
 def test_run_config_sets_an_option_of_the_last_callback():

@@ -82,3 +82,33 @@ def test_the_reported_failure_capitals_without_leading_space(capsys, tmp_path: P
     assert f"circuitft tasks check {bad} --model smollm2-135m" in capsys.readouterr().err
     code, out, err = run(capsys, REPO / "demo" / "data" / "capitals.csv", "--model", "smollm2-135m")
     assert "20 rows OK" in out and "running text" not in err and "< 20%" not in err
+
+
+def test_misses_show_every_expected_and_predicted_token(capsys) -> None:
+    """The issue's case: "answer '15' starts with token '1'; the model predicts '1'" hid the token that differs."""
+    import ast
+    import re
+
+    code, out, _ = run(capsys, REPO / "demo" / "data" / "addsub_val.csv", "--model", "tiny-gpt2")
+    misses = [ln for ln in out.splitlines() if ln.startswith("  row ")]
+    assert code == 0 and len(misses) == 5
+    for line in misses:
+        answer = re.search(r"answer '([^']*)'", line).group(1)
+        tokens = re.search(r"expected tokens (\[.*?\]), predicted (\[.*?\])", line)
+        expected, predicted = ast.literal_eval(tokens.group(1)), ast.literal_eval(tokens.group(2))
+        assert "".join(expected) == answer and len(predicted) == len(expected)
+
+
+def test_a_miss_on_a_later_token_names_it() -> None:
+    from circuitft.commands.tasks_check import miss_text
+
+    class Digits:  # token id i decodes to str(i)
+        def decode(self, ids: list[int]) -> str:
+            return "".join(str(i) for i in ids)
+
+    assert miss_text(Digits(), "15", [1, 5], [1, 2]) == (
+        "answer '15': expected tokens ['1', '5'], predicted ['1', '2'] (token 2 differs: '5' expected, '2' predicted)"
+    )
+    assert miss_text(Digits(), "15", [1, 5], [3, 5]).startswith(
+        "answer '15' starts with token '1'; the model predicts '3' (expected tokens ['1', '5'], predicted ['3', '5'])"
+    )

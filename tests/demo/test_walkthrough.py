@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +25,9 @@ def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 def test_walkthrough_runs_on_tiny_gpt2(tmp_path: Path) -> None:
     out = tmp_path / "wt"
-    proc = _run("--model", "tiny-gpt2", "--out", str(out), cwd=tmp_path)
+    proc = _run(
+        "--model", "tiny-gpt2", "--out", str(out), "--results", str(tmp_path / "r.json"), cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = proc.stdout
     for expected in (
@@ -38,6 +42,30 @@ def test_walkthrough_runs_on_tiny_gpt2(tmp_path: Path) -> None:
         assert (out / f"{name}.png").stat().st_size > 1000 and (out / f"{name}.svg").is_file()
     assert (out / "run" / "checkpoints" / "last.ckpt").is_file()
     assert (out / "run" / "data" / "AddSub" / "train.csv").is_file()  # the run kept its held-out rows
+    _overlaps_agree(text)
+    numbers = json.loads((tmp_path / "r.json").read_text())["numbers"]  # the printed numbers, as a file
+    assert f"edge Jaccard {numbers['edge_jaccard']:.2f}" in text
+    assert (
+        f"tuned:   {numbers['edges']['tuned']} edges, faithfulness {numbers['tuned']['faithfulness']:.2f}"
+        in text
+    )
+
+
+def _overlaps_agree(text: str) -> None:
+    """The issue's case: "edge Jaccard 0.00" printed beside "edge change (top 5%) 0.20". The default circuit
+    now has edges on tiny-gpt2, and each printed overlap follows from the counts printed with it."""
+    untuned = re.search(r"untuned: (\d+) of (\d+) edges", text)
+    assert untuned and int(untuned.group(1)) >= 1, text
+    m = re.search(r"circuit edges: (\d+) untuned, (\d+) tuned, (\d+) shared \(edge Jaccard ([\d.]+)\)", text)
+    assert m, text
+    a, b, shared, jaccard = int(m.group(1)), int(m.group(2)), int(m.group(3)), float(m.group(4))
+    assert a == int(untuned.group(1)) and b >= 1
+    assert jaccard == pytest.approx(shared / (a + b - shared), abs=0.005)
+    top = re.search(r"\(k = (\d+)\): edge change ([\d.]+), Jaccard ([\d.]+)", text)
+    assert top, text
+    k, change, top_jaccard = int(top.group(1)), float(top.group(2)), float(top.group(3))
+    kept = round((1 - change) * k)
+    assert top_jaccard == pytest.approx(kept / (2 * k - kept), abs=0.005)
 
 
 def test_notebook_is_the_script(tmp_path: Path) -> None:

@@ -248,3 +248,29 @@ def test_topn_breaks_ties_in_canonical_order_like_top_k_edges() -> None:
         g.cfg.real_edge_mask.flatten().nonzero().flatten()[:4]
     )  # the ties taken: the first by position
     assert g.in_graph.flatten()[first_real].all()
+
+
+@pytest.mark.parametrize("cfg", [GraphConfig(2, 4), GraphConfig(2, 4, 2), GraphConfig(3, 4)])
+def test_select_default_widens_only_when_the_top_5pct_prunes_to_nothing(cfg: GraphConfig) -> None:
+    """The issue's case: the top 5% of 82-110 edges pruned to 0 on the tiny models. The default keeps the top
+    5% when any of it survives pruning, else takes the smallest top-n that keeps an edge, and says so."""
+    from circuitft.eap.select import select_default
+
+    widened = kept = 0
+    for seed in range(12):
+        g = scored(cfg, seed)
+        plain = scored(cfg, seed)
+        select(plain, top_frac=0.05)
+        note = select_default(g)
+        if plain.count_edges() > 0:
+            assert note is None and torch.equal(g.in_graph, plain.in_graph)
+            assert g.meta["selection"]["option"] == "top_frac"
+            kept += 1
+            continue
+        widened += 1
+        n = g.meta["selection"]["value"]
+        assert g.meta["selection"]["option"] == "top_n" and g.meta["selection"]["default_top_frac"] == 0.05
+        assert g.count_edges() >= 1 and note is not None and f"the top {n} edges" in note
+        select(plain, top_n=n - 1)
+        assert plain.count_edges() == 0  # the smallest such size
+    assert widened + kept == 12 and widened >= 1

@@ -13,12 +13,14 @@ circuit, the size curve from ``b``'s scores and, for cross-task faithfulness, ev
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from tqdm import tqdm
 
 from circuitft.callbacks.ranks import AnalysisFailed, Ranks
 from circuitft.data.pairs import PromptPairs
@@ -64,6 +66,7 @@ def size_key(fraction: float) -> str:
     return repr(float(fraction))
 
 
+_SAID: list[str] = []  # the note on widened default circuits, printed once per process
 # told (task, phase, done, total) after each batch of this rank's share: phase "attribute" or "evaluate"
 Report = Callable[[str, str, int, int], None]
 
@@ -89,12 +92,15 @@ def analyse(
     for task, task_pairs in pairs.items():
         t0 = time.perf_counter()
         graph = _scores(model, task, task_pairs, settings, ranks, _hook(report, task, "attribute"))
-        ranks.together(task, lambda graph=graph: _select(graph, settings))
+        note = ranks.together(task, lambda graph=graph: _select(graph, settings))
+        if note is not None and ranks.rank == 0 and not _SAID:
+            _SAID.append(note)
+            tqdm.write(f"note: {note} (this run's default circuits, each task and step)", file=sys.stderr)
         results[task] = TaskResult(graph, len(task_pairs), {}, seconds=time.perf_counter() - t0)
     circuits = {task: r.graph.in_graph.clone() for task, r in results.items()}
     for task, r in results.items():
         t0 = time.perf_counter()
-        hook = _hook(report, task, "evaluate")
+        hook = _hook(report, task, "evaluate")  # the circuit, its size curve and cross-task, in one pass
         _evaluate_on(model, task, pairs[task], r, results, circuits, settings, ranks, hook)
         if heldout is not None:
             hook = _hook(report, task, "evaluate held-out")
@@ -168,10 +174,15 @@ def _scores(
     return graph
 
 
-def _select(graph: Graph, s: AnalysisSettings) -> None:
-    from circuitft.eap.select import select
+def _select(graph: Graph, s: AnalysisSettings) -> str | None:
+    from circuitft.eap.select import select, select_default
 
+    if s.top_n is None and s.top_frac == DEFAULT_TOP_FRAC:  # on a graph too small for the top 5% to survive
+        return select_default(
+            graph
+        )  # pruning, the smallest connected circuit (a note, said once per process)
     select(graph, top_n=s.top_n, top_frac=s.top_frac)
+    return None
 
 
 def _evaluate_on(

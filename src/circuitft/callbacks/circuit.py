@@ -70,10 +70,14 @@ class CircuitCallback(Callback):
         every_n_steps: analyse every n optimizer steps; None follows the checkpoint interval
             (``every_n_train_steps`` of the run's ModelCheckpoint), and task ends only if it has none.
         tasks: ``seen`` (tasks trained so far, the current one included), ``all``, or a list of names.
-        method, metric, ig_steps: attribution settings (see ``circuitft circuit --help``).
+        method: attribution method: ``EAP-IG-inputs``, ``EAP``, ``EAP-IG-activations``, ``clean-corrupted``,
+            ``exact`` (see ``circuitft circuit --help``).
+        metric: what a circuit must preserve: ``kl``, ``logit_diff``, ``prob_diff`` or ``logprob``.
+        ig_steps: integrated-gradient steps of the EAP-IG methods.
         n_examples: validation pairs per task used for attribution and evaluation (the first n).
         batch_size: attribution and evaluation batch size (per GPU).
-        top_frac, top_n: circuit size (exactly one; default 5% of the edges, as in the prior work).
+        top_frac: circuit size as a fraction of the edges (default 5%, as in the prior work), then pruned.
+        top_n: circuit size as a number of edges (replaces ``top_frac``).
         at_start: also analyse the model before any training (step 0).
         save_json: also write the reference library's ``graph.json`` next to each safetensors file.
         dtype: None keeps the model's dtype (float32 attribution buffers); ``float32`` analyses a float32

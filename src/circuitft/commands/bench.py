@@ -34,6 +34,7 @@ from circuitft.dtypes import dtype_name
 from circuitft.eap import DEFAULT_TOP_FRAC
 from circuitft.eap.topk import top_k
 from circuitft.errors import ConfigError
+from circuitft.models import DEFAULT_MODEL
 
 KEYS = (
     "model",
@@ -141,7 +142,7 @@ def _timed(fn: Callable[[], object], device: torch.device, cpu: list[float] | No
 
 
 def run_eap_bench(
-    model_spec: str = "smollm2-135m",
+    model_spec: str = DEFAULT_MODEL,
     batch_size: int = 6,
     seq_len: int = 25,
     batches: int = 2,
@@ -358,7 +359,12 @@ def _parser() -> Any:
 
     p = make_parser("circuitft bench", __doc__.splitlines()[0])
     p.add_argument("which", type=Literal["eap"], metavar="BENCHMARK", help="benchmark to run: eap")
-    p.add_argument("--model", type=str, default="smollm2-135m", help="model spec")
+    p.add_argument(
+        "--model",
+        type=str,
+        default=DEFAULT_MODEL,
+        help=f"model spec (default: {DEFAULT_MODEL}, the embedded SmolLM2-135M-Instruct)",
+    )
     p.add_argument("--batch_size", type=int, default=6, help="examples per batch")
     p.add_argument("--seq_len", type=int, default=25, help="tokens per synthetic example")
     p.add_argument("--batches", type=int, default=2, help="batches per timed run")

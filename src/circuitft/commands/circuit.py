@@ -1,6 +1,6 @@
 """``circuitft circuit``: score every edge of one model with EAP(-IG), select a circuit, evaluate it.
 
-    circuitft circuit --model SPEC [--adapter DIR | --ckpt FILE] --data FILE --method M [--ig_steps N]
+    circuitft circuit [--model SPEC] [--adapter DIR | --ckpt FILE] --data FILE --method M [--ig_steps N]
         [--metric kl] [--batch_size B] [--prepend_bos true|false] [--top_n N | --top_frac F | ...]
         [--seed S] --out DIR
 
@@ -37,6 +37,7 @@ from circuitft.eap import DEFAULT_TOP_FRAC
 from circuitft.errors import ConfigError
 from circuitft.files import atomic_folder
 from circuitft.limits import MAX_BATCH_SIZE, MAX_IG_STEPS, check_count
+from circuitft.models import DEFAULT_MODEL
 from circuitft.outputs import check_writable
 from circuitft.owned import check_owned, mark
 
@@ -52,7 +53,8 @@ def build_parser(prog: str = "circuitft circuit") -> Any:
         "--model",
         type=str | None,
         default=None,
-        help="model spec (built-in name, folder or hub name); optional with --ckpt",
+        help=f"model spec (built-in name, folder or hub name; null: {DEFAULT_MODEL}, the embedded SmolLM2-135M-"
+        "Instruct, or with --ckpt the checkpoint's model)",
     )
     p.add_argument(
         "--adapter",
@@ -142,9 +144,9 @@ def build_parser(prog: str = "circuitft circuit") -> Any:
         "--size_curve",
         type=str,
         default="auto",
-        help="faithfulness at several circuit sizes (0.5%% ... 50%% of the edges), for the smallest circuit "
+        help="faithfulness at several circuit sizes (0.5% ... 50% of the edges), for the smallest circuit "
         "reaching 0.8: auto (only the sizes on the side of the circuit that decides it), true (all), false, "
-        "mib (MIB's fractions 0.1%% ... 100%%, for cpr and cmd) or fractions such as 0.01,0.05,0.1",
+        "mib (MIB's fractions 0.1% ... 100%, for cpr and cmd) or fractions such as 0.01,0.05,0.1",
     )
     p.add_argument(
         "--heldout_data",
@@ -163,7 +165,7 @@ def build_parser(prog: str = "circuitft circuit") -> Any:
     p.add_argument(
         "--mib",
         **flag(
-            "also write the circuits at MIB's edge fractions (0.1%% ... 50%%) and the edge scores as "
+            "also write the circuits at MIB's edge fractions (0.1% ... 50%) and the edge scores as "
             "DIR/mib/<task>_<model>/, the layout MIB's circuit-track evaluation reads; the size curve then "
             "holds MIB's fractions (for cpr and cmd)"
         ),
@@ -221,7 +223,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from circuitft.eap.io import write_json, write_safetensors
     from circuitft.eap.metrics import check_metric, validate_pairs
     from circuitft.eap.mib import MIB_FRACTIONS, at_fractions, mib_areas, write_mib
-    from circuitft.eap.select import check_selection, select
+    from circuitft.eap.select import check_selection, select, select_default
     from circuitft.eap.summary import add_readings, smallest_reaching
 
     start = time.perf_counter()
@@ -271,7 +273,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             f"--threshold must be >= 0 (edges with |score| >= T are kept), got {args.threshold}"
         )
     if args.model is None and args.ckpt is None:
-        raise ConfigError("give --model SPEC (or --ckpt FILE, which names its model)")
+        args.model = DEFAULT_MODEL
     if args.adapter is not None and not (args.adapter / "adapter_config.json").is_file():
         raise ConfigError(f"--adapter {args.adapter}: not a peft adapter folder (no adapter_config.json)")
     if args.ckpt is not None and not args.ckpt.is_file():
@@ -304,6 +306,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     model = _analysis_model(args, spec).to(device)
     graph = Graph.from_model(model)
     check_selection(graph.n_edges, **sizes)
+    if not args.quiet:  # what it will run and roughly how long
+        from circuitft.commands.circuit_plan import start_line
+
+        plan = (model, graph.n_edges, pairs, args, len(curve_sizes), one_sided(args.size_curve), device)
+        print(start_line(*plan), file=sys.stderr, flush=True)
 
     # ---- attribute, select, evaluate ---------------------------------------------------------------
     torch.manual_seed(args.seed)
@@ -331,7 +338,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             progress=not args.quiet,
             dtype=args.dtype,
         )
-        select(graph, **sizes)
+        if resize:
+            select(graph, **sizes)
+        elif (note := select_default(graph)) is not None:  # a graph too small for the top 5%
+            print(f"note: {note}", file=sys.stderr)
+            sizes = {"top_n": graph.meta["selection"]["value"]}
     result = evaluate(
         model,
         graph,
@@ -369,6 +380,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         accuracy=args.accuracy,
         main=result,
         one_side=one_sided(args.size_curve) and chosen is not None and chosen[0] in ("top_n", "top_frac"),
+        progress=not args.quiet,
     )
     seconds_refs = time.perf_counter() - t_refs
     seconds = time.perf_counter() - start

@@ -26,8 +26,10 @@ import itertools
 import json
 import math
 import os
+import shlex
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -322,6 +324,30 @@ def fit_command(fit_config: Path, folder: Path, run: Run, extra: Sequence[str], 
     return cmd
 
 
+def one_run_command(argv: Sequence[str], name: str) -> str:
+    """``circuitft sweep ARGS --only NAME``: the user's arguments (config, root folder, fit arguments after
+    ``--``, ...) without ``--dry_run``, ``--only`` and ``--shard`` (``--only`` names the one run, and a shard
+    would take its share of that one run)."""
+    argv = list(argv)
+    cut = argv.index("--") if "--" in argv else len(argv)
+    head, tail = argv[:cut], argv[cut:]
+    kept: list[str] = []
+    i = 0
+    while i < len(head):
+        arg = head[i]
+        i += 1
+        if arg == "--only":  # and every name after it
+            while i < len(head) and not head[i].startswith("-"):
+                i += 1
+        elif arg == "--shard":
+            i += 1
+        elif arg == "--dry_run":  # and its optional true/false
+            i += int(i < len(head) and head[i].lower() in ("true", "false", "yes", "no"))
+        elif not arg.startswith(("--dry_run=", "--shard=", "--only=")):
+            kept.append(arg)
+    return shlex.join(["circuitft", "sweep", *kept, "--only", name, *tail])
+
+
 def main(name: str, argv: Sequence[str]) -> int:
     """Entry point of ``circuitft sweep``."""
     args = parse(build_parser(f"circuitft {name}"), after_dashes(argv))
@@ -342,7 +368,8 @@ def main(name: str, argv: Sequence[str]) -> int:
     if args.dry_run:
         from circuitft.commands.sweep_plan import plan_table
 
-        print(plan_table(fit_config, root, mine, args.extra, sweep_file=_sweep_file(args)))
+        rerun = lambda name: one_run_command(argv, name)  # noqa: E731
+        print(plan_table(fit_config, root, mine, args.extra, sweep_file=_sweep_file(args), rerun=rerun))
         return 0
     failed, busy = [], []
     for k, run in enumerate(mine, 1):
@@ -362,13 +389,14 @@ def main(name: str, argv: Sequence[str]) -> int:
             if state == "done":
                 continue
             cmd = fit_command(fit_config, folder, run, args.extra, resume=state == "resume")
+            started = time.monotonic()
             rc = subprocess.call(cmd, env={**os.environ, OWNER_ENV: str(os.getpid())})
             if rc != 0:
                 print(f"error: run {run.name} failed with exit status {rc}", file=sys.stderr)
                 failed.append(run.name)
                 continue
             tmp = folder / f".{DONE}.tmp"
-            tmp.write_text("finished\n")
+            tmp.write_text(f"finished\nseconds: {time.monotonic() - started:.1f}\n")  # the dry run's estimate
             os.replace(tmp, folder / DONE)
         finally:
             lock.release()

@@ -10,15 +10,16 @@ The state of a run comes from its folder: ``done`` (``DONE``), ``locked`` (a liv
 lock: another worker trains it), ``partial (at step N)`` (checkpoints, the last at step N; it resumes from
 there) or ``new``. The time estimate comes from the sweep's finished runs only, from what their folders
 recorded: the span of their TensorBoard events (training, validation, checkpoints and analyses) and the
-``circuit/seconds`` of each analysis, giving seconds per training step and per analysis; with no finished
-run there is no estimate (the table says so, and how to get one).
+``circuit/seconds`` of each analysis, giving seconds per training step and per analysis, and the wall time
+the sweep recorded in each ``DONE`` (the start-up outside the events: loading the model); with no finished
+run there is no estimate (the table says so, and the command that runs one, with every option given).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -234,6 +235,7 @@ class Rates:
     step_s: float
     analysis_s: float
     n_runs: int
+    startup_s: float | None = None  # a run's wall time outside its events (start-up, loading the model)
 
 
 def measured_rates(root: Path, plans: Sequence[RunPlan]) -> Rates | None:
@@ -244,6 +246,7 @@ def measured_rates(root: Path, plans: Sequence[RunPlan]) -> Rates | None:
     finished.sort(key=lambda p: (root / p.name / DONE).stat().st_mtime, reverse=True)
     train_s = analysis_s = 0.0
     steps = analyses = used = 0
+    startups = []
     for plan in finished[:MAX_TIMED_RUNS]:
         timing = event_timing(root / plan.name)
         if timing is None:
@@ -257,9 +260,19 @@ def measured_rates(root: Path, plans: Sequence[RunPlan]) -> Rates | None:
         steps += plan.steps or 0
         analyses += n
         used += 1
+        wall = run_seconds(root / plan.name)
+        if wall is not None:
+            startups.append(max(0.0, wall - span))
     if not used or not steps:
         return None
-    return Rates(train_s / steps, analysis_s / analyses if analyses else 0.0, used)
+    startup = sum(startups) / len(startups) if startups else None
+    return Rates(train_s / steps, analysis_s / analyses if analyses else 0.0, used, startup)
+
+
+def run_seconds(folder: Path) -> float | None:
+    """The wall seconds of a finished run as its sweep recorded them in ``DONE`` (``seconds: S``), or None."""
+    found = re.search(r"^seconds: ([\d.]+)$", (folder / DONE).read_text(errors="replace"), re.MULTILINE)
+    return float(found.group(1)) if found else None
 
 
 def event_timing(folder: Path) -> tuple[float, float] | None:
@@ -297,16 +310,27 @@ def duration(seconds: float) -> str:
 
 # ---- the table ------------------------------------------------------------------------------------------
 def plan_table(
-    fit_config: Path, root: Path, runs: Sequence[Any], extra: Sequence[str], sweep_file: Path | None = None
+    fit_config: Path,
+    root: Path,
+    runs: Sequence[Any],
+    extra: Sequence[str],
+    sweep_file: Path | None = None,
+    rerun: Callable[[str], str] | None = None,
 ) -> str:
-    """The ``--dry_run`` report: header, one row per run, totals and the time estimate."""
+    """The ``--dry_run`` report: header, one row per run, totals and the time estimate. ``rerun(name)``: the
+    command that runs one run of the sweep with every option the user gave (the estimate suggests it)."""
     plans = plan_runs(fit_config, root, runs, extra)
     rates = measured_rates(root, plans)
-    return format_table(plans, root, fit_config, rates, sweep_file)
+    return format_table(plans, root, fit_config, rates, sweep_file, rerun)
 
 
 def format_table(
-    plans: Sequence[RunPlan], root: Path, fit_config: Path, rates: Rates | None, sweep_file: Path | None
+    plans: Sequence[RunPlan],
+    root: Path,
+    fit_config: Path,
+    rates: Rates | None,
+    sweep_file: Path | None,
+    rerun: Callable[[str], str] | None = None,
 ) -> str:
     """The table of :func:`plan_table` from plans and rates."""
     models = sorted({p.model for p in plans})
@@ -331,7 +355,7 @@ def format_table(
         f"total: {_count(len(plans), 'run')} ({', '.join(f'{n} {s}' for s, n in states.items())}), "
         f"{_num(steps)} steps ({_num(steps_left)} to go), {_num(analyses)} analyses ({_num(analyses_left)} to go)"
     )
-    lines.append(estimate_line(plans, root, rates, steps_left, analyses_left, sweep_file))
+    lines.append(estimate_line(plans, root, rates, steps_left, analyses_left, sweep_file, rerun))
     return "\n".join(lines)
 
 
@@ -342,6 +366,7 @@ def estimate_line(
     steps_left: int | None,
     analyses_left: int | None,
     sweep_file: Path | None,
+    rerun: Callable[[str], str] | None = None,
 ) -> str:
     """The footer: the estimated time to go and where it comes from, or why there is none."""
     left = [p for p in plans if p.state != "done"]
@@ -355,17 +380,27 @@ def estimate_line(
         )
     if rates is None:
         first = left[0].name
-        how = f"circuitft sweep --config {sweep_file} --only {first}" if sweep_file else f"--only {first}"
+        if rerun is not None:
+            how = rerun(first)
+        else:
+            how = f"circuitft sweep --config {sweep_file} --only {first}" if sweep_file else f"--only {first}"
         return (
             f"time: no estimate: no finished run in {root}/ yet; run one with `{how}`, then --dry_run again"
         )
     if steps_left is None or analyses_left is None:
         return "time: no estimate: some runs' steps are unknown (epochs over a data file)"
-    seconds = steps_left * rates.step_s + analyses_left * rates.analysis_s
+    seconds = (
+        steps_left * rates.step_s + analyses_left * rates.analysis_s + len(left) * (rates.startup_s or 0)
+    )
+    startup = (
+        "each run's start-up, loading the model, not counted"
+        if rates.startup_s is None
+        else f"{rates.startup_s:.3g} s to start each run, loading the model"
+    )
     return (
         f"time: about {duration(seconds)} for the {_count(len(left), 'run')} to go, estimated from "
         f"{_count(rates.n_runs, 'finished run')} in {root}/ ({rates.step_s:.3g} s per training step with its validation and checkpoints, "
-        f"{rates.analysis_s:.3g} s per analysis; each run's start-up, loading the model, not counted)"
+        f"{rates.analysis_s:.3g} s per analysis; {startup})"
     )
 
 

@@ -30,6 +30,7 @@ from circuitft.data.rows import PromptRow, rows_to_csv
 from circuitft.errors import ConfigError
 from circuitft.files import atomic_write_text
 from circuitft.limits import MAX_ROWS, check_count
+from circuitft.models import DEFAULT_MODEL
 
 
 def _build_parser(prog: str) -> Any:
@@ -85,8 +86,9 @@ def _build_parser(prog: str) -> Any:
     check.add_argument(
         "--model",
         type=str,
-        required=True,
-        help="model spec: its tokenizer checks the rows, the model answers them",
+        default=DEFAULT_MODEL,
+        help=f"model spec: its tokenizer checks the rows, the model answers them (default: {DEFAULT_MODEL}, the "
+        "embedded SmolLM2-135M-Instruct)",
     )
     check.add_argument("--no_bos", "--no-bos", **flag("do not prepend BOS"))
     check.add_argument(

@@ -4,7 +4,8 @@
 2. answers that join their prompt differently than in running text (:mod:`circuitft.data.check`), e.g. a
    missing leading space: counted, the first few shown, with the likely fix;
 3. unless ``--tokenizer_only``: the model's greedy accuracy on the rows (as ``circuitft circuit`` scores
-   ``model_accuracy``), the first few misses with the model's first predicted token, and a warning below
+   ``model_accuracy``), the first few misses with every expected
+   answer token and the model's greedy token at each position (teacher-forced), and a warning below
    20% (:func:`circuitft.eap.summary.low_accuracy_warning`).
 
 Findings are warnings (stderr); the exit status is 0 unless the file cannot be used at all.
@@ -32,8 +33,8 @@ def check(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise ConfigError(f"--batch_size must be positive, got {args.batch_size}")
     device = None if args.tokenizer_only else _device(args.device)  # a bad --device fails before any output
+    rows = load_rows(args.file)  # a missing or bad file fails before the model's tokenizer loads
     tokenizer = load_tokenizer(args.model)
-    rows = load_rows(args.file)
     task = task_name(args.file)
     bos = False if args.no_bos else None
     pairs = tokenize_pairs(rows, tokenizer, task, bos, on_mismatch="error", source=str(args.file))
@@ -79,10 +80,9 @@ def _accuracy(
           "every answer token)")  # fmt: skip
     misses = (~result.correct).nonzero().flatten().tolist()
     for i in misses[:SHOWN]:
-        predicted = tokenizer.decode([int(result.first_prediction[i])])
-        first = tokenizer.decode([int(pairs.answer_ids[i, 0])])
-        print(f"  row {row_numbers[i]}: answer {pairs.rows[i].answer!r} starts with token {first!r}; the model "
-              f"predicts {predicted!r}")  # fmt: skip
+        expected = pairs.answer_ids[i, : int(pairs.answer_len[i])].tolist()
+        predicted = result.predictions[i] if result.predictions is not None else []
+        print(f"  row {row_numbers[i]}: {miss_text(tokenizer, pairs.rows[i].answer, expected, predicted)}")
     if len(misses) > SHOWN:
         print(f"  ... and {len(misses) - SHOWN} more rows answered wrongly")
     warning = low_accuracy_warning(result.accuracy, task)
@@ -90,4 +90,17 @@ def _accuracy(
         print(f"warning: {warning}", file=sys.stderr)
 
 
-__all__ = ["check"]
+def miss_text(tokenizer: Any, answer: str, expected: list[int], predicted: list[int]) -> str:
+    """One miss: the answer's tokens and the model's greedy token at each of their positions (teacher-forced:
+    each predicted after the right tokens before it), naming the first that differs."""
+    want = [tokenizer.decode([t]) for t in expected]
+    got = [tokenizer.decode([t]) for t in predicted]
+    k = next((j for j, (a, b) in enumerate(zip(expected, predicted, strict=False)) if a != b), 0)
+    tokens = f"expected tokens {want}, predicted {got}"
+    if k == 0:
+        first = got[0] if got else ""
+        return f"answer {answer!r} starts with token {want[0]!r}; the model predicts {first!r} ({tokens})"
+    return f"answer {answer!r}: {tokens} (token {k + 1} differs: {want[k]!r} expected, {got[k]!r} predicted)"
+
+
+__all__ = ["check", "miss_text"]

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
-from transformers import PreTrainedTokenizerBase
 
 from circuitft.data.rows import PromptRow
 from circuitft.errors import DataError
+
+if TYPE_CHECKING:  # not at run time: `circuitft fit --help` must not import transformers
+    from transformers import PreTrainedTokenizerBase
 
 PAD_LABEL = -100
 

@@ -16,15 +16,16 @@ import io
 import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
-
-from transformers import PreTrainedTokenizerBase
+from typing import TYPE_CHECKING, Any, Literal
 
 from circuitft.data.pairs import PromptPairs, tokenize_pairs
 from circuitft.data.rows import PromptRow
 from circuitft.data.splits import SPLITS, split_of
 from circuitft.errors import DataError
 from circuitft.limits import check_regular_file
+
+if TYPE_CHECKING:  # not at run time: `circuitft fit --help` must not import transformers
+    from transformers import PreTrainedTokenizerBase
 
 REQUIRED = ("clean", "corrupted", "answer")
 OPTIONAL = ("wrong",)

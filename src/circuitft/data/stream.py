@@ -42,9 +42,18 @@ log = logging.getLogger(__name__)
 class TaskStreamDataModule(L.LightningDataModule):
     """A stream of stages trained one after another (see module docstring).
 
-    ``batch_size`` is per device (and per accumulated micro-batch); ``global_batch_size`` instead fixes
-    the rows of one optimizer step whatever the number of devices: it is divided by the world size times
-    ``trainer.accumulate_grad_batches`` (a :class:`ConfigError` when that does not divide it).
+    Args:
+        tasks: the stages in training order, each ``{task: NAME, steps: N, ...}`` (``--data.tasks.help`` lists
+            every key: source file, n_train/n_val/n_test, params, seed, lr, mix).
+        batch_size: training rows per device and accumulated micro-batch (null: 8, or from
+            ``global_batch_size``).
+        val_batch_size: validation rows per batch (null: the training batch size).
+        validate_on: which tasks each validation scores: ``seen`` (trained so far) or ``all`` (forward transfer
+            shows too).
+        seed: data seed; task ``i`` uses ``seed + i`` unless it sets its own ``seed``.
+        prepend_bos: prepend the tokenizer's BOS token to prompts (null: if the tokenizer has one).
+        global_batch_size: rows of one optimizer step whatever the number of devices (divided by the world
+            size times ``trainer.accumulate_grad_batches``; not with ``batch_size``).
     """
 
     def __init__(

@@ -17,9 +17,7 @@ import difflib
 import functools
 import random
 from collections.abc import Callable
-from typing import Any
-
-from transformers import PreTrainedTokenizerBase
+from typing import TYPE_CHECKING, Any
 
 from circuitft.data.generators import arithmetic, finetune_circuits, language
 from circuitft.data.generators.spec import KEEP_CLEAN, TaskSpec
@@ -27,6 +25,9 @@ from circuitft.data.pairs import PromptPairs, tokenize_pairs
 from circuitft.data.rows import PromptRow
 from circuitft.data.splits import SPLITS, check_split, split_of
 from circuitft.errors import DataError
+
+if TYPE_CHECKING:  # not at run time: `circuitft fit --help` must not import transformers
+    from transformers import PreTrainedTokenizerBase
 
 _REGISTRY: dict[str, TaskSpec] = {
     t.name: t for t in arithmetic.TASKS + language.TASKS + finetune_circuits.TASKS

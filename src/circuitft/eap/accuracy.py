@@ -19,6 +19,9 @@ class RowAccuracy:
 
     correct: torch.Tensor  # bool: every answer token is the top prediction (or the first, ``first_token``)
     first_prediction: torch.Tensor  # long: the model's top token where the first answer token is predicted
+    predictions: list[list[int]] | None = (
+        None  # per row: the top token at every answer position (teacher-forced)
+    )
 
     @property
     def accuracy(self) -> float:
@@ -33,7 +36,7 @@ def model_accuracy(
     if accuracy not in ("exact_match", "first_token"):
         raise ConfigError(f"accuracy must be 'exact_match' or 'first_token', got {accuracy!r}")
     device = model_device(model)
-    hits, firsts, order = [], [], []
+    hits, firsts, order, preds = [], [], [], []
     with analysis_mode(model), torch.no_grad():
         for rows, batch in length_batches(pairs, batch_size):
             batch = batch.to(device)
@@ -43,12 +46,17 @@ def model_accuracy(
                 answer_exact_match(logits, index.token, index.answer_len, accuracy == "first_token").cpu()
             )
             start = torch.cumsum(index.answer_len, 0) - index.answer_len  # first kept row of each example
-            firsts.append(logits.argmax(-1)[start].cpu())
+            top = logits.argmax(-1).cpu()
+            firsts.append(top[start.cpu()])
+            preds += [
+                top[a : a + n].tolist()
+                for a, n in zip(start.tolist(), index.answer_len.tolist(), strict=True)
+            ]
             order.append(rows)
     if not order:
         return RowAccuracy(torch.zeros(0, dtype=torch.bool), torch.zeros(0, dtype=torch.long))
     back = torch.argsort(torch.cat(order))
-    return RowAccuracy(torch.cat(hits)[back], torch.cat(firsts)[back])
+    return RowAccuracy(torch.cat(hits)[back], torch.cat(firsts)[back], [preds[i] for i in back.tolist()])
 
 
 __all__ = ["RowAccuracy", "model_accuracy"]

@@ -21,6 +21,7 @@ from circuitft.data.pairs import PromptPairs
 from circuitft.eap.curve import SIZES, check_sizes, evaluate_circuits, size_masks
 from circuitft.eap.evaluate import EvalResult, faithfulness
 from circuitft.eap.graph import Graph
+from circuitft.eap.progress import Progress
 from circuitft.eap.select import n_from_frac, prune_graph
 from circuitft.eap.summary import FAITHFULNESS_TARGET
 from circuitft.errors import ConfigError
@@ -127,6 +128,7 @@ def evaluate_references(
     accuracy: str = "exact_match",
     main: EvalResult | None = None,
     one_side: bool = False,
+    progress: Progress = False,
 ) -> tuple[dict[str, Any] | None, list[dict[str, Any]] | None]:
     """``(random_baseline, size_curve)`` for the circuit of ``graph`` (None for each part not asked for).
 
@@ -138,7 +140,9 @@ def evaluate_references(
     ``one_side`` (with ``main``, whose circuit must be the top ``n_requested`` edges by |score|): the curve
     gets the main circuit as a point (``"main": true``) and only the fractions on one side of it: smaller
     ones when its faithfulness reaches 0.8, larger ones otherwise (half the cost; the smallest circuit
-    reaching 0.8 is the same unless the curve is not monotone)."""
+    reaching 0.8 is the same unless the curve is not monotone).
+
+    ``progress``: a bar of its own (True), none, or a ``(done, total)`` hook (:mod:`circuitft.eap.progress`)."""
     randoms = random_masks(graph, n_requested, n_random, seed) if n_random > 0 else []
     counts = {}  # one circuit per distinct requested size (small graphs map several fractions to one n)
     for f in sorted(sizes):
@@ -162,9 +166,10 @@ def evaluate_references(
     if main is not None:
         known[key(graph.in_graph)] = main
     todo = list({key(m): m for m in masks if key(m) not in known}.items())
+    desc = _bar_label(len(randoms), len(curve_masks), len(todo))
     done = evaluate_circuits(
         model, graph.cfg, [m for _, m in todo], pairs, metric=metric, batch_size=batch_size, dtype=dtype,
-        accuracy=accuracy,
+        accuracy=accuracy, progress=progress, desc=desc,
     ) if todo else []  # fmt: skip
     known.update(zip([k for k, _ in todo], done, strict=True))
     results = [known[key(m)] for m in masks]
@@ -180,6 +185,12 @@ def evaluate_references(
             )  # fmt: skip
         curve.sort(key=lambda p: p["frac"])
     return baseline, curve
+
+
+def _bar_label(n_random: int, n_sizes: int, n_circuits: int) -> str:
+    """``random baseline 3 + size curve 4 (7 circuits)``: what the bar of :func:`evaluate_references` runs."""
+    parts = [f"random baseline {n_random}" if n_random else "", f"size curve {n_sizes}" if n_sizes else ""]
+    return f"{' + '.join(p for p in parts if p)} ({n_circuits} circuits)"
 
 
 def _baseline(results: Sequence[EvalResult], n_requested: int, seed: int) -> dict[str, Any]:

@@ -72,11 +72,13 @@ def evaluate_circuits(
     dtype: torch.dtype | str | None = None,
     accuracy: str = "exact_match",
     progress: Progress = False,
+    desc: str = "evaluate",
 ) -> list[EvalResult]:
     """One :class:`EvalResult` per edge mask in ``circuits`` (each [n_forward, n_backward] bool).
 
     ``accuracy="first_token"`` scores model and circuit accuracy on the first answer token only.
-    ``progress``: a tqdm bar (True), none (False) or a ``(done, total)`` hook called after each batch.
+    ``progress``: a tqdm bar (True, labelled ``desc``), none (False) or a ``(done, total)`` hook called after
+    each batch.
     """
     first = check_accuracy(accuracy)
     validate_pairs(pairs, metric)
@@ -91,7 +93,7 @@ def evaluate_circuits(
     patchers = [Patcher(sites, cfg, n, dtype=dtype, device=device) for n in notins]  # plans built once
     common = {k: [] for k in ("clean", "corr", "mc", "klc")}
     per = [{k: [] for k in ("circ", "cc", "klk")} for _ in circuits]
-    bar = Counter(-(-len(pairs) // batch_size), progress, "evaluate")
+    bar = Counter(-(-len(pairs) // batch_size), progress, desc)
     with analysis_mode(model), torch.no_grad():
         for batch in pairs.batches(batch_size):
             batch = batch.to(device)

@@ -64,6 +64,40 @@ def select(
     return graph
 
 
+def select_default(graph: Graph, top_frac: float = DEFAULT_TOP_FRAC, absolute: bool = True) -> str | None:
+    """The default circuit: the top ``top_frac`` of the edges, pruned; returns None, or a one-line note when the
+    graph is so small that pruning leaves none of those edges.
+
+    Then the circuit is the smallest top-n (``n > int(top_frac * n_edges)``) whose pruned circuit keeps at
+    least one edge (a connected input -> logits path), found by bisection: the top-n sets are nested, so the
+    pruned circuit only grows with n, and all edges always keep one. ``graph.meta["selection"]`` records it as
+    ``top_n`` with the fraction asked for under ``default_top_frac``.
+    """
+    n_asked = max(1, int(top_frac * graph.n_edges))
+    apply_topn(graph, n_asked, absolute=absolute)
+    if graph.count_edges() > 0:
+        graph.meta["selection"] = {
+            "option": "top_frac",
+            "value": top_frac,
+            "absolute": absolute,
+            "prune": True,
+        }
+        return None
+    empty, kept = n_asked, graph.n_edges  # the top ``empty`` edges prune to nothing, the top ``kept`` do not
+    while kept - empty > 1:
+        mid = (empty + kept) // 2
+        apply_topn(graph, mid, absolute=absolute)
+        empty, kept = (empty, mid) if graph.count_edges() > 0 else (mid, kept)
+    apply_topn(graph, kept, absolute=absolute)
+    graph.meta["selection"] = {"option": "top_n", "value": kept, "absolute": absolute, "prune": True,
+                               "default_top_frac": top_frac}  # fmt: skip
+    return (
+        f"the top {100 * top_frac:g}% of the edges ({n_asked} of {graph.n_edges}) keep no edge after pruning on "
+        f"this small graph: the circuit is the smallest that keeps a connected one, the top {kept} edges "
+        f"({graph.count_edges()} after pruning)"
+    )
+
+
 def check_selection(
     n_edges: int | None,
     top_n: int | None = None,

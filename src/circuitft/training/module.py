@@ -20,14 +20,15 @@ import torch
 import torch.nn.functional as F
 from torchmetrics import MeanMetric
 
+from circuitft import models  # load_model, wrap_lora on first use: `fit --help` imports no transformers/peft
 from circuitft.data.pairs import PairBatch
 from circuitft.dtypes import DTYPES, MODEL_DTYPES
 from circuitft.eap.answers import answer_logits, answer_loss, exact_match
 from circuitft.eap.metrics import ACCURACIES
 from circuitft.errors import ConfigError
+from circuitft.models import DEFAULT_MODEL
 from circuitft.models.checkpoint import CKPT_KEY, adapter_signature, check_adapter_state
-from circuitft.models.loading import load_model
-from circuitft.models.lora import wrap_lora
+from circuitft.quiet import verbose
 from circuitft.training import optim
 
 
@@ -35,26 +36,32 @@ class LoRAModule(L.LightningModule):
     """LoRA fine-tuning of ``model`` over a task stream (see module docstring).
 
     Args:
-        model: model spec (``smollm2-135m``, ``tiny-gpt2``, a folder, a hub name).
+        model: model spec: ``smollm2-135m`` (the embedded SmolLM2-135M-Instruct, the default), ``tiny-gpt2``
+            and the other tiny random test models, a Hugging Face folder or a cached hub name.
         dtype: weights dtype of the base model (``float32``, ``bfloat16``, ``float16``).
         model_seed: seed of the tiny random models' weights.
-        lora_r, lora_alpha, lora_dropout: adapter rank, scaling numerator (default ``2 * r``) and dropout.
+        lora_r: LoRA rank of every adapted layer.
+        lora_alpha: LoRA scaling numerator (the update is scaled by alpha / r); null: ``2 * lora_r``.
+        lora_dropout: dropout on the LoRA input.
         target_modules: ``auto`` (GPT-NeoX: fused ``query_key_value``; GPT-2: ``c_attn,c_proj,c_fc``;
             others: every linear layer), ``all-linear``, or a list of module names.
-        lr, weight_decay: AdamW settings of the first task.
-        lr_schedule, warmup_steps: schedule inside each task (constant, linear or cosine decay).
+        lr: AdamW learning rate of the first task (later tasks: see ``later_tasks_lr_scale``).
+        weight_decay: AdamW weight decay.
+        lr_schedule: learning-rate schedule inside each task: ``constant``, ``linear`` or ``cosine`` decay.
+        warmup_steps: linear warm-up steps at the start of each task.
         fresh_optimizer_per_task: clear AdamW state when a task starts (the prior work's fresh Trainer).
         later_tasks_lr_scale: learning rate of tasks after the first relative to ``lr`` (1 = reset); a
             stage's own ``lr`` (data.tasks[i].lr) overrides it.
         accuracy: ``exact_match`` (every answer token right) or ``first_token`` (only the first answer
             token, as the prior work scored; numbers comparable with its accuracies).
+        lora_plan: ``uniform`` (rank ``lora_r`` everywhere) or ``circuit`` (CircuitLoRA: ranks planned
             from a probe run's circuits, made when the run sets up; ``lora_r``/``lora_alpha`` are then unused).
         circuit_lora: options of the ``circuit`` plan (see :class:`circuitft.circuitlora.options.CircuitLoRAOptions`).
     """
 
     def __init__(
         self,
-        model: str = "tiny-gpt2",
+        model: str = DEFAULT_MODEL,
         dtype: str = "float32",
         model_seed: int = 0,
         lora_r: int = 16,
@@ -81,7 +88,8 @@ class LoRAModule(L.LightningModule):
         self.strict_loading = False  # checkpoints carry the adapter only
         if lora_plan not in ("uniform", "circuit"):
             raise ConfigError(f"model.lora_plan must be 'uniform' or 'circuit', got {lora_plan!r}")
-        loaded = load_model(model, DTYPES[dtype], seed=model_seed)
+        # transformers' "Loading weights" bar (a local load of a second or less) only with CIRCUITFT_VERBOSE=1
+        loaded = models.load_model(model, DTYPES[dtype], seed=model_seed, progress=verbose())
         self.lora_plan_record: dict[str, Any] | None = None  # CircuitLoRA plan, once applied
         if lora_plan == "circuit":  # the adapter is planned in setup(), when the data is there
             from circuitft.circuitlora.apply import check_plannable
@@ -89,7 +97,9 @@ class LoRAModule(L.LightningModule):
             self.circuit_lora = check_plannable(loaded.model, circuit_lora)
             self.model = loaded.model.requires_grad_(False)
         else:
-            self.model = wrap_lora(loaded.model, lora_r, lora_alpha, lora_dropout, target_modules).train()
+            self.model = models.wrap_lora(
+                loaded.model, lora_r, lora_alpha, lora_dropout, target_modules
+            ).train()
         self.tokenizer = loaded.tokenizer
         self.tokenizer_dir = loaded.tokenizer_dir
         self.spec = model

@@ -14,7 +14,11 @@ from circuitft.training.checkpoint_io import use_atomic_checkpoints
 
 class TaskCheckpoint(ModelCheckpoint):
     """ModelCheckpoint that also saves at the end of every task of the stream (one task = one epoch),
-    on top of ``every_n_train_steps``; ``save_last`` keeps ``last.ckpt`` for ``--ckpt_path last``."""
+    on top of ``every_n_train_steps``; ``save_last`` keeps ``last.ckpt`` for ``--ckpt_path last``.
+
+    Args:
+        save_at_task_end: also save a checkpoint at the end of every task (its circuits line up with it).
+    """
 
     def __init__(self, *args: Any, save_at_task_end: bool = True, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
