@@ -76,7 +76,7 @@ def test_usage_is_aligned(capsys) -> None:
     assert main(["--help"]) == 0
     rows = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("  ")]
     starts = {len(ln) - len(ln.lstrip()[ln.lstrip().index(" ") :].lstrip()) for ln in rows}
-    assert len(rows) == 10 and len(starts) == 1  # every description starts in one column ("circuitlora" too)
+    assert len(rows) == 11 and len(starts) == 1  # every description starts in one column ("circuitlora" too)
 
 
 def _cpu_seconds(*argv: str) -> float:
