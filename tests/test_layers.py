@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 
 import pytest
+
 from test_imports import PACKAGE_ROOT, import_graph
 
 # rank: a module may import modules of its own rank's package or of a lower rank
