@@ -56,6 +56,13 @@ def quick(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+# the screen point of drawn edge r, after scrolling the window so that it is inside the viewport
+IN_VIEW = (
+    "(r) => { const cx = document.getElementById('explorer').__explorer; const [, y] = cx.edgeScreenPoint(r);"
+    " window.scrollBy(0, y - innerHeight / 2); return cx.edgeScreenPoint(r); }"
+)
+
+
 def records(run: Path) -> dict[tuple[str, int], Path]:
     out = {}
     for line in (run / "circuits" / "metrics.jsonl").read_text().splitlines():
@@ -158,7 +165,8 @@ def test_explorer_page(folder, request, capsys):
             assert page.eval(DRAWN) == n
             assert [r[1] for r in page.eval(TABLE)] == names[:n]
         # hover: the mouse at the middle of the strongest edge shows its name and score
-        x, y = page.eval("document.getElementById('explorer').__explorer.edgeScreenPoint(0)")
+        # (scrolled into view first: on a tall graph such as SmolLM2's the edge can lie below the window)
+        x, y = page.eval(f"({IN_VIEW})(0)")
         page.hover(x, y)
         tip = page.wait(
             "!document.querySelector('.cx-tooltip').hidden && document.querySelector('.cx-tooltip').textContent"
@@ -169,7 +177,7 @@ def test_explorer_page(folder, request, capsys):
         # ... and at the middle of the weakest drawn edge, whichever edge shows has the file's score
         point = page.eval(
             "(() => { const cx = document.getElementById('explorer').__explorer; for (let r = 39; r > 0; r--) {"
-            " const [x, y] = cx.edgeScreenPoint(r); if (!document.elementFromPoint(x, y).hasAttribute('data-n'))"
+            f" const [x, y] = ({IN_VIEW})(r); if (!document.elementFromPoint(x, y).hasAttribute('data-n'))"
             " return [x, y]; } })()"
         )  # fmt: skip  (a point on no node: a node shows its own tooltip)
         page.hover(*point)
