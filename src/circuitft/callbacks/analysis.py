@@ -197,31 +197,13 @@ def _evaluate_on(
     progress: Progress = False,
 ) -> None:
     """Evaluate on ``task``'s data: its circuit, its size curve, and (cross-task) every other circuit."""
-    from circuitft.eap.curve import evaluate_circuits, size_masks
+    from circuitft.eap.curve import size_masks
 
     cross = s.cross_tasks
     others = [t for t in circuits if t != task and task in cross and t in cross]
     sizes = ranks.together(task, lambda: size_masks(own.graph, s.sizes))
     masks = [circuits[task], *sizes, *(circuits[t] for t in others)]
-    mine = ranks.shard(pairs)
-
-    def work() -> list[EvalResult] | None:
-        if len(mine) == 0:
-            return None
-        return evaluate_circuits(
-            model,
-            own.graph.cfg,
-            masks,
-            mine,
-            metric=s.metric,
-            batch_size=s.batch_size,
-            dtype=s.dtype,
-            accuracy=s.accuracy,
-            progress=progress,
-        )
-
-    parts = [p for p in ranks.gather(task, work) if p is not None]
-    merged = [_concat([p[i] for p in parts]) for i in range(len(masks))]
+    merged = _evaluate_sharded(model, own, masks, pairs, task, s, ranks, progress)
     main = faithfulness(merged[0])
     own.summary = {
         **main,
@@ -258,12 +240,26 @@ def _heldout_on(
     progress: Progress = False,
 ) -> dict[str, float]:
     """``task``'s circuit scored on its held-out rows (:func:`circuitft.eap.heldout.heldout_scores`)."""
-    from circuitft.eap.curve import evaluate_circuits
-
     if pairs is None or len(pairs) == 0:
         return heldout_scores(None, s.metric)
-    mine = ranks.shard(pairs)
     mask = own.graph.in_graph.clone()
+    return heldout_scores(_evaluate_sharded(model, own, [mask], pairs, task, s, ranks, progress)[0], s.metric)
+
+
+def _evaluate_sharded(
+    model: torch.nn.Module,
+    own: TaskResult,
+    masks: list[torch.Tensor],
+    pairs: PromptPairs,
+    task: str,
+    s: AnalysisSettings,
+    ranks: Ranks,
+    progress: Progress,
+) -> list[EvalResult]:
+    """Every rank evaluates ``masks`` on its shard of ``pairs``; one merged result per mask, in row order."""
+    from circuitft.eap.curve import evaluate_circuits
+
+    mine = ranks.shard(pairs)
 
     def work() -> list[EvalResult] | None:
         if len(mine) == 0:
@@ -271,7 +267,7 @@ def _heldout_on(
         return evaluate_circuits(
             model,
             own.graph.cfg,
-            [mask],
+            masks,
             mine,
             metric=s.metric,
             batch_size=s.batch_size,
@@ -280,8 +276,8 @@ def _heldout_on(
             progress=progress,
         )
 
-    parts = [p[0] for p in ranks.gather(task, work) if p is not None]
-    return heldout_scores(_concat(parts), s.metric)
+    parts = [p for p in ranks.gather(task, work) if p is not None]
+    return [_concat([p[i] for p in parts]) for i in range(len(masks))]
 
 
 def _split_half(
