@@ -30,6 +30,7 @@ LAYERS: dict[str, int] = {
     "argcheck": 0,
     "cache": 0,
     "runconfig": 0,
+    "runfolder": 0,
     "circuitft": 0,  # the package's __init__: __version__ and lazy re-exports (importlib, no static import)
     # 1-3: data -> model -> engine
     "data": 1,

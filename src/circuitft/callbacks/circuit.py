@@ -56,6 +56,7 @@ from circuitft.eap.heldout import disjoint_rows
 from circuitft.errors import ConfigError
 from circuitft.limits import MAX_BATCH_SIZE, MAX_IG_STEPS, MAX_ROWS, check_count
 from circuitft.names import check_name
+from circuitft.runfolder import RECORDS
 
 TaskChoice = Literal["seen", "all"] | list[str]
 log = logging.getLogger("circuitft")
@@ -286,7 +287,7 @@ class CircuitCallback(Callback):
 
         def look() -> bool:
             assert self._root is not None
-            done = {r["task"] for r in RecordLog(self._root / "metrics.jsonl").results() if r["step"] == step}
+            done = {r["task"] for r in RecordLog(self._root / RECORDS).results() if r["step"] == step}
             wanted = {t for t in tasks if len(dm.task_pairs(t, "val"))}
             return wanted <= done
 

@@ -10,13 +10,12 @@ atomically (temp file + rename).
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
-from circuitft.files import atomic_write_text
+from circuitft.runfolder import RecordLog
+
+__all__ = ["CircuitRecord", "RecordLog"]
 
 
 @dataclass
@@ -47,33 +46,3 @@ class CircuitRecord:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict."""
         return asdict(self)
-
-
-class RecordLog:
-    """The ``metrics.jsonl`` file of a run's circuits folder."""
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-
-    def read(self) -> list[dict[str, Any]]:
-        """All records, sorted by (step, task) (errors included; see :meth:`results`)."""
-        if not self.path.exists():
-            return []
-        rows = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
-        return sorted(rows, key=lambda r: (r["step"], r["task"]))
-
-    def results(self) -> list[dict[str, Any]]:
-        """The records of successful analyses, sorted by (step, task)."""
-        return [r for r in self.read() if not r.get("error")]
-
-    def put(self, records: list[CircuitRecord]) -> None:
-        """Add or replace records (keyed by step and task), atomically; a successful record of a step also
-        clears the errors recorded at that step (a resumed run that redoes it)."""
-        done = {rec.step for rec in records if rec.error is None}
-        by_key = {
-            (r["step"], r["task"]): r for r in self.read() if not (r.get("error") and r["step"] in done)
-        }
-        for rec in records:
-            by_key[(rec.step, rec.task)] = rec.to_dict()
-        rows = [by_key[k] for k in sorted(by_key)]
-        atomic_write_text(self.path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))

@@ -17,6 +17,7 @@ from circuitft.callbacks.progress import say
 from circuitft.callbacks.ranks import AnalysisFailed
 from circuitft.callbacks.records import CircuitRecord, RecordLog
 from circuitft.names import check_name, inside
+from circuitft.runfolder import RECORDS, step_dirname
 
 CircuitCallback = Any  # the callback whose output this is (not imported: circuit.py imports this module)
 log = logging.getLogger("circuitft")
@@ -39,8 +40,8 @@ def write(
 
     assert cb._root is not None
     ends = cb._schedule(trainer).task_ends()
-    step_dir = cb._root / f"step{step:06d}"  # as the checkpoints: step000040.ckpt
-    log_file = RecordLog(cb._root / "metrics.jsonl")
+    step_dir = cb._root / step_dirname(step)
+    log_file = RecordLog(cb._root / RECORDS)
     earlier = log_file.results()
     records, scalars = [], {}
     s = cb.settings
@@ -138,7 +139,7 @@ def record_error(
         error=err.message,
     )
     try:
-        RecordLog(cb._root / "metrics.jsonl").put([rec])
+        RecordLog(cb._root / RECORDS).put([rec])
         for logger in trainer.loggers:
             logger.log_metrics({"circuit/errors": 1.0}, step=step)
     except Exception as again:  # noqa: BLE001 - recording must not stop training
@@ -150,7 +151,7 @@ def finish(cb: CircuitCallback, trainer: L.Trainer, pl_module: L.LightningModule
     """The run's final numbers (per task of every stage), its summary paragraph and its HPARAMS entry."""
     if not trainer.is_global_zero or cb._root is None:
         return
-    rows = RecordLog(cb._root / "metrics.jsonl").results()
+    rows = RecordLog(cb._root / RECORDS).results()
     plan = cb._schedule(trainer)
     ends = cb._ends(trainer)
     if not ends or not cb._names or len(ends) != len(plan.stages):
@@ -158,7 +159,7 @@ def finish(cb: CircuitCallback, trainer: L.Trainer, pl_module: L.LightningModule
     final = history.final_metrics(rows, plan.names, ends, [list(g) for g in plan.tasks])
     wall = time.perf_counter() - cb._t_fit if cb._t_fit is not None else math.nan
     share = cb._seconds / wall if wall and math.isfinite(wall) else math.nan
-    errors = len(RecordLog(cb._root / "metrics.jsonl").read()) - len(rows)
+    errors = len(RecordLog(cb._root / RECORDS).read()) - len(rows)
     text = board.summary_paragraph(cb._names, final, cb._seconds, wall, share, errors)
     for logger in trainer.loggers:
         logger.log_metrics({**final, "circuit/time_share": share}, step=trainer.global_step)

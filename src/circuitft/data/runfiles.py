@@ -14,11 +14,12 @@ from pathlib import Path
 from circuitft.data.rows import PromptRow, rows_to_csv
 from circuitft.errors import DataError
 from circuitft.files import atomic_write_text
+from circuitft.runfolder import RunFolder
 
 
 def data_file(root: str | Path, task: str, split: str) -> Path:
     """Where a run keeps the rows of ``task``'s ``split``."""
-    return Path(root) / "data" / task / f"{split}.csv"
+    return RunFolder(Path(root)).data_file(task, split)
 
 
 def keep_rows(
