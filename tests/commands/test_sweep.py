@@ -9,6 +9,8 @@ import pytest
 
 from circuitft.commands import sweep
 from circuitft.errors import ConfigError
+from circuitft.runfolder import RunFolder
+from circuitft.sweeps.execute import fit_command
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -41,14 +43,14 @@ def test_shards_partition_the_runs():
 
 def test_run_state(tmp_path):
     folder = tmp_path / "r"
-    assert sweep.run_state(folder) == "new"
+    assert RunFolder(folder).state() == "new"
     (folder / "checkpoints").mkdir(parents=True)
     (folder / "checkpoints" / "last.ckpt").write_bytes(b"")
-    assert sweep.run_state(folder) == "resume"
-    cmd = sweep.fit_command(Path("f.yaml"), folder, sweep.Run("r", ["--a", "1"]), [], resume=True)
+    assert RunFolder(folder).state() == "resume"
+    cmd = fit_command(Path("f.yaml"), folder, ["--a", "1"], resume=True)
     assert cmd[-2:] == ["--ckpt_path", "last"] and "--a" in cmd
-    (folder / sweep.DONE).write_text("")
-    assert sweep.run_state(folder) == "done"
+    RunFolder(folder).mark_done(1.5)
+    assert RunFolder(folder).state() == "done" and RunFolder(folder).done_seconds() == 1.5
 
 
 @pytest.mark.parametrize(

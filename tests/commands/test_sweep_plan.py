@@ -11,21 +11,24 @@ import pytest
 import yaml
 
 from circuitft.cli import main
-from circuitft.commands import sweep_plan
 from circuitft.runlock import RunLock
+from circuitft.sweeps import plan as sweep_plan
 
 REPO = Path(__file__).resolve().parents[2]
 QUICK_PAIRS = REPO / "configs" / "quick_pairs.yaml"
 
 
 def dry_run(capsys: pytest.CaptureFixture, *argv: str | Path) -> tuple[list[str], dict[str, list[str]]]:
-    """The printed lines and the table rows by run name (columns split on two or more spaces)."""
+    """The printed lines and the table rows by run name (columns split on two or more spaces); runs train
+    from scratch unless ``--share_prefix`` is given (tests/sweeps covers shared prefixes)."""
+    if "--share_prefix" not in argv:
+        argv = (*argv, "--share_prefix", "false")
     assert main(["sweep", *map(str, argv), "--dry_run"]) == 0
     lines = capsys.readouterr().out.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("run "))
     rows = {}
     for line in lines[start + 1 :]:
-        if line.startswith(("total:", "time:")):
+        if line.startswith(("stage trainings:", "total:", "time:")):
             break
         cells = re.split(r"\s{2,}", line.strip())
         rows[cells[0]] = cells[1:]
@@ -77,7 +80,7 @@ def test_quick_pairs_table_counts(tmp_path, capsys, monkeypatch):
     )
     assert lines[-1] == (
         "time: no estimate: no finished run in runs/quick_pairs/ yet; run one with "
-        f"`circuitft sweep --config {QUICK_PAIRS} --only FloorDiv__Modulo`, then --dry_run again"
+        f"`circuitft sweep --config {QUICK_PAIRS} --share_prefix false --only FloorDiv__Modulo`, then --dry_run again"
     )
     assert not (tmp_path / "runs").exists()  # a dry run writes nothing
 

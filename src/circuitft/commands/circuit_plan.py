@@ -69,7 +69,7 @@ def start_line(
     device: Any,
 ) -> str:
     """``circuit: EAP-IG-inputs (5 steps) over 70651 edges on 24 rows (3 batches of 8), ...: about 3 min``."""
-    from circuitft.commands.sweep_plan import duration
+    from circuitft.sweeps.plan import duration
 
     batches = -(-len(pairs) // args.batch_size)
     per = passes_per_batch(args.method, args.ig_steps, n_edges, args.baseline_samples, n_sizes, one_side)

@@ -16,64 +16,41 @@ the runs to make from it::
 Runs go in sequence, each ``circuitft fit`` in its own subprocess (so DDP works inside a run). A run whose
 folder holds ``DONE`` is skipped; one with ``checkpoints/last*.ckpt`` but no ``DONE`` resumes with
 ``--ckpt_path last``. ``--shard i/N`` runs every N-th run starting at i (0-based); ``--only`` picks runs by
-name (before the shard's share is taken). ``--dry_run`` runs nothing: it checks every run and prints each run's tasks, steps, circuit analyses
-and state, the totals and an estimate of the time (:mod:`circuitft.commands.sweep_plan`).
+name (before the shard's share is taken). Runs whose streams start with the same stages train that prefix
+once (``--share_prefix``, on by default; :mod:`circuitft.sweeps.prefix`). ``--dry_run`` runs nothing: it
+checks every run and prints each run's tasks, steps, circuit analyses and state, the stage trainings, the
+totals and an estimate of the time (:mod:`circuitft.sweeps.plan`). The logic lives in :mod:`circuitft.sweeps`;
+this module parses and prints.
 """
 
 from __future__ import annotations
 
-import itertools
-import json
-import math
-import os
+import contextlib
+import io
 import shlex
-import subprocess
 import sys
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jsonargparse.typing import Path_fr
+
 from circuitft.commands.args import flag, make_parser, parse
-from circuitft.commands.sweep_plan import DONE
+from circuitft.commands.train import main as fit_main
+from circuitft.data.tasks import task_names
 from circuitft.errors import ConfigError
-from circuitft.names import check_name, inside
+from circuitft.names import inside
 from circuitft.owned import check_owned
-from circuitft.runlock import OWNER_ENV, RunLock, RunLocked
+from circuitft.preflight import data_problem, model_problem
 from circuitft.safeyaml import load_yaml, read_yaml_file
-
-MAX_RUNS = 10_000  # runs one sweep may hold (--max_runs raises it)
-
-
-@dataclass
-class Run:
-    """One fit of a sweep: its folder name and the fit arguments after the base config."""
-
-    name: str
-    args: list[str]
-
-
-@dataclass
-class Permutations:
-    """One run per ordered tuple of distinct tasks, named ``A__B``.
-
-    Args:
-        tasks: the tasks to permute (none: no permutation runs)
-        length: tasks per run (the length of each tuple)
-        stage: TaskConfig fields of every stage, e.g. {steps: 270, n_train: 3600, n_val: 400}
-    """
-
-    tasks: list[str] = field(default_factory=list)
-    length: int = 2
-    stage: dict[str, Any] = field(default_factory=dict)
+from circuitft.sweeps.execute import SweepRunner
+from circuitft.sweeps.plan import plan_table
+from circuitft.sweeps.prefix import plan_sharing
+from circuitft.sweeps.spec import MAX_RUNS, Permutations, Run, parse_shard, sweep_file, sweep_runs
 
 
 def build_parser(prog: str = "circuitft sweep") -> Any:
     """The command's argument parser; a sweep file is its ``--config``."""
-
-    from jsonargparse.typing import Path_fr
-
     p = make_parser(
         prog,
         "Run many fits from one sweep file, each `circuitft fit` in its own run folder <root_dir>/<run name>. "
@@ -124,6 +101,14 @@ def build_parser(prog: str = "circuitft sweep") -> Any:
         help="run only these runs (names as --dry_run lists them; --shard splits them; none: every run)",
     )
     p.add_argument(
+        "--share_prefix",
+        type=bool,
+        default=True,
+        help="runs whose task streams start with the same stages (same tasks, steps, data, seed, model and "
+        "options) train that prefix once, in <root_dir>/.prefixes/, and continue from its end; the result is "
+        "that of an uninterrupted run (false: every run trains from scratch)",
+    )
+    p.add_argument(
         "--dry_run",
         **flag(
             "check every run, print each one's tasks, steps, analyses and state, the totals "
@@ -149,16 +134,11 @@ def after_dashes(argv: Sequence[str]) -> list[str]:
     return [*argv[:i], *(f"--extra+={a}" for a in argv[i + 1 :])]
 
 
-def _sweep_file(args: Any) -> Path | None:
-    configs = getattr(args, "config", None) or []
-    return Path(str(configs[-1])) if configs else None
-
-
 def _fill_root_dir(args: Any) -> None:
     """``--print_config`` writes the root folder the runs would use (not null), so the file it writes
     names the same folders under any file name."""
-    if args.get("root_dir") is None and _sweep_file(args) is not None:
-        args["root_dir"] = str(Path("runs") / _sweep_file(args).stem)
+    if args.get("root_dir") is None and sweep_file(args) is not None:
+        args["root_dir"] = str(Path("runs") / sweep_file(args).stem)
 
 
 def load_sweep(path: str | Path) -> tuple[Path, Path, list[Run]]:
@@ -172,79 +152,11 @@ def load_sweep(path: str | Path) -> tuple[Path, Path, list[Run]]:
     return sweep_runs(args)
 
 
-def sweep_runs(args: Any) -> tuple[Path, Path, list[Run]]:
-    """(fit config path, root folder, runs) of parsed sweep options; one-line ConfigError on bad input."""
-    file = _sweep_file(args)
-    where = f"sweep file {file}" if file is not None else "sweep"
-    if args.fit_config is None:
-        raise ConfigError(f"{where}: missing fit_config (the fit config every run starts from)")
-    fit_config = Path(args.fit_config.absolute).resolve()
-    if args.root_dir is not None:
-        root = Path(args.root_dir)
-    elif file is not None:
-        root = Path("runs") / file.stem
-    else:
-        raise ConfigError("give --root_dir (the folder of the run folders) or a sweep file with --config")
-    common = [str(a) for a in args.args]
-    runs: list[Run] = []
-    perm = args.permutations
-    if not hasattr(perm, "tasks"):
-        raise ConfigError(f"{where}: permutations must be a mapping of tasks, length and stage, got {perm!r}")
-    if perm.tasks:
-        tasks, length = list(perm.tasks), int(perm.length)
-        if length < 1:
-            raise ConfigError(f"{where}: permutations.length must be positive, got {length}")
-        if len(tasks) < length:
-            raise ConfigError(f"{where}: permutations need at least {length} tasks")
-        check_run_count(math.perm(len(tasks), length), len(tasks), length, len(args.runs), args, where)
-        for j, t in enumerate(tasks):
-            check_name(t, f"{where}: permutations.tasks[{j}]")
-        for combo in itertools.permutations(tasks, length):
-            stream = [{"task": t, **dict(perm.stage)} for t in combo]
-            runs.append(Run("__".join(combo), ["--data.tasks", json.dumps(stream)]))
-    for i, r in enumerate(args.runs):
-        if "name" not in r:
-            raise ConfigError(f"{where}: runs[{i}] needs a 'name'")
-        unknown = sorted(set(r) - {"name", "args"})
-        if unknown:
-            raise ConfigError(f"{where}: runs[{i}]: unknown keys {unknown}; valid: ['args', 'name']")
-        check_name(r["name"], f"{where}: runs[{i}].name")
-        runs.append(Run(str(r["name"]), [str(a) for a in r.get("args") or []]))
-    if not runs:
-        raise ConfigError(f"{where}: no runs (give 'permutations' or 'runs')")
-    names = [r.name for r in runs]
-    if len(set(names)) != len(names):
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        raise ConfigError(f"{where}: duplicate run names {dupes}")
-    for r in runs:
-        r.args = common + r.args
-    return fit_config, root, runs
-
-
-def check_run_count(n_perm: int, n_tasks: int, length: int, n_listed: int, args: Any, where: str) -> None:
-    """ConfigError when the sweep has more runs than ``--max_runs`` (counted, before any run is built)."""
-    limit = getattr(args, "max_runs", None) or MAX_RUNS
-    total = n_perm + n_listed
-    if total > limit:
-        raise ConfigError(
-            f"{where}: {total:,} runs ({n_perm:,} permutations of {n_tasks} tasks taken {length} at a time"
-            f"{f' and {n_listed} listed runs' if n_listed else ''}), more than --max_runs {limit:,}; "
-            "shorten the permutations or raise --max_runs"
-        )
-
-
 def check_runs(fit_config: Path, runs: Sequence[Run], extra: Sequence[str]) -> None:
     """Fail fast, before any run starts: every run's task stream names known tasks with positive lengths,
     its model is available (hub models: in the local cache) and its data files can be read, and the
     arguments of the first run (common ``args`` and ``extra`` included) parse as a fit config. Every
     problem found is listed (one line each) before the error."""
-    import contextlib
-    import io
-
-    from circuitft.commands.train import main as fit_main
-    from circuitft.data.tasks import task_names
-    from circuitft.preflight import data_problem, model_problem
-
     known = set(task_names())
     base = read_yaml_file(fit_config, f"fit config {fit_config}") or {}
     problems: list[str] = []
@@ -295,35 +207,6 @@ def check_runs(fit_config: Path, runs: Sequence[Run], extra: Sequence[str]) -> N
             fit_main("fit", ["--config", str(fit_config), *runs[0].args, *extra, "--print_config"])
 
 
-def parse_shard(text: str) -> tuple[int, int]:
-    """``"i/N"`` -> (i, N) with 0 <= i < N."""
-    try:
-        i, n = (int(x) for x in text.split("/"))
-    except ValueError:
-        raise ConfigError(f"--shard must look like i/N (e.g. 0/4), got {text!r}") from None
-    if n <= 0 or not 0 <= i < n:
-        raise ConfigError(f"--shard {text}: need 0 <= i < N")
-    return i, n
-
-
-def run_state(folder: Path) -> str:
-    """``done``, ``resume`` (checkpoints but no DONE marker) or ``new``."""
-    if (folder / DONE).exists():
-        return "done"
-    if any((folder / "checkpoints").glob("last*.ckpt")):
-        return "resume"
-    return "new"
-
-
-def fit_command(fit_config: Path, folder: Path, run: Run, extra: Sequence[str], resume: bool) -> list[str]:
-    """The ``python -m circuitft fit`` command line of one run."""
-    cmd = [sys.executable, "-m", "circuitft", "fit", "--config", str(fit_config), *run.args, *extra]
-    cmd += ["--trainer.default_root_dir", str(folder)]
-    if resume:
-        cmd += ["--ckpt_path", "last"]
-    return cmd
-
-
 def one_run_command(argv: Sequence[str], name: str) -> str:
     """``circuitft sweep ARGS --only NAME``: the user's arguments (config, root folder, fit arguments after
     ``--``, ...) without ``--dry_run``, ``--only`` and ``--shard`` (``--only`` names the one run, and a shard
@@ -360,50 +243,20 @@ def main(name: str, argv: Sequence[str]) -> int:
         unknown = [x for x in args.only if x not in names]
         if unknown:
             raise ConfigError(f"--only {unknown[0]}: no run of that name in the sweep (--dry_run lists them)")
+    # prefixes are planned over every run, so that the shards agree on them
+    sharing = plan_sharing(fit_config, runs, args.extra, share=args.share_prefix)
+    if args.only:
         runs = [r for r in runs if r.name in args.only]
     mine = runs[i::n]
     check_runs(fit_config, mine, args.extra)
     for run in mine:  # a run folder holding the user's own files is refused before any run starts
         check_owned(inside(root, run.name, key=f"run {run.name}"), "run", f"run {run.name}:", what="train in")
     if args.dry_run:
-        from circuitft.commands.sweep_plan import plan_table
-
         rerun = lambda name: one_run_command(argv, name)  # noqa: E731
-        print(plan_table(fit_config, root, mine, args.extra, sweep_file=_sweep_file(args), rerun=rerun))
+        print(
+            plan_table(
+                fit_config, root, mine, args.extra, sweep_file=sweep_file(args), rerun=rerun, sharing=sharing
+            )
+        )
         return 0
-    failed, busy = [], []
-    for k, run in enumerate(mine, 1):
-        folder = inside(root, run.name, key=f"run {run.name}")
-        state = run_state(folder)
-        print(f"[{k}/{len(mine)}] {run.name}: {state}", flush=True)
-        if state == "done":
-            continue
-        try:
-            lock = RunLock(folder, "sweep", key="shard (another worker runs it)").acquire()
-        except RunLocked as err:  # another worker (an overlapping --shard) trains it: skip it
-            print(f"error: run {run.name}: {err}", file=sys.stderr)
-            busy.append(run.name)
-            continue
-        try:
-            state = run_state(folder)  # again, under the lock: another worker may have finished it
-            if state == "done":
-                continue
-            cmd = fit_command(fit_config, folder, run, args.extra, resume=state == "resume")
-            started = time.monotonic()
-            rc = subprocess.call(cmd, env={**os.environ, OWNER_ENV: str(os.getpid())})
-            if rc != 0:
-                print(f"error: run {run.name} failed with exit status {rc}", file=sys.stderr)
-                failed.append(run.name)
-                continue
-            tmp = folder / f".{DONE}.tmp"
-            tmp.write_text(f"finished\nseconds: {time.monotonic() - started:.1f}\n")  # the dry run's estimate
-            os.replace(tmp, folder / DONE)
-        finally:
-            lock.release()
-    if failed:
-        print(f"error: {len(failed)} of {len(mine)} runs failed: {', '.join(failed)}", file=sys.stderr)
-        return 1
-    if busy:
-        print(f"error: {len(busy)} runs skipped, held by another worker: {', '.join(busy)}", file=sys.stderr)
-        return 2
-    return 0
+    return SweepRunner(fit_config, root, args.extra, sharing).run_all(mine)

@@ -26,11 +26,12 @@ class Schedule:
     stages: tuple[str, ...]
     tasks: tuple[tuple[str, ...], ...]
     steps: tuple[int | None, ...]
+    extra: tuple[str, ...] = ()  # tasks no stage trains (``data.analysis_tasks``: a shared sweep prefix)
 
     @property
     def names(self) -> list[str]:
-        """Every task, in stage order (a mixed stage contributes each of its tasks)."""
-        return [t for group in self.tasks for t in group]
+        """Every task, in stage order (a mixed stage contributes each of its tasks), then the extra ones."""
+        return [t for group in self.tasks for t in group] + list(self.extra)
 
     @property
     def ends(self) -> list[int | None]:
@@ -117,4 +118,9 @@ def from_config(cfg: dict[str, Any]) -> Schedule:
         tuple(stage_name(s) for s in stages),
         tuple(tuple(stage_tasks(s)) for s in stages),
         tuple(config_steps(cfg)),
+        tuple(
+            str(t.get("name") or t.get("task"))
+            for t in (cfg.get("data") or {}).get("analysis_tasks") or []
+            if isinstance(t, dict)
+        ),
     )

@@ -54,6 +54,10 @@ class TaskStreamDataModule(L.LightningDataModule):
         prepend_bos: prepend the tokenizer's BOS token to prompts (null: if the tokenizer has one).
         global_batch_size: rows of one optimizer step whatever the number of devices (divided by the world
             size times ``trainer.accumulate_grad_batches``; not with ``batch_size``).
+        analysis_tasks: tasks no stage trains (task fields of a stage, no steps): their rows are built and
+            kept, and validation (``validate_on: all``) and the circuit callback (``tasks: all``) cover them.
+            A shared sweep prefix lists here the tasks of the runs that continue from it, each with the seed
+            it has in its run, so that their circuits at the prefix's end are found once.
     """
 
     def __init__(
@@ -65,6 +69,7 @@ class TaskStreamDataModule(L.LightningDataModule):
         seed: int = 0,
         prepend_bos: bool | None = None,
         global_batch_size: int | None = None,
+        analysis_tasks: list[TaskConfig] | None = None,
     ) -> None:
         super().__init__()
         if not tasks:
@@ -90,8 +95,14 @@ class TaskStreamDataModule(L.LightningDataModule):
                 if u.n_train <= 0 or u.n_val < 0 or (u.n_test is not None and u.n_test < 0):
                     raise ConfigError(f"{where}: n_train must be positive, n_val and n_test >= 0")
             self.units += parts
+        self.n_trained = len(self.units)  # the tasks some stage trains; analysis_tasks follow them
+        self.units += [
+            u if isinstance(u, TaskConfig) else stage_from_dict({**u, "steps": 1}, i)
+            for i, u in enumerate(analysis_tasks or [])
+        ]
         self.names = [u.name or u.task for u in self.units]
         self.stage_of = [i for i, idx in enumerate(self.stage_tasks) for _ in idx]
+        self.stage_of += [len(self.stages) - 1] * (len(self.units) - self.n_trained)
         for u, name, i in zip(self.units, self.names, self.stage_of, strict=True):
             check_name(name, f"data.tasks[{i}].{'name' if u.name else 'task'}")  # names become file names
         from circuitft.data.tasks import get_task
@@ -304,7 +315,7 @@ class TaskStreamDataModule(L.LightningDataModule):
         """The map from stage to tasks to end step (:mod:`circuitft.data.schedule`)."""
         steps = tuple(self.task_steps())
         groups = tuple(tuple(self.names[j] for j in idx) for idx in self.stage_tasks)
-        return Schedule(tuple(self.stage_names), groups, steps)
+        return Schedule(tuple(self.stage_names), groups, steps, tuple(self.names[self.n_trained :]))
 
     def stage_lrs(self) -> list[float | None]:
         """Learning rate set by each stage (None: the model's policy)."""

@@ -18,20 +18,24 @@ run there is no estimate (the table says so, and the command that runs one, with
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from circuitft.data.schedule import config_stages, config_steps, from_config, stage_tasks
+from circuitft.runfolder import CIRCUITS, RECORDS, RecordLog, RunFolder
+from circuitft.runlock import holder, is_stale
 from circuitft.safeyaml import load_yaml, read_yaml_file
 
+if TYPE_CHECKING:  # the prefix plan imports this module
+    from circuitft.sweeps.prefix import Sharing
+
 CALLBACK = "CircuitCallback"
+PREFIXES_DIR = ".prefixes"  # shared prefixes, under the sweep's root folder (circuitft.sweeps.prefix)
 MAX_TIMED_RUNS = 8  # finished runs read for the estimate (the most recent ones)
-
-
-DONE = "DONE"  # the marker file of a finished run
 
 
 @dataclass
@@ -46,6 +50,8 @@ class RunPlan:
     state: str  # done, locked, partial, new
     at_step: int | None = None  # partial/locked: step of the last checkpoint
     analyses_done: int = 0
+    from_step: int = 0  # the run starts at this step: the end of the shared prefix it continues
+    via: str | None = None  # that prefix
 
     @property
     def steps_left(self) -> int | None:
@@ -53,7 +59,7 @@ class RunPlan:
             return 0
         if self.steps is None:
             return None
-        return max(0, self.steps - (self.at_step or 0))
+        return max(0, self.steps - max(0, (self.at_step or 0) - self.from_step))
 
     @property
     def analyses_left(self) -> int | None:
@@ -64,6 +70,8 @@ class RunPlan:
     def state_text(self) -> str:
         if self.state in ("partial", "locked") and self.at_step is not None:
             return f"{self.state} (at step {self.at_step})"
+        if self.state == "new" and self.via:
+            return f"new (from step {self.from_step} of {self.via})"
         return self.state
 
 
@@ -125,8 +133,9 @@ def _callback(cfg: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def count_analyses(cfg: dict[str, Any], steps: list[int | None]) -> int | None:
-    """The (step, task) analyses the circuit callback makes in the run (0 without the callback)."""
+def count_analyses(cfg: dict[str, Any], steps: list[int | None], after: int = -1) -> int | None:
+    """The (step, task) analyses the circuit callback makes in the run at steps past ``after`` (0 without the
+    callback)."""
     cb = _callback(cfg)
     if cb is None:
         return 0
@@ -142,6 +151,8 @@ def count_analyses(cfg: dict[str, Any], steps: list[int | None]) -> int | None:
     at |= {s for s in range(1, total + 1) if (interval and s % int(interval) == 0) or s in ends}
     count = 0
     for step in at:
+        if step <= after:
+            continue
         if isinstance(chosen, list):
             count += len(chosen)
         elif chosen == "all":
@@ -153,78 +164,84 @@ def count_analyses(cfg: dict[str, Any], steps: list[int | None]) -> int | None:
 
 def records_dir(cfg: dict[str, Any], folder: Path) -> Path:
     """The circuit callback's folder in a run folder."""
-    return folder / str((_callback(cfg) or {}).get("dirname") or "circuits")
+    return RunFolder(folder, str((_callback(cfg) or {}).get("dirname") or CIRCUITS)).circuits
 
 
 # ---- a run's state ------------------------------------------------------------------------------------
 def run_progress(folder: Path) -> tuple[str, int | None]:
     """(state, step of the last checkpoint): ``done``, ``locked``, ``partial`` or ``new``."""
-    from circuitft.runlock import holder, is_stale
-
-    if (folder / DONE).exists():
+    run = RunFolder(folder)
+    if run.is_done():
         return "done", None
-    step = last_checkpoint_step(folder)
+    step = run.last_checkpoint_step()
     info = holder(folder) if folder.is_dir() else None
     if info is not None and not is_stale(info):
         return "locked", step
-    if any((folder / "checkpoints").glob("last*.ckpt")):
+    if run.has_last_checkpoint():
         return "partial", step
     return "new", None
 
 
-def last_checkpoint_step(folder: Path) -> int | None:
-    """The step of the run's latest checkpoint, from the names ``step<N>.ckpt`` (None when there is none)."""
-    steps = [
-        int(m.group(1))
-        for p in (folder / "checkpoints").glob("step*.ckpt")
-        if (m := re.fullmatch(r"step(\d+)(?:-v\d+)?\.ckpt", p.name))
-    ]
-    return max(steps) if steps else None
-
-
-def analyses_before(records: Path, step: int | None) -> int:
-    """Successful analyses recorded before ``step`` (all of them when ``step`` is None)."""
-    path = records / "metrics.jsonl"
-    if not path.is_file():
-        return 0
+def analyses_before(records: Path, step: int | None, after: int = -1) -> int:
+    """Successful analyses recorded before ``step`` (all of them when ``step`` is None) and past ``after``."""
     n = 0
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for _, line in RecordLog(records / RECORDS).lines():
         try:
-            rec = json.loads(line) if line.strip() else None
+            rec = json.loads(line)
         except ValueError:
             continue
         if (
             isinstance(rec, dict)
             and not rec.get("error")
             and (step is None or int(rec.get("step", 0)) < step)
+            and int(rec.get("step", 0)) > after
         ):
             n += 1
     return n
 
 
-def plan_runs(fit_config: Path, root: Path, runs: Sequence[Any], extra: Sequence[str]) -> list[RunPlan]:
-    """The plan of every run (name, stages, steps, analyses, state)."""
+def plan_runs(
+    fit_config: Path, root: Path, runs: Sequence[Any], extra: Sequence[str], sharing: Sharing | None = None
+) -> list[RunPlan]:
+    """The plan of every run (name, stages, steps, analyses, state), after the shared prefixes they continue
+    from (``sharing``): a run's steps and analyses are those it makes itself, past its prefix's end."""
     plans = []
+    needed = []
+    for run in runs:
+        prefix = sharing.start.get(run.name) if sharing is not None else None
+        while prefix is not None and prefix not in needed:
+            needed.append(prefix)
+            prefix = prefix.parent
+    for prefix in sorted(needed, key=lambda p: (p.depth, p.name)):
+        cfg = prefix.as_stream().cfg
+        after = prefix.parent.end if prefix.parent else 0
+        plans.append(_plan(f"{PREFIXES_DIR}/{prefix.name}", cfg, prefix.folder(root), after, prefix.parent))
     for run in runs:
         cfg = run_config(fit_config, [*run.args, *extra])
-        steps = stage_steps(cfg)
-        folder = root / run.name
-        state, at_step = run_progress(folder)
-        # a resumed run analyses its checkpoint step again: only analyses before it count as done
-        done = analyses_before(records_dir(cfg, folder), None if state == "done" else (at_step or 0))
-        plans.append(
-            RunPlan(
-                name=run.name,
-                stages=["+".join(stage_units(s)) for s in _stages(cfg)],
-                model=str((cfg.get("model") or {}).get("model") or "?"),
-                steps=None if any(s is None for s in steps) else sum(steps),  # type: ignore[misc]
-                analyses=count_analyses(cfg, steps),
-                state=state,
-                at_step=at_step,
-                analyses_done=done,
-            )
-        )
+        prefix = sharing.start.get(run.name) if sharing is not None else None
+        plans.append(_plan(run.name, cfg, root / run.name, prefix.end if prefix else 0, prefix))
     return plans
+
+
+def _plan(name: str, cfg: dict[str, Any], folder: Path, after: int, prefix: Any) -> RunPlan:
+    steps = stage_steps(cfg)
+    state, at_step = run_progress(folder)
+    past = after if prefix is not None else -1  # analyses up to a prefix's end are its prefix's
+    # a resumed run analyses its checkpoint step again: only analyses before it count as done
+    done = analyses_before(records_dir(cfg, folder), None if state == "done" else (at_step or 0), past)
+    total = None if any(s is None for s in steps) else sum(steps)  # type: ignore[misc]
+    return RunPlan(
+        name=name,
+        stages=["+".join(stage_units(s)) for s in _stages(cfg)],
+        model=str((cfg.get("model") or {}).get("model") or "?"),
+        steps=None if total is None else total - after,
+        analyses=count_analyses(cfg, steps, after=past),
+        state=state,
+        at_step=at_step,
+        analyses_done=done,
+        from_step=after,
+        via=f"{PREFIXES_DIR}/{prefix.name}" if prefix is not None else None,
+    )
 
 
 # ---- the time estimate ------------------------------------------------------------------------------
@@ -243,7 +260,7 @@ def measured_rates(root: Path, plans: Sequence[RunPlan]) -> Rates | None:
     TensorBoard event span less its analyses' ``circuit/seconds``, over its steps; the analyses' seconds over
     their count. None when no finished run recorded them."""
     finished = [p for p in plans if p.state == "done" and p.steps]
-    finished.sort(key=lambda p: (root / p.name / DONE).stat().st_mtime, reverse=True)
+    finished.sort(key=lambda p: RunFolder(root / p.name).done_marker.stat().st_mtime, reverse=True)
     train_s = analysis_s = 0.0
     steps = analyses = used = 0
     startups = []
@@ -271,8 +288,7 @@ def measured_rates(root: Path, plans: Sequence[RunPlan]) -> Rates | None:
 
 def run_seconds(folder: Path) -> float | None:
     """The wall seconds of a finished run as its sweep recorded them in ``DONE`` (``seconds: S``), or None."""
-    found = re.search(r"^seconds: ([\d.]+)$", (folder / DONE).read_text(errors="replace"), re.MULTILINE)
-    return float(found.group(1)) if found else None
+    return RunFolder(folder).done_seconds()
 
 
 def event_timing(folder: Path) -> tuple[float, float] | None:
@@ -280,8 +296,6 @@ def event_timing(folder: Path) -> tuple[float, float] | None:
     files = sorted(folder.glob("events.out.tfevents.*"))
     if not files:
         return None
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
     span = circuit = 0.0
     for path in files:
         acc = EventAccumulator(str(path), size_guidance={"scalars": 0})
@@ -316,12 +330,38 @@ def plan_table(
     extra: Sequence[str],
     sweep_file: Path | None = None,
     rerun: Callable[[str], str] | None = None,
+    sharing: Sharing | None = None,
 ) -> str:
-    """The ``--dry_run`` report: header, one row per run, totals and the time estimate. ``rerun(name)``: the
-    command that runs one run of the sweep with every option the user gave (the estimate suggests it)."""
-    plans = plan_runs(fit_config, root, runs, extra)
+    """The ``--dry_run`` report: header, one row per run (and shared prefix), the stage trainings, totals and
+    the time estimate. ``rerun(name)``: the command that runs one run of the sweep with every option the
+    user gave (the estimate suggests it)."""
+    plans = plan_runs(fit_config, root, runs, extra, sharing)
     rates = measured_rates(root, plans)
-    return format_table(plans, root, fit_config, rates, sweep_file, rerun)
+    table = format_table(plans, root, fit_config, rates, sweep_file, rerun)
+    if sharing is None:
+        return table
+    lines = table.split("\n")
+    lines.insert(len(lines) - 2, trainings_line(sharing, [r.name for r in runs]))
+    return "\n".join(lines)
+
+
+def trainings_line(sharing: Sharing, names: Sequence[str]) -> str:
+    """``stage trainings: N (M shared)``: the stages the runs ``names`` and their prefixes train."""
+    needed, own, alone = [], 0, 0
+    for name in names:
+        n, prefix = sharing.stage_counts[name], sharing.start.get(name)
+        alone += n
+        own += n - (prefix.depth if prefix else 0)
+        while prefix is not None and prefix not in needed:
+            needed.append(prefix)
+            prefix = prefix.parent
+    shared = sum(p.depth - (p.parent.depth if p.parent else 0) for p in needed)
+    if not needed:
+        return f"stage trainings: {own} (0 shared)"
+    return (
+        f"stage trainings: {own + shared} ({shared} shared), {alone} without share_prefix: "
+        f"{len(needed)} shared prefixes in .prefixes/"
+    )
 
 
 def format_table(
@@ -336,7 +376,7 @@ def format_table(
     models = sorted({p.model for p in plans})
     source = f"sweep {sweep_file}" if sweep_file else "sweep"
     lines = [
-        f"{source}: {_count(len(plans), 'run')} of {_shown(fit_config)}, model {', '.join(models)}, run folders in {root}/"
+        f"{source}: {_runs(plans)} of {_shown(fit_config)}, model {', '.join(models)}, run folders in {root}/"
     ]
     rows = [("run", "tasks", "steps", "analyses", "state")]
     for p in plans:
@@ -352,7 +392,7 @@ def format_table(
     analyses = _total([p.analyses for p in plans])
     analyses_left = _total([p.analyses_left for p in plans])
     lines.append(
-        f"total: {_count(len(plans), 'run')} ({', '.join(f'{n} {s}' for s, n in states.items())}), "
+        f"total: {_runs(plans)} ({', '.join(f'{n} {s}' for s, n in states.items())}), "
         f"{_num(steps)} steps ({_num(steps_left)} to go), {_num(analyses)} analyses ({_num(analyses_left)} to go)"
     )
     lines.append(estimate_line(plans, root, rates, steps_left, analyses_left, sweep_file, rerun))
@@ -379,7 +419,7 @@ def estimate_line(
             "with their steps to time"
         )
     if rates is None:
-        first = left[0].name
+        first = next((p.name for p in left if not p.name.startswith(PREFIXES_DIR)), left[0].name)
         if rerun is not None:
             how = rerun(first)
         else:
@@ -412,8 +452,15 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
+def _runs(plans: Sequence[RunPlan]) -> str:
+    """``12 runs`` or ``12 runs and 4 shared prefixes``."""
+    prefixes = sum(p.name.startswith(PREFIXES_DIR) for p in plans)
+    runs = _count(len(plans) - prefixes, "run")
+    return f"{runs} and {_count(prefixes, 'shared prefix')}" if prefixes else runs
+
+
 def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}es" if noun.endswith("x") else f"{n} {noun}s"
 
 
 def _num(value: int | None) -> str:
