@@ -311,31 +311,49 @@ def fork(
     accuracy = [r for r in src.accuracy_log().read() if r["step"] <= prefix.end and r["task"] in stream.names]
     if accuracy:
         dst.accuracy_log().write(accuracy)
-    at_end = None
     for step in src.checkpoint_steps():
-        if step > prefix.end:
-            continue
         path = src.step_checkpoint(step)
-        assert path is not None
-        out = rewrite_checkpoint(path, src.checkpoints, dst.checkpoints, stream)
-        atomic_write_bytes(dst.checkpoints / path.name, out)
-        if step == prefix.end:
-            at_end = out
-    if at_end is None:
-        raise RuntimeError(f"prefix {prefix_root} holds no checkpoint at its last step {prefix.end}")
-    atomic_write_bytes(dst.checkpoints / "last.ckpt", at_end)
+        if step <= prefix.end and path is not None:
+            atomic_write_bytes(
+                dst.checkpoints / path.name,
+                rewrite_checkpoint(path, src.checkpoints, dst.checkpoints, stream),
+            )
+    # last.ckpt from the prefix's own last.ckpt of that step: it knows itself as the last checkpoint, as an
+    # uninterrupted run's does (a step checkpoint does not, and Lightning would then write last-v1.ckpt)
+    last = next(
+        (
+            p
+            for p in sorted(src.checkpoints.glob("last*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True)
+            if _step_of(p) == prefix.end
+        ),
+        None,
+    )
+    if last is None:
+        raise RuntimeError(f"prefix {prefix_root} holds no last.ckpt at its last step {prefix.end}")
+    data = rewrite_checkpoint(last, src.checkpoints, dst.checkpoints, stream, last_name=last.name)
+    atomic_write_bytes(dst.checkpoints / "last.ckpt", data)
 
 
-def rewrite_checkpoint(path: Path, old_dir: Path, new_dir: Path, stream: RunStream) -> bytes:
+def _step_of(path: Path) -> int:
+    return int(torch.load(path, map_location="cpu", weights_only=True).get("global_step", -1))
+
+
+def rewrite_checkpoint(
+    path: Path, old_dir: Path, new_dir: Path, stream: RunStream, last_name: str | None = None
+) -> bytes:
     """A prefix checkpoint as the run's own: the stream's stages and steps in the data module's state, and the
-    checkpoint callbacks' paths in the run's checkpoint folder."""
+    checkpoint callbacks' paths in the run's checkpoint folder (``last_name``: the prefix's name of its last
+    checkpoint, which becomes ``last.ckpt``)."""
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     state = ckpt.get(STREAM_STATE)
     if isinstance(state, dict):
         state["tasks"] = ["+".join(stage_tasks(s)) for s in stream.stages]
         state["task_steps"] = stream.steps()
     old, new = str(old_dir), str(new_dir)
-    ckpt["callbacks"] = {k: _repath(v, old, new) for k, v in (ckpt.get("callbacks") or {}).items()}
+    callbacks = {k: _repath(v, old, new) for k, v in (ckpt.get("callbacks") or {}).items()}
+    if last_name is not None:
+        callbacks = {k: _repath(v, f"{new}/{last_name}", f"{new}/last.ckpt") for k, v in callbacks.items()}
+    ckpt["callbacks"] = callbacks
     buf = io.BytesIO()
     torch.save(ckpt, buf)
     return buf.getvalue()
