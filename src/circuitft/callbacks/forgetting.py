@@ -88,7 +88,9 @@ class ForgettingCurve(Callback):
     ) -> None:
         check_count(points, "ForgettingCurve points", MAX_POINTS)
         if split not in SPLIT_CHOICES:
-            raise ConfigError(f"ForgettingCurve split must be one of {', '.join(SPLIT_CHOICES)}, got {split!r}")
+            raise ConfigError(
+                f"ForgettingCurve split must be one of {', '.join(SPLIT_CHOICES)}, got {split!r}"
+            )
         if tasks not in ("seen", "all"):
             raise ConfigError(f"ForgettingCurve tasks must be 'seen' or 'all', got {tasks!r}")
         check_count(batch_size, "ForgettingCurve batch_size", MAX_BATCH_SIZE)
