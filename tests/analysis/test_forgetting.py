@@ -139,7 +139,10 @@ def test_accuracy_jsonl_not_text_or_not_a_file(tmp_path) -> None:
     assert read_accuracy(tmp_path).empty  # absent: an empty table
     write_curve(tmp_path, {(4, "B"): 0.25, (2, "A"): 1.0})
     table = read_accuracy(tmp_path)
-    assert isinstance(table, pd.DataFrame) and list(zip(table["step"], table["task"])) == [(2, "A"), (4, "B")]
+    assert isinstance(table, pd.DataFrame) and list(zip(table["step"], table["task"], strict=True)) == [
+        (2, "A"),
+        (4, "B"),
+    ]
 
 
 # ---- circuitft report ----------------------------------------------------------------------------------
