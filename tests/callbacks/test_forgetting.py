@@ -189,3 +189,60 @@ def test_no_effect_on_training_or_the_rng(runs: dict) -> None:
     lora = [k for k in a if "lora" in k]
     assert lora and a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a), "adapter weights differ with the callback"
+
+
+# ---- DDP: each rank scores a block of the rows, the counts are summed ---------------------------------------
+def _score_once(out: Path) -> list[dict]:
+    """Score the tiny untrained model at step 11 (both tasks seen) as the callback does, with a stand-in
+    trainer; rank 0 writes ``out``."""
+    from types import SimpleNamespace
+
+    from circuitft.callbacks.ranks import Ranks
+    from circuitft.data.stream import TaskStreamDataModule
+    from circuitft.models import load_model
+    from circuitft.runfolder import RecordLog
+
+    torch.set_num_threads(1)
+    loaded = load_model("tiny-gpt2", seed=0)
+    # the random model always answers "1": right on the FloorDiv rows whose answer is 1, so counts are not all 0
+    bias = torch.zeros(len(loaded.tokenizer))
+    bias[loaded.tokenizer.convert_tokens_to_ids("1")] = 100.0
+    loaded.model.get_output_embeddings().register_forward_hook(lambda mod, args, output: output + bias)
+    dm = TaskStreamDataModule(tasks=TASKS, batch_size=8, seed=0)
+    dm.tokenizer = loaded.tokenizer
+    dm.setup("fit")
+    rank = Ranks().rank
+    trainer = SimpleNamespace(datamodule=dm, global_step=11, is_global_zero=rank == 0, loggers=[])
+    cb = ForgettingCurve(batch_size=3)
+    cb._log = RecordLog(out)
+    cb._score(trainer, SimpleNamespace(model=loaded.model))
+    return RecordLog(out).read()
+
+
+def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        _score_once(Path(out))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+@pytest.mark.ddp
+def test_two_processes_score_the_same_counts_as_one(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "two" / "accuracy.jsonl"
+    torch.multiprocessing.spawn(_ddp_worker, args=(2, port, str(out)), nprocs=2, join=True)
+    from circuitft.runfolder import RecordLog
+
+    two = RecordLog(out).read()
+    one = _score_once(tmp_path / "one" / "accuracy.jsonl")
+    assert [(r["step"], r["task"], r["n_rows"]) for r in one] == [(11, "Abs", 14), (11, "FloorDiv", 14)]
+    assert one[1]["n_correct"] > 0  # not a vacuous comparison
+    assert two == one  # 7 + 7 rows per rank, counts summed, written once by rank 0
