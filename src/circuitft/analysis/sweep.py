@@ -159,9 +159,7 @@ def pair_row(
     row["loss_change"] = -relative_drop(la, lb) if math.isfinite(relative_drop(la, lb)) else math.nan
     end_a_step, end_b_step = run.task_ends.get(a), run.task_ends.get(b)
     curve = pair_curve(run.accuracy, a, end_a_step, end_b_step)
-    row["forgetting_auc"] = (
-        forgetting_auc(curve["step"], curve["accuracy"], end_a_step, end_b_step) if len(curve) else math.nan
-    )
+    row["forgetting_auc"] = forgetting_auc(curve["step"], curve["accuracy"], end_a_step or 0, end_b_step or 0)
     row["curve_splits"] = curve_splits(curve)
     c = row["circuit_acc_A_end_A"]
     row["included"] = bool(math.isfinite(c) and c >= threshold)

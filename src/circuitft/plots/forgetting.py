@@ -17,10 +17,10 @@ def forgetting_curves(curve: pd.DataFrame, *, title: str | None = None) -> Figur
     if curve.empty:
         return no_data(fig, f"{title or 'forgetting curves'}: no forgetting curves recorded")
     ax = fig.add_subplot()
-    firsts = list(dict.fromkeys(curve["A"]))
+    firsts = sorted(set(curve["A"]))
     colours = task_colours(firsts)
     labelled: set[str] = set()
-    for _, rows in curve.groupby("run", sort=False):
+    for _, rows in curve.sort_values(["A", "run"]).groupby("run", sort=False):
         rows = rows.sort_values("fraction_B")
         a = str(rows["A"].iloc[0])
         ax.plot(
