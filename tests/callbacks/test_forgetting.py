@@ -246,3 +246,25 @@ def test_two_processes_score_the_same_counts_as_one(tmp_path: Path) -> None:
     assert [(r["step"], r["task"], r["n_rows"]) for r in one] == [(11, "Abs", 14), (11, "FloorDiv", 14)]
     assert one[1]["n_correct"] > 0  # not a vacuous comparison
     assert two == one  # 7 + 7 rows per rank, counts summed, written once by rank 0
+
+
+def test_a_failed_write_stops_the_run_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk stays a full disk (the CLI prints it as one line, exit 2); another failure names the step."""
+    import errno
+
+    from circuitft.runfolder import RecordLog
+
+    def full(self, records) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(self.path))
+
+    monkeypatch.setattr(RecordLog, "put", full)
+    with pytest.raises(OSError) as err:
+        _score_once(tmp_path / "accuracy.jsonl")
+    assert err.value.errno == errno.ENOSPC
+
+    def broken(self, records) -> None:
+        raise ValueError("bad\nsecond line")
+
+    monkeypatch.setattr(RecordLog, "put", broken)
+    with pytest.raises(RuntimeError, match=r"^ForgettingCurve at step 11 failed: \*: ValueError: bad$"):
+        _score_once(tmp_path / "accuracy.jsonl")

@@ -184,8 +184,20 @@ class ForgettingCurve(Callback):
 
         try:
             parts = ranks.gather("*", count)
+            # rank 0 writes; a failure there (a full disk) reaches every rank, so none waits at a collective
+            ranks.together("*", lambda: self._write(trainer, step, tasks, trained, parts))
         except AnalysisFailed as err:
             raise RuntimeError(f"ForgettingCurve at step {step} failed: {err}") from None
+
+    def _write(
+        self,
+        trainer: L.Trainer,
+        step: int,
+        tasks: list[str],
+        trained: list[str],
+        parts: list[dict[str, tuple[int, int]]],
+    ) -> None:
+        """Rank 0: the records of ``step`` (counts summed over ranks) into ``accuracy.jsonl``, and TensorBoard."""
         if not trainer.is_global_zero:
             return
         records = []
@@ -201,7 +213,7 @@ class ForgettingCurve(Callback):
                     "accuracy": hits / rows,
                     "n_correct": hits,
                     "n_rows": rows,
-                    "splits": list(splits),
+                    "splits": list(SPLIT_CHOICES[self.split]),
                 }
             )
         assert self._log is not None
