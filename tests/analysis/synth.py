@@ -145,3 +145,30 @@ def write_prior_run(folder: Path, checkpoints: dict[int, tuple[float, float, flo
         )
         graphs[step] = g
     return graphs
+
+
+def write_curve(
+    folder: Path,
+    accuracy: dict[tuple[int, str], float],
+    n_rows: int = 20,
+    splits: tuple[str, ...] = ("val", "test"),
+) -> Path:
+    """The run's ``circuits/accuracy.jsonl`` as ForgettingCurve writes it: (step, task) -> accuracy."""
+    path = folder / "circuits" / "accuracy.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [
+        json.dumps(
+            {
+                "step": step,
+                "task": task,
+                "trained_task": "",
+                "accuracy": acc,
+                "n_correct": round(acc * n_rows),
+                "n_rows": n_rows,
+                "splits": list(splits),
+            }
+        )
+        for (step, task), acc in sorted(accuracy.items())
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path

@@ -45,7 +45,8 @@ def quick_pairs_counts() -> tuple[int, int, int]:
     assert length == 2
     args = sweep["args"]
     interval = int(args[args.index("--checkpoint.every_n_train_steps") + 1])
-    callback = fit["trainer"]["callbacks"][0]["init_args"]
+    callbacks = fit["trainer"]["callbacks"]
+    callback = next(c for c in callbacks if c["class_path"].endswith("CircuitCallback"))["init_args"]
     assert callback["tasks"] == "seen" and "at_start" not in callback and "every_n_steps" not in callback
     assert args[args.index("--trainer.callbacks.init_args.tasks") + 1] == "all"  # the sweep's override
     assert steps % interval == 0

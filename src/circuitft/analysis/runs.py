@@ -7,6 +7,7 @@ circuitft run (what ``circuitft fit`` with the CircuitCallback writes)::
     <run>/circuits/metrics.jsonl           one record per (step, task): accuracies, faithfulness, sizes
                                            (records of failed analyses, with an ``error``, are skipped)
     <run>/circuits/step<SSSSSS>/<task>.safetensors   the scored graph with its circuit
+    <run>/circuits/accuracy.jsonl          when present (ForgettingCurve): model accuracy per (step, task)
     <run>/events.out.tfevents.*            TensorBoard: val/<task>/loss and val/<task>/acc
 
 Prior work (robeskins/mech-interp-ft)::
@@ -44,6 +45,7 @@ from typing import Any
 
 import pandas as pd
 
+from circuitft.analysis.forgetting import empty_accuracy, read_accuracy
 from circuitft.data.schedule import config_stages, from_config
 from circuitft.eap.graph import Graph
 from circuitft.errors import CircuitftError, DataError
@@ -91,7 +93,8 @@ class RunData:
     :mod:`circuitft.data.schedule`); ``stages`` the (name, tasks) of each stage (a mixed stage has several).
     ``records`` has one row per (step, task) with ``trained_task``, the :data:`METRIC_COLUMNS` and
     ``graph_file`` (absolute path); ``val`` has ``step``, ``task``, ``loss``, ``acc`` (may be empty);
-    ``size_curve`` has ``step``, ``task``, ``fraction``, ``faithfulness``, ... (empty unless recorded).
+    ``size_curve`` has ``step``, ``task``, ``fraction``, ``faithfulness``, ... (empty unless recorded);
+    ``accuracy`` the forgetting curve's records (:mod:`circuitft.analysis.forgetting`; empty without them).
     """
 
     path: Path
@@ -106,6 +109,7 @@ class RunData:
     stages: list[tuple[str, list[str]]] = field(
         default_factory=list
     )  # (stage name, its tasks); empty: one each
+    accuracy: pd.DataFrame = field(default_factory=empty_accuracy)  # accuracy.jsonl (the forgetting curve)
 
     @property
     def stage_groups(self) -> list[tuple[str, list[str]]]:
@@ -305,6 +309,7 @@ def _read_circuitft(folder: Path) -> RunData:
         _read_val(folder),
         pd.DataFrame(curves),
         stages,
+        read_accuracy(folder),
     )
 
 

@@ -17,6 +17,10 @@ Per run with a two-task stream A, B (``end A`` / ``end B`` as in :mod:`circuitft
   (``heldout`` or ``discovery``). ``forgetting_abs`` = end A - end B (the primary outcome),
   ``forgetting_rel`` = ``forgetting_abs / end A``; ``circuit_forgetting_abs`` / ``_rel`` the same with A's
   circuit accuracy (held-out when recorded);
+- forgetting curve (runs with ``accuracy.jsonl``, :mod:`circuitft.analysis.forgetting`): ``forgetting_auc``
+  = the mean drop of A's accuracy below its end-of-A value over B's stage (trapezoid over the curve's points
+  from the end of A to the end of B, divided by B's length), on the rows ``curve_splits`` names (every
+  ``val`` and ``test`` row by default); NaN without the file;
 - loss variant: ``jaccard_self`` = top-5% Jaccard of A's own circuit at the end of A and at the end of B,
   ``loss_change`` = ``(L_A(end B) - L_A(end A)) / L_A(end A)``, L_A the validation loss on A.
 
@@ -36,6 +40,7 @@ from typing import Any
 import pandas as pd
 
 from circuitft.analysis.fits import MIN_POINTS, compare_models, fit_line, fit_sigmoid
+from circuitft.analysis.forgetting import CURVE_COLUMNS, curve_splits, forgetting_auc, pair_curve
 from circuitft.analysis.measures import top_jaccard, top_jaccard_chance
 from circuitft.analysis.runs import RunData
 from circuitft.analysis.uncertainty import correlation_uncertainty
@@ -75,6 +80,8 @@ PAIR_COLUMNS = [
     "loss_A_end_A",
     "loss_A_end_B",
     "loss_change",
+    "forgetting_auc",
+    "curve_splits",
 ]
 VARIANTS = {
     "headline": ("jaccard", "forgetting_abs"),
@@ -82,7 +89,9 @@ VARIANTS = {
     "model_rel": ("jaccard", "forgetting_rel"),
     "circuit_rel": ("jaccard", "circuit_forgetting_rel"),
     "loss": ("jaccard_self", "loss_change"),
+    "auc": ("jaccard", "forgetting_auc"),  # secondary: fitted only when some pair has a forgetting curve
 }
+OPTIONAL_VARIANTS = ("auc",)
 # Columns written by releases before the forgetting names were split (absolute / relative): old name -> new
 OLD_PAIR_NAMES = {"forgetting_model": "forgetting_rel", "forgetting_circuit": "circuit_forgetting_rel"}
 INCLUSION_ROWS = "A's circuit accuracy at the end of A on the circuit-discovery rows (in-sample)"
@@ -148,6 +157,10 @@ def pair_row(
     lb = _loss_at(run, a, run.task_ends.get(b))
     row["loss_A_end_A"], row["loss_A_end_B"] = la, lb
     row["loss_change"] = -relative_drop(la, lb) if math.isfinite(relative_drop(la, lb)) else math.nan
+    end_a_step, end_b_step = run.task_ends.get(a), run.task_ends.get(b)
+    curve = pair_curve(run.accuracy, a, end_a_step, end_b_step)
+    row["forgetting_auc"] = forgetting_auc(curve["step"], curve["accuracy"], end_a_step or 0, end_b_step or 0)
+    row["curve_splits"] = curve_splits(curve)
     c = row["circuit_acc_A_end_A"]
     row["included"] = bool(math.isfinite(c) and c >= threshold)
     return row
@@ -169,6 +182,20 @@ def pairs_table(
     return pd.DataFrame(rows, columns=PAIR_COLUMNS)
 
 
+def forgetting_curve_table(runs: Sequence[RunData]) -> pd.DataFrame:
+    """A's forgetting curve of every pair run, long (:data:`~circuitft.analysis.forgetting.CURVE_COLUMNS`):
+    one row per point from the end of A (``fraction_B`` 0) to the end of B (1); empty without curves."""
+    parts = []
+    for run in runs:
+        if len(run.tasks) != 2 or len(run.stage_groups) != 2 or run.accuracy.empty:
+            continue
+        a, b = run.tasks
+        curve = pair_curve(run.accuracy, a, run.task_ends.get(a), run.task_ends.get(b))
+        if len(curve):
+            parts.append(curve.assign(run=run.name, A=a, B=b)[CURVE_COLUMNS])
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=CURVE_COLUMNS)
+
+
 def fit_variant(pairs: pd.DataFrame, x: str, y: str, seed: int = 0) -> dict[str, Any]:
     """The line (top level), its uncertainty (top level: r and rho intervals, bootstrap, permutation p,
     verdict), the sigmoid and the line-vs-sigmoid comparison of ``y`` on ``x`` over the included pairs with
@@ -182,7 +209,13 @@ def fit_variant(pairs: pd.DataFrame, x: str, y: str, seed: int = 0) -> dict[str,
     sig = fit_sigmoid(sub[x], sub[y])
     out["sigmoid"] = {k: v for k, v in sig.items() if k != "r"}  # a curve's r is not an association measure
     out["comparison"] = compare_models(sub[x], sub[y])
-    if y.startswith(("forgetting", "circuit_forgetting")) and len(sub):
+    if y == "forgetting_auc" and len(sub):
+        rows = sorted(set(sub["curve_splits"]))
+        out["outcome_rows"] = "forgetting curve on " + (
+            rows[0] if len(rows) == 1 else "mixed: " + ", ".join(rows)
+        )
+        out["inclusion_rows"] = INCLUSION_ROWS
+    elif y.startswith(("forgetting", "circuit_forgetting")) and len(sub):
         rows = sorted(set(sub["outcome_rows"]))
         out["outcome_rows"] = rows[0] if len(rows) == 1 else "mixed: " + ", ".join(rows)
         out["inclusion_rows"] = INCLUSION_ROWS
@@ -217,4 +250,8 @@ def fit_all(pairs: pd.DataFrame, threshold: float = THRESHOLD) -> dict[str, Any]
 
 
 def _fits(pairs: pd.DataFrame) -> dict[str, Any]:
-    return {name: fit_variant(pairs, x, y) for name, (x, y) in VARIANTS.items()}
+    return {
+        name: fit_variant(pairs, x, y)
+        for name, (x, y) in VARIANTS.items()
+        if name not in OPTIONAL_VARIANTS or pairs[y].notna().any()
+    }

@@ -18,6 +18,8 @@ runs, such as a sweep's ``root_dir``, stands for all runs under it), never loads
     DIR/tables/size_curve.csv         when the runs recorded circuit-size curves
     DIR/tables/pairs.csv, DIR/fit.json   with two or more pair runs (two-task streams): the sweep headline
                                       (fits with intervals, permutation p and a verdict per variant)
+    DIR/tables/forgetting_curve.csv   with those, when the runs recorded forgetting curves: A's accuracy
+                                      from the end of A to the end of B, one row per point
 
 Everything is written to a temporary folder next to ``DIR`` and moved into place at the end, so a failure
 leaves no half-written report (an existing report at ``DIR`` is replaced only then). ``DIR`` is replaced
@@ -48,6 +50,11 @@ from circuitft.limits import check_utf8_path
 from circuitft.owned import check_not_around, check_owned, mark
 
 METRICS = ("model_accuracy", "circuit_accuracy", "faithfulness", "kl_recovered_pct", "val_acc")
+CURVE_CAPTION = (
+    "Forgetting curves: A's model accuracy on its held-out rows from the end of A (0) to the end of B (1), "
+    "one line per pair, coloured by A; forgetting_auc (tables/pairs.csv) is the mean drop below the first "
+    "point, fitted against the overlap as fit.json's auc variant."
+)
 
 
 def build_parser() -> OneLineParser:
@@ -148,7 +155,7 @@ def build_report(
 ) -> dict[str, Any]:
     """Write every figure, table and the page of ``runs`` into ``out``; returns counts and warnings."""
     from circuitft.analysis.continual import accuracy_matrix, stage_columns, summaries
-    from circuitft.analysis.sweep import fit_all, pairs_table
+    from circuitft.analysis.sweep import fit_all, forgetting_curve_table, pairs_table
     from circuitft.analysis.tables import (
         FIRST_LAST_COLUMNS,
         OVERLAP_COLUMNS,
@@ -209,6 +216,9 @@ def build_report(
         tables["size_curve"] = pd.concat(curves, ignore_index=True)
     if is_sweep:
         tables["pairs"] = pairs
+    curve = forgetting_curve_table(runs) if is_sweep else pd.DataFrame()
+    if len(curve):
+        tables["forgetting_curve"] = curve
     for name, table in tables.items():
         _write_csv(table, out / "tables" / f"{name}.csv")
     if fits is not None:
@@ -222,6 +232,10 @@ def build_report(
     page.parts.append(links_html(write_explorers(runs, out)))
     if is_sweep:
         html.sweep_section(page, out, pairs, fits, models)
+    if len(curve):  # the forgetting curves (circuitft.analysis.forgetting); their fit is fit.json's "auc"
+        from circuitft.plots import forgetting_curves
+
+        page.figure(out, forgetting_curves(curve), "sweep_forgetting_curves", CURVE_CAPTION)
     for info in per_run[:max_run_sections]:
         html.run_section(page, out, info, max_edges=max_edges)
     if len(per_run) > max_run_sections:

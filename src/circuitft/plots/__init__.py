@@ -30,6 +30,9 @@ Public functions (all keyword arguments after ``*`` are optional unless noted)::
         pairs: DataFrame with A, B, x, y, ``included``; fits: {"linear": {...}, "sigmoid": {...}} as
         :func:`circuitft.analysis.fits.fit_line` / ``fit_sigmoid`` return (line: r, R², n; sigmoid: R², n).
     forgetting_bars(pairs, *, column="forgetting_model", title=None) -> Figure
+    forgetting_curves(curve, *, title=None) -> Figure
+        curve: DataFrame with ``run``, ``A``, ``fraction_B`` and ``accuracy`` (the report's forgetting_curve.csv):
+        A's accuracy while B is trained, one line per pair, coloured by A.
     figure_to_png(fig, dpi=100) -> bytes
     save_figure(fig, path_without_ext, dpi=100) -> list[Path]
         writes ``<path>.png`` and ``<path>.svg``, each atomically (temp file + rename).
@@ -40,6 +43,7 @@ from __future__ import annotations
 from circuitft.plots.base import figure_to_png, new_figure, save_figure
 from circuitft.plots.curves import change_bars, metric_over_steps, size_faithfulness_curve
 from circuitft.plots.diagram import circuit_diagram, circuit_diff_diagram
+from circuitft.plots.forgetting import forgetting_curves
 from circuitft.plots.heatmaps import accuracy_matrix_heatmap, overlap_heatmap
 from circuitft.plots.sweep import forgetting_bars, overlap_forgetting_scatter
 
@@ -50,6 +54,7 @@ __all__ = [
     "circuit_diff_diagram",
     "figure_to_png",
     "forgetting_bars",
+    "forgetting_curves",
     "metric_over_steps",
     "new_figure",
     "overlap_forgetting_scatter",

@@ -13,7 +13,8 @@ from circuitft.plots.base import new_figure, no_data
 LINE_STYLES = ("solid", "dashed", "dotted", "dashdot")
 
 
-def _colours(tasks: Sequence[str]) -> dict[str, tuple]:
+def task_colours(tasks: Sequence[str]) -> dict[str, tuple]:
+    """One colour per task, in order (tab10, or tab20 beyond 10 tasks)."""
     from matplotlib import colormaps
 
     cmap = colormaps["tab10" if len(tasks) <= 10 else "tab20"]
@@ -39,7 +40,7 @@ def metric_over_steps(
     names = dict(zip(columns, labels or columns, strict=False))
     ax = fig.add_subplot()
     tasks = list(dict.fromkeys(table["task"]))
-    colours = _colours(tasks)
+    colours = task_colours(tasks)
     for task in tasks:
         rows = table[table["task"] == task].sort_values("step")
         for k, col in enumerate(columns):
