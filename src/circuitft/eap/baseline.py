@@ -18,8 +18,8 @@ from typing import Any
 import torch
 
 from circuitft.data.pairs import PromptPairs
-from circuitft.eap.curve import SIZES, check_sizes, evaluate_circuits, size_masks
-from circuitft.eap.evaluate import EvalResult, faithfulness
+from circuitft.eap.curve import SIZES, check_sizes, size_masks
+from circuitft.eap.evaluate import EvalResult, evaluate_circuits, faithfulness
 from circuitft.eap.graph import Graph
 from circuitft.eap.progress import Progress
 from circuitft.eap.select import n_from_frac, prune_graph
