@@ -44,17 +44,10 @@ from circuitft.eap.metrics import (
 )
 from circuitft.eap.patching import Handles, Patcher, capture_sources, hooked
 from circuitft.eap.progress import Counter, Progress
+from circuitft.eap.settings import METHODS as METHODS  # re-exported
+from circuitft.eap.settings import check_method as check_method
 from circuitft.eap.sites import ModelSites, check_graph, model_sites
 from circuitft.errors import ConfigError
-
-METHODS = ("EAP", "EAP-IG-inputs", "EAP-IG-activations", "clean-corrupted", "exact")
-
-
-def check_method(method: str) -> str:
-    """``method`` if known, else a :class:`ConfigError` listing the valid names."""
-    if method not in METHODS:
-        raise ConfigError(f"unknown attribution method {method!r}; valid methods: {', '.join(METHODS)}")
-    return method
 
 
 class BatchRuns:

@@ -11,21 +11,8 @@ import torch
 
 from circuitft.eap.graph import Graph
 from circuitft.eap.select import apply_topn
-from circuitft.errors import ConfigError
-
-SIZES = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
-
-
-def check_sizes(sizes: Sequence[float], where: str = "sizes") -> tuple[float, ...]:
-    """``sizes`` as a sorted tuple after checking each is a number in (0, 1] (ConfigError otherwise)."""
-    out = []
-    for s in sizes:
-        if isinstance(s, bool) or not isinstance(s, int | float) or not 0 < s <= 1:
-            raise ConfigError(f"{where}: each size is a fraction of the edges in (0, 1], got {s!r}")
-        out.append(float(s))
-    if not out:
-        raise ConfigError(f"{where}: give at least one size (or turn the size curve off)")
-    return tuple(sorted(set(out)))
+from circuitft.eap.settings import SIZES as SIZES  # re-exported
+from circuitft.eap.settings import check_sizes as check_sizes
 
 
 def size_masks(graph: Graph, sizes: Sequence[float], prune: bool = True) -> list[torch.Tensor]:

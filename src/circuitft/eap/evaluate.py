@@ -28,7 +28,6 @@ from circuitft.eap.graph import Graph, GraphConfig
 from circuitft.eap.metrics import (
     AnswerIndex,
     answer_exact_match,
-    check_accuracy,
     kl_rows,
     metric_values,
     validate_pairs,
@@ -36,6 +35,7 @@ from circuitft.eap.metrics import (
 )
 from circuitft.eap.patching import Patcher, capture_sources, hooked
 from circuitft.eap.progress import Counter, Progress
+from circuitft.eap.settings import check_accuracy
 from circuitft.eap.sites import check_graph, model_sites
 from circuitft.errors import ConfigError
 

@@ -27,8 +27,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from circuitft.eap.graph import Graph
-
-MIB_FRACTIONS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+from circuitft.eap.settings import MIB_FRACTIONS as MIB_FRACTIONS  # re-exported
 
 
 def mib_areas(curve: Mapping[float, float]) -> dict[str, float]:
