@@ -140,7 +140,7 @@ def test_tensorboard_text_images_hparams_layout(run):
 
 
 def test_a_failed_analysis_is_recorded_and_training_goes_on(tmp_path, monkeypatch, caplog):
-    import circuitft.eap.attribute as engine
+    import circuitft.eap.pipeline as engine  # the pipeline runs attribution
 
     real = engine.attribute
 

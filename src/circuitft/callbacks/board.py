@@ -166,7 +166,7 @@ def run_hparams(trainer: Any, callback: Any) -> dict[str, Any]:
         "world_size": trainer.world_size,
         "circuit/method": s.method,
         "circuit/metric": s.metric,
-        "circuit/top_frac": s.top_frac if s.top_frac is not None else math.nan,
+        "circuit/top_frac": callback.top_frac if callback.top_frac is not None else math.nan,
         "circuit/n_examples": callback.n_examples,
     }
 

@@ -12,7 +12,7 @@ from typing import Any
 import lightning as L
 
 from circuitft.callbacks import board, history, messages
-from circuitft.callbacks.analysis import TaskResult
+from circuitft.callbacks.engine import TaskResult
 from circuitft.callbacks.progress import say
 from circuitft.callbacks.ranks import AnalysisFailed
 from circuitft.callbacks.records import CircuitRecord, RecordLog
