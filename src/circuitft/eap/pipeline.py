@@ -45,6 +45,12 @@ class CircuitResult:
     evaluation: EvalResult | None = None  # per-row results on the pairs (None: not evaluated)
     metrics: dict[str, Any] = field(default_factory=dict)  # the summary (JSON-ready; empty: not evaluated)
     note: str | None = None  # the one-line note of a default circuit widened on a small graph
+    scores: dict[str, float] = field(
+        default_factory=dict
+    )  # circuit_scores of the evaluation (floats, NaN kept)
+    heldout: dict[str, float] | None = (
+        None  # the ``*_heldout`` keys (floats, NaN kept; None: no held-out rows)
+    )
     seconds_references: float = 0.0  # time spent on the random baseline and the size curve
 
 
@@ -167,7 +173,8 @@ def evaluate_circuit(
         )
     seconds = time.perf_counter() - t0
     metrics = summarise(graph, main, pairs, settings, held, baseline, curve)
-    return CircuitResult(graph, main, metrics, seconds_references=seconds)
+    scores = circuit_scores(main, graph)
+    return CircuitResult(graph, main, metrics, seconds_references=seconds, scores=scores, heldout=held)
 
 
 def summarise(
