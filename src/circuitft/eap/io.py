@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
 from circuitft.argcheck import need
 from circuitft.eap.graph import Graph, GraphConfig
@@ -221,7 +223,6 @@ def read_nodes(graph: Graph, nodes: dict[str, Any], where: str) -> None:
 # ---- safetensors --------------------------------------------------------------------------------------
 def write_safetensors(graph: Graph, path: str | os.PathLike[str]) -> None:
     """Write the compact form (real edges only; see module docstring), atomically."""
-    from safetensors.torch import save_file
 
     cfg = graph.cfg
     mask = cfg.real_edge_mask
@@ -243,7 +244,6 @@ def write_safetensors(graph: Graph, path: str | os.PathLike[str]) -> None:
 
 def read_safetensors(path: str | os.PathLike[str], cfg: GraphConfig | None = None) -> Graph:
     """Read the compact form written by :func:`write_safetensors`."""
-    from safetensors import SafetensorError, safe_open
 
     path = Path(path)
     where = f"{path}: "

@@ -27,6 +27,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from circuitft.eap.graph import Graph
+from circuitft.eap.io import write_json
+from circuitft.eap.select import apply_topn
 from circuitft.eap.settings import MIB_FRACTIONS as MIB_FRACTIONS  # re-exported
 
 
@@ -62,8 +64,6 @@ def write_mib(graph: Graph, folder: str | os.PathLike[str], task: str, model: st
     """Write ``graph``'s scores and its circuits at MIB's fractions under ``folder/<task>_<model>/``.
 
     ``graph`` keeps its own circuit. Returns the task folder."""
-    from circuitft.eap.io import write_json
-    from circuitft.eap.select import apply_topn
 
     out = Path(folder) / f"{task}_{model}"
     out.mkdir(parents=True, exist_ok=True)
