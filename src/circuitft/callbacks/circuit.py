@@ -45,7 +45,6 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
-from circuitft import plots
 from circuitft.callbacks import board, messages, writing
 from circuitft.callbacks.engine import TaskResult, analyse, batches
 from circuitft.callbacks.progress import AnalysisBar
@@ -62,7 +61,6 @@ from circuitft.runfolder import RECORDS
 
 TaskChoice = Literal["seen", "all"] | list[str]
 log = logging.getLogger("circuitft")
-MAX_DIAGRAM_EDGES = 50_000
 CROSS_TASK_AUTO = (2, 8)  # cross-task faithfulness is on by default for streams of 2 to 8 tasks
 
 
@@ -403,44 +401,6 @@ class CircuitCallback(Callback):
         self, trainer: L.Trainer, step: int, trained: list[str], results: dict[str, TaskResult], t0: float
     ) -> None:
         writing.write(self, trainer, step, trained, results, t0)
-
-    def _board(
-        self,
-        trainer: L.Trainer,
-        step: int,
-        results: dict[str, TaskResult],
-        jaccard: dict[tuple[str, str], float],
-        rows: list[dict[str, Any]],
-    ) -> None:
-        writers = board.writers(trainer)
-        if not writers:
-            return
-        graphs = {task: r.graph for task, r in results.items()}
-        figures = []
-        if self.images:
-            figures += board.overlap_figures(graphs, jaccard, step)
-            plan = self._schedule(trainer)
-            ends = self._ends(trainer)
-            if step in ends:
-                groups = [list(g) for g in plan.tasks]
-                figures += board.accuracy_figures(rows, plan.names, ends, ends.index(step) + 1, groups)
-        if self.diagrams:
-            too_large = [g.n_edges for g in graphs.values() if g.n_edges > MAX_DIAGRAM_EDGES]
-            if too_large and not self._warned_diagram:
-                log.warning(
-                    "CircuitCallback diagrams: the model has %d edges (more than %d); circuit diagrams are "
-                    "skipped",
-                    too_large[0],
-                    MAX_DIAGRAM_EDGES,
-                )
-                self._warned_diagram = True
-            if not too_large:
-                figures += board.diagram_figures(graphs, step)
-        for writer in writers:
-            for task, graph in graphs.items():
-                writer.add_text(f"circuit/{task}/top_edges", board.top_edges_markdown(graph), step)
-            for tag, fig in figures:
-                board.add_png(writer, tag, plots.figure_to_png(fig), step)
 
     def _record_error(self, trainer: L.Trainer, step: int, trained: list[str], err: AnalysisFailed) -> None:
         writing.record_error(self, trainer, step, trained, err)

@@ -9,7 +9,7 @@ block of every task's examples; the score sums and per-example evaluation result
 rank ends with the same graphs and numbers (equal to one process up to float rounding).
 
 Per task ``b`` the evaluation runs the model clean and corrupted once per batch and patches every circuit
-evaluated on ``b``'s data on top of those runs (:func:`circuitft.eap.curve.evaluate_circuits`): ``b``'s own
+evaluated on ``b``'s data on top of those runs (:func:`circuitft.eap.evaluate.evaluate_circuits`): ``b``'s own
 circuit, the size curve from ``b``'s scores and, for cross-task faithfulness, every other task's circuit.
 A task's circuit found here equals :func:`circuitft.eap.pipeline.find_circuit`'s on the same rows and settings
 (tested).

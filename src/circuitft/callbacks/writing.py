@@ -94,7 +94,9 @@ def write(
     scalars["circuit/seconds"] = time.perf_counter() - t0
     for logger in trainer.loggers:
         logger.log_metrics(scalars, step=step)
-    cb._board(trainer, step, results, jaccard, log_file.results())
+    board.log_analysis(
+        cb, trainer, step, {t: r.graph for t, r in results.items()}, jaccard, log_file.results()
+    )
     if cb.echo:
         echo(cb, trainer, step, records, ends)
 

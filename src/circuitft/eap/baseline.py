@@ -1,6 +1,6 @@
 """Reference points for one circuit: random circuits of the same size and a size curve.
 
-Both are evaluated in one pass over the rows with :func:`circuitft.eap.curve.evaluate_circuits` (a clean
+Both are evaluated in one pass over the rows with :func:`circuitft.eap.evaluate.evaluate_circuits` (a clean
 and a corrupted run per batch, then one patched run per circuit), so k reference circuits cost about k
 forward passes per batch on top of the circuit's own evaluation.
 
