@@ -29,9 +29,9 @@ import re
 from pathlib import Path
 from typing import Any
 
+import safetensors.torch
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
 from circuitft.argcheck import need
 from circuitft.eap.graph import Graph, GraphConfig
@@ -239,7 +239,7 @@ def write_safetensors(graph: Graph, path: str | os.PathLike[str]) -> None:
         "cfg": json.dumps(cfg.to_dict()),
         "meta": json.dumps(graph.meta, default=str),
     }
-    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata))
+    atomic_write(path, lambda tmp: safetensors.torch.save_file(tensors, tmp, metadata))
 
 
 def read_safetensors(path: str | os.PathLike[str], cfg: GraphConfig | None = None) -> Graph:

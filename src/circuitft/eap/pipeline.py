@@ -24,10 +24,11 @@ from typing import Any
 
 import torch
 
+import circuitft.eap.evaluate as evaluation
 from circuitft.data.pairs import PromptPairs
 from circuitft.eap.attribute import attribute
 from circuitft.eap.baseline import evaluate_references, selection_option, selection_size
-from circuitft.eap.evaluate import EvalResult, evaluate, faithfulness
+from circuitft.eap.evaluate import EvalResult, faithfulness
 from circuitft.eap.graph import Graph
 from circuitft.eap.heldout import heldout_scores
 from circuitft.eap.mib import at_fractions, mib_areas
@@ -146,15 +147,19 @@ def evaluate_circuit(
     """Evaluate ``graph``'s circuit on ``pairs`` (and ``heldout``), with the random baseline and the size
     curve the settings ask for, and summarise (see :func:`summarise`). ``chosen``: the selection
     ``(option, value)`` the circuit came from (the random circuits' size; None: the circuit's own size)."""
-    options = dict(metric=settings.metric, batch_size=settings.batch_size, dtype=settings.dtype)
-    options["accuracy"] = settings.accuracy
-    main = evaluate(model, graph, pairs, progress=progress, **options)
+    options: dict[str, Any] = {
+        "metric": settings.metric,
+        "batch_size": settings.batch_size,
+        "dtype": settings.dtype,
+        "accuracy": settings.accuracy,
+    }
+    main = evaluation.evaluate(model, graph, pairs, progress=progress, **options)
     held = None
     if heldout is not None:
-        held = heldout_scores(
-            evaluate(model, graph, heldout, progress=progress, **options) if len(heldout) else None,
-            settings.metric,
+        rows = (
+            evaluation.evaluate(model, graph, heldout, progress=progress, **options) if len(heldout) else None
         )
+        held = heldout_scores(rows, settings.metric)
     t0 = time.perf_counter()
     baseline, curve = None, None
     if settings.baseline_samples or settings.curve:
