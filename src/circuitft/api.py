@@ -22,13 +22,23 @@ from typing import Any
 
 import torch
 
+from circuitft import plots
 from circuitft.argcheck import need, need_count, need_fraction, need_number
+from circuitft.cache import cache_error
 from circuitft.data.pairs import PromptPairs
-from circuitft.eap import DEFAULT_TOP_FRAC
+from circuitft.data.sources import load_pairs as _load_pairs
+from circuitft.data.tasks import make_pairs as _make_pairs
+from circuitft.eap import DEFAULT_TOP_FRAC, pipeline
 from circuitft.eap.graph import Graph
+from circuitft.eap.heldout import disjoint_rows
+from circuitft.eap.heldout import hold_out as _hold_out
+from circuitft.eap.overlap import overlap
+from circuitft.eap.settings import CircuitSettings
 from circuitft.errors import ConfigError
 from circuitft.limits import MAX_BATCH_SIZE, MAX_IG_STEPS, MAX_ROWS
+from circuitft.models.analysis import load_analysis_model
 from circuitft.models.loading import LoadedModel
+from circuitft.quiet import quiet_framework
 
 ModelLike = LoadedModel | torch.nn.Module
 log = logging.getLogger("circuitft")
@@ -48,9 +58,6 @@ def load(
     name; a circuitft checkpoint names its own model, so ``load(checkpoint="runs/x/checkpoints/last.ckpt")``
     is enough. ``progress=False`` hides the Hugging Face loading bars.
     """
-    from circuitft.models.analysis import load_analysis_model
-    from circuitft.quiet import quiet_framework
-
     need(model, "model", str, os.PathLike, none=True)
     need(adapter, "adapter", str, os.PathLike, none=True)
     need(checkpoint, "checkpoint", str, os.PathLike, none=True)
@@ -63,8 +70,6 @@ def load(
             model, adapter=adapter, checkpoint=checkpoint, device=device, progress=progress
         )
     except OSError as err:
-        from circuitft.cache import cache_error
-
         message = cache_error(err)
         if message is None:
             raise
@@ -76,8 +81,6 @@ def make_pairs(task: str, model: ModelLike | Any, n: int, seed: int = 0, **param
 
     ``params`` go to the task's generator (``circuitft tasks show TASK`` lists them).
     """
-    from circuitft.data.tasks import make_pairs as _make_pairs
-
     need(task, "task", str)
     need_count(n, "n", MAX_ROWS)
     need(seed, "seed", int)
@@ -92,8 +95,6 @@ def load_pairs(
     Rows whose clean and corrupted prompts tokenize to different lengths are dropped and counted
     (``pairs.n_dropped``), or with ``on_mismatch="error"`` named in an error.
     """
-    from circuitft.data.sources import load_pairs as _load_pairs
-
     need(source, "source", str, os.PathLike)
     need(task, "task", str, none=True)
     need(on_mismatch, "on_mismatch", str)
@@ -119,9 +120,6 @@ def find_circuit(
 
     Returns the :class:`~circuitft.eap.graph.Graph`: ``scores`` for every edge, ``in_graph`` for the circuit.
     """
-    from circuitft.eap.attribute import attribute
-    from circuitft.eap.select import select, select_default
-
     net = _module(model)
     need(pairs, "pairs", PromptPairs)
     need(method, "method", str)
@@ -131,24 +129,22 @@ def find_circuit(
     need_count(top_n, "top_n", 2**62, none=True)
     need_number(threshold, "threshold", none=True)
     need_count(batch_size, "batch_size", MAX_BATCH_SIZE)
-    graph = Graph.from_model(net)
-    attribute(
-        net,
-        graph,
-        pairs,
+    settings = CircuitSettings(
         method=method,
         metric=metric,
         ig_steps=int(ig_steps),
         batch_size=int(batch_size),
-        progress=progress,
+        top_frac=top_frac,
+        top_n=top_n,
+        threshold=threshold,
+        baseline_samples=0,
+        size_curve="false",
+        where="",
     )
-    sizes = {"top_n": top_n, "top_frac": top_frac, "threshold": threshold}
-    if any(v is not None for v in sizes.values()):
-        return select(graph, **sizes)
-    note = select_default(graph)  # the top 5%, or on a graph too small for it the smallest connected circuit
-    if note is not None:
-        log.warning(note)
-    return graph
+    found = pipeline.find_circuit(net, pairs, settings, evaluate=False, progress=progress)
+    if found.note is not None:  # the top 5%, or on a graph too small for it the smallest connected circuit
+        log.warning(found.note)
+    return found.graph
 
 
 def evaluate_circuit(
@@ -170,25 +166,25 @@ def evaluate_circuit(
     ``circuit_accuracy_heldout``, ``metric_gap_heldout`` and ``n_examples_heldout`` (held-out rows whose
     clean prompt is also in ``pairs`` are left out).
     """
-    from circuitft.eap.evaluate import evaluate, faithfulness
-    from circuitft.eap.heldout import disjoint_rows, evaluate_heldout
-
     net = _module(model)
     need(circuit, "circuit", Graph)
     need(pairs, "pairs", PromptPairs)
     need(metric, "metric", str, none=True)
     need_count(batch_size, "batch_size", MAX_BATCH_SIZE)
-    metric = metric or circuit.meta.get("metric") or "kl"
-    result = evaluate(net, circuit, pairs, metric=metric, batch_size=int(batch_size), progress=progress)
-    out = {k: float(v) for k, v in faithfulness(result).items()}
+    settings = CircuitSettings(
+        metric=metric or circuit.meta.get("metric") or "kl",
+        batch_size=int(batch_size),
+        baseline_samples=0,
+        size_curve="false",
+        where="",
+    )
+    rows = None if heldout is None else disjoint_rows(pairs, heldout)[0]
+    found = pipeline.evaluate_circuit(net, circuit, pairs, settings, heldout=rows, progress=progress)
+    out = {k: float(v) for k, v in found.scores.items() if k not in ("n_edges", "n_nodes")}
     out["n_examples"] = float(len(pairs))
-    out["n_edges"] = float(circuit.count_edges())
-    out["n_nodes"] = float(circuit.count_nodes())
-    if heldout is not None:
-        rows = disjoint_rows(pairs, heldout)[0]
-        out.update(
-            evaluate_heldout(net, circuit, rows, metric=metric, batch_size=batch_size, progress=progress)
-        )
+    out["n_edges"] = found.scores["n_edges"]
+    out["n_nodes"] = found.scores["n_nodes"]
+    out.update(found.heldout or {})
     return out
 
 
@@ -196,8 +192,6 @@ def hold_out(pairs: PromptPairs, frac: float = 0.5) -> tuple[PromptPairs, Prompt
     """``(discovery, heldout)``: find the circuit on the first rows and score it on the last ``frac`` share
     (``evaluate_circuit(..., heldout=heldout)``); held-out rows never share a clean prompt with discovery rows.
     """
-    from circuitft.eap.heldout import hold_out as _hold_out
-
     try:
         return _hold_out(pairs, frac)
     except ValueError as err:
@@ -206,8 +200,6 @@ def hold_out(pairs: PromptPairs, frac: float = 0.5) -> tuple[PromptPairs, Prompt
 
 def compare(a: Graph, b: Graph, frac: float = DEFAULT_TOP_FRAC) -> dict[str, Any]:
     """How two circuits of the same model differ: edge and node Jaccard, top-k Jaccard, edge change."""
-    from circuitft.eap.overlap import overlap
-
     need(a, "a", Graph)
     need(b, "b", Graph)
     need_fraction(frac, "frac")
@@ -216,10 +208,8 @@ def compare(a: Graph, b: Graph, frac: float = DEFAULT_TOP_FRAC) -> dict[str, Any
 
 def draw(circuit: Graph, **kwargs: Any) -> Any:
     """A matplotlib figure of ``circuit`` (layers left to right, edges coloured by sign, width by |score|)."""
-    from circuitft.plots import circuit_diagram
-
     need(circuit, "circuit", Graph)
-    return circuit_diagram(circuit, **kwargs)
+    return plots.circuit_diagram(circuit, **kwargs)
 
 
 def _module(model: ModelLike) -> torch.nn.Module:

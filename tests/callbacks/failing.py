@@ -15,7 +15,7 @@ class FailOnRankOne(CircuitCallback):
         self.fail_step = fail_step
 
     def _compute(self, trainer, pl_module, tasks, ranks, bar=None):
-        import circuitft.eap.attribute as engine
+        import circuitft.eap.pipeline as engine  # the pipeline runs attribution
 
         if not (trainer.global_rank == 1 and trainer.global_step == self.fail_step):
             return super()._compute(trainer, pl_module, tasks, ranks, bar)

@@ -135,7 +135,7 @@ def test_first_token_accuracy_option(tmp_path: Path) -> None:
     import torch
 
     from circuitft.data.tasks import make_pairs
-    from circuitft.eap.curve import evaluate_circuits
+    from circuitft.eap.evaluate import evaluate_circuits
     from circuitft.eap.graph import Graph
     from circuitft.models import load_model
 

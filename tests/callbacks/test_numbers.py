@@ -140,7 +140,7 @@ def test_tensorboard_text_images_hparams_layout(run):
 
 
 def test_a_failed_analysis_is_recorded_and_training_goes_on(tmp_path, monkeypatch, caplog):
-    import circuitft.eap.attribute as engine
+    import circuitft.eap.pipeline as engine  # the pipeline runs attribution
 
     real = engine.attribute
 
@@ -170,7 +170,7 @@ def test_cross_task_for_tasks_not_in_the_stream(tmp_path):
 
 
 def test_diagrams_of_a_model_too_large_are_skipped_with_one_warning(tmp_path, monkeypatch, caplog):
-    import circuitft.callbacks.circuit as circuit
+    import circuitft.callbacks.board as circuit  # the TensorBoard output holds the limit
 
     monkeypatch.setattr(circuit, "MAX_DIAGRAM_EDGES", 100)  # tiny-gpt2 has 110 edges
     with caplog.at_level(logging.WARNING, logger="circuitft"):

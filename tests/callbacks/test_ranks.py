@@ -31,19 +31,22 @@ def _pairs(tokenizer):
 
 
 def _analyse(out: Path | None, extra: bool = False):
-    from circuitft.callbacks.analysis import AnalysisSettings, analyse
+    from circuitft.callbacks.engine import analyse
     from circuitft.callbacks.ranks import Ranks
+    from circuitft.eap.settings import CircuitSettings
     from circuitft.models import load_model
 
     torch.set_num_threads(1)
     loaded = load_model("tiny-llama", seed=0)
-    settings = AnalysisSettings(
+    settings = CircuitSettings(
+        method="EAP-IG-inputs",
         ig_steps=3,
         batch_size=2,
         top_frac=0.2,
-        sizes=(0.05, 0.5, 1.0),
-        cross_tasks=frozenset({"add", "add_more"}),
+        size_curve="0.05,0.5,1.0",
+        baseline_samples=0,
     )
+    cross = frozenset({"add", "add_more"})
     ranks = Ranks()
     pairs = _pairs(loaded.tokenizer)
     if extra:  # held-out rows (4 or 5 per task: rows with identical tokens are dropped) and split halves
@@ -53,9 +56,9 @@ def _analyse(out: Path | None, extra: bool = False):
         from digits import digit_rows
 
         held = {t: tokenize_pairs(digit_rows(5, seed=1), loaded.tokenizer, t) for t in pairs}
-        results = analyse(loaded.model, pairs, settings, ranks, None, held, list(pairs))
+        results = analyse(loaded.model, pairs, settings, ranks, None, held, list(pairs), cross)
     else:
-        results = analyse(loaded.model, pairs, settings, ranks)
+        results = analyse(loaded.model, pairs, settings, ranks, cross_tasks=cross)
     found = {
         t: {
             "scores": r.graph.scores,

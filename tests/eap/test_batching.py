@@ -10,8 +10,9 @@ import torch
 
 from circuitft.data.pairs import tokenize_pairs
 from circuitft.data.rows import PromptRow
-from circuitft.eap.attribute import attribute, length_batches
+from circuitft.eap.attribute import attribute
 from circuitft.eap.evaluate import evaluate
+from circuitft.eap.forward import length_batches
 from circuitft.eap.graph import Graph
 from circuitft.errors import ConfigError
 

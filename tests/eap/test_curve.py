@@ -1,4 +1,4 @@
-"""Several circuits in one pass: equal to evaluating each alone; size-curve masks; bad sizes."""
+"""Several circuits in one pass: equal to evaluating each alone (evaluate is its one-circuit case); size-curve masks; bad sizes."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from digits import digit_rows
 
 from circuitft.data.pairs import tokenize_pairs
 from circuitft.eap.attribute import attribute
-from circuitft.eap.curve import check_sizes, evaluate_circuits, size_masks
-from circuitft.eap.evaluate import evaluate, faithfulness
+from circuitft.eap.curve import check_sizes, size_masks
+from circuitft.eap.evaluate import evaluate, evaluate_circuits, faithfulness
 from circuitft.eap.graph import Graph
 from circuitft.errors import ConfigError
 
@@ -32,6 +32,7 @@ def test_shared_runs_equal_separate_evaluations(tiny, name):
         assert res.n_edges == alone.n_edges
         for field in ("clean", "corrupted", "circuit", "kl_corr_clean", "kl_corr_circ"):
             assert torch.allclose(getattr(res, field), getattr(alone, field), atol=1e-5), field
+            assert torch.equal(getattr(res, field), getattr(alone, field)), f"{field}: one loop, same numbers"
         assert torch.equal(res.circuit_correct, alone.circuit_correct)
     assert faithfulness(together[-1])["faithfulness"] == pytest.approx(1.0, abs=1e-4)  # every edge
 

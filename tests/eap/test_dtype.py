@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from circuitft.data.tasks import make_pairs
-from circuitft.eap.attribute import attribute, buffer_dtype
+from circuitft.eap.attribute import attribute
 from circuitft.eap.evaluate import evaluate, faithfulness
+from circuitft.eap.forward import buffer_dtype
 from circuitft.eap.graph import Graph
 from circuitft.eap.select import select
 from circuitft.errors import ConfigError

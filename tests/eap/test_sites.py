@@ -9,16 +9,10 @@ import pytest
 import torch
 
 import circuitft.eap.sites as sites_module
-from circuitft.eap.attribute import analysis_mode
+from circuitft.eap.forward import analysis_mode
+from circuitft.eap.gradients import GradCollector, norm_backward, norm_stats
 from circuitft.eap.graph import Graph
-from circuitft.eap.patching import (
-    GradCollector,
-    capture_sources,
-    head_outputs,
-    hooked,
-    norm_backward,
-    norm_stats,
-)
+from circuitft.eap.patching import capture_sources, head_outputs, hooked
 from circuitft.eap.sites import model_sites
 from circuitft.errors import ConfigError
 from circuitft.models.tiny import tiny_specs

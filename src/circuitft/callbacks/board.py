@@ -13,14 +13,18 @@ Written through the ``SummaryWriter`` of the run's TensorBoardLogger (``logger.e
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
 import torch
 
+from circuitft import plots as figures_module
 from circuitft.eap.graph import Graph
 
 TOP_EDGES = 20
+MAX_DIAGRAM_EDGES = 50_000  # larger models get no circuit diagrams (one warning)
+log = logging.getLogger("circuitft")
 # Cross-task overlap scalars (``circuit_overlap/<a>~<b>/<name>``): each overlap beside its chance level (random
 # sets of the same sizes from the same graph) and chance-corrected value (eap.chance), and node overlap at
 # matched density.
@@ -166,7 +170,7 @@ def run_hparams(trainer: Any, callback: Any) -> dict[str, Any]:
         "world_size": trainer.world_size,
         "circuit/method": s.method,
         "circuit/metric": s.metric,
-        "circuit/top_frac": s.top_frac if s.top_frac is not None else math.nan,
+        "circuit/top_frac": callback.top_frac if callback.top_frac is not None else math.nan,
         "circuit/n_examples": callback.n_examples,
     }
 
@@ -184,3 +188,42 @@ def summary_paragraph(
         f"took {seconds:.1f} s of this process's {wall:.1f} s ({100 * share:.1f}% of the wall time)"
         f"{f'; {errors} analysis failure(s) recorded in metrics.jsonl' if errors else ''}."
     )
+
+
+def log_analysis(
+    callback: Any,
+    trainer: Any,
+    step: int,
+    graphs: dict[str, Graph],
+    jaccard: dict[tuple[str, str], float],
+    rows: list[dict[str, Any]],
+) -> None:
+    """One analysis in TensorBoard: each task's strongest edges, and (as the callback asks) the cross-task
+    overlap heatmap, the accuracy matrix at stage ends and the circuit diagrams."""
+    tensorboards = writers(trainer)
+    if not tensorboards:
+        return
+    figures = []
+    if callback.images:
+        figures += overlap_figures(graphs, jaccard, step)
+        plan = callback._schedule(trainer)
+        ends = callback._ends(trainer)
+        if step in ends:
+            groups = [list(g) for g in plan.tasks]
+            figures += accuracy_figures(rows, plan.names, ends, ends.index(step) + 1, groups)
+    if callback.diagrams:
+        too_large = [g.n_edges for g in graphs.values() if g.n_edges > MAX_DIAGRAM_EDGES]
+        if too_large and not callback._warned_diagram:
+            log.warning(
+                "CircuitCallback diagrams: the model has %d edges (more than %d); circuit diagrams are skipped",
+                too_large[0],
+                MAX_DIAGRAM_EDGES,
+            )
+            callback._warned_diagram = True
+        if not too_large:
+            figures += diagram_figures(graphs, step)
+    for writer in tensorboards:
+        for task, graph in graphs.items():
+            writer.add_text(f"circuit/{task}/top_edges", top_edges_markdown(graph), step)
+        for tag, fig in figures:
+            add_png(writer, tag, figures_module.figure_to_png(fig), step)

@@ -46,21 +46,21 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from circuitft.callbacks import board, messages, writing
-from circuitft.callbacks.analysis import AnalysisSettings, TaskResult, analyse, batches
+from circuitft.callbacks.engine import TaskResult, analyse, batches
 from circuitft.callbacks.progress import AnalysisBar
 from circuitft.callbacks.ranks import AnalysisFailed, Ranks
 from circuitft.callbacks.records import RecordLog
 from circuitft.data.schedule import Schedule
 from circuitft.eap import DEFAULT_TOP_FRAC
 from circuitft.eap.heldout import disjoint_rows
+from circuitft.eap.settings import SIZES, CircuitSettings, check_sizes
 from circuitft.errors import ConfigError
-from circuitft.limits import MAX_BATCH_SIZE, MAX_IG_STEPS, MAX_ROWS, check_count
+from circuitft.limits import MAX_ROWS, check_count
 from circuitft.names import check_name
 from circuitft.runfolder import RECORDS
 
 TaskChoice = Literal["seen", "all"] | list[str]
 log = logging.getLogger("circuitft")
-MAX_DIAGRAM_EDGES = 50_000
 CROSS_TASK_AUTO = (2, 8)  # cross-task faithfulness is on by default for streams of 2 to 8 tasks
 
 
@@ -128,59 +128,47 @@ class CircuitCallback(Callback):
         heldout: bool = True,
         split_half: bool = False,
     ) -> None:
-        from circuitft.eap.attribute import BUFFER_DTYPES, check_method
-        from circuitft.eap.curve import SIZES, check_sizes
-        from circuitft.eap.metrics import check_metric
-        from circuitft.eap.select import check_selection
-
-        check_method(method)
-        check_metric(metric)
         if top_n is not None:
             top_frac = None
-        check_selection(None, top_n=top_n, top_frac=top_frac)
-        if every_n_steps is not None and every_n_steps <= 0:
-            raise ConfigError(f"CircuitCallback every_n_steps must be positive, got {every_n_steps}")
-        if n_examples <= 0 or batch_size <= 0 or ig_steps <= 0:
-            raise ConfigError("CircuitCallback n_examples, batch_size and ig_steps must be positive")
-        check_count(ig_steps, "CircuitCallback ig_steps", MAX_IG_STEPS)
-        check_count(batch_size, "CircuitCallback batch_size", MAX_BATCH_SIZE)
-        check_count(n_examples, "CircuitCallback n_examples", MAX_ROWS)
-        if dtype is not None and dtype not in BUFFER_DTYPES:
-            raise ConfigError(f"CircuitCallback dtype {dtype!r} is not one of {', '.join(BUFFER_DTYPES)}")
-        if isinstance(tasks, str) and tasks not in ("seen", "all"):
-            raise ConfigError(
-                f"CircuitCallback tasks must be 'seen', 'all' or a list of names, got {tasks!r}"
-            )
-        check_name(dirname, "CircuitCallback dirname")
-        if accuracy not in ("exact_match", "first_token"):
-            raise ConfigError(
-                f"CircuitCallback accuracy must be 'exact_match' or 'first_token', got {accuracy!r}"
-            )
-        if on_error not in ("record", "raise"):
-            raise ConfigError(f"CircuitCallback on_error must be 'record' or 'raise', got {on_error!r}")
+        where = "CircuitCallback "
         if sizes is True:
             size_fracs: tuple[float, ...] = SIZES
         elif sizes is False or sizes is None:
             size_fracs = ()
         else:
             size_fracs = check_sizes(sizes, "CircuitCallback sizes")
-        self.every_n_steps, self.tasks = every_n_steps, tasks
+        # the attribution settings, checked where they are declared (eap/settings.py); the default top 5%
+        # is the pipeline's default circuit (widened on a graph too small for it)
+        self.settings = CircuitSettings(
+            method=method,
+            metric=metric,
+            ig_steps=ig_steps,
+            batch_size=batch_size,
+            top_frac=None if top_n is None and top_frac == DEFAULT_TOP_FRAC else top_frac,
+            top_n=top_n,
+            dtype=None if dtype == "float32" else dtype,
+            accuracy=accuracy,
+            baseline_samples=0,
+            size_curve=",".join(map(repr, size_fracs)) if size_fracs else "false",
+            where=where,
+        )
+        if every_n_steps is not None and every_n_steps <= 0:
+            raise ConfigError(f"CircuitCallback every_n_steps must be positive, got {every_n_steps}")
+        check_count(n_examples, "CircuitCallback n_examples", MAX_ROWS)
+        if isinstance(tasks, str) and tasks not in ("seen", "all"):
+            raise ConfigError(
+                f"CircuitCallback tasks must be 'seen', 'all' or a list of names, got {tasks!r}"
+            )
+        check_name(dirname, "CircuitCallback dirname")
+        if on_error not in ("record", "raise"):
+            raise ConfigError(f"CircuitCallback on_error must be 'record' or 'raise', got {on_error!r}")
+        self.every_n_steps, self.tasks, self.top_frac = every_n_steps, tasks, top_frac
         self.n_examples, self.at_start, self.save_json = n_examples, at_start, save_json
         self.dirname, self.progress, self.dtype = dirname, progress, dtype
         self.cross_task, self.on_error = cross_task, on_error
         self.diagrams, self.images, self.echo = diagrams, images, echo
         self.heldout, self.split_half = heldout, split_half
-        self.settings = AnalysisSettings(
-            method=method,
-            metric=metric,
-            ig_steps=ig_steps,
-            batch_size=batch_size,
-            top_frac=top_frac,
-            top_n=top_n,
-            dtype=None if dtype == "float32" else dtype,
-            sizes=size_fracs,
-            accuracy=accuracy,
-        )
+        self.cross_tasks: frozenset[str] = frozenset()  # set from the stream in setup()
         self._done: set[int] = set()
         self._trained = False  # whether this process trained a step (a finished run resumed trains none)
         self._root: Path | None = None
@@ -240,7 +228,7 @@ class CircuitCallback(Callback):
             cross = frozenset(names) if lo <= len(names) <= hi else frozenset()
         else:
             cross = frozenset(names) if self.cross_task else frozenset()
-        self.settings.cross_tasks = cross
+        self.cross_tasks = cross
 
     def check_stream(self, names: list[str]) -> None:
         """ConfigError when ``tasks`` or ``cross_task`` name tasks that are not in the stream ``names``
@@ -367,6 +355,8 @@ class CircuitCallback(Callback):
         ranks: Ranks,
         bar: AnalysisBar | None = None,
     ) -> dict[str, TaskResult]:
+        # models.merge brings transformers' model classes and accelerate, which `circuitft fit --help` (it loads
+        # this module to list the callback) must not import (tests/commands/test_help.py)
         from circuitft.models.merge import merged_copy
 
         dm = trainer.datamodule
@@ -397,10 +387,10 @@ class CircuitCallback(Callback):
 
         model = ranks.together("*", copy)
         try:
-            if bar is None:
-                return analyse(model, pairs, self.settings, ranks, None, held, halves)
-            bar.start(batches(pairs, self.settings, ranks, held, halves))
-            return analyse(model, pairs, self.settings, ranks, bar.report, held, halves)
+            if bar is not None:
+                bar.start(batches(pairs, self.settings, ranks, held, halves))
+            report = None if bar is None else bar.report
+            return analyse(model, pairs, self.settings, ranks, report, held, halves, self.cross_tasks)
         finally:
             del model
             if torch.cuda.is_available():
@@ -411,46 +401,6 @@ class CircuitCallback(Callback):
         self, trainer: L.Trainer, step: int, trained: list[str], results: dict[str, TaskResult], t0: float
     ) -> None:
         writing.write(self, trainer, step, trained, results, t0)
-
-    def _board(
-        self,
-        trainer: L.Trainer,
-        step: int,
-        results: dict[str, TaskResult],
-        jaccard: dict[tuple[str, str], float],
-        rows: list[dict[str, Any]],
-    ) -> None:
-        writers = board.writers(trainer)
-        if not writers:
-            return
-        from circuitft import plots
-
-        graphs = {task: r.graph for task, r in results.items()}
-        figures = []
-        if self.images:
-            figures += board.overlap_figures(graphs, jaccard, step)
-            plan = self._schedule(trainer)
-            ends = self._ends(trainer)
-            if step in ends:
-                groups = [list(g) for g in plan.tasks]
-                figures += board.accuracy_figures(rows, plan.names, ends, ends.index(step) + 1, groups)
-        if self.diagrams:
-            too_large = [g.n_edges for g in graphs.values() if g.n_edges > MAX_DIAGRAM_EDGES]
-            if too_large and not self._warned_diagram:
-                log.warning(
-                    "CircuitCallback diagrams: the model has %d edges (more than %d); circuit diagrams are "
-                    "skipped",
-                    too_large[0],
-                    MAX_DIAGRAM_EDGES,
-                )
-                self._warned_diagram = True
-            if not too_large:
-                figures += board.diagram_figures(graphs, step)
-        for writer in writers:
-            for task, graph in graphs.items():
-                writer.add_text(f"circuit/{task}/top_edges", board.top_edges_markdown(graph), step)
-            for tag, fig in figures:
-                board.add_png(writer, tag, plots.figure_to_png(fig), step)
 
     def _record_error(self, trainer: L.Trainer, step: int, trained: list[str], err: AnalysisFailed) -> None:
         writing.record_error(self, trainer, step, trained, err)

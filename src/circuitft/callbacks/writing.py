@@ -12,7 +12,7 @@ from typing import Any
 import lightning as L
 
 from circuitft.callbacks import board, history, messages
-from circuitft.callbacks.analysis import TaskResult
+from circuitft.callbacks.engine import TaskResult
 from circuitft.callbacks.progress import say
 from circuitft.callbacks.ranks import AnalysisFailed
 from circuitft.callbacks.records import CircuitRecord, RecordLog
@@ -94,7 +94,9 @@ def write(
     scalars["circuit/seconds"] = time.perf_counter() - t0
     for logger in trainer.loggers:
         logger.log_metrics(scalars, step=step)
-    cb._board(trainer, step, results, jaccard, log_file.results())
+    board.log_analysis(
+        cb, trainer, step, {t: r.graph for t, r in results.items()}, jaccard, log_file.results()
+    )
     if cb.echo:
         echo(cb, trainer, step, records, ends)
 

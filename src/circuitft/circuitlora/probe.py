@@ -14,20 +14,26 @@ from contextlib import nullcontext
 from typing import Any
 
 import torch
+from peft.tuners.lora import LoraLayer
 from transformers import PreTrainedModel
 
 from circuitft.circuitlora import plan as P
 from circuitft.circuitlora.options import CircuitLoRAOptions
+from circuitft.data.batches import StageBatches
 from circuitft.data.pairs import PromptPairs
+from circuitft.eap import pipeline
+from circuitft.eap.answers import answer_loss
 from circuitft.eap.graph import Graph
+from circuitft.eap.overlap import edge_jaccard
+from circuitft.eap.settings import CircuitSettings
+from circuitft.models.lora import wrap_lora
+from circuitft.models.merge import merged_copy
 
 PLAN_VERSION = 1
 
 
 def lora_shapes(peft_model: torch.nn.Module) -> dict[str, tuple[int, int]]:
     """``{module name in the base model: (in_features, out_features)}`` of every LoRA layer of a peft model."""
-    from peft.tuners.lora import LoraLayer
-
     shapes = {}
     for name, module in peft_model.named_modules():
         if isinstance(module, LoraLayer):
@@ -38,27 +44,28 @@ def lora_shapes(peft_model: torch.nn.Module) -> dict[str, tuple[int, int]]:
     return shapes
 
 
-def find_circuit(model: torch.nn.Module, pairs: PromptPairs, opts: CircuitLoRAOptions, device: Any) -> Graph:
-    """The task's circuit (scores of every edge + the top ``top_frac``) on a merged frozen copy of ``model``."""
-    from circuitft.eap.attribute import attribute
-    from circuitft.eap.select import select
-    from circuitft.models.merge import merged_copy
-
-    was_training = model.training
-    copy = merged_copy(model).to(device)
-    model.train(was_training)
-    graph = Graph.from_model(copy)
-    attribute(
-        copy,
-        graph,
-        pairs,
+def probe_settings(opts: CircuitLoRAOptions) -> CircuitSettings:
+    """The circuit pipeline's settings of the probe: the options' method, metric, steps, batch size and top
+    fraction (selected as given, pruned), without evaluation."""
+    return CircuitSettings(
         method=opts.method,
         metric=opts.metric,
         ig_steps=opts.ig_steps,
         batch_size=opts.batch_size,
-        progress=False,
+        top_frac=opts.top_frac,
+        baseline_samples=0,
+        size_curve="false",
+        where="circuit_lora.",
     )
-    select(graph, top_frac=opts.top_frac)
+
+
+def find_circuit(model: torch.nn.Module, pairs: PromptPairs, opts: CircuitLoRAOptions, device: Any) -> Graph:
+    """The task's circuit (scores of every edge + the top ``top_frac``) on a merged frozen copy of ``model``
+    (:func:`circuitft.eap.pipeline.find_circuit`, attribution and selection only)."""
+    was_training = model.training
+    copy = merged_copy(model).to(device)
+    model.train(was_training)
+    graph = pipeline.find_circuit(copy, pairs, probe_settings(opts), evaluate=False).graph
     del copy
     return graph
 
@@ -74,9 +81,6 @@ def train_probe(
     autocast: torch.dtype | None = None,
 ) -> list[float]:
     """``steps`` AdamW steps on the answer tokens of the run's first training batches; returns the losses."""
-    from circuitft.data.batches import StageBatches
-    from circuitft.eap.answers import answer_loss
-
     batches = StageBatches([train_pairs], [data_seed], [1.0], 0, batch_size, 0, 1)
     params = [p for p in peft_model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
@@ -112,9 +116,6 @@ def make_plan(
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run the probe on the unwrapped ``model`` (left as it was) and return the plan record (JSON-ready)."""
-    from circuitft.eap.overlap import edge_jaccard
-    from circuitft.models.lora import wrap_lora
-
     t0 = time.perf_counter()
     pairs = val_pairs.subset(range(min(opts.n_examples, len(val_pairs))))
     devices = [torch.device(device).index or 0] if torch.device(device).type == "cuda" else []

@@ -94,7 +94,7 @@ def synthetic_pairs(vocab_size: int, n: int, seq_len: int, n_changed: int = 3, s
 
 def floor_attribution(model, pairs: PromptPairs, batch_size: int, ig_steps: int) -> None:
     """Per batch: 2 no-grad forwards + ig_steps forward/backward with gradients for the embeddings only."""
-    from circuitft.eap.attribute import kept_logits
+    from circuitft.eap.forward import kept_logits
     from circuitft.eap.metrics import AnswerIndex, metric_loss
 
     embed = model.get_input_embeddings()
@@ -116,7 +116,7 @@ def floor_attribution(model, pairs: PromptPairs, batch_size: int, ig_steps: int)
 
 def floor_evaluation(model, pairs: PromptPairs, batch_size: int) -> None:
     """Per batch: 3 no-grad forwards."""
-    from circuitft.eap.attribute import kept_logits
+    from circuitft.eap.forward import kept_logits
     from circuitft.eap.metrics import AnswerIndex
 
     device = next(model.parameters()).device
@@ -156,8 +156,9 @@ def run_eap_bench(
 
     ``model``: an already built model (e.g. :func:`shaped_model`) instead of loading ``model_spec``.
     """
-    from circuitft.eap.attribute import analysis_mode, attribute
+    from circuitft.eap.attribute import attribute
     from circuitft.eap.evaluate import evaluate
+    from circuitft.eap.forward import analysis_mode
     from circuitft.eap.graph import Graph
     from circuitft.models.loading import load_model
 

@@ -1,5 +1,9 @@
 """What ``circuitft circuit`` reads before it runs: the device, the model and tokenizer, the task name, and
-the discovery and held-out rows (``--heldout_frac`` / ``--heldout_data``)."""
+the discovery and held-out rows (``--heldout_frac`` / ``--heldout_data``).
+
+The model modules are imported where a model is loaded, not at the top: they bring peft and accelerate, which
+``circuitft circuit --help`` and ``circuitft tasks check`` do not need.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +12,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from circuitft.data.pairs import PromptPairs, tokenize_pairs
+from circuitft.data.sources import load_rows
+from circuitft.eap.heldout import hold_out
 from circuitft.errors import ConfigError
 
 
-def _heldout_rows(
-    args: argparse.Namespace, pairs: Any, tokenizer: Any, task: str, disjoint: Any
-) -> tuple[Any, Any]:
+def heldout_rows(
+    args: argparse.Namespace, pairs: PromptPairs, tokenizer: Any, task: str, disjoint: Any
+) -> tuple[PromptPairs, PromptPairs | None]:
     """(discovery rows, held-out rows or None) from ``--heldout_frac`` (the last share of ``--data``) or
     ``--heldout_data`` (without rows whose clean prompt is a discovery row); one line on stderr each."""
     if args.heldout_frac is not None:
-        from circuitft.eap.heldout import hold_out
-
         try:
             discovery, heldout = hold_out(pairs, args.heldout_frac)
         except ValueError as err:
@@ -32,9 +39,6 @@ def _heldout_rows(
         return discovery, heldout
     if args.heldout_data is None:
         return pairs, None
-    from circuitft.data.pairs import tokenize_pairs
-    from circuitft.data.sources import load_rows
-
     rows = load_rows(args.heldout_data)
     heldout = tokenize_pairs(
         rows, tokenizer, task, args.prepend_bos, args.on_mismatch, source=args.heldout_data
@@ -50,9 +54,8 @@ def _heldout_rows(
     return pairs, heldout
 
 
-def _device(text: str) -> Any:
-    import torch
-
+def resolve_device(text: str) -> torch.device:
+    """The ``--device`` option as a device (``auto``: cuda when available); ConfigError for a bad one."""
     if text == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -64,7 +67,8 @@ def _device(text: str) -> Any:
     return device
 
 
-def _ckpt_model_spec(path: Path) -> str:
+def ckpt_model_spec(path: Path) -> str:
+    """The model spec a circuitft checkpoint names (its hyper-parameters)."""
     from circuitft.models.checkpoint import load_checkpoint_file
 
     hp = load_checkpoint_file(path).get("hyper_parameters") or {}
@@ -73,13 +77,14 @@ def _ckpt_model_spec(path: Path) -> str:
     return str(hp["model"])
 
 
-def _tokenizer(spec: str) -> Any:
-    from circuitft.models.loading import load_tokenizer
+def load_tokenizer(spec: str) -> Any:
+    """The tokenizer of model ``spec``."""
+    from circuitft.models.loading import load_tokenizer as load
 
-    return load_tokenizer(spec)
+    return load(spec)
 
 
-def _analysis_model(args: argparse.Namespace, spec: str) -> Any:
+def analysis_model(args: argparse.Namespace, spec: str) -> Any:
     """The merged, frozen float32 model: base + ``--adapter`` or the ``--ckpt`` adapter."""
     from circuitft.models.analysis import load_analysis_model
 
@@ -89,5 +94,6 @@ def _analysis_model(args: argparse.Namespace, spec: str) -> Any:
     ).model
 
 
-def _task_name(data: str) -> str:
+def task_name(data: str) -> str:
+    """The task name recorded for ``--data``: ``hf:NAME``'s name, else the file's stem."""
     return data.split(":", 1)[1] if data.startswith("hf:") else Path(data).stem

@@ -16,9 +16,13 @@ memory traffic grows with the number of edges.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
+
+from circuitft.eap.settings import CircuitSettings
+from circuitft.sweeps.plan import duration
 
 HOOKED = 1.3  # a pass with EAP hooks against a plain forward pass
 BACKWARD = 2.0  # a backward pass against a forward pass
@@ -63,29 +67,30 @@ def start_line(
     model: torch.nn.Module,
     n_edges: int,
     pairs: Any,
-    args: Any,
-    n_sizes: int,
-    one_side: bool,
+    settings: CircuitSettings,
+    saved: Path | None,
     device: Any,
 ) -> str:
-    """``circuit: EAP-IG-inputs (5 steps) over 70651 edges on 24 rows (3 batches of 8), ...: about 3 min``."""
-    from circuitft.sweeps.plan import duration
-
-    batches = -(-len(pairs) // args.batch_size)
-    per = passes_per_batch(args.method, args.ig_steps, n_edges, args.baseline_samples, n_sizes, one_side)
-    seconds = forward_seconds(model, pairs, args.batch_size, device) * batches * sum(per.values())
-    if args.method is None:
-        what = f"evaluating the circuit of {args.graph}"
+    """``circuit: EAP-IG-inputs (5 steps) over 70651 edges on 24 rows (3 batches of 8), ...: about 3 min``;
+    ``saved``: the graph file evaluated instead of attributing (None: attribution)."""
+    batch_size, ig_steps, n_random = settings.batch_size, settings.ig_steps, settings.baseline_samples
+    method = None if saved is not None else settings.attribution_method
+    n_sizes, one_side = len(settings.curve), settings.one_sided
+    batches = -(-len(pairs) // batch_size)
+    per = passes_per_batch(method, ig_steps, n_edges, n_random, n_sizes, one_side)
+    seconds = forward_seconds(model, pairs, batch_size, device) * batches * sum(per.values())
+    if method is None:
+        what = f"evaluating the circuit of {saved}"
     else:
-        steps = f" ({args.ig_steps} steps)" if "IG" in args.method else ""
-        what = f"{args.method}{steps} over {n_edges} edges"
+        steps = f" ({ig_steps} steps)" if "IG" in method else ""
+        what = f"{method}{steps} over {n_edges} edges"
     then = ["evaluation"]
-    if args.baseline_samples:
-        then.append(f"a random baseline of {args.baseline_samples} circuits")
+    if n_random:
+        then.append(f"a random baseline of {n_random} circuits")
     if n_sizes:
         then.append(f"a size curve of {'up to ' if one_side else ''}{n_sizes} sizes")
     return (
-        f"circuit: {what} on {len(pairs)} rows ({batches} batches of {args.batch_size}), then "
+        f"circuit: {what} on {len(pairs)} rows ({batches} batches of {batch_size}), then "
         f"{', '.join(then[:-1]) + ' and ' + then[-1] if len(then) > 1 else then[0]}: about {duration(seconds)}"
     )
 

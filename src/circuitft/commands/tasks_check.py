@@ -24,7 +24,7 @@ SHOWN = 5  # rows shown per kind of finding
 
 def check(args: argparse.Namespace) -> int:
     """Run the check described in the module docstring; returns the exit status."""
-    from circuitft.commands.circuit_inputs import _device
+    from circuitft.commands.circuit_inputs import resolve_device
     from circuitft.data.check import glue_problems
     from circuitft.data.pairs import tokenize_pairs
     from circuitft.data.sources import load_rows, task_name
@@ -32,7 +32,9 @@ def check(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         raise ConfigError(f"--batch_size must be positive, got {args.batch_size}")
-    device = None if args.tokenizer_only else _device(args.device)  # a bad --device fails before any output
+    device = (
+        None if args.tokenizer_only else resolve_device(args.device)
+    )  # a bad --device fails before any output
     rows = load_rows(args.file)  # a missing or bad file fails before the model's tokenizer loads
     tokenizer = load_tokenizer(args.model)
     task = task_name(args.file)

@@ -8,7 +8,9 @@
 - :mod:`circuitft.eap.overlap`: Jaccard, edge change, node change between circuits
 - :mod:`circuitft.eap.collapsed`: graphs with q/k/v merged per head (FinetuneCircuits' files)
 - :mod:`circuitft.eap.attribute`, :mod:`circuitft.eap.evaluate`, :mod:`circuitft.eap.metrics`: scoring
-  edges and evaluating circuits on a model
+  edges and evaluating circuits on a model, on the forward-pass toolkit of :mod:`circuitft.eap.forward`
+- :mod:`circuitft.eap.settings`: :class:`CircuitSettings`, the attribution settings and their checks
+- :mod:`circuitft.eap.pipeline`: :func:`find_circuit`, attribute, select, evaluate and summarise in one call
 
 Names are imported lazily on first use (``from circuitft.eap import Graph``), so importing the package is
 cheap and does not need the attribution modules. ``circuitft.eap.select`` and ``circuitft.eap.overlap``
@@ -52,6 +54,10 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "attribute": "circuitft.eap.attribute",
     "METHODS": "circuitft.eap.attribute",
     "evaluate": "circuitft.eap.evaluate",
+    "evaluate_circuits": "circuitft.eap.evaluate",
+    "CircuitSettings": "circuitft.eap.settings",
+    "find_circuit": "circuitft.eap.pipeline",
+    "CircuitResult": "circuitft.eap.pipeline",
     "faithfulness": "circuitft.eap.evaluate",
     "METRICS": "circuitft.eap.metrics",
 }

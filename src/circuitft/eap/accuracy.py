@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from circuitft.data.pairs import PromptPairs
-from circuitft.eap.attribute import analysis_mode, kept_logits, length_batches, model_device
+from circuitft.eap.forward import analysis_mode, kept_logits, length_batches, model_device
 from circuitft.eap.metrics import AnswerIndex, answer_exact_match
 from circuitft.errors import ConfigError
 

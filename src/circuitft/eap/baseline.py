@@ -1,6 +1,6 @@
 """Reference points for one circuit: random circuits of the same size and a size curve.
 
-Both are evaluated in one pass over the rows with :func:`circuitft.eap.curve.evaluate_circuits` (a clean
+Both are evaluated in one pass over the rows with :func:`circuitft.eap.evaluate.evaluate_circuits` (a clean
 and a corrupted run per batch, then one patched run per circuit), so k reference circuits cost about k
 forward passes per batch on top of the circuit's own evaluation.
 
@@ -18,45 +18,21 @@ from typing import Any
 import torch
 
 from circuitft.data.pairs import PromptPairs
-from circuitft.eap.curve import SIZES, check_sizes, evaluate_circuits, size_masks
-from circuitft.eap.evaluate import EvalResult, faithfulness
+from circuitft.eap.curve import size_masks
+from circuitft.eap.evaluate import EvalResult, evaluate_circuits, faithfulness
 from circuitft.eap.graph import Graph
 from circuitft.eap.progress import Progress
-from circuitft.eap.select import n_from_frac, prune_graph
+from circuitft.eap.select import prune_graph
+from circuitft.eap.settings import (  # re-exported: the size-curve option is declared with the settings
+    DEFAULT_CURVE as DEFAULT_CURVE,
+)
+from circuitft.eap.settings import (
+    DEFAULT_SAMPLES,
+    n_from_frac,
+)
+from circuitft.eap.settings import one_sided as one_sided
+from circuitft.eap.settings import parse_size_curve as parse_size_curve
 from circuitft.eap.summary import FAITHFULNESS_TARGET
-from circuitft.errors import ConfigError
-
-DEFAULT_SAMPLES = 3
-# 0.5% ... 50% of the edges: the full graph's faithfulness is 1 by construction, and below 0.5% a circuit
-# rarely reaches 0.8; each point costs about one patched forward pass per batch
-DEFAULT_CURVE = tuple(f for f in SIZES if 0.005 <= f < 1.0)
-
-
-def parse_size_curve(text: str | bool | None, where: str = "--size_curve") -> tuple[float, ...]:
-    """Size-curve fractions from an option: auto or true (the default fractions), false (none) or a comma
-    list (see :func:`one_sided` for auto)."""
-    if text is None or text is True:
-        return DEFAULT_CURVE
-    if text is False:
-        return ()
-    value = str(text).strip().lower()
-    if value in ("auto", "true", "yes", "1", "default"):
-        return DEFAULT_CURVE
-    if value in ("false", "no", "0", "none", "off"):
-        return ()
-    try:
-        fracs = [float(x) for x in value.split(",") if x.strip()]
-    except ValueError:
-        raise ConfigError(
-            f"{where} {text!r}: expected auto, true, false or fractions of the edges such as 0.01,0.05,0.1"
-        ) from None
-    return check_sizes(fracs, where)
-
-
-def one_sided(text: str | bool | None) -> bool:
-    """Whether a ``--size_curve`` value asks for the cheaper one-sided curve (``auto``, the default): only
-    the points on the side of the main circuit that decides the smallest circuit reaching 0.8."""
-    return text is None or str(text).strip().lower() == "auto"
 
 
 def selection_option(graph: Graph, sizes: dict[str, float | None] | None) -> tuple[str, float] | None:

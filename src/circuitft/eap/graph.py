@@ -14,14 +14,17 @@ Layout (the reference EAP-IG library's graph, extended to grouped-query attentio
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from typing import Any
 
+import pandas as pd
 import torch
 
 from circuitft.eap.topk import top_k
 from circuitft.errors import DataError
+from circuitft.models.architectures import arch_spec, model_shape
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,6 @@ class GraphConfig:
     def from_hf_config(cls, config: Any) -> GraphConfig:
         """Shape of a Hugging Face model config of a supported architecture (see
         :mod:`circuitft.models.architectures`); another model type is a one-line ConfigError."""
-        from circuitft.models.architectures import arch_spec, model_shape
 
         parallel = arch_spec(config).is_parallel(config)
         n_layers, n_heads, n_kv, d_model = model_shape(config)
@@ -361,7 +363,6 @@ class Graph:
 
     def copy(self) -> Graph:
         """An independent copy (tensors cloned, meta deep-copied)."""
-        import copy
 
         other = Graph(self.cfg)
         other.scores, other.in_graph = self.scores.clone(), self.in_graph.clone()
@@ -396,7 +397,6 @@ class Graph:
         Columns: ``edge`` (reference name), ``source``, ``destination``, ``score`` and ``in_circuit``. Ties
         keep canonical edge order; ``circuit_only`` ranks only the circuit's edges.
         """
-        import pandas as pd
 
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise DataError(f"top_edges: n must be a positive integer, got {n!r}")

@@ -29,7 +29,9 @@ import re
 from pathlib import Path
 from typing import Any
 
+import safetensors.torch
 import torch
+from safetensors import SafetensorError, safe_open
 
 from circuitft.argcheck import need
 from circuitft.eap.graph import Graph, GraphConfig
@@ -221,7 +223,6 @@ def read_nodes(graph: Graph, nodes: dict[str, Any], where: str) -> None:
 # ---- safetensors --------------------------------------------------------------------------------------
 def write_safetensors(graph: Graph, path: str | os.PathLike[str]) -> None:
     """Write the compact form (real edges only; see module docstring), atomically."""
-    from safetensors.torch import save_file
 
     cfg = graph.cfg
     mask = cfg.real_edge_mask
@@ -238,12 +239,11 @@ def write_safetensors(graph: Graph, path: str | os.PathLike[str]) -> None:
         "cfg": json.dumps(cfg.to_dict()),
         "meta": json.dumps(graph.meta, default=str),
     }
-    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata))
+    atomic_write(path, lambda tmp: safetensors.torch.save_file(tensors, tmp, metadata))
 
 
 def read_safetensors(path: str | os.PathLike[str], cfg: GraphConfig | None = None) -> Graph:
     """Read the compact form written by :func:`write_safetensors`."""
-    from safetensors import SafetensorError, safe_open
 
     path = Path(path)
     where = f"{path}: "

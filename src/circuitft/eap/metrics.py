@@ -22,18 +22,12 @@ import torch
 from torchmetrics.functional.classification import multiclass_exact_match
 
 from circuitft.data.pairs import PAD_LABEL, PairBatch, PromptPairs
+from circuitft.eap.settings import ACCURACIES as ACCURACIES  # re-exported: the accuracy option
+from circuitft.eap.settings import METRICS, check_metric
 from circuitft.errors import ConfigError, DataError
 
-METRICS = ("kl", "logit_diff", "prob_diff", "logprob")
 LOSS_SIGN = {"kl": 1.0, "logit_diff": -1.0, "prob_diff": -1.0, "logprob": -1.0}
 NEEDS_WRONG = ("logit_diff", "prob_diff")
-
-
-def check_metric(metric: str) -> str:
-    """``metric`` if it is known, else a :class:`ConfigError` listing the valid names."""
-    if metric not in METRICS:
-        raise ConfigError(f"unknown metric {metric!r}; valid metrics: {', '.join(METRICS)}")
-    return metric
 
 
 def _first_difference(answer: torch.Tensor, wrong: torch.Tensor) -> torch.Tensor:
@@ -150,16 +144,6 @@ def metric_loss(
 ) -> torch.Tensor:
     """Scalar loss for attribution: the SUM over examples of ``LOSS_SIGN * value``."""
     return LOSS_SIGN[metric] * metric_values(metric, logits, index, clean_logp).sum()
-
-
-ACCURACIES = ("exact_match", "first_token")  # how an answer counts as right (see answer_exact_match)
-
-
-def check_accuracy(accuracy: str) -> bool:
-    """Whether ``accuracy`` scores the first answer token only; :class:`ConfigError` for an unknown name."""
-    if accuracy not in ACCURACIES:
-        raise ConfigError(f"accuracy must be 'exact_match' or 'first_token', got {accuracy!r}")
-    return accuracy == "first_token"
 
 
 def answer_exact_match(

@@ -27,8 +27,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from circuitft.eap.graph import Graph
-
-MIB_FRACTIONS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+from circuitft.eap.io import write_json
+from circuitft.eap.select import apply_topn
+from circuitft.eap.settings import MIB_FRACTIONS as MIB_FRACTIONS  # re-exported
 
 
 def mib_areas(curve: Mapping[float, float]) -> dict[str, float]:
@@ -63,8 +64,6 @@ def write_mib(graph: Graph, folder: str | os.PathLike[str], task: str, model: st
     """Write ``graph``'s scores and its circuits at MIB's fractions under ``folder/<task>_<model>/``.
 
     ``graph`` keeps its own circuit. Returns the task folder."""
-    from circuitft.eap.io import write_json
-    from circuitft.eap.select import apply_topn
 
     out = Path(folder) / f"{task}_{model}"
     out.mkdir(parents=True, exist_ok=True)

@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import heapq
 import math
-from numbers import Integral, Real
+from numbers import Real
 
 import torch
 
 from circuitft.eap import DEFAULT_TOP_FRAC as DEFAULT_TOP_FRAC  # re-exported: the default of top_frac
 from circuitft.eap.graph import Graph, GraphConfig
+from circuitft.eap.settings import check_edge_count, n_from_frac
+from circuitft.eap.settings import check_selection as check_selection  # re-exported
 from circuitft.eap.topk import top_k_mask
 from circuitft.errors import ConfigError, DataError
 
@@ -98,49 +100,9 @@ def select_default(graph: Graph, top_frac: float = DEFAULT_TOP_FRAC, absolute: b
     )
 
 
-def check_selection(
-    n_edges: int | None,
-    top_n: int | None = None,
-    top_frac: float | None = None,
-    threshold: float | None = None,
-    greedy_n: int | None = None,
-) -> dict[str, float]:
-    """Validate selection options without selecting (e.g. before an expensive attribution).
-
-    Returns ``{option: value}`` for the one option given; raises :class:`ConfigError` otherwise. With
-    ``n_edges`` None only the model-independent checks run (sign, range), not the bound by the edge count.
-    """
-    options = {"top_n": top_n, "top_frac": top_frac, "threshold": threshold, "greedy_n": greedy_n}
-    given = {k: v for k, v in options.items() if v is not None}
-    if not given:
-        raise ConfigError("choose a circuit size: one of top_n, top_frac, threshold, greedy_n")
-    if len(given) > 1:
-        raise ConfigError(f"give only one of top_n, top_frac, threshold, greedy_n (got {', '.join(given)})")
-    for option in ("top_n", "greedy_n"):
-        if option in given:
-            _check_n(given[option], n_edges, option)  # type: ignore[arg-type]
-    if top_frac is not None:
-        n_from_frac(top_frac, n_edges if n_edges is not None else 1 << 62)
-    if threshold is not None and (
-        isinstance(threshold, bool) or not isinstance(threshold, Real) or math.isnan(threshold)
-    ):
-        raise ConfigError(f"threshold must be a number, got {threshold!r}")
-    return given
-
-
-def n_from_frac(top_frac: float, n_edges: int) -> int:
-    """``int(top_frac * n_edges)`` after checking ``0 < top_frac <= 1`` (:class:`ConfigError` otherwise)."""
-    if isinstance(top_frac, bool) or not isinstance(top_frac, Real) or not 0 < top_frac <= 1:
-        raise ConfigError(f"top_frac must be in (0, 1], got {top_frac!r}")
-    n = int(top_frac * n_edges)
-    if n < 1:
-        raise ConfigError(f"top_frac {top_frac} of {n_edges} edges selects no edge; use a larger fraction")
-    return n
-
-
 def apply_topn(graph: Graph, n: int, absolute: bool = True, prune: bool = True) -> Graph:
     """Keep the ``n`` highest-ranked real edges (ties broken by position); returns ``graph``."""
-    _check_n(n, graph.n_edges, "top_n")
+    check_edge_count(n, graph.n_edges, "top_n")
     return _finish(graph, top_k_mask(_ranking(graph, absolute), n), prune)
 
 
@@ -160,7 +122,7 @@ def apply_greedy(graph: Graph, n: int, absolute: bool = True, prune: bool = True
     or the MLP input) become candidates. Circuits are connected by construction.
     """
     cfg = graph.cfg
-    _check_n(n, graph.n_edges, "greedy_n")
+    check_edge_count(n, graph.n_edges, "greedy_n")
     rank = _ranking(graph, absolute)
     prev = cfg.prev_index.tolist()
     order = torch.argsort(rank, dim=0, descending=True, stable=True)  # per destination, best source first
@@ -219,13 +181,6 @@ prune_graph = prune  # alias usable where a parameter named ``prune`` shadows th
 
 
 # ---- helpers ----------------------------------------------------------------------------------------
-def _check_n(n: int, n_edges: int | None, option: str) -> None:
-    if isinstance(n, bool) or not isinstance(n, Integral) or n < 1:
-        raise ConfigError(f"{option} must be a positive integer, got {n!r}")
-    if n_edges is not None and n > n_edges:
-        raise ConfigError(f"{option} {n} exceeds the {n_edges} edges of the graph")
-
-
 def _ranking(graph: Graph, absolute: bool) -> torch.Tensor:
     """Scores used for ranking, with -inf off the real-edge mask."""
     scores = graph.scores.detach().float().cpu()
@@ -240,7 +195,7 @@ def _finish(graph: Graph, keep: torch.Tensor, prune: bool) -> Graph:
     graph.in_graph = keep.cpu() & graph.cfg.real_edge_mask
     if prune:
         return prune_graph(graph)
-    graph.nodes_in_graph = _nodes_with_in_and_out(graph.cfg, graph.in_graph)
+    graph.nodes_in_graph = nodes_with_in_and_out(graph.cfg, graph.in_graph)
     return graph
 
 
@@ -253,7 +208,7 @@ def _node_inputs(cfg: GraphConfig) -> list[list[int]]:
     return inputs
 
 
-def _nodes_with_in_and_out(cfg: GraphConfig, edges: torch.Tensor) -> torch.Tensor:
+def nodes_with_in_and_out(cfg: GraphConfig, edges: torch.Tensor) -> torch.Tensor:
     """One unpruned pass: nodes with an outgoing edge and (except input) an incoming edge; logits in."""
     dst, node = cfg.destination_owners
     has_in = torch.zeros(cfg.n_forward + 1, dtype=torch.bool)

@@ -1,13 +1,18 @@
-"""One circuit analysis of a model on several tasks: scores, circuits, faithfulness, size curve, cross-task.
+"""The multi-task EAP engine the CircuitCallback drives: scores, circuits, faithfulness, size curve, cross-task.
 
-Lightning-free: :func:`analyse` takes a (merged, frozen) model and each task's pairs. Work is split over the
+Lightning-free: :func:`analyse` takes a (merged, frozen) model, each task's pairs and the
+:class:`~circuitft.eap.settings.CircuitSettings`. It builds on the pieces of the circuit pipeline
+(:mod:`circuitft.eap.pipeline`: attribution, selection, the circuit's scores) and adds what one circuit at a
+time cannot do. Work is split over the
 ranks of a DDP run (:class:`~circuitft.callbacks.ranks.Ranks`): each rank attributes and evaluates its own
 block of every task's examples; the score sums and per-example evaluation results are gathered, so every
 rank ends with the same graphs and numbers (equal to one process up to float rounding).
 
 Per task ``b`` the evaluation runs the model clean and corrupted once per batch and patches every circuit
-evaluated on ``b``'s data on top of those runs (:func:`circuitft.eap.curve.evaluate_circuits`): ``b``'s own
+evaluated on ``b``'s data on top of those runs (:func:`circuitft.eap.evaluate.evaluate_circuits`): ``b``'s own
 circuit, the size curve from ``b``'s scores and, for cross-task faithfulness, every other task's circuit.
+A task's circuit found here equals :func:`circuitft.eap.pipeline.find_circuit`'s on the same rows and settings
+(tested).
 """
 
 from __future__ import annotations
@@ -25,27 +30,15 @@ from tqdm import tqdm
 from circuitft.callbacks.ranks import AnalysisFailed, Ranks
 from circuitft.data.pairs import PromptPairs
 from circuitft.eap import DEFAULT_TOP_FRAC
-from circuitft.eap.evaluate import EvalResult, faithfulness
+from circuitft.eap.curve import size_masks
+from circuitft.eap.evaluate import EvalResult, evaluate_circuits, faithfulness
 from circuitft.eap.graph import Graph
 from circuitft.eap.heldout import heldout_scores, split_halves
 from circuitft.eap.mib import MIB_FRACTIONS, mib_areas
+from circuitft.eap.overlap import top_k_jaccard
+from circuitft.eap.pipeline import attribute_graph, circuit_scores, select_circuit
 from circuitft.eap.progress import Progress
-
-
-@dataclass
-class AnalysisSettings:
-    """How each task is analysed (the CircuitCallback's options)."""
-
-    method: str = "EAP-IG-inputs"
-    metric: str = "kl"
-    ig_steps: int = 5
-    batch_size: int = 8
-    top_frac: float | None = DEFAULT_TOP_FRAC
-    top_n: int | None = None
-    dtype: str | None = None
-    sizes: tuple[float, ...] = ()  # size curve fractions; empty: no size curve
-    cross_tasks: frozenset[str] = frozenset()  # tasks whose circuits are evaluated on each other's data
-    accuracy: str = "exact_match"  # or "first_token" (the prior work's scoring)
+from circuitft.eap.settings import CircuitSettings
 
 
 @dataclass
@@ -74,11 +67,12 @@ Report = Callable[[str, str, int, int], None]
 def analyse(
     model: torch.nn.Module,
     pairs: dict[str, PromptPairs],
-    settings: AnalysisSettings,
+    settings: CircuitSettings,
     ranks: Ranks,
     report: Report | None = None,
     heldout: dict[str, PromptPairs] | None = None,
     split_half: Collection[str] = (),
+    cross_tasks: Collection[str] = (),
 ) -> dict[str, TaskResult]:
     """Analyse every task of ``pairs`` (non-empty pairs only); see the module docstring. ``report`` follows
     the work batch by batch (:func:`batches` gives the total).
@@ -87,12 +81,13 @@ def analyse(
     (the ``*_heldout`` keys of :mod:`circuitft.eap.heldout`; NaN with ``n_examples_heldout`` 0 for a task
     without rows; None: no held-out keys).
     ``split_half``: tasks whose circuits are also found on the two halves of their rows, with the top-5% edge
-    Jaccard of the two (``split_half_jaccard``: the overlap to expect from the rows alone)."""
+    Jaccard of the two (``split_half_jaccard``: the overlap to expect from the rows alone).
+    ``cross_tasks``: tasks whose circuits are also evaluated on each other's data."""
     results: dict[str, TaskResult] = {}
     for task, task_pairs in pairs.items():
         t0 = time.perf_counter()
         graph = _scores(model, task, task_pairs, settings, ranks, _hook(report, task, "attribute"))
-        note = ranks.together(task, lambda graph=graph: _select(graph, settings))
+        note = ranks.together(task, lambda graph=graph: select_circuit(graph, settings))
         if note is not None and ranks.rank == 0 and not _SAID:
             _SAID.append(note)
             tqdm.write(f"note: {note} (this run's default circuits, each task and step)", file=sys.stderr)
@@ -101,7 +96,7 @@ def analyse(
     for task, r in results.items():
         t0 = time.perf_counter()
         hook = _hook(report, task, "evaluate")  # the circuit, its size curve and cross-task, in one pass
-        _evaluate_on(model, task, pairs[task], r, results, circuits, settings, ranks, hook)
+        _evaluate_on(model, task, pairs[task], r, results, circuits, settings, ranks, hook, cross_tasks)
         if heldout is not None:
             hook = _hook(report, task, "evaluate held-out")
             r.summary.update(_heldout_on(model, task, heldout.get(task), r, settings, ranks, hook))
@@ -114,7 +109,7 @@ def analyse(
 
 def batches(
     pairs: dict[str, PromptPairs],
-    settings: AnalysisSettings,
+    settings: CircuitSettings,
     ranks: Ranks,
     heldout: dict[str, PromptPairs] | None = None,
     split_half: Collection[str] = (),
@@ -137,31 +132,20 @@ def _scores(
     model: torch.nn.Module,
     task: str,
     pairs: PromptPairs,
-    s: AnalysisSettings,
+    s: CircuitSettings,
     ranks: Ranks,
     progress: Progress = False,
 ) -> Graph:
-    from circuitft.eap.attribute import attribute
-
+    """The pipeline's attribution on each rank's shard; the sums gathered (every rank gets the mean)."""
     graph = Graph.from_model(model)
     mine = ranks.shard(pairs)
 
     def work() -> tuple[torch.Tensor | None, int, dict[str, Any]]:
         if len(mine) == 0:
             return None, 0, {}
-        attribute(
-            model,
-            graph,
-            mine,
-            method=s.method,
-            metric=s.metric,
-            ig_steps=s.ig_steps,
-            batch_size=s.batch_size,
-            progress=progress,
-            dtype=s.dtype,
-        )
+        part = attribute_graph(model, mine, s, progress)
         # the sum over this rank's examples (attribute gives their mean)
-        return graph.scores.double() * len(mine), len(mine), dict(graph.meta)
+        return part.scores.double() * len(mine), len(mine), dict(part.meta)
 
     parts = ranks.gather(task, work)
     total = sum(n for _, n, _ in parts)
@@ -174,17 +158,6 @@ def _scores(
     return graph
 
 
-def _select(graph: Graph, s: AnalysisSettings) -> str | None:
-    from circuitft.eap.select import select, select_default
-
-    if s.top_n is None and s.top_frac == DEFAULT_TOP_FRAC:  # on a graph too small for the top 5% to survive
-        return select_default(
-            graph
-        )  # pruning, the smallest connected circuit (a note, said once per process)
-    select(graph, top_n=s.top_n, top_frac=s.top_frac)
-    return None
-
-
 def _evaluate_on(
     model: torch.nn.Module,
     task: str,
@@ -192,25 +165,20 @@ def _evaluate_on(
     own: TaskResult,
     results: dict[str, TaskResult],
     circuits: dict[str, torch.Tensor],
-    s: AnalysisSettings,
+    s: CircuitSettings,
     ranks: Ranks,
     progress: Progress = False,
+    cross: Collection[str] = (),
 ) -> None:
     """Evaluate on ``task``'s data: its circuit, its size curve, and (cross-task) every other circuit."""
-    from circuitft.eap.curve import size_masks
-
-    cross = s.cross_tasks
+    fractions = s.curve
     others = [t for t in circuits if t != task and task in cross and t in cross]
-    sizes = ranks.together(task, lambda: size_masks(own.graph, s.sizes))
+    sizes = ranks.together(task, lambda: size_masks(own.graph, fractions))
     masks = [circuits[task], *sizes, *(circuits[t] for t in others)]
     merged = _evaluate_sharded(model, own, masks, pairs, task, s, ranks, progress)
-    main = faithfulness(merged[0])
-    own.summary = {
-        **main,
-        "n_edges": float(own.graph.count_edges()),
-        "n_nodes": float(own.graph.count_nodes()),  # without logits, as the reference counts
-    }
-    for f, res in zip(s.sizes, merged[1 : 1 + len(s.sizes)], strict=True):
+    own.summary = circuit_scores(merged[0], own.graph)
+    main = own.summary
+    for f, res in zip(fractions, merged[1 : 1 + len(fractions)], strict=True):
         point = faithfulness(res)
         own.size_curve[size_key(f)] = {
             "n_edges": float(res.n_edges),
@@ -218,10 +186,10 @@ def _evaluate_on(
             **{k: point[k] for k in ("kl_recovered_pct",) if k in point},  # the kl metric only
             "circuit_accuracy": point["circuit_accuracy"],
         }
-    if set(MIB_FRACTIONS) <= set(s.sizes):
-        own.summary.update(mib_areas({f: own.size_curve[size_key(f)]["faithfulness"] for f in s.sizes}))
+    if set(MIB_FRACTIONS) <= set(fractions):
+        own.summary.update(mib_areas({f: own.size_curve[size_key(f)]["faithfulness"] for f in fractions}))
     base = main["faithfulness"]
-    for other, res in zip(others, merged[1 + len(s.sizes) :], strict=True):
+    for other, res in zip(others, merged[1 + len(fractions) :], strict=True):
         f = faithfulness(res)["faithfulness"]
         # recorded under the circuit's owner: ``other``'s circuit on ``task``'s data
         results[other].cross_task[task] = {
@@ -235,7 +203,7 @@ def _heldout_on(
     task: str,
     pairs: PromptPairs | None,
     own: TaskResult,
-    s: AnalysisSettings,
+    s: CircuitSettings,
     ranks: Ranks,
     progress: Progress = False,
 ) -> dict[str, float]:
@@ -252,13 +220,11 @@ def _evaluate_sharded(
     masks: list[torch.Tensor],
     pairs: PromptPairs,
     task: str,
-    s: AnalysisSettings,
+    s: CircuitSettings,
     ranks: Ranks,
     progress: Progress,
 ) -> list[EvalResult]:
     """Every rank evaluates ``masks`` on its shard of ``pairs``; one merged result per mask, in row order."""
-    from circuitft.eap.curve import evaluate_circuits
-
     mine = ranks.shard(pairs)
 
     def work() -> list[EvalResult] | None:
@@ -284,13 +250,11 @@ def _split_half(
     model: torch.nn.Module,
     task: str,
     pairs: PromptPairs,
-    s: AnalysisSettings,
+    s: CircuitSettings,
     ranks: Ranks,
     report: Report | None = None,
 ) -> float:
     """Top-5% edge Jaccard of the circuits found on the two halves of ``pairs`` (NaN under 2 rows)."""
-    from circuitft.eap.overlap import top_k_jaccard
-
     if len(pairs) < 2:
         return math.nan
     a, b = (
