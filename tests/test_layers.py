@@ -46,7 +46,8 @@ LAYERS: dict[str, int] = {
     "preflight": 6,
     "api": 7,
     "commands": 7,
-    "explorer": 7,  # the circuit explorer page and TensorBoard plugin (uses the report's HTML helpers)
+    "explorer": 7,  # the circuit explorer page and TensorBoard plugin
+    "report": 7,  # the report builder (reads runs, tables, figures, the page; embeds the explorer)
     "cli": 8,
     "__main__": 9,
 }
