@@ -40,6 +40,7 @@ LAYERS: dict[str, int] = {
     "circuitlora": 4,
     "training": 5,
     "analysis": 4,
+    "timing": 4,  # EAP-IG and LoRA training timed against their plain-transformers floors (bench)
     "plots": 5,
     # 6: Lightning callbacks; 7: entry points
     "callbacks": 6,
