@@ -14,6 +14,7 @@ from typing import Any, Optional
 
 from lightning.pytorch.callbacks.progress.progress_bar import ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.trainer.states import TrainerStatus
 
 from circuitft.callbacks import CircuitCallback  # noqa: F401 - listed in --help, found by its short name
 from circuitft.callbacks.progress import TaskProgressBar
@@ -275,6 +276,21 @@ def plan_cli(argv: Sequence[str]) -> PlanCLI:
         parser_kwargs={"default_env": True, "exit_on_error": False},
         auto_configure_optimizers=False,
     )
+
+
+def interrupted(argv: Sequence[str]) -> bool:
+    """After Lightning's graceful shutdown on Ctrl-C: print the command that resumes (rank 0), True."""
+    for cli in RUNNING:
+        trainer = cli.trainer
+        if trainer.state.status == TrainerStatus.INTERRUPTED:
+            if trainer.is_global_zero:
+                dm = cli.datamodule
+                total = sum(dm.task_steps()) if hasattr(dm, "task_steps") else 0
+                print(
+                    fit_messages.interrupt_line(trainer.global_step, total, argv), file=sys.stderr, flush=True
+                )
+            return True
+    return False
 
 
 def release() -> None:

@@ -23,10 +23,20 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from circuitft.commands.args import flag, make_parser, parse
 from circuitft.data.rows import PromptRow, rows_to_csv
+from circuitft.data.tasks import (
+    describe,
+    get_task,
+    make_pairs,
+    make_rows,
+    split_limits,
+    split_sizes,
+    task_names,
+    task_params,
+)
 from circuitft.errors import ConfigError
 from circuitft.files import atomic_write_text
 from circuitft.limits import MAX_ROWS, check_count
@@ -34,8 +44,6 @@ from circuitft.models import DEFAULT_MODEL
 
 
 def _build_parser(prog: str) -> Any:
-    from typing import Literal
-
     parser = make_parser(prog, "List built-in tasks, generate task data, check task files.")
 
     def sub_parser(action: str, description: str) -> Any:
@@ -141,8 +149,6 @@ def _check_n(n: int) -> None:
 
 
 def _list() -> int:
-    from circuitft.data.tasks import describe, task_names
-
     names = task_names()
     width = max(len(n) for n in names)
     for n in names:
@@ -151,8 +157,6 @@ def _list() -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from circuitft.data.tasks import describe, get_task, make_rows, split_limits, split_sizes, task_params
-
     spec = get_task(args.name)
     _check_n(args.n)
     params = _params(args.param)
@@ -178,8 +182,6 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _make(args: argparse.Namespace) -> int:
-    from circuitft.data.tasks import get_task, make_pairs, make_rows
-
     spec = get_task(args.name)
     _check_n(args.n)
     params = _params(args.param)

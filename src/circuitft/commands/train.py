@@ -18,7 +18,8 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
-from typing import Any
+
+from jsonargparse import ArgumentError
 
 from circuitft.commands.args import check_config_files, one_line
 from circuitft.errors import CircuitftError, ConfigError
@@ -30,8 +31,6 @@ def main(name: str, argv: Sequence[str]) -> int:
     """Entry point of ``circuitft fit|validate|test``."""
     args = [name, *argv]
     check_config_files(args)  # before the heavy imports: a bad or hostile file fails in a moment
-    from jsonargparse import ArgumentError
-
     from circuitft.commands import fit_cli  # Lightning, the model and the callbacks: this command only
 
     sigint = signal.getsignal(signal.SIGINT)
@@ -40,7 +39,7 @@ def main(name: str, argv: Sequence[str]) -> int:
     except ArgumentError as err:
         raise ConfigError(one_line(str(err))) from None
     except SystemExit as err:
-        if _interrupted(fit_cli.RUNNING, argv):
+        if fit_cli.interrupted(argv):
             return 130
         return int(err.code or 0) if isinstance(err.code, int) else 2
     except (ValueError, TypeError) as err:
@@ -53,23 +52,6 @@ def main(name: str, argv: Sequence[str]) -> int:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGINT, sigint)  # Lightning ignores Ctrl-C from its graceful shutdown on
     return 0
-
-
-def _interrupted(running: list[Any], argv: Sequence[str]) -> bool:
-    """After Lightning's graceful shutdown on Ctrl-C: print the command that resumes (rank 0), True."""
-    from lightning.pytorch.trainer.states import TrainerStatus
-
-    from circuitft.commands.fit_messages import interrupt_line
-
-    for cli in running:
-        trainer = cli.trainer
-        if trainer.state.status == TrainerStatus.INTERRUPTED:
-            if trainer.is_global_zero:
-                dm = cli.datamodule
-                total = sum(dm.task_steps()) if hasattr(dm, "task_steps") else 0
-                print(interrupt_line(trainer.global_step, total, argv), file=sys.stderr, flush=True)
-            return True
-    return False
 
 
 def _user_error(err: BaseException) -> CircuitftError | None:

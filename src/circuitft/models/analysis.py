@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from peft import PeftModel
 
 from circuitft.errors import ConfigError
 from circuitft.models.checkpoint import model_from_checkpoint
@@ -59,7 +60,6 @@ def load_analysis_model(
 def _with_adapter(loaded: LoadedModel, adapter: Path) -> torch.nn.Module:
     if not (adapter / "adapter_config.json").is_file():
         raise ConfigError(f"adapter {adapter}: not a peft adapter folder (no adapter_config.json)")
-    from peft import PeftModel
 
     try:
         return PeftModel.from_pretrained(loaded.model, str(adapter))

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 from circuitft.plots.base import new_figure, no_data
@@ -14,8 +15,6 @@ LINE_STYLES = ("solid", "dashed", "dotted", "dashdot")
 
 
 def _colours(tasks: Sequence[str]) -> dict[str, tuple]:
-    from matplotlib import colormaps
-
     cmap = colormaps["tab10" if len(tasks) <= 10 else "tab20"]
     return {t: cmap(i % cmap.N) for i, t in enumerate(tasks)}
 
