@@ -48,7 +48,7 @@ def load(
     name; a circuitft checkpoint names its own model, so ``load(checkpoint="runs/x/checkpoints/last.ckpt")``
     is enough. ``progress=False`` hides the Hugging Face loading bars.
     """
-    from circuitft.models.analysis import load_analysis_model
+    from circuitft.models.frozen import load_analysis_model
     from circuitft.quiet import quiet_framework
 
     need(model, "model", str, os.PathLike, none=True)

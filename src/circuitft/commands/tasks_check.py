@@ -24,7 +24,7 @@ from circuitft.dtypes import parse_device
 from circuitft.eap.accuracy import model_accuracy
 from circuitft.eap.summary import low_accuracy_warning
 from circuitft.errors import ConfigError
-from circuitft.models.analysis import load_analysis_model
+from circuitft.models.frozen import load_analysis_model
 from circuitft.models.loading import load_tokenizer
 
 SHOWN = 5  # rows shown per kind of finding
