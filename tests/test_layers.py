@@ -54,7 +54,7 @@ LAYERS: dict[str, int] = {
 }
 
 # layers that stay importable without Lightning (a notebook, the API, another trainer)
-NO_LIGHTNING = ("models", "eap", "analysis", "plots", "circuitlora")
+NO_LIGHTNING = ("models", "eap", "analysis", "plots", "circuitlora", "timing")
 
 
 def _package(module: str) -> str:

@@ -1,4 +1,4 @@
-"""The merged, frozen model for analysis, from what a user has: a spec, a peft adapter folder or a training checkpoint.
+"""The merged, frozen model for analysis, from a spec, a peft adapter folder or a training checkpoint.
 
 :func:`load_analysis_model` returns a :class:`~circuitft.models.loading.LoadedModel` whose ``model`` is a
 merged, frozen float32 copy (the adapter folded into the base weights), ready for attribution and evaluation.
