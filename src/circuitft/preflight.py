@@ -10,10 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from circuitft.data.sources import load_rows
 from circuitft.errors import DataError, ModelSpecError
 from circuitft.hub import download_allowed, how_to_get, hub_cached, is_hub_name
-from circuitft.models.loading import EMBEDDED, cache_dir, gguf_path, model_specs
 
 
 def model_problem(spec: str, full: bool = False) -> str | None:
@@ -27,6 +25,9 @@ def model_problem(spec: str, full: bool = False) -> str | None:
     if spec.startswith((".", "/", "~", os.sep)):
         return f"model folder {spec} does not exist"
     if full:
+        # transformers comes with it: only for the full check (the quick one fails a command in a moment)
+        from circuitft.models.loading import EMBEDDED, cache_dir, gguf_path, model_specs
+
         if spec == EMBEDDED and not (cache_dir() / EMBEDDED / "config.json").is_file():
             try:
                 gguf_path()
@@ -44,6 +45,7 @@ def data_problem(source: str) -> str | None:
     """Why the task data ``source`` (a file or folder; ``hf:`` names are not checked) cannot be read."""
     if source.startswith("hf:"):
         return None
+    from circuitft.data.sources import load_rows  # torch comes with it: a bad model fails before this
 
     try:
         load_rows(source)

@@ -26,10 +26,7 @@ from tensorboard.backend import http_util
 from tensorboard.plugins import base_plugin
 from werkzeug import wrappers
 
-from circuitft.analysis.runs import read_run
 from circuitft.errors import CircuitftError
-from circuitft.explorer.pack import pack_graph, run_index
-from circuitft.explorer.page import board_module
 
 PLUGIN_NAME = "circuits"
 SEARCH_DEPTH = 2  # sub-folder levels below a log folder searched for runs
@@ -95,6 +92,11 @@ class CircuitsPlugin(base_plugin.TBPlugin):
     # ---- data -----------------------------------------------------------------------------------------
     def _run(self, name: str, folder: Path) -> tuple[Any, dict[str, Any]]:
         """The run's RunData and index, re-read when its metrics.jsonl changed."""
+        from circuitft.analysis.runs import (
+            read_run,
+        )  # torch, pandas: when the tab asks, not when TensorBoard starts
+        from circuitft.explorer.pack import run_index
+
         stat = (folder / "circuits" / "metrics.jsonl").stat()
         stamp = (stat.st_mtime, stat.st_size)
         with self._lock:
@@ -111,6 +113,8 @@ class CircuitsPlugin(base_plugin.TBPlugin):
     # ---- routes ---------------------------------------------------------------------------------------
     @wrappers.Request.application
     def _serve_module(self, request: wrappers.Request) -> wrappers.Response:
+        from circuitft.explorer.page import board_module
+
         return _respond(request, board_module(), "application/javascript")
 
     @wrappers.Request.application
@@ -127,6 +131,8 @@ class CircuitsPlugin(base_plugin.TBPlugin):
 
     @wrappers.Request.application
     def _serve_graph(self, request: wrappers.Request) -> wrappers.Response:
+        from circuitft.explorer.pack import pack_graph
+
         name, task, step = (request.args.get(k) for k in ("run", "task", "step"))
         folder = find_circuit_runs(self._logdir).get(name or "")
         if folder is None or not task or not (step or "").isdigit():
