@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from circuitft.commands.bench import run_eap_bench, run_train_bench, shaped_model
+from circuitft.timing import run_eap_bench, run_train_bench, shaped_model
 
 # experiment 2 (configs/experiments/pair_base.yaml, pairs.yaml)
 PAIRS, STEPS, EVERY, N_VAL, VAL_BATCH, TASKS_PER_RUN = 56, 540, 90, 400, 40, 2

@@ -40,19 +40,21 @@ LAYERS: dict[str, int] = {
     "circuitlora": 4,
     "training": 5,
     "analysis": 4,
+    "timing": 4,  # EAP-IG and LoRA training timed against their plain-transformers floors (bench)
     "plots": 5,
     # 6: Lightning callbacks; 7: entry points
     "callbacks": 6,
     "preflight": 6,
     "api": 7,
     "commands": 7,
-    "explorer": 7,  # the circuit explorer page and TensorBoard plugin (uses the report's HTML helpers)
+    "explorer": 7,  # the circuit explorer page and TensorBoard plugin
+    "report": 7,  # the report builder (reads runs, tables, figures, the page; embeds the explorer)
     "cli": 8,
     "__main__": 9,
 }
 
 # layers that stay importable without Lightning (a notebook, the API, another trainer)
-NO_LIGHTNING = ("models", "eap", "analysis", "plots", "circuitlora")
+NO_LIGHTNING = ("models", "eap", "analysis", "plots", "circuitlora", "timing")
 
 
 def _package(module: str) -> str:

@@ -36,7 +36,7 @@ from circuitft.eap.overlap import overlap
 from circuitft.eap.settings import CircuitSettings
 from circuitft.errors import ConfigError
 from circuitft.limits import MAX_BATCH_SIZE, MAX_IG_STEPS, MAX_ROWS
-from circuitft.models.analysis import load_analysis_model
+from circuitft.models.frozen import load_analysis_model
 from circuitft.models.loading import LoadedModel
 from circuitft.quiet import quiet_framework
 

@@ -9,6 +9,7 @@ import os
 from typing import Any
 
 from circuitft.errors import ConfigError
+from circuitft.limits import check_count
 
 
 def _type_names(types: tuple[type, ...], none: bool) -> str:
@@ -39,8 +40,6 @@ def need(value: Any, name: str, *types: type, none: bool = False) -> None:
 
 def need_count(value: Any, name: str, maximum: int, *, none: bool = False) -> None:
     """ConfigError unless ``value`` is an integer in [1, maximum] (or None with ``none``)."""
-    from circuitft.limits import check_count
-
     if value is None and none:
         return
     check_count(value, name, maximum)

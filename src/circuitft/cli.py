@@ -21,6 +21,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from circuitft import __version__
+from circuitft.cache import cache_error
 from circuitft.diskfull import disk_full, is_out_of_space
 from circuitft.errors import CircuitftError
 from circuitft.limits import check_utf8_path
@@ -62,8 +64,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if args else 2
     name, rest = args[0], args[1:]
     if name in ("-V", "--version"):
-        from circuitft import __version__
-
         print(__version__)
         return 0
     if name not in COMMANDS:
@@ -84,7 +84,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         if not err.filename:  # not about a path the user gave: a real failure, keep the traceback
             raise
-        from circuitft.cache import cache_error
 
         print(
             f"error: {cache_error(err) or f'cannot use {err.filename}: {err.strerror or err}'}",

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from huggingface_hub import try_to_load_from_cache
+
 
 def how_to_get(spec: str) -> str:
     """The one-line advice for a hub model that is not in the local cache."""
@@ -38,6 +40,4 @@ def is_hub_name(spec: str) -> bool:
 
 def hub_cached(spec: str) -> bool:
     """Whether the local Hugging Face cache holds ``spec``'s ``config.json``."""
-    from huggingface_hub import try_to_load_from_cache
-
     return isinstance(try_to_load_from_cache(spec, "config.json"), str)

@@ -2,7 +2,8 @@
 
 :func:`check_name` accepts letters, digits and ``_ - . + ~`` (no path separator, no leading dot, not
 empty); :func:`inside` joins path parts under a root and refuses a result that resolves outside it (a
-symlink pointing away included). Both raise a one-line :class:`ConfigError` naming the config key.
+symlink pointing away included); :func:`slug` turns any text (a run or task name) into a file-name-safe
+form for the report's figure and page names. The first two raise a one-line :class:`ConfigError` naming the config key.
 """
 
 from __future__ import annotations
@@ -39,3 +40,8 @@ def inside(root: str | os.PathLike[str], *parts: str, key: str = "path") -> Path
     if real != real_root and real_root not in real.parents:
         raise ConfigError(f"{key}: {path} lies outside {base}")
     return path
+
+
+def slug(text: str) -> str:
+    """A file-name-safe form of a run or task name (the report's figure and explorer page names)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "x"

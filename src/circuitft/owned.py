@@ -17,7 +17,9 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from circuitft import __version__
 from circuitft.errors import ConfigError
+from circuitft.files import atomic_write_text
 
 MARKER = ".circuitft"
 _OURS = {MARKER, ".circuitft.lock"}  # files circuitft leaves in a folder it is about to own
@@ -39,9 +41,6 @@ def kind_of(folder: str | os.PathLike[str]) -> str | None:
 
 def mark(folder: str | os.PathLike[str], kind: str) -> None:
     """Write ``folder``'s marker (atomically; the folder must exist)."""
-    from circuitft import __version__
-    from circuitft.files import atomic_write_text
-
     text = json.dumps({"kind": kind, "written_by": f"circuitft {__version__}"}) + "\n"
     atomic_write_text(Path(folder) / MARKER, text)
 

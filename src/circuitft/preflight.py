@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from circuitft.errors import DataError, ModelSpecError
 from circuitft.hub import download_allowed, how_to_get, hub_cached, is_hub_name
 
 
@@ -24,11 +25,10 @@ def model_problem(spec: str, full: bool = False) -> str | None:
     if spec.startswith((".", "/", "~", os.sep)):
         return f"model folder {spec} does not exist"
     if full:
+        # transformers comes with it: only for the full check (the quick one fails a command in a moment)
         from circuitft.models.loading import EMBEDDED, cache_dir, gguf_path, model_specs
 
         if spec == EMBEDDED and not (cache_dir() / EMBEDDED / "config.json").is_file():
-            from circuitft.errors import ModelSpecError
-
             try:
                 gguf_path()
             except ModelSpecError as err:
@@ -45,8 +45,7 @@ def data_problem(source: str) -> str | None:
     """Why the task data ``source`` (a file or folder; ``hf:`` names are not checked) cannot be read."""
     if source.startswith("hf:"):
         return None
-    from circuitft.data.sources import load_rows
-    from circuitft.errors import DataError
+    from circuitft.data.sources import load_rows  # torch comes with it: a bad model fails before this
 
     try:
         load_rows(source)

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from circuitft.errors import ConfigError
+from circuitft.limits import read_text_file
 
 MAX_YAML_NODES = 200_000  # a large sweep file has a few thousand; jsonargparse takes seconds per 100k
 # libyaml when PyYAML has it: 100x faster, and it stops at 1,000 levels of nesting in a moment (pure Python
@@ -93,7 +94,5 @@ def load_yaml(text: str, where: str, limit: int = MAX_YAML_NODES) -> Any:
 
 def read_yaml_file(path: str | os.PathLike[str], where: str | None = None) -> Any:
     """The YAML document in ``path`` (a regular file of at most 16 MB), checked by :func:`load_yaml`."""
-    from circuitft.limits import read_text_file
-
     where = where or f"{path}"
     return load_yaml(read_text_file(Path(path), where), where)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from circuitft.cli import main as cli_main
-from circuitft.commands.bench import KEYS, synthetic_pairs
+from circuitft.timing import KEYS, synthetic_pairs
 
 
 def test_bench_eap_prints_one_json_line(capsys):

@@ -68,7 +68,7 @@ def test_no_warning_when_the_model_answers_every_row(tmp_path: Path, capsys) -> 
     from circuitft.data.pairs import tokenize_pairs
     from circuitft.data.rows import PromptRow
     from circuitft.eap.accuracy import model_accuracy
-    from circuitft.models.analysis import load_analysis_model
+    from circuitft.models.frozen import load_analysis_model
 
     loaded = load_analysis_model("tiny-gpt2")  # the model the command analyses
     prompts = [

@@ -258,3 +258,23 @@ def test_mixed_stage_run_resumes(tmp_path):
     ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["global_step"] == 4 and ckpt["TaskStreamDataModule"]["tasks"] == ["Add+Sub"]
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["Add", "Sub"]
+
+
+def test_cli_class_is_module_level_and_its_private_lightning_override_still_exists():
+    """CircuitftCLI overrides LightningCLI._parse_ckpt_path (private: Lightning's version silently replaces the
+    model config by the checkpoint's, with no public switch). A Lightning that renames or stops calling it
+    must fail here, not bring the silent replacement back."""
+    import inspect
+
+    from lightning.pytorch.cli import LightningCLI
+
+    from circuitft.commands.fit_cli import CircuitftCLI
+
+    assert (
+        CircuitftCLI.__qualname__ == "CircuitftCLI"
+        and CircuitftCLI.__module__ == "circuitft.commands.fit_cli"
+    )
+    assert "_parse_ckpt_path" in vars(CircuitftCLI)
+    assert callable(vars(LightningCLI).get("_parse_ckpt_path")), "LightningCLI._parse_ckpt_path is gone"
+    assert "self._parse_ckpt_path()" in inspect.getsource(LightningCLI.__init__), "no longer called"
+    assert list(inspect.signature(LightningCLI._parse_ckpt_path).parameters) == ["self"]

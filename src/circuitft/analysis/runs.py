@@ -44,10 +44,13 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from safetensors import safe_open
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from circuitft.analysis.forgetting import empty_accuracy, read_accuracy
 from circuitft.data.schedule import config_stages, from_config
 from circuitft.eap.graph import Graph
+from circuitft.eap.io import load_graph
 from circuitft.errors import CircuitftError, DataError
 from circuitft.runconfig import check_run_config
 from circuitft.safeyaml import read_yaml_file
@@ -149,8 +152,6 @@ class RunData:
 
 @lru_cache(maxsize=8)
 def _load(path: str) -> Graph:
-    from circuitft.eap.io import load_graph
-
     return load_graph(path)
 
 
@@ -323,8 +324,6 @@ def _trained(rec: dict[str, Any]) -> list[str]:
 
 def _graph_shape(records: pd.DataFrame) -> str:
     """A model label from the first graph file's shape (when config.yaml names none)."""
-    from safetensors import safe_open
-
     try:
         with safe_open(str(records.iloc[0]["graph_file"]), framework="pt") as f:
             cfg = json.loads((f.metadata() or {}).get("cfg", "{}"))
@@ -339,7 +338,6 @@ def _read_val(folder: Path) -> pd.DataFrame:
     empty = pd.DataFrame(columns=["step", "task", "loss", "acc"])
     if not files:
         return empty
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     values: dict[tuple[int, str], dict[str, float]] = {}
     for path in files:

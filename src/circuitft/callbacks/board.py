@@ -15,12 +15,18 @@ from __future__ import annotations
 
 import logging
 import math
+import struct
 from typing import Any
 
 import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from tensorboard.compat.proto.summary_pb2 import Summary
+from torch.utils.tensorboard.summary import hparams as hparams_summary
 
 from circuitft import plots as figures_module
+from circuitft.callbacks.history import accuracy_matrix
 from circuitft.eap.graph import Graph
+from circuitft.eap.overlap import top_k_edges
 
 TOP_EDGES = 20
 MAX_DIAGRAM_EDGES = 50_000  # larger models get no circuit diagrams (one warning)
@@ -48,8 +54,6 @@ LAYOUT = {
 
 def writers(trainer: Any) -> list[Any]:
     """The SummaryWriters of the trainer's TensorBoard loggers (none on ranks other than 0)."""
-    from lightning.pytorch.loggers import TensorBoardLogger
-
     if not trainer.is_global_zero:
         return []
     return [lg.experiment for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
@@ -62,8 +66,6 @@ def add_layout(writer: Any) -> None:
 
 def top_edges_markdown(graph: Graph, n: int = TOP_EDGES) -> str:
     """A markdown table of the ``n`` edges with the largest |score| (in the circuit or not)."""
-    from circuitft.eap.overlap import top_k_edges
-
     mask = top_k_edges(graph, min(n, graph.n_edges))
     src, dst = mask.nonzero(as_tuple=True)
     scores = graph.scores[src, dst].tolist()
@@ -79,8 +81,6 @@ def top_edges_markdown(graph: Graph, n: int = TOP_EDGES) -> str:
 def add_hparams(writer: Any, hparams: dict[str, Any], metrics: dict[str, float]) -> None:
     """Write the HPARAMS entry of this run: ``hparams`` (flattened to numbers and strings) and the names of
     ``metrics`` (whose values must also be logged as scalars under those tags)."""
-    from torch.utils.tensorboard.summary import hparams as hparams_summary
-
     clean = {k: _plain(v) for k, v in hparams.items()}
     shown = {k: (v if math.isfinite(v) else 0.0) for k, v in metrics.items()}  # the proto needs numbers
     exp, ssi, sei = hparams_summary(clean, shown)
@@ -99,9 +99,6 @@ def _plain(value: Any) -> int | float | str | bool:
 
 def add_png(writer: Any, tag: str, png: bytes, step: int) -> None:
     """Log PNG bytes (e.g. :func:`circuitft.plots.figure_to_png`) as an image, without re-encoding."""
-    import struct
-
-    from tensorboard.compat.proto.summary_pb2 import Summary
 
     width, height = struct.unpack(">II", png[16:24])  # the PNG header's IHDR chunk
     image = Summary.Image(height=height, width=width, colorspace=4, encoded_image_string=png)
@@ -111,9 +108,9 @@ def add_png(writer: Any, tag: str, png: bytes, step: int) -> None:
 
 def overlap_figures(graphs: dict[str, Graph], jaccard: dict[tuple[str, str], float], step: int) -> list:
     """The cross-task top-5% edge-Jaccard heatmap (with two tasks or more)."""
-    import pandas as pd
+    import pandas as pd  # here only: `circuitft fit --help` imports this module, not pandas or the plots
 
-    from circuitft import plots
+    from circuitft import plots  # (pandas, matplotlib): only when a figure is drawn
 
     names = list(graphs)
     if len(names) < 2:
@@ -136,10 +133,9 @@ def accuracy_figures(
 ) -> list:
     """The accuracy matrix of the first ``done`` stage ends (untuned model on top when step 0 was analysed);
     ``groups``: the tasks of each stage (default one task per stage)."""
-    import pandas as pd
+    import pandas as pd  # here only: `circuitft fit --help` imports this module, not pandas or the plots
 
-    from circuitft import plots
-    from circuitft.callbacks.history import accuracy_matrix
+    from circuitft import plots  # (pandas, matplotlib): only when a figure is drawn
 
     matrix = accuracy_matrix(rows, names, ends, done, groups)
     base = {r["task"]: r["metrics"].get("model_accuracy", math.nan) for r in rows if r["step"] == 0}
@@ -150,7 +146,7 @@ def accuracy_figures(
 
 def diagram_figures(graphs: dict[str, Graph], step: int) -> list:
     """One circuit diagram per task."""
-    from circuitft import plots
+    from circuitft import plots  # (pandas, matplotlib): only when a figure is drawn
 
     return [
         (f"circuit/{t}/diagram", plots.circuit_diagram(g, title=f"{t}, step {step}"))

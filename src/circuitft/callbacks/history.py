@@ -26,6 +26,8 @@ from typing import Any
 from circuitft.eap import DEFAULT_TOP_FRAC
 from circuitft.eap.chance import corrected
 from circuitft.eap.graph import Graph
+from circuitft.eap.io import read_safetensors
+from circuitft.eap.overlap import overlap, top_k_jaccard
 
 
 def graph_steps(root: Path, task: str) -> list[tuple[int, Path]]:
@@ -40,9 +42,6 @@ def graph_steps(root: Path, task: str) -> list[tuple[int, Path]]:
 
 def anchor_overlap(root: Path, task: str, step: int, graph: Graph, task_end: int | None) -> dict[str, float]:
     """Overlap of ``graph`` (``task`` at ``step``) with the previous, first and task-end circuits on disk."""
-    from circuitft.eap.io import read_safetensors
-    from circuitft.eap.overlap import overlap, top_k_jaccard
-
     earlier = [(s, p) for s, p in graph_steps(root, task) if s < step]
     if not earlier:
         return {}
@@ -115,7 +114,7 @@ def accuracy_matrix(
     """DataFrame: row ``i`` holds every task's accuracy at ``ends[i]``, the end of stage i (first ``done``
     stages; NaN where a task was not analysed). ``groups``: the tasks of each stage (default one task per
     stage, in ``names`` order); a row is named by its stage's tasks joined with ``+``."""
-    import pandas as pd
+    import pandas as pd  # here only: `circuitft fit --help` imports this module and stays without pandas
 
     groups = groups or [[t] for t in names]
     acc = _accuracy(rows)

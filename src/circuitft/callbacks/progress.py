@@ -14,6 +14,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm, convert_inf
+from tqdm import tqdm
 
 
 def stage_label(trainer: L.Trainer, stage: int | None = None) -> str:
@@ -86,7 +87,6 @@ def say(trainer: L.Trainer, line: str, file: Any = None) -> None:
     """Print ``line`` on rank 0 (stdout, or ``file``) above the progress bars (they are redrawn below it)."""
     if not trainer.is_global_zero:
         return
-    from tqdm import tqdm
 
     out = file or sys.stdout
     tqdm.write(line, file=out)

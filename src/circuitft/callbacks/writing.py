@@ -16,6 +16,8 @@ from circuitft.callbacks.engine import TaskResult
 from circuitft.callbacks.progress import say
 from circuitft.callbacks.ranks import AnalysisFailed
 from circuitft.callbacks.records import CircuitRecord, RecordLog
+from circuitft.eap.io import save_graph
+from circuitft.eap.overlap import overlap
 from circuitft.names import check_name, inside
 from circuitft.runfolder import RECORDS, step_dirname
 
@@ -35,8 +37,6 @@ def write(
     """Save each task's graph, record it in ``metrics.jsonl``, log its scalars and figures, echo its line."""
     if not trainer.is_global_zero:
         return
-    from circuitft.eap.io import save_graph
-    from circuitft.eap.overlap import overlap
 
     assert cb._root is not None
     ends = cb._schedule(trainer).task_ends()

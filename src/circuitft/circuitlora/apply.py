@@ -18,6 +18,8 @@ import torch
 
 from circuitft.circuitlora.options import CircuitLoRAOptions, as_options, check_options
 from circuitft.dtypes import AUTOCAST_DTYPES
+from circuitft.eap.graph import GraphConfig
+from circuitft.eap.sites import model_sites
 from circuitft.errors import ConfigError
 from circuitft.files import atomic_write_text
 
@@ -26,9 +28,6 @@ PLAN_FILE = "circuit_lora.json"
 
 def check_plannable(model: torch.nn.Module, options: dict[str, Any] | None) -> CircuitLoRAOptions:
     """The checked options for ``model``; one-line errors for bad options or a model without circuits."""
-    from circuitft.eap.graph import GraphConfig
-    from circuitft.eap.sites import model_sites
-
     opts = as_options(options)
     try:
         model_sites(model)
@@ -90,7 +89,7 @@ def probe_task(module: Any, dm: Any) -> str:
 def stream_plan(module: Any, trainer: Any, dm: Any) -> dict[str, Any]:
     """The plan record of a fit config's stream (``dm`` set up): the probe run on its probe task, with the
     trainer's device and autocast, as ``fit`` and ``circuitft circuitlora plan`` both make it."""
-    from circuitft.circuitlora.probe import make_plan
+    from circuitft.circuitlora.probe import make_plan  # transformers' model code: `fit --help` stays without
 
     task = probe_task(module, dm)
     hp = module.hparams
@@ -126,13 +125,11 @@ def log_chart(trainer: Any, record: dict[str, Any]) -> None:
     loggers = [lg for lg in trainer.loggers if type(lg).__name__ == "TensorBoardLogger"]
     if not loggers:
         return
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib import pyplot as plt
+    from matplotlib.figure import Figure  # only when a plan is charted: `fit --help` stays without it
 
     scores, critical = record["layer_scores"], set(record["critical_layers"])
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.3 * len(scores) + 2), 3))
+    fig = Figure(figsize=(max(4.0, 0.3 * len(scores) + 2), 3))  # its own Agg canvas: no pyplot global state
+    ax = fig.subplots()
     colors = ["tab:red" if i in critical else "tab:gray" for i in range(len(scores))]
     ax.bar(range(len(scores)), scores, color=colors)
     ax.set_xlabel("layer")
@@ -142,13 +139,12 @@ def log_chart(trainer: Any, record: dict[str, Any]) -> None:
     for lg in loggers:
         lg.experiment.add_figure("circuit_lora/layer_scores", fig, global_step=0, close=False)
         lg.experiment.flush()
-    plt.close(fig)
 
 
 def wrap_planned(module: Any, record: dict[str, Any], source: str) -> None:
     """Replace ``module.model`` (the unwrapped base) by the base with the planned adapter."""
-    from circuitft.circuitlora.probe import lora_shapes
-    from circuitft.models.lora import wrap_lora
+    from circuitft.circuitlora.probe import lora_shapes  # (see stream_plan)
+    from circuitft.models.lora import wrap_lora  # peft: only when the planned adapter is built
 
     hp = module.hparams
     peft_model = wrap_lora(

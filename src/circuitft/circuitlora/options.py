@@ -7,6 +7,8 @@ from typing import Any
 
 from circuitft.circuitlora.plan import ASSIGNMENTS, RULES
 from circuitft.eap import DEFAULT_TOP_FRAC
+from circuitft.eap.attribute import check_method
+from circuitft.eap.metrics import check_metric
 from circuitft.errors import ConfigError
 
 PLANS = ("uniform", "circuit")
@@ -105,8 +107,6 @@ def check_options(opts: CircuitLoRAOptions, n_layers: int) -> None:
         raise ConfigError(f"{where}.top_frac must be in (0, 1], got {opts.top_frac}")
     if opts.n_examples < 1 or opts.batch_size < 1 or opts.ig_steps < 1:
         raise ConfigError(f"{where}.n_examples, batch_size and ig_steps must be at least 1")
-    from circuitft.eap.attribute import check_method
-    from circuitft.eap.metrics import check_metric
 
     check_method(opts.method)
     check_metric(opts.metric)

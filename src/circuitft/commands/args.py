@@ -11,10 +11,17 @@ from __future__ import annotations
 
 import argparse
 import re
+import types
+import typing
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
+from jsonargparse import ActionConfigFile, ArgumentError, ArgumentParser
+from jsonargparse import Path as JsonargparsePath
+
 from circuitft.errors import CircuitftError, ConfigError
+from circuitft.safeyaml import check_yaml, read_yaml_file
 
 CONFIG_HELP = "YAML file of these options (as --print_config writes it); options after it override it"
 
@@ -36,7 +43,6 @@ def make_parser(prog: str, description: str, before_dump: Callable[[Any], None] 
 
     ``before_dump(namespace)`` may fill in derived values before ``--print_config`` writes them (so that the
     file it writes means the same wherever it is loaded from)."""
-    from jsonargparse import ActionConfigFile, ArgumentParser
 
     class CommandParser(ArgumentParser):
         """jsonargparse parser of one circuitft command (see :func:`make_parser`)."""
@@ -58,13 +64,50 @@ def make_parser(prog: str, description: str, before_dump: Callable[[Any], None] 
     return parser
 
 
+def config_paths(argv: Sequence[str]) -> list[str]:
+    """The files named by ``--config``/``-c`` in ``argv`` (in order)."""
+    paths = []
+    for i, arg in enumerate(argv):
+        if arg in ("--config", "-c") and i + 1 < len(argv):
+            paths.append(argv[i + 1])
+        elif arg.startswith("--config="):
+            paths.append(arg.split("=", 1)[1])
+    return paths
+
+
+def check_config_files(argv: Sequence[str]) -> None:
+    """One-line errors for a missing, unreadable, non-regular, non-mapping or alias-bomb ``--config`` file,
+    and for an option value whose YAML expands beyond the limit (before jsonargparse sees any of it)."""
+    paths = config_paths(argv)
+    for p in paths:
+        if not Path(p).exists():
+            raise ConfigError(f"config file {p} does not exist")
+        data = read_yaml_file(p, f"config file {p}")
+        if data is not None and not isinstance(data, dict):
+            raise ConfigError(f"config file {p}: expected a mapping of options, got {type(data).__name__}")
+    for i, arg in enumerate(argv):
+        value = arg.split("=", 1)[1] if arg.startswith("--") and "=" in arg else arg
+        if "&" in value and "*" in value and value not in paths:  # anchors and aliases: a possible bomb
+            check_yaml(
+                value, f"argument {i + 1} ({value[:40]}...)" if len(value) > 40 else f"argument {value}"
+            )
+
+
+def one_line(msg: str) -> str:
+    """jsonargparse's (possibly nested, multi-line) message as one line that keeps the cause (LightningCLI's
+    errors, whose parser :func:`one_line_error` cannot inspect)."""
+    lines = [ln.strip().lstrip("- ").strip() for ln in msg.strip().splitlines() if ln.strip()]
+    if not lines:
+        return "invalid arguments"
+    joined = " ".join(lines)
+    if len(joined) <= 400:
+        return joined
+    return f"{lines[0][:200]} ... {lines[-1][:190]}"
+
+
 def parse(parser: Any, argv: Sequence[str]) -> Any:
     """Parsed arguments, or the exit status when the parser exits by itself (``--help``,
     ``--print_config``); a bad option or config file raises a one-line :class:`ConfigError`."""
-    from jsonargparse import ArgumentError
-
-    from circuitft.commands.train import check_config_files
-
     argv = list(argv)
     check_config_files(argv)
     try:
@@ -176,9 +219,6 @@ def _expected(action: Any) -> str | None:
     hint = getattr(action, "_typehint", None)
     if hint is None:
         return None
-    import types
-    import typing
-
     args = [a for a in typing.get_args(hint) if a is not type(None)]
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType) and len(args) == 1:
@@ -191,10 +231,7 @@ def _expected(action: Any) -> str | None:
 
 def _config_source(key: str, argv: Sequence[str]) -> str:
     """`` (from config file F)`` when the last config file given sets ``key``."""
-    from circuitft.commands.train import _config_paths
-    from circuitft.safeyaml import read_yaml_file
-
-    for path in reversed(_config_paths(argv)):
+    for path in reversed(config_paths(argv)):
         try:
             data = read_yaml_file(path)
         except CircuitftError:
@@ -212,9 +249,7 @@ def _config_source(key: str, argv: Sequence[str]) -> str:
 
 def _absolute_paths(cfg: Any) -> Any:
     """jsonargparse paths read from a config file are relative to that file: write them absolute."""
-    from jsonargparse import Path
-
     for key, value in list(cfg.items()):
-        if isinstance(value, Path) and value.relative != value.absolute:
+        if isinstance(value, JsonargparsePath) and value.relative != value.absolute:
             cfg[key] = type(value)(value.absolute)
     return cfg

@@ -86,7 +86,7 @@ def load_tokenizer(spec: str) -> Any:
 
 def analysis_model(args: argparse.Namespace, spec: str) -> Any:
     """The merged, frozen float32 model: base + ``--adapter`` or the ``--ckpt`` adapter."""
-    from circuitft.models.analysis import load_analysis_model
+    from circuitft.models.frozen import load_analysis_model
 
     model = args.model if args.ckpt is not None else spec
     return load_analysis_model(

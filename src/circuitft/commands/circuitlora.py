@@ -6,81 +6,57 @@ options, ``model.lora_plan`` may be either value), runs the probe and the two ci
 folder, ``trainer.default_root_dir``) without training the planned adapter. The plan gives the uniform rank
 with about the same trainable parameter count (``parameters.uniform_rank_equal_budget``) for a
 comparison run. It refuses to replace the plan of a run folder that already holds checkpoints.
+
+``plan``'s options are parsed by jsonargparse through fit's LightningCLI parser, which also declares
+``--output``; ``circuitft circuitlora plan --help`` lists them all.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+from jsonargparse import ArgumentError
+
+from circuitft.commands.args import check_config_files, one_line
 from circuitft.errors import ConfigError
+from circuitft.owned import check_owned, kind_of, mark
+from circuitft.runfolder import RunFolder
 
 USAGE = "usage: circuitft circuitlora plan --config FIT.yaml [--FIT.OPTION VALUE ...] [--output PATH]"
 
 
-def _split_output(argv: list[str]) -> tuple[list[str], str | None]:
-    rest, output = [], None
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        if arg == "--output":
-            if i + 1 >= len(argv):
-                raise ConfigError("circuitlora plan: --output needs a path")
-            output, i = argv[i + 1], i + 2
-            continue
-        if arg.startswith("--output="):
-            output = arg.split("=", 1)[1]
-        else:
-            rest.append(arg)
-        i += 1
-    return rest, output
-
-
 def plan(argv: Sequence[str]) -> Path:
     """Make the plan of the fit config in ``argv``; returns the path written."""
-    import warnings
+    check_config_files(argv)
+    from circuitft.circuitlora.apply import PLAN_FILE, probe_task, stream_plan, write_plan  # torch: here only
+    from circuitft.commands.fit_cli import plan_cli  # Lightning, the model and the probe: this command only
 
-    from jsonargparse import ArgumentError
-
-    from circuitft.circuitlora.apply import PLAN_FILE, probe_task, stream_plan, write_plan
-    from circuitft.commands.train import _cli_class, _one_line, check_config_files, trainer_defaults
-    from circuitft.data.stream import TaskStreamDataModule
-    from circuitft.owned import check_owned, kind_of, mark
-    from circuitft.training.module import LoRAModule
-
-    args, output = _split_output(list(argv))
-    check_config_files(args)
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
     try:
-        cli = _cli_class()(
-            LoRAModule,
-            TaskStreamDataModule,
-            args=[*args, "--model.lora_plan", "circuit"],
-            run=False,
-            seed_everything_default=0,
-            trainer_defaults=trainer_defaults(),
-            save_config_callback=None,
-            parser_kwargs={"default_env": True, "exit_on_error": False},
-            auto_configure_optimizers=False,
-        )
+        cli = plan_cli(argv)
     except ArgumentError as err:
-        raise ConfigError(_one_line(str(err))) from None
+        raise ConfigError(one_line(str(err))) from None
+    output = cli.config.get("output")
     module, dm, trainer = cli.model, cli.datamodule, cli.trainer
-    root = Path(trainer.default_root_dir)
-    path = Path(output) if output else root / PLAN_FILE
-    if output is None and any((root / "checkpoints").glob("*.ckpt")):
-        raise ConfigError(f"{root} already holds a run trained with its plan; give --output for a new plan")
+    root = RunFolder(trainer.default_root_dir)
+    path = Path(output) if output else root.root / PLAN_FILE
+    if output is None and any(root.checkpoints.glob("*.ckpt")):
+        raise ConfigError(
+            f"{root.root} already holds a run trained with its plan; give --output for a new plan"
+        )
     if output is None:  # the plan goes into the run folder: the same rule as fit's
-        check_owned(root, "run", "--trainer.default_root_dir", what="write its plan into")
+        check_owned(root.root, "run", "--trainer.default_root_dir", what="write its plan into")
     probe_task(module, dm)  # a task outside the stream fails before the data is made
     dm.tokenizer = module.tokenizer
     dm.setup("fit")
     record = stream_plan(module, trainer, dm)
     write_plan(path, record)
-    if output is None and kind_of(root) != "run":
-        mark(root, "run")  # the fit that follows trains in this folder
+    if output is None and kind_of(root.root) != "run":
+        mark(root.root, "run")  # the fit that follows trains in this folder
     return path
 
 

@@ -18,6 +18,9 @@ from typing import Any
 
 from circuitft.commands.args import make_parser, parse
 from circuitft.errors import ConfigError
+from circuitft.files import atomic_folder
+from circuitft.owned import mark
+from circuitft.quiet import quiet_framework
 
 
 def build_parser(prog: str = "circuitft export") -> Any:
@@ -33,7 +36,6 @@ def main(name: str, argv: Sequence[str]) -> int:
     args = parse(build_parser(f"circuitft {name}"), argv)
     if isinstance(args, int):  # --help, --print_config
         return args
-    from circuitft.quiet import quiet_framework
 
     quiet_framework()  # transformers' is_gradient_checkpointing FutureWarning, named there
     out = export_adapter(args.ckpt, args.out)
@@ -43,9 +45,7 @@ def main(name: str, argv: Sequence[str]) -> int:
 
 def export_adapter(ckpt: str | Path, out: str | Path) -> Path:
     """Write ``ckpt``'s adapter, ``circuitft.json`` and the run's ``config.yaml`` to ``out``; returns ``out``."""
-    from circuitft.files import atomic_folder
     from circuitft.models.checkpoint import load_checkpoint_file, model_from_checkpoint
-    from circuitft.owned import mark
 
     ckpt, out = Path(ckpt), Path(out)
     if not ckpt.is_file():

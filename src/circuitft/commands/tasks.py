@@ -23,7 +23,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from circuitft.commands.args import flag, make_parser, parse
 from circuitft.data.rows import PromptRow, rows_to_csv
@@ -34,8 +34,6 @@ from circuitft.models import DEFAULT_MODEL
 
 
 def _build_parser(prog: str) -> Any:
-    from typing import Literal
-
     parser = make_parser(prog, "List built-in tasks, generate task data, check task files.")
 
     def sub_parser(action: str, description: str) -> Any:
@@ -140,33 +138,38 @@ def _check_n(n: int) -> None:
     check_count(n, "--n", MAX_ROWS)
 
 
-def _list() -> int:
-    from circuitft.data.tasks import describe, task_names
+def _registry() -> Any:
+    """:mod:`circuitft.data.tasks` (torch comes with it): loaded by an action, never by ``tasks --help``."""
+    from circuitft.data import tasks
 
-    names = task_names()
+    return tasks
+
+
+def _list() -> int:
+    registry = _registry()
+    names = registry.task_names()
     width = max(len(n) for n in names)
     for n in names:
-        print(f"{n:<{width}}  {describe(n)}")
+        print(f"{n:<{width}}  {registry.describe(n)}")
     return 0
 
 
 def _show(args: argparse.Namespace) -> int:
-    from circuitft.data.tasks import describe, get_task, make_rows, split_limits, split_sizes, task_params
-
-    spec = get_task(args.name)
+    registry = _registry()
+    spec = registry.get_task(args.name)
     _check_n(args.n)
     params = _params(args.param)
-    rows = make_rows(spec.name, args.n, args.seed, _split(args), **params)
-    print(f"{spec.name}: {describe(spec.name)}")
-    print("parameters: " + "; ".join(f"{k}: {v}" for k, v in task_params(spec.name).items()))
-    sizes = split_sizes(spec.name, **params)
+    rows = registry.make_rows(spec.name, args.n, args.seed, _split(args), **params)
+    print(f"{spec.name}: {registry.describe(spec.name)}")
+    print("parameters: " + "; ".join(f"{k}: {v}" for k, v in registry.task_params(spec.name).items()))
+    sizes = registry.split_sizes(spec.name, **params)
     if sizes is None:
         print("splits (80/10/10 by a hash of the clean prompt): train, val, test each large (not enumerated)")
     else:
         total = sum(sizes.values())
         parts = ", ".join(f"{k} {v}" for k, v in sizes.items())
         print(f"splits (exact; by a hash of the clean prompt): {parts} distinct problems (of {total})")
-        limits = split_limits(spec.name, **params)
+        limits = registry.split_limits(spec.name, **params)
         if limits != sizes:
             most = ", ".join(f"{k} {v}" for k, v in limits.items())
             print(f"rows alternate between kinds: at most {most} rows of distinct problems")
@@ -178,9 +181,8 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _make(args: argparse.Namespace) -> int:
-    from circuitft.data.tasks import get_task, make_pairs, make_rows
-
-    spec = get_task(args.name)
+    registry = _registry()
+    spec = registry.get_task(args.name)
     _check_n(args.n)
     params = _params(args.param)
     fmt = "csv"
@@ -194,11 +196,11 @@ def _make(args: argparse.Namespace) -> int:
         spec.resolve(params)  # bad parameters fail before a tokenizer is loaded
         tokenizer = load_tokenizer(args.model)
         bos = False if args.no_bos else None
-        pairs = make_pairs(spec.name, tokenizer, args.n, args.seed, bos, _split(args), **params)
+        pairs = registry.make_pairs(spec.name, tokenizer, args.n, args.seed, bos, _split(args), **params)
         rows, note = pairs.rows, f"{pairs.n_dropped} rows resampled (clean/corrupted token lengths differed)"
         note += f" for {args.model}; longest sequence {pairs.max_len} tokens"
     else:
-        rows = make_rows(spec.name, args.n, args.seed, _split(args), **params)
+        rows = registry.make_rows(spec.name, args.n, args.seed, _split(args), **params)
         note = "0 rows resampled (no --model given: token lengths not checked)"
     text = to_jsonl(rows) if fmt == "jsonl" else to_csv(rows)
     if args.out is None:

@@ -17,23 +17,25 @@ import argparse
 import sys
 from typing import Any
 
+from circuitft.data.check import glue_problems
+from circuitft.data.pairs import tokenize_pairs
+from circuitft.data.sources import load_rows, task_name
+from circuitft.dtypes import parse_device
+from circuitft.eap.accuracy import model_accuracy
+from circuitft.eap.summary import low_accuracy_warning
 from circuitft.errors import ConfigError
+from circuitft.models.frozen import load_analysis_model
+from circuitft.models.loading import load_tokenizer
 
 SHOWN = 5  # rows shown per kind of finding
 
 
 def check(args: argparse.Namespace) -> int:
     """Run the check described in the module docstring; returns the exit status."""
-    from circuitft.commands.circuit_inputs import resolve_device
-    from circuitft.data.check import glue_problems
-    from circuitft.data.pairs import tokenize_pairs
-    from circuitft.data.sources import load_rows, task_name
-    from circuitft.models.loading import load_tokenizer
-
     if args.batch_size < 1:
         raise ConfigError(f"--batch_size must be positive, got {args.batch_size}")
     device = (
-        None if args.tokenizer_only else resolve_device(args.device)
+        None if args.tokenizer_only else parse_device(args.device)
     )  # a bad --device fails before any output
     rows = load_rows(args.file)  # a missing or bad file fails before the model's tokenizer loads
     tokenizer = load_tokenizer(args.model)
@@ -70,10 +72,6 @@ def check(args: argparse.Namespace) -> int:
 def _accuracy(
     args: argparse.Namespace, device: Any, pairs: Any, tokenizer: Any, row_numbers: list[int], task: str
 ) -> None:
-    from circuitft.eap.accuracy import model_accuracy
-    from circuitft.eap.summary import low_accuracy_warning
-    from circuitft.models.analysis import load_analysis_model
-
     model = load_analysis_model(args.model).model.to(device)
     result = model_accuracy(model, pairs, batch_size=args.batch_size)
     hits = int(result.correct.sum())

@@ -223,9 +223,16 @@ def _from_jsonl(text: str, path: Path, labels: list | None = None) -> list[Promp
     return rows
 
 
-def _pick_split(data: Any, split: str | None, where: str) -> Any:
+def _datasets() -> Any:
+    """The ``datasets`` library, imported on first use: 2 s that `circuitft fit --help` (which imports this
+    module) and every run from task generators or CSV/JSONL files never pay."""
     import datasets
 
+    return datasets
+
+
+def _pick_split(data: Any, split: str | None, where: str) -> Any:
+    datasets = _datasets()
     if isinstance(data, datasets.DatasetDict):
         names = list(data)
         if split is None:
@@ -239,8 +246,7 @@ def _pick_split(data: Any, split: str | None, where: str) -> Any:
 
 
 def _load_disk(path: Path, split: str | None) -> Any:
-    import datasets
-
+    datasets = _datasets()
     try:
         data = datasets.load_from_disk(str(path))
     except (FileNotFoundError, ValueError) as err:
@@ -251,8 +257,7 @@ def _load_disk(path: Path, split: str | None) -> Any:
 
 
 def _load_file(path: Path, builder: str, split: str | None) -> Any:
-    import datasets
-
+    datasets = _datasets()
     try:
         data = datasets.load_dataset(builder, data_files=str(path))
     except Exception as err:  # datasets raises many types for unreadable files
@@ -261,8 +266,7 @@ def _load_file(path: Path, builder: str, split: str | None) -> Any:
 
 
 def _load_hub(name: str, split: str | None) -> Any:
-    import datasets
-
+    datasets = _datasets()
     if not name:
         raise DataError("hf: needs a dataset name, e.g. hf:owner/name")
     try:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 
+from circuitft.errors import DataError
+
 SPLITS = ("train", "val", "test")
 PROPORTIONS = (0.8, 0.1, 0.1)
 
@@ -29,8 +31,6 @@ def split_of(clean: str) -> str:
 
 def check_split(split: str, where: str = "split") -> str:
     """``split`` if it is one of train/val/test, else a :class:`DataError`."""
-    from circuitft.errors import DataError
-
     if split not in SPLITS:
         raise DataError(f"{where} must be one of {', '.join(SPLITS)}, got {split!r}")
     return split

@@ -28,10 +28,13 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from circuitft.data.batches import ListDataset, RangeSampler, StageBatches, shares
-from circuitft.data.pairs import PromptPairs
+from circuitft.data.pairs import PromptPairs, tokenize_pairs
+from circuitft.data.runfiles import keep_rows
 from circuitft.data.schedule import Schedule
+from circuitft.data.sources import load_split_rows
 from circuitft.data.splits import SPLITS
 from circuitft.data.stages import TaskConfig, components, stage_from_dict, stage_name
+from circuitft.data.tasks import get_task, make_pairs
 from circuitft.errors import ConfigError, DataError
 from circuitft.limits import MAX_BATCH_SIZE, check_count
 from circuitft.names import check_name
@@ -105,7 +108,6 @@ class TaskStreamDataModule(L.LightningDataModule):
         self.stage_of += [len(self.stages) - 1] * (len(self.units) - self.n_trained)
         for u, name, i in zip(self.units, self.names, self.stage_of, strict=True):
             check_name(name, f"data.tasks[{i}].{'name' if u.name else 'task'}")  # names become file names
-        from circuitft.data.tasks import get_task
 
         for j, u in enumerate(self.units):
             if u.source is None:
@@ -198,8 +200,6 @@ class TaskStreamDataModule(L.LightningDataModule):
         Builds the rows if needed (``tokenizer`` must be set). A resumed run whose rows differ from the kept
         ones raises a :class:`DataError` naming the file (see :mod:`circuitft.data.runfiles`).
         """
-        from circuitft.data.runfiles import keep_rows
-
         if not self._pairs:
             for j in range(len(self.units)):
                 self._pairs[self.names[j]] = self._build(j)
@@ -212,8 +212,6 @@ class TaskStreamDataModule(L.LightningDataModule):
         n_test = u.n_val if u.n_test is None else u.n_test
         try:
             if u.source is None:
-                from circuitft.data.tasks import make_pairs
-
                 out = {}
                 for split, n in zip(SPLITS, (u.n_train, u.n_val, n_test), strict=True):
                     if n:
@@ -248,9 +246,6 @@ class TaskStreamDataModule(L.LightningDataModule):
         return out
 
     def _load_source(self, u: TaskConfig, name: str) -> dict[str, PromptPairs]:
-        from circuitft.data.pairs import tokenize_pairs
-        from circuitft.data.sources import load_split_rows
-
         rows, dropped = load_split_rows(u.source)
         n_test = u.n_val if u.n_test is None else u.n_test
         caps = {"train": None, "val": u.n_val, "test": n_test}

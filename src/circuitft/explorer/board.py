@@ -92,7 +92,9 @@ class CircuitsPlugin(base_plugin.TBPlugin):
     # ---- data -----------------------------------------------------------------------------------------
     def _run(self, name: str, folder: Path) -> tuple[Any, dict[str, Any]]:
         """The run's RunData and index, re-read when its metrics.jsonl changed."""
-        from circuitft.analysis.runs import read_run
+        from circuitft.analysis.runs import (
+            read_run,
+        )  # torch, pandas: when the tab asks, not when TensorBoard starts
         from circuitft.explorer.pack import run_index
 
         stat = (folder / "circuits" / "metrics.jsonl").stat()

@@ -12,9 +12,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from circuitft.commands.report_html import slug
 from circuitft.explorer.pack import pack_run
 from circuitft.files import atomic_write_text
+from circuitft.names import slug
 
 REFRESH_S = 30  # how often TensorBoard's Circuits tab looks for newly analysed steps
 PAGE_STYLE = "body { margin: 1em; } h1 { font: 600 18px sans-serif; margin: 0 0 0.3em; }"

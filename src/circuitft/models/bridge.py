@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Literal
 
 import torch
+from transformer_lens.model_bridge import TransformerBridge
 from transformers import PreTrainedTokenizerBase
 
 from circuitft.files import atomic_folder
@@ -47,8 +48,6 @@ def to_bridge(
     with every parameter frozen: gradients reach hooks only from an activation that requires grad (EAP
     makes the embedding output require grad), and nothing accumulates in ``.grad`` of weights.
     """
-    from transformer_lens.model_bridge import TransformerBridge
-
     merged = merged_copy(model, dtype=dtype).to(device)
     if not getattr(merged.config, "architectures", None):
         merged.config.architectures = [type(merged).__name__]

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from circuitft import models  # load_model, wrap_lora on first use: `fit --help` imports no transformers/peft
+from circuitft.data.stages import stage_name
 from circuitft.dtypes import DTYPES
 from circuitft.errors import ConfigError
 from circuitft.limits import check_regular_file
@@ -88,8 +89,6 @@ def check_compatible(path: str | Path, model_args: dict[str, Any], data_args: An
     stream = ckpt.get("TaskStreamDataModule")
     tasks = (data_args or {}).get("tasks") if data_args is not None else None
     if isinstance(stream, dict) and tasks:
-        from circuitft.data.stages import stage_name
-
         names = [stage_name(t) for t in tasks]
         steps = [t.get("steps") for t in tasks]
         old_steps = stream.get("task_steps") or []

@@ -10,7 +10,11 @@ import json
 import zipfile
 from pathlib import Path
 
+import torch
+
 from circuitft.errors import ConfigError
+from circuitft.files import atomic_write_text
+from circuitft.owned import MARKER, kind_of
 
 SIZES = "checkpoint_bytes"  # key of the run marker: each checkpoint's size as written (AtomicCheckpointIO)
 
@@ -18,9 +22,6 @@ SIZES = "checkpoint_bytes"  # key of the run marker: each checkpoint's size as w
 def record_size(path: Path, size: int) -> None:
     """Note checkpoint ``path``'s size in its run folder's marker (so that a copy cut short is reported as
     "N of M bytes"); nothing when the checkpoint folder does not lie in a circuitft run folder."""
-    from circuitft.files import atomic_write_text
-    from circuitft.owned import MARKER, kind_of
-
     run = path.parent.parent
     if kind_of(run) != "run":
         return
@@ -37,8 +38,6 @@ def record_size(path: Path, size: int) -> None:
 
 def recorded_size(path: Path) -> int | None:
     """The size :func:`record_size` noted for checkpoint ``path``, or None."""
-    from circuitft.owned import MARKER
-
     try:
         marker = json.loads((path.parent.parent / MARKER).read_text(encoding="utf-8"))
         size = marker[SIZES][path.name]
@@ -66,8 +65,6 @@ def readable_neighbours(path: Path, limit: int = 5) -> list[Path]:
 
 def loads(path: Path) -> bool:
     """Whether ``path`` loads as circuitft loads checkpoints (``weights_only``; memory-mapped, so cheap)."""
-    import torch
-
     try:
         torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception:  # noqa: BLE001 - any failure means "does not load"

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -29,6 +30,7 @@ from transformers import (
     PreTrainedTokenizerBase,
     PreTrainedTokenizerFast,
 )
+from transformers.utils import logging as hf_logging
 
 from circuitft.cache import cache_dir
 from circuitft.errors import ModelSpecError
@@ -87,9 +89,6 @@ def load_model(
 @contextlib.contextmanager
 def hf_bars_off() -> Iterator[None]:
     """Hide transformers' ("Loading weights") and huggingface_hub's (downloads) progress bars inside."""
-    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
-    from transformers.utils import logging as hf_logging
-
     hub_was_on, tf_was_on = not are_progress_bars_disabled(), hf_logging.is_progress_bar_enabled()
     disable_progress_bars()
     hf_logging.disable_progress_bar()

@@ -10,15 +10,17 @@ OLMo 2) and mixtures of experts (Mixtral, Qwen2-MoE, Qwen3-MoE). ``random-qwen3-
 
 from __future__ import annotations
 
+import hashlib
 import string
 from pathlib import Path
 
 import torch
 import transformers
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
 from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
 from circuitft.files import atomic_folder
-from circuitft.models.architectures import ArchSpec, tiny_architectures
+from circuitft.models.architectures import ARCHITECTURES, ArchSpec, tiny_architectures
 
 SPECIAL_TOKENS = ["<pad>", "<unk>", "<bos>", "<eos>"]
 # Words used by the built-in task prompts; everything else maps to <unk>.
@@ -50,8 +52,6 @@ SHAPED = {
 
 def tokenizer_folder_name() -> str:
     """Cache folder name of the tiny tokenizer, keyed by its vocabulary (a changed word list gets a new folder)."""
-    import hashlib
-
     words = SPECIAL_TOKENS + list(string.digits) + _WORDS + list(string.ascii_letters)
     return "tiny-tokenizer-" + hashlib.sha256("\n".join(words).encode()).hexdigest()[:12]
 
@@ -66,8 +66,6 @@ def build_tokenizer(folder: Path) -> PreTrainedTokenizerFast:
 
     Saving and reloading matters: TransformerLens reloads a tokenizer by its ``name_or_path``.
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
-
     folder = Path(folder)
     if (folder / "tokenizer.json").exists():
         return PreTrainedTokenizerFast.from_pretrained(str(folder))
@@ -106,7 +104,6 @@ def build_tiny_model(name: str, vocab_size: int, seed: int = 0) -> PreTrainedMod
     )
     if name in SHAPED:
         model_type, config_args, common["vocab_size"] = SHAPED[name]
-        from circuitft.models.architectures import ARCHITECTURES
 
         spec: ArchSpec = ARCHITECTURES[model_type]
         common["initializer_range"] = 0.02

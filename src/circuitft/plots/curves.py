@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 from circuitft.plots.base import new_figure, no_data
@@ -15,8 +16,6 @@ LINE_STYLES = ("solid", "dashed", "dotted", "dashdot")
 
 def task_colours(tasks: Sequence[str]) -> dict[str, tuple]:
     """One colour per task, in order (tab10, or tab20 beyond 10 tasks)."""
-    from matplotlib import colormaps
-
     cmap = colormaps["tab10" if len(tasks) <= 10 else "tab20"]
     return {t: cmap(i % cmap.N) for i, t in enumerate(tasks)}
 

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torchmetrics import MeanMetric
 
 from circuitft import models  # load_model, wrap_lora on first use: `fit --help` imports no transformers/peft
+from circuitft.circuitlora.apply import PLAN_FILE, check_plannable, lr_scales, plan_for_run, wrap_planned
 from circuitft.data.pairs import PairBatch
 from circuitft.dtypes import DTYPES, MODEL_DTYPES
 from circuitft.eap.answers import answer_logits, answer_loss, exact_match
@@ -92,8 +93,6 @@ class LoRAModule(L.LightningModule):
         loaded = models.load_model(model, DTYPES[dtype], seed=model_seed, progress=verbose())
         self.lora_plan_record: dict[str, Any] | None = None  # CircuitLoRA plan, once applied
         if lora_plan == "circuit":  # the adapter is planned in setup(), when the data is there
-            from circuitft.circuitlora.apply import check_plannable
-
             self.circuit_lora = check_plannable(loaded.model, circuit_lora)
             self.model = loaded.model.requires_grad_(False)
         else:
@@ -129,8 +128,6 @@ class LoRAModule(L.LightningModule):
             self.val_acc = torch.nn.ModuleList(MeanMetric() for _ in names)
 
     def _apply_circuit_plan(self, stage: str) -> None:
-        from circuitft.circuitlora.apply import PLAN_FILE, plan_for_run, wrap_planned
-
         record = plan_for_run(self, self.trainer, stage)
         wrap_planned(self, record, PLAN_FILE)
         self.lora_plan_record = record
@@ -174,8 +171,6 @@ class LoRAModule(L.LightningModule):
         hp = self.hparams
         params: Any = [p for p in self.parameters() if p.requires_grad]
         if self.lora_plan_record is not None:  # CircuitLoRA: critical modules may get a larger rate
-            from circuitft.circuitlora.apply import lr_scales
-
             named = [(n, p) for n, p in self.named_parameters() if p.requires_grad]
             params = optim.param_groups(named, hp.lr, lr_scales(self))
         opt = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)

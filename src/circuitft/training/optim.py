@@ -9,6 +9,7 @@ starts, which is what constructing a new AdamW gives, without swapping objects i
 from __future__ import annotations
 
 import bisect
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
@@ -49,7 +50,6 @@ def shape_factor(step_in_task: int, n_steps: int, schedule: Schedule, warmup_ste
     progress = min(1.0, (step_in_task - warmup_steps) / span)
     if schedule == "linear":
         return 1.0 - progress
-    import math
 
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 

@@ -12,7 +12,11 @@ from typing import Any
 
 import pandas as pd
 
-from circuitft.commands.report_tables import (
+from circuitft import plots
+from circuitft.files import atomic_write_text
+from circuitft.names import slug
+from circuitft.plots import save_figure
+from circuitft.report.stats import (
     chance_text,
     change_html,
     fit_blocks,
@@ -21,9 +25,7 @@ from circuitft.commands.report_tables import (
     headline_html,
     interval,
     overlap_html,
-    slug,
 )
-from circuitft.files import atomic_write_text
 
 SWEEP_TITLES = {
     "headline": "Does A/B circuit overlap predict forgetting of A? (absolute drop of model accuracy)",
@@ -60,8 +62,6 @@ class Page:
 
     def figure(self, out: Path, fig: Any, name: str, caption: str) -> None:
         """Save ``fig`` as figures/<name>.png and .svg and show it with ``caption``."""
-        from circuitft.plots import save_figure
-
         save_figure(fig, out / "figures" / name)
         self.n_figures += 1
         src = html.escape(f"figures/{name}.png")
@@ -144,8 +144,6 @@ class Page:
 # ---- sections -------------------------------------------------------------------------------------------
 def run_section(page: Page, out: Path, info: dict[str, Any], *, max_edges: int = 300) -> None:
     """The figures of one run (figures 1-7 of the issue: curves, change, matrix, overlap, size, diagrams)."""
-    from circuitft import plots
-
     run, table = info["run"], info["table"]
     key = slug(run.name)
     page.heading(f"Run {run.name}")
@@ -305,8 +303,6 @@ def sweep_section(
     page: Page, out: Path, pairs: pd.DataFrame, fits: dict[str, Any] | None, models: list[str]
 ) -> None:
     """Figure 8: overlap vs forgetting (three variants) and forgetting bars, one panel set per model."""
-    from circuitft import plots
-
     assert fits is not None
     page.heading("Sweep: overlap vs forgetting")
     by_model = fits.get("by_model") or {models[0] if models else "": fits}

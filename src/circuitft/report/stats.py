@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import html
 import math
-import re
 from typing import Any
 
 import pandas as pd
+
+from circuitft.names import slug
 
 OUTCOME_ROWS = {
     "heldout": "A's accuracy on the held-out rows not used to find circuits (model_accuracy_heldout)",
@@ -31,11 +32,6 @@ def fmt(v: Any, digits: int = 3) -> str:
     if isinstance(v, bool | int):
         return str(v)
     return f"{float(v):.{digits}f}"
-
-
-def slug(text: str) -> str:
-    """A file-name-safe form of a run or task name."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "x"
 
 
 def fit_blocks(fits: dict[str, Any]) -> dict[str, dict[str, Any]]:

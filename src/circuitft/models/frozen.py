@@ -1,4 +1,4 @@
-"""The analysis form of a model from what a user has: a spec, a peft adapter folder or a training checkpoint.
+"""The merged, frozen model for analysis, from a spec, a peft adapter folder or a training checkpoint.
 
 :func:`load_analysis_model` returns a :class:`~circuitft.models.loading.LoadedModel` whose ``model`` is a
 merged, frozen float32 copy (the adapter folded into the base weights), ready for attribution and evaluation.
@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from peft import PeftModel
 
 from circuitft.errors import ConfigError
 from circuitft.models.checkpoint import model_from_checkpoint
@@ -59,7 +60,6 @@ def load_analysis_model(
 def _with_adapter(loaded: LoadedModel, adapter: Path) -> torch.nn.Module:
     if not (adapter / "adapter_config.json").is_file():
         raise ConfigError(f"adapter {adapter}: not a peft adapter folder (no adapter_config.json)")
-    from peft import PeftModel
 
     try:
         return PeftModel.from_pretrained(loaded.model, str(adapter))
