@@ -40,7 +40,8 @@ LAYERS: dict[str, int] = {
     "circuitlora": 4,
     "training": 5,
     "analysis": 4,
-    "timing": 4,  # EAP-IG and LoRA training timed against their plain-transformers floors (bench)
+    "timing": 4,
+    "sweeps": 4,  # a sweep file read into runs, their plan and time estimate, shared prefixes, the runner  # EAP-IG and LoRA training timed against their plain-transformers floors (bench)
     "plots": 5,
     # 6: Lightning callbacks; 7: entry points
     "callbacks": 6,
@@ -54,7 +55,7 @@ LAYERS: dict[str, int] = {
 }
 
 # layers that stay importable without Lightning (a notebook, the API, another trainer)
-NO_LIGHTNING = ("models", "eap", "analysis", "plots", "circuitlora", "timing")
+NO_LIGHTNING = ("models", "eap", "analysis", "plots", "circuitlora", "timing", "sweeps")
 
 
 def _package(module: str) -> str:

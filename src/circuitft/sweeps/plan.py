@@ -21,21 +21,16 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from typing import Any
 
 from circuitft.data.schedule import config_stages, config_steps, from_config, stage_tasks
 from circuitft.runfolder import CIRCUITS, RECORDS, RecordLog, RunFolder
 from circuitft.runlock import holder, is_stale
 from circuitft.safeyaml import load_yaml, read_yaml_file
-
-if TYPE_CHECKING:  # the prefix plan imports this module
-    from circuitft.sweeps.prefix import Sharing
+from circuitft.sweeps.estimate import Rates, duration, measured_rates
 
 CALLBACK = "CircuitCallback"
 PREFIXES_DIR = ".prefixes"  # shared prefixes, under the sweep's root folder (circuitft.sweeps.prefix)
-MAX_TIMED_RUNS = 8  # finished runs read for the estimate (the most recent ones)
 
 
 @dataclass
@@ -201,7 +196,7 @@ def analyses_before(records: Path, step: int | None, after: int = -1) -> int:
 
 
 def plan_runs(
-    fit_config: Path, root: Path, runs: Sequence[Any], extra: Sequence[str], sharing: Sharing | None = None
+    fit_config: Path, root: Path, runs: Sequence[Any], extra: Sequence[str], sharing: Any = None
 ) -> list[RunPlan]:
     """The plan of every run (name, stages, steps, analyses, state), after the shared prefixes they continue
     from (``sharing``): a run's steps and analyses are those it makes itself, past its prefix's end."""
@@ -244,84 +239,6 @@ def _plan(name: str, cfg: dict[str, Any], folder: Path, after: int, prefix: Any)
     )
 
 
-# ---- the time estimate ------------------------------------------------------------------------------
-@dataclass
-class Rates:
-    """Seconds per training step and per analysis, measured on ``n_runs`` finished runs."""
-
-    step_s: float
-    analysis_s: float
-    n_runs: int
-    startup_s: float | None = None  # a run's wall time outside its events (start-up, loading the model)
-
-
-def measured_rates(root: Path, plans: Sequence[RunPlan]) -> Rates | None:
-    """Rates from the finished runs of the sweep (at most :data:`MAX_TIMED_RUNS`, the latest): each run's
-    TensorBoard event span less its analyses' ``circuit/seconds``, over its steps; the analyses' seconds over
-    their count. None when no finished run recorded them."""
-    finished = [p for p in plans if p.state == "done" and p.steps]
-    finished.sort(key=lambda p: RunFolder(root / p.name).done_marker.stat().st_mtime, reverse=True)
-    train_s = analysis_s = 0.0
-    steps = analyses = used = 0
-    startups = []
-    for plan in finished[:MAX_TIMED_RUNS]:
-        timing = event_timing(root / plan.name)
-        if timing is None:
-            continue
-        span, circuit_s = timing
-        n = plan.analyses_done
-        if span <= circuit_s or (circuit_s > 0 and n == 0):
-            continue
-        train_s += span - circuit_s
-        analysis_s += circuit_s
-        steps += plan.steps or 0
-        analyses += n
-        used += 1
-        wall = run_seconds(root / plan.name)
-        if wall is not None:
-            startups.append(max(0.0, wall - span))
-    if not used or not steps:
-        return None
-    startup = sum(startups) / len(startups) if startups else None
-    return Rates(train_s / steps, analysis_s / analyses if analyses else 0.0, used, startup)
-
-
-def run_seconds(folder: Path) -> float | None:
-    """The wall seconds of a finished run as its sweep recorded them in ``DONE`` (``seconds: S``), or None."""
-    return RunFolder(folder).done_seconds()
-
-
-def event_timing(folder: Path) -> tuple[float, float] | None:
-    """(seconds spanned by the run's TensorBoard events, sum of its ``circuit/seconds``), or None."""
-    files = sorted(folder.glob("events.out.tfevents.*"))
-    if not files:
-        return None
-    span = circuit = 0.0
-    for path in files:
-        acc = EventAccumulator(str(path), size_guidance={"scalars": 0})
-        try:
-            acc.Reload()
-            start = acc.FirstEventTimestamp()
-        except Exception:  # noqa: BLE001 - an unreadable or empty event file: no timing from it
-            continue
-        tags = acc.Tags().get("scalars", [])
-        last = max((acc.Scalars(t)[-1].wall_time for t in tags if acc.Scalars(t)), default=start)
-        span += max(0.0, last - start)
-        if "circuit/seconds" in tags:
-            circuit += sum(float(e.value) for e in acc.Scalars("circuit/seconds"))
-    return (span, circuit) if span > 0 else None
-
-
-def duration(seconds: float) -> str:
-    """``1 h 05 min``, ``4 min 10 s``, ``12 s``."""
-    s = int(round(seconds))
-    if s >= 3600:
-        return f"{s // 3600} h {s % 3600 // 60:02d} min"
-    if s >= 60:
-        return f"{s // 60} min {s % 60:02d} s"
-    return f"{s} s"
-
-
 # ---- the table ------------------------------------------------------------------------------------------
 def plan_table(
     fit_config: Path,
@@ -330,7 +247,7 @@ def plan_table(
     extra: Sequence[str],
     sweep_file: Path | None = None,
     rerun: Callable[[str], str] | None = None,
-    sharing: Sharing | None = None,
+    sharing: Any = None,
 ) -> str:
     """The ``--dry_run`` report: header, one row per run (and shared prefix), the stage trainings, totals and
     the time estimate. ``rerun(name)``: the command that runs one run of the sweep with every option the
@@ -345,7 +262,7 @@ def plan_table(
     return "\n".join(lines)
 
 
-def trainings_line(sharing: Sharing, names: Sequence[str]) -> str:
+def trainings_line(sharing: Any, names: Sequence[str]) -> str:
     """``stage trainings: N (M shared)``: the stages the runs ``names`` and their prefixes train."""
     needed, own, alone = [], 0, 0
     for name in names:
