@@ -146,3 +146,38 @@ def test_an_interrupted_fork_is_made_again(alone, tmp_path):
     assert _sweep(root) == 0
     assert_same_run(root / RUNS[0], alone / RUNS[0])
     json.dumps(run.record_log().read())
+
+
+@pytest.mark.slow
+def test_quick_pairs_gives_the_same_pair_table_with_and_without_shared_prefixes(tmp_path):
+    """The whole of configs/quick_pairs.yaml both ways, then `circuitft report`: every numeric column of
+    pairs.csv (and of circuits.csv) agrees to 1e-6."""
+    import pandas as pd
+
+    from circuitft.cli import main
+
+    tables = {}
+    for share in ("true", "false"):
+        root, out = tmp_path / f"share_{share}", tmp_path / f"report_{share}"
+        assert (
+            sweep.main(
+                "sweep", ["--config", str(QUICK_PAIRS), "--root_dir", str(root), "--share_prefix", share]
+            )
+            == 0
+        )
+        assert (root / ".prefixes").exists() == (share == "true")
+        assert main(["report", str(root), "--out", str(out), "--threshold", "0"]) == 0
+        tables[share] = {name: pd.read_csv(out / "tables" / f"{name}.csv") for name in ("pairs", "circuits")}
+    for name in ("pairs", "circuits"):
+        a, b = tables["true"][name], tables["false"][name]
+        assert list(a.columns) == list(b.columns) and len(a) == len(b) > 0
+        if name == "pairs":
+            assert len(a) == 6
+        numeric = [c for c in a.columns if pd.api.types.is_numeric_dtype(a[c]) and c not in TIMING]
+        assert numeric
+        for c in numeric:
+            x, y = a[c].to_numpy(dtype=float), b[c].to_numpy(dtype=float)
+            both_nan = (x != x) & (y != y)
+            assert ((abs(x - y) <= 1e-6) | both_nan).all(), f"{name}.csv column {c}: {x} != {y}"
+        text = [c for c in a.columns if c not in numeric and c not in TIMING]
+        assert a[text].astype(str).equals(b[text].astype(str))

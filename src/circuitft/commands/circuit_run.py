@@ -28,9 +28,9 @@ from circuitft.commands.circuit_inputs import (
 from circuitft.commands.circuit_plan import start_line
 from circuitft.data.pairs import default_prepend_bos, tokenize_pairs
 from circuitft.data.sources import load_rows
+from circuitft.eap import io as graph_io  # called through the module: tests replace its writers
 from circuitft.eap.graph import Graph
 from circuitft.eap.heldout import disjoint_rows
-from circuitft.eap.io import check_compatible, write_json, write_safetensors
 from circuitft.eap.metrics import validate_pairs
 from circuitft.eap.mib import write_mib
 from circuitft.eap.pipeline import find_circuit
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace, settings: CircuitSettings) -> dict[str, Any]:
     cfg = Graph.from_model(model).cfg
     check_selection(cfg.n_edges, **settings.sizes)
     if saved is not None:
-        check_compatible(saved, cfg, where=f"--graph {args.graph}")
+        graph_io.check_compatible(saved, cfg, where=f"--graph {args.graph}")
     if not args.quiet:  # what it will run and roughly how long
         print(
             start_line(model, cfg.n_edges, pairs, settings, args.graph, device), file=sys.stderr, flush=True
@@ -112,8 +112,8 @@ def run(args: argparse.Namespace, settings: CircuitSettings) -> dict[str, Any]:
     # ---- write everything to a temporary folder, then move it into --out ---------------------------
     def write(folder: Path) -> None:
         mark(folder, "circuit")
-        write_json(graph, folder / "graph.json")
-        write_safetensors(graph, folder / "graph.safetensors")
+        graph_io.write_json(graph, folder / "graph.json")
+        graph_io.write_safetensors(graph, folder / "graph.safetensors")
         (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         if args.mib:
             write_mib(graph, folder / "mib", task, spec.replace("/", "-").replace(":", "-"))
@@ -133,9 +133,7 @@ def _check_inputs(args: argparse.Namespace, settings: CircuitSettings) -> Any:
             )
         if not args.graph.is_file():
             raise ConfigError(f"--graph {args.graph}: file not found")
-        from circuitft.eap.io import load_graph  # the engine's file reader: only with --graph
-
-        saved = load_graph(args.graph)
+        saved = graph_io.load_graph(args.graph)
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit must be positive, got {args.limit}")
     only_one(args, ("heldout_data", "heldout_frac"))
