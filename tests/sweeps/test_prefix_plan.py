@@ -130,3 +130,26 @@ def test_dry_run_of_the_pair_demo_counts_stage_trainings(tmp_path, capsys, share
         )
     else:
         assert found and found.group(0) == "stage trainings: 24 (0 shared)" and n_tasks == 0
+
+
+def test_a_worker_runs_other_runs_first_while_another_trains_their_prefix(tmp_path, monkeypatch, capsys):
+    from circuitft.runlock import RunLock
+    from circuitft.sweeps.execute import SweepRunner
+
+    runs = _runs({"Add__Sub": ["Add", "Sub"], "Add__Abs": ["Add", "Abs"], "Sub__Add": ["Sub", "Add"],
+                  "Sub__Abs": ["Sub", "Abs"]})  # fmt: skip
+    sharing = plan_sharing(QUICK, runs, [])
+    runner = SweepRunner(QUICK, tmp_path, [], sharing)
+    order = []
+    monkeypatch.setattr(runner, "run_one", lambda run, folder, start: order.append(run.name))
+    add = sharing.start["Add__Sub"].folder(tmp_path)
+    lock = RunLock(add, "sweep").acquire()  # "another worker" trains the Add prefix
+    try:
+        assert runner.busy_prefix(sharing.start["Add__Sub"]) and not runner.busy_prefix(
+            sharing.start["Sub__Add"]
+        )
+        assert runner.run_all(runs) == 0
+    finally:
+        lock.release()
+    assert order == ["Sub__Add", "Sub__Abs", "Add__Sub", "Add__Abs"]  # the Add runs wait at the back
+    assert "[1/4] Sub__Add: new (from prefix Sub-" in capsys.readouterr().out

@@ -2,8 +2,8 @@
 
 A run whose folder holds ``DONE`` is skipped; one with a ``last*.ckpt`` but no ``DONE`` resumes with
 ``--ckpt_path last``. A run that continues a shared prefix (:mod:`circuitft.sweeps.prefix`) first makes sure
-the prefix is trained: under the prefix folder's run lock it trains (or resumes) it, or waits while another
-worker holds the lock; then it starts from the prefix's end (:func:`~circuitft.sweeps.prefix.fork`). Two
+the prefix is trained: under the prefix folder's run lock it trains (or resumes) it, or, while another worker
+holds that lock, runs its other runs first and then waits; then it starts from the prefix's end (:func:`~circuitft.sweeps.prefix.fork`). Two
 workers never train the same run or prefix: each holds the folder's :class:`~circuitft.runlock.RunLock`.
 """
 
@@ -13,12 +13,13 @@ import os
 import subprocess
 import sys
 import time
+from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 
 from circuitft.names import inside
 from circuitft.runfolder import RunFolder
-from circuitft.runlock import OWNER_ENV, RunLock, RunLocked
+from circuitft.runlock import OWNER_ENV, RunLock, RunLocked, holder, is_stale
 from circuitft.sweeps.prefix import Prefix, Sharing, fork, run_stream
 from circuitft.sweeps.spec import Run
 
@@ -54,11 +55,26 @@ class SweepRunner:
         self.busy: list[str] = []
 
     def run_all(self, runs: Sequence[Run]) -> int:
-        """Run ``runs`` in order; 0, 1 (some failed) or 2 (some held by another worker)."""
-        for k, run in enumerate(runs, 1):
+        """Run ``runs`` in order; 0, 1 (some failed) or 2 (some held by another worker). A run whose shared
+        prefix another worker is training goes to the back of the queue while other runs can go first."""
+        queue, k = deque(runs), 0
+        deferred: set[str] = set()
+        while queue:
+            run = queue.popleft()
             folder = inside(self.root, run.name, key=f"run {run.name}")
             state = RunFolder(folder).state()
             start = self.sharing.start.get(run.name)
+            if (
+                state == "new"
+                and start is not None
+                and run.name not in deferred
+                and queue
+                and self.busy_prefix(start)
+            ):
+                deferred.add(run.name)  # once: when its turn comes again, it waits for the prefix
+                queue.append(run)
+                continue
+            k += 1
             via = f" (from prefix {start.name})" if start is not None and state == "new" else ""
             print(f"[{k}/{len(runs)}] {run.name}: {state}{via}", flush=True)
             if state != "done":
@@ -100,6 +116,17 @@ class SweepRunner:
                 self.failed.append(run.name)
         finally:
             lock.release()
+
+    def busy_prefix(self, prefix: Prefix) -> bool:
+        """Whether another live worker holds ``prefix`` (or a prefix it continues) while it is not done."""
+        while prefix is not None:
+            folder = prefix.folder(self.root)
+            if not RunFolder(folder).is_done():
+                info = holder(folder) if folder.is_dir() else None
+                if info is not None and not is_stale(info):
+                    return True
+            prefix = prefix.parent
+        return False
 
     def ensure_prefix(self, prefix: Prefix) -> bool:
         """Train ``prefix`` (and its parents) unless done; wait while another worker trains it."""

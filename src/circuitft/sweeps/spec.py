@@ -44,11 +44,16 @@ class Permutations:
         tasks: the tasks to permute (none: no permutation runs)
         length: tasks per run (the length of each tuple)
         stage: TaskConfig fields of every stage, e.g. {steps: 270, n_train: 3600, n_val: 400}
+        task_fields: TaskConfig fields of one task's stages over ``stage``, e.g. {Sub: {n_val: 45, n_test: 41}}
+        positions: TaskConfig fields by position in the tuple over those, e.g. [{steps: 240}, {steps: 40}]
+            (A's stage, B's stage)
     """
 
     tasks: list[str] = field(default_factory=list)
     length: int = 2
     stage: dict[str, Any] = field(default_factory=dict)
+    task_fields: dict[str, dict[str, Any]] = field(default_factory=dict)
+    positions: list[dict[str, Any]] = field(default_factory=list)
 
 
 def sweep_runs(args: Any) -> tuple[Path, Path, list[Run]]:
@@ -78,8 +83,21 @@ def sweep_runs(args: Any) -> tuple[Path, Path, list[Run]]:
         check_run_count(math.perm(len(tasks), length), len(tasks), length, len(args.runs), args, where)
         for j, t in enumerate(tasks):
             check_name(t, f"{where}: permutations.tasks[{j}]")
+        unknown = sorted(set(perm.task_fields) - set(tasks))
+        if unknown:
+            raise ConfigError(
+                f"{where}: permutations.task_fields names tasks not in permutations.tasks: {unknown}"
+            )
+        if len(perm.positions) > length:
+            raise ConfigError(
+                f"{where}: permutations.positions has {len(perm.positions)} entries for {length} positions"
+            )
+        positions = list(perm.positions) + [{}] * (length - len(perm.positions))
         for combo in itertools.permutations(tasks, length):
-            stream = [{"task": t, **dict(perm.stage)} for t in combo]
+            stream = [
+                {"task": t, **dict(perm.stage), **dict(perm.task_fields.get(t) or {}), **dict(positions[i])}
+                for i, t in enumerate(combo)
+            ]
             runs.append(Run("__".join(combo), ["--data.tasks", json.dumps(stream)]))
     for i, r in enumerate(args.runs):
         if "name" not in r:
