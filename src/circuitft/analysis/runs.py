@@ -53,6 +53,7 @@ from circuitft.eap.graph import Graph
 from circuitft.eap.io import load_graph
 from circuitft.errors import CircuitftError, DataError
 from circuitft.runconfig import check_run_config
+from circuitft.runfolder import RecordLog, RunFolder
 from circuitft.safeyaml import read_yaml_file
 
 RECORD_KEYS = ("step", "task", "graph_path")
@@ -158,7 +159,7 @@ def _load(path: str) -> Graph:
 # ---- discovery ------------------------------------------------------------------------------------------
 def run_kind(folder: Path) -> str | None:
     """``circuitft``, ``prior`` or None (not a run folder)."""
-    if (folder / "circuits" / "metrics.jsonl").is_file():
+    if RunFolder(folder).records.is_file():
         return "circuitft"
     if any(CHECKPOINT.match(p.name) and p.is_dir() for p in folder.iterdir()):
         return "prior"
@@ -203,12 +204,10 @@ def read_records(path: Path) -> list[dict[str, Any]]:
     """The records of a ``metrics.jsonl``; a bad line raises naming the file and the line."""
     rows = []
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = RecordLog(path).lines()
     except UnicodeDecodeError as err:
         raise DataError(f"{path}: not a UTF-8 text file ({err.reason} at byte {err.start})") from None
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
+    for n, line in lines:
         try:
             rec = json.loads(line)
         except json.JSONDecodeError as err:
@@ -238,7 +237,7 @@ def read_records(path: Path) -> list[dict[str, Any]]:
 
 
 def _read_config(folder: Path) -> dict[str, Any]:
-    path = folder / "config.yaml"
+    path = RunFolder(folder).config
     if not path.is_file():
         return {}
     try:
@@ -251,7 +250,7 @@ def _read_config(folder: Path) -> dict[str, Any]:
 
 
 def _read_circuitft(folder: Path) -> RunData:
-    log = folder / "circuits" / "metrics.jsonl"
+    log = RunFolder(folder).records
     recs = read_records(log)
     cfg = _read_config(folder)
     plan = from_config(cfg)

@@ -22,6 +22,7 @@ from circuitft.eap.graph import GraphConfig
 from circuitft.eap.sites import model_sites
 from circuitft.errors import ConfigError
 from circuitft.files import atomic_write_text
+from circuitft.runfolder import RunFolder
 
 PLAN_FILE = "circuit_lora.json"
 
@@ -67,7 +68,7 @@ def _resuming(trainer: Any) -> bool:
     if trainer.ckpt_path:
         return True
     cb = trainer.checkpoint_callback
-    folder = getattr(cb, "dirpath", None) or run_folder(trainer) / "checkpoints"
+    folder = getattr(cb, "dirpath", None) or RunFolder(run_folder(trainer)).checkpoints
     return any(Path(folder).glob("*.ckpt"))
 
 

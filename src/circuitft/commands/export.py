@@ -21,6 +21,7 @@ from circuitft.errors import ConfigError
 from circuitft.files import atomic_folder
 from circuitft.owned import mark
 from circuitft.quiet import quiet_framework
+from circuitft.runfolder import CONFIG, RunFolder
 
 
 def build_parser(prog: str = "circuitft export") -> Any:
@@ -63,14 +64,14 @@ def export_adapter(ckpt: str | Path, out: str | Path) -> Path:
         "step_in_task": data_state.get("step_in_task"),
         "hyper_parameters": _plain(raw.get("hyper_parameters") or {}),
     }
-    config = ckpt.resolve().parent.parent / "config.yaml"
+    config = RunFolder(ckpt.resolve().parent.parent).config
 
     def write(tmp: Path) -> None:
         mark(tmp, "export")
         loaded.model.save_pretrained(tmp)
         (tmp / "circuitft.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
         if config.is_file():
-            shutil.copyfile(config, tmp / "config.yaml")
+            shutil.copyfile(config, tmp / CONFIG)
 
     if out.is_dir():  # an empty folder the user made: replace it
         out.rmdir()

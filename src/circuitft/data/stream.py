@@ -38,6 +38,7 @@ from circuitft.data.tasks import get_task, make_pairs
 from circuitft.errors import ConfigError, DataError
 from circuitft.limits import MAX_BATCH_SIZE, check_count
 from circuitft.names import check_name
+from circuitft.runfolder import RunFolder
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +192,7 @@ class TaskStreamDataModule(L.LightningDataModule):
     def _keep_rows(self, stage: str | None) -> None:
         tr = self.trainer
         root = Path(tr.default_root_dir)
-        ckpt = getattr(tr.checkpoint_callback, "dirpath", None) or root / "checkpoints"
+        ckpt = getattr(tr.checkpoint_callback, "dirpath", None) or RunFolder(root).checkpoints
         self.check_rows(root, stage not in ("fit", None) or any(Path(ckpt).glob("*.ckpt")), write=True)
 
     def check_rows(self, root: str | Path, resuming: bool, write: bool = False) -> None:

@@ -27,6 +27,7 @@ from tensorboard.plugins import base_plugin
 from werkzeug import wrappers
 
 from circuitft.errors import CircuitftError
+from circuitft.runfolder import RunFolder
 
 PLUGIN_NAME = "circuits"
 SEARCH_DEPTH = 2  # sub-folder levels below a log folder searched for runs
@@ -54,7 +55,7 @@ def find_circuit_runs(logdir: str) -> dict[str, Path]:
         todo = [(root, 0)]
         while todo:
             folder, depth = todo.pop(0)
-            if (folder / "circuits" / "metrics.jsonl").is_file():
+            if RunFolder(folder).records.is_file():
                 rel = folder.relative_to(root).as_posix()
                 name = "/".join(p for p in (prefix, "" if rel == "." else rel) if p) or folder.name
                 runs[name] = folder
@@ -97,7 +98,7 @@ class CircuitsPlugin(base_plugin.TBPlugin):
         )  # torch, pandas: when the tab asks, not when TensorBoard starts
         from circuitft.explorer.pack import run_index
 
-        stat = (folder / "circuits" / "metrics.jsonl").stat()
+        stat = RunFolder(folder).records.stat()
         stamp = (stat.st_mtime, stat.st_size)
         with self._lock:
             cached = self._cache.get(name)
