@@ -16,8 +16,10 @@ import pytest
 import torch
 from safetensors import safe_open
 
+from circuitft.analysis.runs import _read_val
 from circuitft.commands import sweep
 from circuitft.runfolder import RunFolder
+from circuitft.sweeps.prefix import plan_sharing
 
 REPO = Path(__file__).resolve().parents[2]
 QUICK_PAIRS = REPO / "configs" / "quick_pairs.yaml"
@@ -66,6 +68,9 @@ def assert_same_run(shared: Path, alone: Path) -> None:
                 assert ta.shape == tb.shape and torch.allclose(
                     ta.double(), tb.double(), atol=1e-6, equal_nan=True
                 )
+    va, vb = _read_val(a.root), _read_val(b.root)  # what the report reads from TensorBoard
+    assert va[["step", "task"]].equals(vb[["step", "task"]]) and len(vb)
+    assert ((va[["loss", "acc"]] - vb[["loss", "acc"]]).abs().fillna(0) <= 1e-6).all().all()
     wa = torch.load(a.checkpoints / "last.ckpt", weights_only=True)
     wb = torch.load(b.checkpoints / "last.ckpt", weights_only=True)
     assert wa["global_step"] == wb["global_step"] == 16
@@ -107,28 +112,36 @@ def test_runs_from_a_shared_prefix_equal_uninterrupted_runs(alone, tmp_path, cap
 
 
 @pytest.mark.slow
-def test_a_kill_inside_the_shared_prefix_then_the_sweep_again_equals_uninterrupted(alone, tmp_path):
-    """The prefix's fit is SIGKILLed at step 6 (its checkpoint at step 4 survives: a 4-step interval here);
-    the sweep run again resumes the prefix, forks both runs and ends where the uninterrupted runs end."""
-    root = tmp_path / "killed"
-    assert _sweep(root, "--dry_run") == 0
-    from circuitft.sweeps.prefix import plan_sharing
-    from circuitft.sweeps.spec import Run
+def test_a_kill_inside_the_shared_prefix_then_the_sweep_again_equals_uninterrupted(tmp_path):
+    """With a checkpoint every 4 steps, the prefix's fit is SIGKILLed at step 6 (its step-4 checkpoint
+    survives); the sweep run again resumes the prefix, forks both runs and ends where the runs trained from
+    scratch end."""
+    text = QUICK_PAIRS.read_text().replace(
+        "fit_config: quick.yaml", f"fit_config: {QUICK_PAIRS.parent / 'quick.yaml'}"
+    )
+    text = text.replace('--checkpoint.every_n_train_steps, "8"', '--checkpoint.every_n_train_steps, "4"')
+    text = text.replace('--trainer.val_check_interval, "8"', '--trainer.val_check_interval, "4"')
+    config = tmp_path / "pairs4.yaml"
+    config.write_text(text)
 
-    fit_config = REPO / "configs" / "quick.yaml"
-    args = sweep.load_sweep(QUICK_PAIRS)[2]
-    runs = [r for r in args if r.name in RUNS]
+    def run_sweep(root: Path, *more: str) -> int:
+        return sweep.main("sweep", ["--config", str(config), "--root_dir", str(root), "--only", *RUNS, *more])
+
+    alone, root = tmp_path / "alone", tmp_path / "killed"
+    assert run_sweep(alone, "--share_prefix", "false") == 0
+    fit_config, _, every = sweep.load_sweep(config)
+    runs = [r for r in every if r.name in RUNS]
     prefix = plan_sharing(fit_config, runs, []).start[RUNS[0]]
-    assert isinstance(runs[0], Run) and prefix is not None
+    assert prefix is not None
     folder = prefix.folder(root)
-    config = prefix.write_config(root)
-    cmd = [sys.executable, "-m", "circuitft", "fit", "--config", str(fit_config), *prefix.args, "--config", str(config),
-           "--trainer.default_root_dir", str(folder), "--checkpoint.every_n_train_steps", "4",
+    extra = prefix.write_config(root)
+    cmd = [sys.executable, "-m", "circuitft", "fit", "--config", str(fit_config), *prefix.args, "--config", str(extra),
+           "--trainer.default_root_dir", str(folder),
            "--trainer.callbacks+=tests.training.killer.KillAtStep", "--trainer.callbacks.step", "6"]  # fmt: skip
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     assert r.returncode == -9, r.stderr[-2000:]
-    assert RunFolder(folder).state() == "resume" and not RunFolder(folder).is_done()
-    assert _sweep(root) == 0
+    assert RunFolder(folder).state() == "resume" and RunFolder(folder).last_checkpoint_step() == 4
+    assert run_sweep(root) == 0
     for run in RUNS:
         assert_same_run(root / run, alone / run)
 

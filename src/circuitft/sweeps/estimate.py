@@ -68,7 +68,8 @@ def run_seconds(folder: Path) -> float | None:
 
 def event_timing(folder: Path) -> tuple[float, float] | None:
     """(seconds spanned by the run's TensorBoard events, sum of its ``circuit/seconds``), or None."""
-    files = sorted(folder.glob("events.out.tfevents.*"))
+    # a run started from a shared prefix holds a copy of the prefix's scalars (``*.prefix``): not its own time
+    files = sorted(p for p in folder.glob("events.out.tfevents.*") if not p.name.endswith(".prefix"))
     if not files:
         return None
     span = circuit = 0.0

@@ -20,7 +20,7 @@ from pathlib import Path
 from circuitft.names import inside
 from circuitft.runfolder import RunFolder
 from circuitft.runlock import OWNER_ENV, RunLock, RunLocked, holder, is_stale
-from circuitft.sweeps.prefix import Prefix, Sharing, fork, run_stream
+from circuitft.sweeps.prefix import Prefix, PrefixIncomplete, Sharing, fork, run_stream
 from circuitft.sweeps.spec import Run
 
 WAIT_S = 5.0  # how often a worker looks again at a prefix another worker trains
@@ -109,7 +109,10 @@ class SweepRunner:
                     self.failed.append(run.name)
                     return
                 stream = run_stream(self.fit_config, run, self.extra)
-                fork(start, start.folder(self.root), stream, folder)
+                try:
+                    fork(start, start.folder(self.root), stream, folder)
+                except PrefixIncomplete as err:
+                    print(f"note: run {run.name}: {err} (stopped early?): it trains from scratch", flush=True)
             rc = train(self.fit_config, folder, [*run.args, *self.extra])
             if rc != 0:
                 print(f"error: run {run.name} failed with exit status {rc}", file=sys.stderr)
@@ -153,7 +156,13 @@ class SweepRunner:
                 f"prefix {prefix.name}: training {' -> '.join(prefix.stage_names())} for {len(prefix.runs)} runs"
             )
             if prefix.parent is not None and rf.state() == "new":
-                fork(prefix.parent, prefix.parent.folder(self.root), prefix.as_stream(), folder)
+                try:
+                    fork(prefix.parent, prefix.parent.folder(self.root), prefix.as_stream(), folder)
+                except PrefixIncomplete as err:
+                    print(
+                        f"note: prefix {prefix.name}: {err} (stopped early?): it trains from scratch",
+                        flush=True,
+                    )
             config = prefix.write_config(self.root)
             rc = train(self.fit_config, folder, [*prefix.args, "--config", str(config)])
             if rc != 0:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,8 @@ from typing import Any
 
 import torch
 import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch.utils.tensorboard import SummaryWriter
 
 from circuitft.data.schedule import config_stages, stage_tasks
 from circuitft.files import atomic_write, atomic_write_text
@@ -40,6 +43,10 @@ PREFIXES = ".prefixes"  # under the sweep's root folder; hidden from `circuitft 
 TASK_FIELDS = ("task", "params", "source", "n_train", "n_val", "n_test", "seed", "name")
 CROSS_TASK_AUTO = (2, 8)  # as the circuit callback's automatic cross_task (streams of 2 to 8 tasks)
 STREAM_STATE = "TaskStreamDataModule"  # the data module's key in a Lightning checkpoint
+
+
+class PrefixIncomplete(RuntimeError):
+    """A shared prefix that stopped before its last step: its runs train from scratch."""
 
 
 @dataclass
@@ -286,9 +293,23 @@ def fork(
     Writes, in this order: the ownership marker; the circuit records (and graph files) of the steps up to the
     prefix's end, for the tasks the run analyses, cross-task numbers kept for the run's tasks; the forgetting
     curve's records; every checkpoint of the prefix rewritten for the run's stream, the one at the prefix's
-    end last as ``last.ckpt``. A kill at any point leaves a run without ``last.ckpt`` (forked again) or a
+    end last as ``last.ckpt``, with the prefix's TensorBoard scalars of the run's tasks. Raises
+    :class:`PrefixIncomplete` (before writing anything) when the prefix has no checkpoint at its end. A kill at
+    any point leaves a run without ``last.ckpt`` (forked again) or a
     complete one (resumed)."""
     src, dst = RunFolder(prefix_root, circuits), RunFolder(run_root, circuits)
+    # last.ckpt from the prefix's own last.ckpt of that step: it knows itself as the last checkpoint, as an
+    # uninterrupted run's does (a step checkpoint does not, and Lightning would then write last-v1.ckpt)
+    last = next(
+        (
+            p
+            for p in sorted(src.checkpoints.glob("last*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True)
+            if _step_of(p) == prefix.end
+        ),
+        None,
+    )
+    if last is None:  # stopped before its end (trainer.max_steps, a time limit): nothing to start from
+        raise PrefixIncomplete(f"prefix {prefix.name} has no checkpoint at its last step {prefix.end}")
     mark(dst.root, "run")
     analysed = stream.analysed()
     keep = set(stream.names) if analysed is None else set(analysed)
@@ -318,20 +339,40 @@ def fork(
                 dst.checkpoints / path.name,
                 rewrite_checkpoint(path, src.checkpoints, dst.checkpoints, stream),
             )
-    # last.ckpt from the prefix's own last.ckpt of that step: it knows itself as the last checkpoint, as an
-    # uninterrupted run's does (a step checkpoint does not, and Lightning would then write last-v1.ckpt)
-    last = next(
-        (
-            p
-            for p in sorted(src.checkpoints.glob("last*.ckpt"), key=lambda p: p.stat().st_mtime, reverse=True)
-            if _step_of(p) == prefix.end
-        ),
-        None,
-    )
-    if last is None:
-        raise RuntimeError(f"prefix {prefix_root} holds no last.ckpt at its last step {prefix.end}")
+    copy_scalars(src.root, dst.root, prefix.end, set(stream.names), _all_names(prefix) - set(stream.names))
     data = rewrite_checkpoint(last, src.checkpoints, dst.checkpoints, stream, last_name=last.name)
     atomic_write_bytes(dst.checkpoints / "last.ckpt", data)
+
+
+PREFIX_EVENTS = (
+    ".prefix"  # suffix of the TensorBoard file a run gets from its prefix (its own time is not in it)
+)
+
+
+def copy_scalars(src: Path, dst: Path, end: int, keep: set[str], drop: set[str]) -> None:
+    """The prefix's TensorBoard scalars up to ``end`` as one event file of the run (validation curves, the
+    circuit numbers...), without the tags of tasks the run does not have (``drop``)."""
+    scalars = []
+    for path in sorted(src.glob("events.out.tfevents.*")):
+        acc = EventAccumulator(str(path), size_guidance={"scalars": 0})
+        try:
+            acc.Reload()
+        except Exception:  # noqa: BLE001 - an unreadable event file: its scalars are not copied
+            continue
+        for tag in acc.Tags().get("scalars", []):
+            if drop & set(re.split(r"/|~|_on_", tag)):
+                continue
+            scalars += [(tag, e) for e in acc.Scalars(tag) if e.step <= end]
+    if not scalars:
+        return
+    writer = SummaryWriter(str(dst), filename_suffix=PREFIX_EVENTS)
+    for tag, event in sorted(scalars, key=lambda te: (te[1].wall_time, te[0])):
+        writer.add_scalar(tag, event.value, event.step, walltime=event.wall_time)
+    writer.close()
+
+
+def _all_names(prefix: Prefix) -> set[str]:
+    return {n for n, _ in prefix.as_stream().units}
 
 
 def _step_of(path: Path) -> int:
