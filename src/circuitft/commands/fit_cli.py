@@ -106,7 +106,8 @@ class CircuitftCLI(LightningCLI):
         RUNNING.append(self)
         if rank_zero():
             spec = getattr(self.model, "spec", type(self.model).__name__)
-            print(fit_messages.model_line(spec, self.model, list(self.datamodule.names)), flush=True)
+            trained = list(self.datamodule.names)[: getattr(self.datamodule, "n_trained", None)]
+            print(fit_messages.model_line(spec, self.model, trained), flush=True)
             if self._resume is not None:
                 print(self._resume.line(), flush=True)
 
@@ -117,7 +118,7 @@ class CircuitftCLI(LightningCLI):
 
     def _summary(self) -> str:
         tr, dm = self.trainer, self.datamodule
-        names = list(getattr(dm, "names", []))
+        names = list(getattr(dm, "names", []))[: getattr(dm, "n_trained", None)]  # not data.analysis_tasks
         metrics = tr.callback_metrics
         val = {t: float(metrics[f"val/{t}/acc"]) for t in names if f"val/{t}/acc" in metrics}
         final: dict[str, float] = {}
