@@ -53,7 +53,7 @@ from circuitft.callbacks.records import RecordLog
 from circuitft.data.schedule import Schedule
 from circuitft.eap import DEFAULT_TOP_FRAC
 from circuitft.eap.heldout import disjoint_rows
-from circuitft.eap.settings import SIZES, CircuitSettings, check_sizes
+from circuitft.eap.settings import CROSS_TASK_AUTO, SIZES, CircuitSettings, check_sizes
 from circuitft.errors import ConfigError
 from circuitft.limits import MAX_ROWS, check_count
 from circuitft.names import check_name
@@ -61,7 +61,6 @@ from circuitft.runfolder import RECORDS
 
 TaskChoice = Literal["seen", "all"] | list[str]
 log = logging.getLogger("circuitft")
-CROSS_TASK_AUTO = (2, 8)  # cross-task faithfulness is on by default for streams of 2 to 8 tasks
 
 
 class CircuitCallback(Callback):

@@ -33,6 +33,11 @@ BUFFER_DTYPE_NAMES = (
     "float64",
 )  # the names of circuitft.dtypes.DTYPES (tested)
 
+CROSS_TASK_AUTO = (
+    2,
+    8,
+)  # cross-task faithfulness is on by default for streams of 2 to 8 tasks (callback, sweeps)
+
 
 METHODS = ("EAP", "EAP-IG-inputs", "EAP-IG-activations", "clean-corrupted", "exact")
 

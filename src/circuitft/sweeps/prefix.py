@@ -34,6 +34,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch.utils.tensorboard import SummaryWriter
 
 from circuitft.data.schedule import config_stages, stage_tasks
+from circuitft.eap.settings import CROSS_TASK_AUTO
 from circuitft.files import atomic_write, atomic_write_text
 from circuitft.owned import mark
 from circuitft.runfolder import RunFolder
@@ -41,7 +42,6 @@ from circuitft.sweeps.plan import CALLBACK, run_config
 
 PREFIXES = ".prefixes"  # under the sweep's root folder; hidden from `circuitft report` (not a run)
 TASK_FIELDS = ("task", "params", "source", "n_train", "n_val", "n_test", "seed", "name")
-CROSS_TASK_AUTO = (2, 8)  # as the circuit callback's automatic cross_task (streams of 2 to 8 tasks)
 STREAM_STATE = "TaskStreamDataModule"  # the data module's key in a Lightning checkpoint
 
 
