@@ -33,10 +33,8 @@ BUFFER_DTYPE_NAMES = (
     "float64",
 )  # the names of circuitft.dtypes.DTYPES (tested)
 
-CROSS_TASK_AUTO = (
-    2,
-    8,
-)  # cross-task faithfulness is on by default for streams of 2 to 8 tasks (callback, sweeps)
+# cross-task faithfulness is on by default for streams of 2 to 8 tasks (the callback; the sweep's prefix plan)
+CROSS_TASK_AUTO = (2, 8)
 
 
 METHODS = ("EAP", "EAP-IG-inputs", "EAP-IG-activations", "clean-corrupted", "exact")
