@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from circuitft.errors import DataError
 from circuitft.files import atomic_write_text
 
 CONFIG = "config.yaml"
@@ -158,8 +159,8 @@ class RecordLog:
 
     Writing a record that already exists replaces it, so a resumed run that redoes a step leaves each record
     once; a successful record of a step clears the errors recorded at that step. Every write rewrites the
-    file atomically (temp file + rename). Readers that need line numbers and one-line errors on a damaged
-    file use :func:`circuitft.analysis.runs.read_records`, built on :meth:`lines`.
+    file atomically (temp file + rename). Readers of a file that may be damaged use :meth:`objects` (line
+    numbers, one-line errors).
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -171,6 +172,30 @@ class RecordLog:
             return []
         text = self.path.read_text(encoding="utf-8")
         return [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+
+    def objects(self) -> list[tuple[int, dict[str, Any]]]:
+        """(line number, record) of every line, for readers of a file a user may hand them: one
+        :class:`~circuitft.errors.DataError` naming the file and line for text that is not UTF-8, a line that
+        is not JSON, nested too deeply, or not an object."""
+        try:
+            lines = self.lines()
+        except UnicodeDecodeError as err:
+            raise DataError(
+                f"{self.path}: not a UTF-8 text file ({err.reason} at byte {err.start})"
+            ) from None
+        out = []
+        for n, line in lines:
+            where = f"{self.path}: line {n}"
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataError(f"{where}: not valid JSON ({err.msg} at column {err.colno})") from None
+            except RecursionError:
+                raise DataError(f"{where}: JSON nested too deeply to be a record") from None
+            if not isinstance(rec, dict):
+                raise DataError(f"{where}: expected a JSON object, got {type(rec).__name__}")
+            out.append((n, rec))
+        return out
 
     def read(self) -> list[dict[str, Any]]:
         """All records, sorted by (step, task) (errors included; see :meth:`results`)."""

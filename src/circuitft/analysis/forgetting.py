@@ -15,7 +15,6 @@ Runs without the file (older runs, or runs without the callback) have an empty t
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -45,13 +44,9 @@ def read_accuracy(folder: Path) -> pd.DataFrame:
         return empty_accuracy()
     if not path.is_file():
         raise DataError(f"{path}: not a regular file")
-    try:
-        lines = log.lines()
-    except UnicodeDecodeError as err:
-        raise DataError(f"{path}: not a UTF-8 text file ({err.reason} at byte {err.start})") from None
     rows, seen = [], set()
-    for n, line in lines:
-        rec = _record(path, n, line)
+    for n, rec in log.objects():
+        rec = _record(path, n, rec)
         key = (rec["step"], rec["task"])
         if key in seen:
             raise DataError(f"{path}: line {n}: a second record of step {key[0]}, task {key[1]!r}")
@@ -62,17 +57,9 @@ def read_accuracy(folder: Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=ACCURACY_COLUMNS).sort_values(["step", "task"], ignore_index=True)
 
 
-def _record(path: Path, n: int, line: str) -> dict[str, Any]:
-    """One checked record of ``accuracy.jsonl`` (line ``n``)."""
+def _record(path: Path, n: int, rec: dict[str, Any]) -> dict[str, Any]:
+    """One checked record of ``accuracy.jsonl`` (line ``n``, already a JSON object)."""
     where = f"{path}: line {n}"
-    try:
-        rec = json.loads(line)
-    except json.JSONDecodeError as err:
-        raise DataError(f"{where}: not valid JSON ({err.msg} at column {err.colno})") from None
-    except RecursionError:
-        raise DataError(f"{where}: JSON nested too deeply to be a record") from None
-    if not isinstance(rec, dict):
-        raise DataError(f"{where}: expected a JSON object, got {type(rec).__name__}")
     for key in ("step", "task", "accuracy", "n_rows"):
         if key not in rec:
             raise DataError(f"{where}: missing key {key!r}")

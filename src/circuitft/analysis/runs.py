@@ -203,19 +203,7 @@ def read_run(folder: Path) -> RunData:
 def read_records(path: Path) -> list[dict[str, Any]]:
     """The records of a ``metrics.jsonl``; a bad line raises naming the file and the line."""
     rows = []
-    try:
-        lines = RecordLog(path).lines()
-    except UnicodeDecodeError as err:
-        raise DataError(f"{path}: not a UTF-8 text file ({err.reason} at byte {err.start})") from None
-    for n, line in lines:
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataError(f"{path}: line {n}: not valid JSON ({err.msg} at column {err.colno})") from None
-        except RecursionError:
-            raise DataError(f"{path}: line {n}: JSON nested too deeply to be a record") from None
-        if not isinstance(rec, dict):
-            raise DataError(f"{path}: line {n}: expected a JSON object, got {type(rec).__name__}")
+    for n, rec in RecordLog(path).objects():
         if rec.get("error"):  # a failed analysis: recorded, but it has no numbers and no graph
             continue
         for key in RECORD_KEYS:

@@ -12,8 +12,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from circuitft.data.pairs import PromptPairs, tokenize_pairs
 from circuitft.data.sources import load_rows
 from circuitft.eap.heldout import hold_out
@@ -52,19 +50,6 @@ def heldout_rows(
     if not len(heldout):
         raise ConfigError(f"--heldout_data {args.heldout_data}: no usable row outside --data {args.data}")
     return pairs, heldout
-
-
-def resolve_device(text: str) -> torch.device:
-    """The ``--device`` option as a device (``auto``: cuda when available); ConfigError for a bad one."""
-    if text == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(text)
-    except RuntimeError:
-        raise ConfigError(f"--device {text!r} is not a device (cpu, cuda, cuda:N, auto)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--device {text}: CUDA is not available on this machine")
-    return device
 
 
 def ckpt_model_spec(path: Path) -> str:

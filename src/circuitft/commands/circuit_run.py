@@ -22,12 +22,12 @@ from circuitft.commands.circuit_inputs import (
     ckpt_model_spec,
     heldout_rows,
     load_tokenizer,
-    resolve_device,
     task_name,
 )
 from circuitft.commands.circuit_plan import start_line
 from circuitft.data.pairs import default_prepend_bos, tokenize_pairs
 from circuitft.data.sources import load_rows
+from circuitft.dtypes import parse_device
 from circuitft.eap import io as graph_io  # called through the module: tests replace its writers
 from circuitft.eap.graph import Graph
 from circuitft.eap.heldout import disjoint_rows
@@ -47,7 +47,7 @@ def run(args: argparse.Namespace, settings: CircuitSettings) -> dict[str, Any]:
     """Check, read, run the pipeline, write; returns the metrics written to ``metrics.json``."""
     start = time.perf_counter()
     saved = _check_inputs(args, settings)
-    device = resolve_device(args.device)
+    device = parse_device(args.device)
 
     # ---- data: rows and tokenization (before loading model weights) ------------------------------
     rows = load_rows(args.data, limit=args.limit)
